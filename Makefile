@@ -1,0 +1,35 @@
+# `make run` and `make test` set up .venv/ on first use, then run.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PIP    := $(PY) -m pip install --disable-pip-version-check
+
+.PHONY: setup run test test-fast bench clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip "setuptools>=64" wheel
+	# Pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(PIP) torch==2.13.0
+	# Compiled PyG extensions: wheels from PIP_FIND_LINKS when they fit, else a source build.
+	$(PIP) --no-build-isolation torch-scatter torch-sparse torch-cluster
+	$(PIP) --no-build-isolation -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m pyg_mmrec demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
+
+bench: $(STAMP)
+	$(PY) experiments/bench.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

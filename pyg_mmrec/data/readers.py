@@ -1,0 +1,438 @@
+r"""Readers for the two on-disk layouts of multimodal recommendation data.
+
+* **MMRec**: ``<name>.inter`` (tab-separated with a header; columns
+  ``userID``, ``itemID`` and ``x_label`` with :obj:`0` train, :obj:`1`
+  validation, :obj:`2` test) plus optional ``<modality>_feat.npy`` files.
+* **DiffMM**: ``trnMat.pkl``, ``valMat.pkl``, ``tstMat.pkl`` (pickled
+  :class:`scipy.sparse.coo_matrix` of shape :obj:`[num_users, num_items]`)
+  plus ``<modality>_feat.npy`` files.
+
+Both return the library's :class:`~torch_geometric.data.HeteroData` (see
+:mod:`pyg_mmrec.data.hetero`) and raise :class:`DataFormatError` with a
+message that starts with the offending file's path.
+"""
+import importlib
+import io
+import logging
+import os
+import os.path as osp
+import pickle
+import re
+import warnings
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import scipy.sparse as sp
+from torch_geometric.data import HeteroData
+
+from .hetero import DataFormatError, build_hetero_data
+
+log = logging.getLogger(__name__)
+
+MMREC_COLUMNS = ('userID', 'itemID', 'x_label')
+DIFFMM_FILES = ('trnMat.pkl', 'valMat.pkl', 'tstMat.pkl')
+_FEATURE_FILE = re.compile(r'^(\w+)_feat\.npy$')
+
+
+# Layout detection ############################################################
+
+def _inter_files(folder: str) -> List[str]:
+    return sorted(f for f in os.listdir(folder)
+                  if f.endswith('.inter') and osp.isfile(osp.join(folder, f)))
+
+
+def detect_format(folder: str) -> str:
+    r"""Returns the layout of a dataset folder, :obj:`"mmrec"` or
+    :obj:`"diffmm"`.
+
+    Args:
+        folder (str): The dataset folder.
+    """
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f"{folder}: no such dataset folder")
+    has_mmrec = len(_inter_files(folder)) > 0
+    has_diffmm = osp.isfile(osp.join(folder, DIFFMM_FILES[0]))
+    if has_mmrec and has_diffmm:
+        log.warning("%s holds both an MMRec '.inter' file and DiffMM "
+                    "'*Mat.pkl' files; reading the MMRec one", folder)
+    if has_mmrec:
+        return 'mmrec'
+    if has_diffmm:
+        return 'diffmm'
+    found = sorted(os.listdir(folder))
+    raise DataFormatError(
+        f"{folder}: not a dataset folder; expected either an MMRec layout "
+        f"('<name>.inter' with columns {', '.join(MMREC_COLUMNS)}, optional "
+        f"'<modality>_feat.npy') or a DiffMM layout "
+        f"({', '.join(DIFFMM_FILES)}, '<modality>_feat.npy'); found "
+        f"{found[:10] if found else 'an empty folder'}")
+
+
+def _feature_files(folder: str) -> Dict[str, str]:
+    out = {}
+    for f in sorted(os.listdir(folder)):
+        match = _FEATURE_FILE.match(f)
+        if match is not None and osp.isfile(osp.join(folder, f)):
+            out[match.group(1)] = f
+    return out
+
+
+def _mmrec_inter_file(folder: str, name: Optional[str]) -> str:
+    if name is not None:
+        path = osp.join(folder, f'{name}.inter')
+        if not osp.isfile(path):
+            raise FileNotFoundError(f"{path}: no such interaction file")
+        return f'{name}.inter'
+    files = _inter_files(folder)
+    if len(files) == 1:
+        return files[0]
+    if not files:
+        raise DataFormatError(f"{folder}: no '<name>.inter' file")
+    own = f'{osp.basename(osp.normpath(folder))}.inter'
+    if own in files:
+        return own
+    raise DataFormatError(f"{folder}: several '.inter' files {files}; pass "
+                          f"the dataset name to choose one")
+
+
+def raw_files(folder: str, name: Optional[str] = None
+              ) -> Tuple[str, str, List[str]]:
+    r"""Returns the layout, dataset name and raw file names (relative to
+    :obj:`folder`) that :func:`read_mmrec` / :func:`read_diffmm` would read.
+
+    Args:
+        folder (str): The dataset folder.
+        name (str, optional): The dataset name (MMRec: the ``.inter`` file's
+            stem). Defaults to the one found in :obj:`folder`.
+    """
+    fmt = detect_format(folder)
+    features = list(_feature_files(folder).values())
+    if fmt == 'mmrec':
+        inter = _mmrec_inter_file(folder, name)
+        return fmt, inter[:-len('.inter')], [inter] + features
+    missing = [f for f in DIFFMM_FILES if not osp.isfile(osp.join(folder, f))]
+    if missing:
+        raise DataFormatError(
+            f"{folder}: the DiffMM layout needs {', '.join(DIFFMM_FILES)}; "
+            f"missing {', '.join(missing)}")
+    name = name or osp.basename(osp.normpath(osp.abspath(folder)))
+    return fmt, name, list(DIFFMM_FILES) + features
+
+
+# Features ####################################################################
+
+def _read_features(folder: str) -> Tuple[Dict[str, np.ndarray],
+                                         Dict[str, str]]:
+    features, sources = {}, {}
+    for modality, f in _feature_files(folder).items():
+        path = osp.join(folder, f)
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except Exception as e:  # malformed header, pickled objects, ...
+            raise DataFormatError(
+                f"{path}: not a readable .npy array ({e})") from None
+        if not isinstance(arr, np.ndarray):
+            raise DataFormatError(f"{path}: not a single .npy array")
+        if arr.ndim != 2:
+            raise DataFormatError(
+                f"{path}: expected a 2-d [num_items, dim] array, got shape "
+                f"{tuple(arr.shape)}")
+        features[modality], sources[modality] = arr, path
+    return features, sources
+
+
+# MMRec #######################################################################
+
+def _split_header(line: str) -> List[str]:
+    return [c.strip() for c in line.rstrip('\r\n').split('\t')]
+
+
+def _is_int(value: str) -> bool:
+    return re.fullmatch(r'\s*[+-]?\d+\s*', value) is not None
+
+
+def _locate_bad_value(path: str, cols: List[int], names: List[str],
+                      error: Exception) -> str:
+    # Slow scan, only on the error path, to name the first offending line.
+    with open(path, 'r', newline=None, encoding='utf-8-sig') as f:
+        next(f)
+        for lineno, line in enumerate(f, start=2):
+            if not line.strip():
+                continue
+            fields = line.rstrip('\n').split('\t')
+            for c, n in zip(cols, names):
+                if c >= len(fields):
+                    return (f"line {lineno} has {len(fields)} column(s), "
+                            f"column '{n}' is missing")
+                if not _is_int(fields[c]):
+                    return (f"line {lineno}, column '{n}': {fields[c]!r} is "
+                            f"not an integer")
+    return f'unparsable value ({error})'
+
+
+def read_mmrec(folder: str, name: Optional[str] = None) -> HeteroData:
+    r"""Reads a dataset in MMRec's layout.
+
+    The number of users is :obj:`max(userID) + 1` and the number of items
+    :obj:`max(itemID) + 1`, both over all splits; when feature files exist,
+    their row count must equal the number of items.
+
+    Args:
+        folder (str): The dataset folder.
+        name (str, optional): The dataset name: reads ``<name>.inter``.
+            Defaults to the only ``.inter`` file in :obj:`folder` (or the one
+            named after the folder).
+    """
+    inter = _mmrec_inter_file(folder, name)
+    name = inter[:-len('.inter')]
+    path = osp.join(folder, inter)
+
+    with open(path, 'r', newline=None, encoding='utf-8-sig') as f:
+        header = f.readline()
+    if not header.strip():
+        raise DataFormatError(f"{path}: the file is empty, expected a header "
+                              f"line with columns {', '.join(MMREC_COLUMNS)}")
+    columns = _split_header(header)
+    missing = [c for c in MMREC_COLUMNS if c not in columns]
+    if missing:
+        if all(_is_int(c) for c in columns):
+            raise DataFormatError(
+                f"{path}: no header line; the first line must name the "
+                f"columns (tab-separated), including "
+                f"{', '.join(MMREC_COLUMNS)}")
+        raise DataFormatError(
+            f"{path}: missing column(s) {', '.join(map(repr, missing))}; "
+            f"found columns {columns}")
+    cols = [columns.index(c) for c in MMREC_COLUMNS]
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', UserWarning)  # "no data"
+            table = np.loadtxt(path, delimiter='\t', skiprows=1,
+                               dtype=np.int64, usecols=cols, comments=None,
+                               ndmin=2)
+    except ValueError as e:
+        problem = _locate_bad_value(path, cols, list(MMREC_COLUMNS), e)
+        raise DataFormatError(f"{path}: {problem}") from None
+    if table.shape[0] == 0:
+        raise DataFormatError(f"{path}: no interaction rows after the header")
+    user, item, split = table[:, 0], table[:, 1], table[:, 2]
+
+    for values, column in zip((user, item, split), MMREC_COLUMNS):
+        bad = values < 0
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise DataFormatError(
+                f"{path}: {int(bad.sum())} negative '{column}' value(s), e.g. "
+                f"{int(values[first])} (data row {first + 1})")
+
+    features, sources = _read_features(folder)
+    sources['interactions'] = path
+    num_users = int(user.max()) + 1
+    num_items = int(item.max()) + 1
+    if features:
+        modality, feat = next(iter(features.items()))
+        rows = feat.shape[0]
+        if rows < num_items:
+            # Item ids beyond the feature table: reported as out of range.
+            num_items = rows
+        elif rows > num_items:
+            raise DataFormatError(
+                f"{sources[modality]}: has {rows} rows but the interactions "
+                f"of {path} have {num_items} items (max itemID + 1)")
+    data = build_hetero_data(user, item, split, num_users, num_items,
+                             features, name=name, sources=sources)
+    for ids, n, kind in ((user, num_users, 'user'), (item, num_items, 'item')):
+        unused = n - len(np.unique(ids))
+        if unused > 0:
+            log.warning("%s: %d of the %d %s ids have no interaction at all "
+                        "(ids are expected to be contiguous)", path, unused,
+                        n, kind)
+    return data
+
+
+# DiffMM ######################################################################
+
+_SPARSE_CLASSES = frozenset({
+    'coo_matrix', 'csr_matrix', 'csc_matrix',
+    'coo_array', 'csr_array', 'csc_array',
+})
+
+
+def _numpy_core(submodule: str):
+    # NumPy 2 renamed `numpy.core` to `numpy._core`; importing the old name
+    # emits a DeprecationWarning, so prefer the new one.
+    try:
+        return importlib.import_module(f'numpy._core.{submodule}')
+    except ImportError:  # NumPy 1.x
+        return importlib.import_module(f'numpy.core.{submodule}')
+
+
+def _allowed_numpy_globals() -> Dict[Tuple[str, str], object]:
+    multiarray = _numpy_core('multiarray')
+    numeric = _numpy_core('numeric')
+    allowed = {}
+    for prefix in ('numpy.core', 'numpy._core'):
+        allowed[(f'{prefix}.multiarray', '_reconstruct')] = \
+            multiarray._reconstruct
+        allowed[(f'{prefix}.multiarray', 'scalar')] = multiarray.scalar
+        if hasattr(numeric, '_frombuffer'):
+            allowed[(f'{prefix}.numeric', '_frombuffer')] = \
+                numeric._frombuffer
+    allowed[('numpy', 'ndarray')] = np.ndarray
+    allowed[('numpy', 'dtype')] = np.dtype
+    # Protocol 0-2 pickles store bytes as `_codecs.encode(text, 'latin1')`.
+    allowed[('_codecs', 'encode')] = _latin1_encode
+    return allowed
+
+
+def _latin1_encode(text: str, encoding: str = 'utf-8',
+                   errors: str = 'strict') -> bytes:
+    if encoding.lower().replace('_', '-') not in ('latin1', 'latin-1'):
+        raise pickle.UnpicklingError(
+            f"refusing to decode bytes with the codec {encoding!r}")
+    return text.encode('latin-1', errors)
+
+
+class SparseMatrixUnpickler(pickle.Unpickler):
+    r"""A restricted unpickler that only rebuilds SciPy sparse matrices and
+    the NumPy arrays inside them, and refuses every other global (so a
+    malicious file cannot run code).
+
+    Classes pickled under SciPy's deprecated private module paths (such as
+    ``scipy.sparse.coo`` or ``scipy.sparse._coo``) are resolved to the public
+    classes of :mod:`scipy.sparse`, which keeps old files readable without a
+    :class:`DeprecationWarning`, and after SciPy drops those modules.
+    """
+    _numpy_globals: Optional[Dict[Tuple[str, str], object]] = None
+
+    def find_class(self, module: str, name: str):
+        cls = type(self)
+        if cls._numpy_globals is None:
+            cls._numpy_globals = _allowed_numpy_globals()
+        if (module == 'scipy.sparse' or module.startswith('scipy.sparse.')) \
+                and name in _SPARSE_CLASSES and hasattr(sp, name):
+            return getattr(sp, name)
+        obj = cls._numpy_globals.get((module, name))
+        if obj is not None:
+            return obj
+        raise pickle.UnpicklingError(
+            f"refusing to load the forbidden global '{module}.{name}' (only "
+            f"SciPy sparse matrices and NumPy arrays are allowed)")
+
+
+def _load_sparse(path: str) -> sp.spmatrix:
+    with open(path, 'rb') as f:
+        raw = f.read()
+    if not raw:
+        raise DataFormatError(f"{path}: the file is empty")
+    try:
+        obj = SparseMatrixUnpickler(io.BytesIO(raw), encoding='latin1').load()
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if 'refusing' in msg:
+            raise DataFormatError(f"{path}: {msg}") from None
+        if 'truncated' in msg:
+            raise DataFormatError(f"{path}: the pickle is truncated "
+                                  f"({msg})") from None
+        raise DataFormatError(f"{path}: not a valid pickle file "
+                              f"({msg})") from None
+    except EOFError:
+        raise DataFormatError(f"{path}: the pickle is truncated (ended "
+                              f"before its STOP opcode)") from None
+    except Exception as e:
+        raise DataFormatError(f"{path}: not a valid pickle of a sparse "
+                              f"matrix ({type(e).__name__}: {e})") from None
+    if not sp.issparse(obj):
+        raise DataFormatError(
+            f"{path}: expected a pickled scipy.sparse matrix, got "
+            f"{type(obj).__module__}.{type(obj).__qualname__}")
+    return obj
+
+
+def _sparse_to_pairs(path: str, mat) -> Tuple[np.ndarray, np.ndarray,
+                                              Tuple[int, int]]:
+    r"""Validates a sparse matrix and returns the (row, col) of its non-zero
+    entries, with duplicate entries summed."""
+    try:
+        shape = tuple(int(s) for s in mat.shape)
+        if len(shape) != 2:
+            raise ValueError(f"expected a 2-d matrix, got shape {shape}")
+        if mat.format == 'coo':
+            row = np.asarray(mat.row).reshape(-1).astype(np.int64)
+            col = np.asarray(mat.col).reshape(-1).astype(np.int64)
+            data = np.asarray(mat.data).reshape(-1)
+            if not len(row) == len(col) == len(data):
+                raise ValueError("row, col and data have different lengths")
+        else:
+            mat.check_format(full_check=True)
+            coo = mat.tocoo()
+            row, col, data = (coo.row.astype(np.int64),
+                              coo.col.astype(np.int64), coo.data)
+    except DataFormatError:
+        raise
+    except Exception as e:
+        raise DataFormatError(f"{path}: malformed sparse matrix "
+                              f"({type(e).__name__}: {e})") from None
+    for ids, n, kind in ((row, shape[0], 'row (user)'),
+                         (col, shape[1], 'column (item)')):
+        bad = (ids < 0) | (ids >= n)
+        if bad.any():
+            raise DataFormatError(
+                f"{path}: {int(bad.sum())} {kind} index(es) out of range "
+                f"[0, {n}), e.g. {int(ids[bad][0])}")
+    csr = sp.csr_matrix((data, (row, col)), shape=shape)
+    csr.sum_duplicates()
+    csr.eliminate_zeros()  # binarise: entries != 0 are interactions
+    coo = csr.tocoo()
+    return coo.row.astype(np.int64), coo.col.astype(np.int64), shape
+
+
+def read_diffmm(folder: str, name: Optional[str] = None) -> HeteroData:
+    r"""Reads a dataset in DiffMM's layout.
+
+    Entries :obj:`!= 0` of the three :obj:`[num_users, num_items]` matrices
+    are interactions. Pickles are read with :class:`SparseMatrixUnpickler`,
+    which refuses anything but sparse matrices.
+
+    Args:
+        folder (str): The dataset folder.
+        name (str, optional): The dataset name. Defaults to the folder name.
+    """
+    _, name, _ = raw_files(folder, name)
+    users, items, splits = [], [], []
+    shapes, sources = {}, {}
+    for code, (split_name, f) in enumerate(zip(('train', 'val', 'test'),
+                                               DIFFMM_FILES)):
+        path = osp.join(folder, f)
+        row, col, shape = _sparse_to_pairs(path, _load_sparse(path))
+        if shapes and shape != shapes[DIFFMM_FILES[0]]:
+            raise DataFormatError(
+                f"{path}: shape {shape} differs from the shape "
+                f"{shapes[DIFFMM_FILES[0]]} of "
+                f"{osp.join(folder, DIFFMM_FILES[0])}")
+        shapes[f] = shape
+        sources[split_name] = path
+        users.append(row)
+        items.append(col)
+        splits.append(np.full(len(row), code, dtype=np.int64))
+
+    features, feature_sources = _read_features(folder)
+    sources.update(feature_sources)
+    sources['interactions'] = osp.join(folder, DIFFMM_FILES[0])
+    num_users, num_items = shapes[DIFFMM_FILES[0]]
+    return build_hetero_data(np.concatenate(users), np.concatenate(items),
+                             np.concatenate(splits), num_users, num_items,
+                             features, name=name, sources=sources)
+
+
+def read_folder(folder: str, name: Optional[str] = None) -> HeteroData:
+    r"""Detects the layout of :obj:`folder` and reads it.
+
+    Args:
+        folder (str): The dataset folder.
+        name (str, optional): The dataset name (see :func:`read_mmrec` and
+            :func:`read_diffmm`).
+    """
+    fmt = detect_format(folder)
+    return globals()[f'read_{fmt}'](folder, name)

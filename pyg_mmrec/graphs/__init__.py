@@ -1,0 +1,51 @@
+r"""Graph construction: normalised bipartite adjacencies, modality kNN
+graphs, co-occurrence graphs and edge pruning. Every builder returns a
+coalesced :obj:`torch.sparse_csr` tensor."""
+from pyg_mmrec.graphs.sparse import (
+    to_sparse_csr,
+    csr_to_edge_index,
+    row_sum,
+    degree_power,
+    normalize_edge_weight,
+    weighted_sum,
+)
+from pyg_mmrec.graphs.knn import knn_graph, knn_adjacency
+from pyg_mmrec.graphs.bipartite import (
+    unique_pairs,
+    bipartite_degrees,
+    user_item_values,
+    bipartite_adjacency,
+    user_item_matrix,
+)
+from pyg_mmrec.graphs.cooccurrence import (
+    cooccurrence_graph,
+    topk_entries_per_row,
+    topk_per_row,
+)
+from pyg_mmrec.graphs.pruning import (
+    sample_without_replacement,
+    pruning_weights,
+    degree_sensitive_pruning,
+)
+
+__all__ = [
+    'to_sparse_csr',
+    'csr_to_edge_index',
+    'row_sum',
+    'degree_power',
+    'normalize_edge_weight',
+    'weighted_sum',
+    'knn_graph',
+    'knn_adjacency',
+    'unique_pairs',
+    'bipartite_degrees',
+    'user_item_values',
+    'bipartite_adjacency',
+    'user_item_matrix',
+    'cooccurrence_graph',
+    'topk_entries_per_row',
+    'topk_per_row',
+    'sample_without_replacement',
+    'pruning_weights',
+    'degree_sensitive_pruning',
+]

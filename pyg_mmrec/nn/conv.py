@@ -1,0 +1,134 @@
+r"""Propagation over precomputed, normalised sparse adjacencies."""
+from typing import List, Optional
+
+import torch
+from torch import Tensor
+from torch_geometric.nn import MessagePassing
+from torch_geometric.typing import Adj, OptTensor
+from torch_geometric.utils import spmm
+
+COMBINES = ('mean', 'sum', 'last')
+
+
+class LightGCNConv(MessagePassing):
+    r"""The parameter-free propagation of LightGCN (`"LightGCN: Simplifying
+    and Powering Graph Convolution Network for Recommendation"
+    <https://arxiv.org/abs/2002.02126>`_) over a **pre-normalised**
+    adjacency,
+
+    .. math::
+        \mathbf{X}^{\prime} = \tilde{\mathbf{A}} \mathbf{X}, \qquad
+        \mathbf{x}^{\prime}_i = \sum_{j} \tilde{a}_{ij} \, \mathbf{x}_j,
+
+    where :math:`\tilde{\mathbf{A}}` is built once (e.g. by
+    :func:`pyg_mmrec.graphs.bipartite_adjacency`) and used as is: no
+    normalisation happens per call (unlike
+    :class:`torch_geometric.nn.conv.LGConv`). A sparse :obj:`adj` is
+    multiplied as :math:`\tilde{\mathbf{A}} \mathbf{X}` (row :math:`i`
+    gathers from its columns), which matters for non-symmetric matrices.
+
+    Shapes:
+        - **input:** node features :math:`(|\mathcal{V}|, F)`, a sparse
+          adjacency :math:`(|\mathcal{V}|, |\mathcal{V}|)`
+          (:obj:`torch.sparse_csr` tensor or
+          :class:`torch_sparse.SparseTensor`), or edge indices
+          :math:`(2, |\mathcal{E}|)` in PyG's source-to-target convention
+          with optional edge weights :math:`(|\mathcal{E}|)`
+        - **output:** node features :math:`(|\mathcal{V}|, F)`
+    """
+    def __init__(self, **kwargs):
+        kwargs.setdefault('aggr', 'add')
+        super().__init__(**kwargs)
+
+    def reset_parameters(self):
+        r"""Resets all learnable parameters of the module (there are none)."""
+        super().reset_parameters()
+
+    def forward(self, x: Tensor, adj: Adj,
+                edge_weight: OptTensor = None) -> Tensor:
+        r"""Runs the forward pass of the module.
+
+        Args:
+            x (torch.Tensor): Node features :obj:`[N, F]`.
+            adj (torch.Tensor or torch_sparse.SparseTensor): The normalised
+                sparse adjacency :obj:`[N, N]`, or :obj:`edge_index`
+                :obj:`[2, E]` (messages flow from :obj:`edge_index[0]` to
+                :obj:`edge_index[1]`).
+            edge_weight (torch.Tensor, optional): Edge weights for an
+                :obj:`edge_index` input. (default: :obj:`None`)
+        """
+        return self.propagate(adj, x=x, edge_weight=edge_weight)
+
+    def message(self, x_j: Tensor, edge_weight: OptTensor) -> Tensor:
+        return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
+
+    def message_and_aggregate(self, adj_t: Adj, x: Tensor) -> Tensor:
+        return spmm(adj_t, x, reduce=self.aggr)
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}()'
+
+
+class LightGCNEncoder(torch.nn.Module):
+    r"""Stacks :math:`L` :class:`LightGCNConv` layers and combines the layer
+    outputs :math:`\mathbf{X}^{(0)}, \ldots, \mathbf{X}^{(L)}` (layer 0 is the
+    input):
+
+    .. math::
+        \mathbf{X}^{(l+1)} = \tilde{\mathbf{A}} \mathbf{X}^{(l)}, \qquad
+        \mathbf{Z} = \frac{1}{L + 1} \sum_{l=0}^{L} \mathbf{X}^{(l)}
+        \;\; (\text{"mean"}), \quad
+        \sum_{l=0}^{L} \mathbf{X}^{(l)} \;\; (\text{"sum"}), \quad
+        \mathbf{X}^{(L)} \;\; (\text{"last"}).
+
+    Args:
+        num_layers (int): The number of propagation layers :math:`L`
+            (:obj:`0` returns the input).
+        combine (str, optional): :obj:`"mean"`, :obj:`"sum"` or
+            :obj:`"last"`. (default: :obj:`"mean"`)
+
+    Shapes:
+        - **input:** node features :math:`(|\mathcal{V}|, F)`, sparse
+          adjacency :math:`(|\mathcal{V}|, |\mathcal{V}|)`
+        - **output:** node features :math:`(|\mathcal{V}|, F)`
+    """
+    def __init__(self, num_layers: int, combine: str = 'mean'):
+        super().__init__()
+        if num_layers < 0:
+            raise ValueError(f"'num_layers' must be non-negative "
+                             f"(got {num_layers})")
+        if combine not in COMBINES:
+            raise ValueError(f"'combine' must be one of {COMBINES} "
+                             f"(got '{combine}')")
+        self.num_layers = num_layers
+        self.combine = combine
+        self.conv = LightGCNConv()
+
+    def reset_parameters(self):
+        r"""Resets all learnable parameters of the module (there are none)."""
+        self.conv.reset_parameters()
+
+    def layer_outputs(self, x: Tensor, adj: Adj,
+                      edge_weight: OptTensor = None) -> List[Tensor]:
+        r"""Returns the list :math:`[\mathbf{X}^{(0)}, \ldots,
+        \mathbf{X}^{(L)}]`."""
+        outs = [x]
+        for _ in range(self.num_layers):
+            x = self.conv(x, adj, edge_weight)
+            outs.append(x)
+        return outs
+
+    def forward(self, x: Tensor, adj: Adj,
+                edge_weight: Optional[Tensor] = None) -> Tensor:
+        r"""Propagates :obj:`x` over :obj:`adj` and combines the layers."""
+        outs = self.layer_outputs(x, adj, edge_weight)
+        if self.combine == 'last':
+            return outs[-1]
+        out = torch.stack(outs, dim=0).sum(dim=0)
+        if self.combine == 'mean':
+            out = out / len(outs)
+        return out
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_layers={self.num_layers}, '
+                f"combine='{self.combine}')")

@@ -1,0 +1,268 @@
+r"""Full-ranking evaluation over all items (MMRec ``full_sort``)."""
+from typing import (
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from pyg_mmrec.data.hetero import num_items as _num_items
+from pyg_mmrec.data.hetero import num_users as _num_users
+from pyg_mmrec.data.hetero import split_edge_index
+from pyg_mmrec.train.metrics import METRICS, _check, key_hits, ranking_metrics
+
+ScoreFn = Callable[[Tensor], Tensor]
+EVAL_SPLITS = ('val', 'test')
+
+
+class Evaluator:
+    r"""Full-ranking evaluator: scores every item for each evaluated user,
+    masks the user's known interactions, takes the top-:math:`\max(K)` items
+    and averages Recall, NDCG, Precision, MAP and Hit at every :math:`K` over
+    the users (see :mod:`pyg_mmrec.train.metrics` for the definitions).
+
+    The evaluated users of a split are the users with at least one interaction
+    in it. Masked items (score set to :obj:`-inf` before ranking):
+
+    * :obj:`split="val"`: the user's training items. Test items are not
+      masked (they are unknown at validation time).
+    * :obj:`split="test"`: the user's training **and validation** items. The
+      validation items are known interactions, not candidates. This differs
+      from MMRec, which masks only the training items in the test pass.
+
+    Items scored :obj:`-inf` are never recommended: when a user has fewer
+    candidates than :math:`K`, the list is padded with empty slots (id
+    :obj:`-1`). :math:`K` is clamped to the number of items.
+
+    All index structures are precomputed once per split, so
+    :meth:`evaluate` only batches, scores, masks and ranks. The score tensor
+    returned by :obj:`score_fn` is masked in place.
+
+    Args:
+        data (HeteroData): The dataset (see :mod:`pyg_mmrec.data.hetero`).
+        ks (Sequence[int]): Cut-offs. (default: :obj:`(5, 10, 20, 50)`)
+        batch_size (int): Users scored at a time. (default: :obj:`4096`)
+        metrics (Sequence[str]): Subset of :obj:`("recall", "ndcg",
+            "precision", "map", "hit")`. (default: all)
+    """
+    def __init__(
+        self,
+        data: HeteroData,
+        ks: Sequence[int] = (5, 10, 20, 50),
+        batch_size: int = 4096,
+        metrics: Sequence[str] = METRICS,
+    ) -> None:
+        _check(ks, metrics)
+        if int(batch_size) <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.ks = tuple(int(k) for k in ks)
+        self.metrics = tuple(metrics)
+        self.batch_size = int(batch_size)
+        self.num_users = _num_users(data)
+        self.num_items = _num_items(data)
+        if self.num_items <= 0:
+            raise ValueError("the dataset has no items")
+        #: Length of the ranked lists, :math:`\min(\max(K), I)`.
+        self.max_k = min(max(self.ks), self.num_items)
+
+        edges = {s: split_edge_index(data, s).cpu() for s in
+                 ('train', 'val', 'test')}
+        self._device = torch.device('cpu')
+        self._splits: Dict[str, Dict[str, Tensor]] = {}
+        for split in EVAL_SPLITS:
+            masked = ('train', ) if split == 'val' else ('train', 'val')
+            mask_index = torch.cat([edges[s] for s in masked], dim=1)
+            self._splits[split] = self._prepare(edges[split], mask_index)
+
+    def _prepare(self, gt_index: Tensor,
+                 mask_index: Tensor) -> Dict[str, Tensor]:
+        U, I = self.num_users, self.num_items
+        users, gt_count = torch.unique(gt_index[0], sorted=True,
+                                       return_counts=True)
+        pos = torch.full((U, ), -1, dtype=torch.long)
+        pos[users] = torch.arange(users.numel())
+        # Ground truth as sorted keys `position * I + item`:
+        gt_key = (pos[gt_index[0]] * I + gt_index[1]).sort()[0]
+        gt_ptr = torch.cat([gt_count.new_zeros(1), gt_count.cumsum(0)])
+        # Items to mask, grouped by position (CSR over evaluated users):
+        row = pos[mask_index[0]]
+        keep = row >= 0
+        row, col = row[keep], mask_index[1][keep]
+        perm = (row * I + col).argsort()
+        row, col = row[perm], col[perm]
+        mask_ptr = torch.cat([
+            row.new_zeros(1),
+            torch.bincount(row, minlength=users.numel()).cumsum(0)
+        ])
+        return dict(users=users, gt_count=gt_count, gt_key=gt_key,
+                    gt_ptr=gt_ptr, mask_row=row, mask_col=col,
+                    mask_ptr=mask_ptr)
+
+    @property
+    def device(self) -> torch.device:
+        r"""The device of the precomputed indices and of the user batches
+        passed to :obj:`score_fn`."""
+        return self._device
+
+    def to(self, device: Union[str, torch.device]) -> 'Evaluator':
+        r"""Moves the precomputed indices to :obj:`device`. :meth:`evaluate`
+        also moves them to the device of the scores it receives."""
+        device = torch.device(device)
+        if device != self._device:
+            self._splits = {
+                split: {k: v.to(device)
+                        for k, v in store.items()}
+                for split, store in self._splits.items()
+            }
+            self._device = device
+        return self
+
+    @property
+    def metric_names(self) -> List[str]:
+        r"""The keys returned by :meth:`evaluate`, *e.g.*,
+        :obj:`"recall@20"`."""
+        return [f'{m}@{k}' for m in self.metrics for k in self.ks]
+
+    def users(self, split: str = 'val') -> Tensor:
+        r"""The evaluated users of :obj:`split`, sorted."""
+        return self._store(split)['users']
+
+    def _store(self, split: str) -> Dict[str, Tensor]:
+        if split not in EVAL_SPLITS:
+            raise ValueError(f"split must be one of {EVAL_SPLITS}, got "
+                             f"{split!r}")
+        return self._splits[split]
+
+    def _ranked(self, score_fn: ScoreFn, split: str,
+                k: int) -> Iterator[Tuple[int, int, Tensor]]:
+        r"""Yields :obj:`(start, end, topk_items)` per batch of evaluated
+        users."""
+        num_eval = self._store(split)['users'].numel()
+        k = min(k, self.num_items)
+        for start in range(0, num_eval, self.batch_size):
+            end = min(start + self.batch_size, num_eval)
+            store = self._store(split)
+            scores = score_fn(store['users'][start:end])
+            if scores.shape != (end - start, self.num_items):
+                raise ValueError(
+                    f"score_fn must return a [{end - start}, "
+                    f"{self.num_items}] tensor, got {tuple(scores.shape)}")
+            if scores.device != self._device:
+                store = self.to(scores.device)._store(split)
+            lo, hi = store['mask_ptr'][[start, end]].tolist()
+            scores[store['mask_row'][lo:hi] - start,
+                   store['mask_col'][lo:hi]] = float('-inf')
+            values, topk_items = torch.topk(scores, k, dim=1, sorted=True)
+            topk_items.masked_fill_(values == float('-inf'), -1)
+            yield start, end, topk_items
+
+    @torch.no_grad()
+    def topk(self, score_fn: ScoreFn, split: str = 'val',
+             k: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+        r"""Ranks the items of every evaluated user of :obj:`split`.
+
+        Args:
+            score_fn (callable): Maps users :obj:`[B]` to scores
+                :obj:`[B, num_items]`.
+            split (str): :obj:`"val"` or :obj:`"test"`. (default: :obj:`"val"`)
+            k (int, optional): List length, clamped to the number of items.
+                (default: :obj:`max(ks)`)
+
+        Returns:
+            The users :obj:`[N]` and their ranked items :obj:`[N, k]`
+            (:obj:`-1` for empty slots).
+        """
+        k = self.max_k if k is None else int(k)
+        device = _module_device(score_fn)
+        if device is not None:
+            self.to(device)
+        out = [items for _, _, items in self._ranked(score_fn, split, k)]
+        users = self.users(split)
+        if not out:
+            return users, torch.empty(0, min(k, self.num_items),
+                                      dtype=torch.long, device=users.device)
+        return users, torch.cat(out, dim=0)
+
+    @torch.no_grad()
+    def evaluate(self, score_fn: ScoreFn,
+                 split: str = 'val') -> Dict[str, float]:
+        r"""Evaluates :obj:`score_fn` on :obj:`split`.
+
+        Args:
+            score_fn (callable): Maps users :obj:`[B]` (on :attr:`device`) to
+                scores :obj:`[B, num_items]`, *e.g.*, a model's :obj:`score`.
+                If it is a method of a :class:`torch.nn.Module`, the
+                evaluator first moves to the module's device.
+            split (str): :obj:`"val"` or :obj:`"test"`. (default: :obj:`"val"`)
+
+        Returns:
+            A dictionary mapping :obj:`"<metric>@<k>"` (*e.g.*,
+            :obj:`"recall@20"`) to the average over the evaluated users.
+        """
+        names = self.metric_names
+        device = _module_device(score_fn)
+        if device is not None:
+            self.to(device)
+        total: Optional[Tensor] = None
+        for start, end, topk_items in self._ranked(score_fn, split,
+                                                   self.max_k):
+            store = self._store(split)
+            glo, ghi = store['gt_ptr'][[start, end]].tolist()
+            hits = key_hits(topk_items, store['gt_key'][glo:ghi],
+                            self.num_items, offset=start)
+            out = ranking_metrics(hits, store['gt_count'][start:end], self.ks,
+                                  self.metrics, reduce='sum')
+            batch = torch.stack([out[name] for name in names])
+            total = batch if total is None else total + batch
+        num_eval = self.users(split).numel()
+        if total is None:
+            return {name: 0.0 for name in names}
+        return dict(zip(names, (total / num_eval).tolist()))
+
+    def evaluate_embeddings(self, user_emb: Tensor, item_emb: Tensor,
+                            split: str = 'val') -> Dict[str, float]:
+        r"""Evaluates dot-product scores :obj:`user_emb[u] @ item_emb.T`.
+
+        Args:
+            user_emb (torch.Tensor): User embeddings :obj:`[num_users, d]`.
+            item_emb (torch.Tensor): Item embeddings :obj:`[num_items, d]`.
+            split (str): :obj:`"val"` or :obj:`"test"`. (default: :obj:`"val"`)
+        """
+        self.to(user_emb.device)
+        dtype = torch.result_type(user_emb, item_emb)
+        item_t = item_emb.detach().to(dtype).t()
+        size = min(self.batch_size, self.users(split).numel())
+        buf: Dict[str, Tensor] = {}
+
+        def score_fn(users: Tensor) -> Tensor:
+            # One output buffer for all batches: avoids a fresh allocation
+            # (and its page faults) per batch.
+            if 'out' not in buf:
+                buf['out'] = item_t.new_empty((size, self.num_items))
+            return torch.mm(user_emb[users].to(dtype), item_t,
+                            out=buf['out'][:users.numel()])
+
+        return self.evaluate(score_fn, split)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(ks={self.ks}, '
+                f'metrics={self.metrics}, batch_size={self.batch_size})')
+
+
+def _module_device(score_fn: ScoreFn) -> Optional[torch.device]:
+    r"""The device of the module whose method :obj:`score_fn` is, if any."""
+    module = getattr(score_fn, '__self__', None)
+    if isinstance(module, torch.nn.Module):
+        for tensor in module.parameters():
+            return tensor.device
+        for tensor in module.buffers():
+            return tensor.device
+    return None

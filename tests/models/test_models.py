@@ -1,0 +1,119 @@
+import pytest
+import torch
+
+from pyg_mmrec.data import make_synthetic
+from pyg_mmrec.data.hetero import ITEM
+from pyg_mmrec.models import MODELS, get_model
+from pyg_mmrec.models.freedom import default_modality_weights
+from pyg_mmrec.train import Evaluator, Trainer
+from pyg_mmrec.train.checkpoint import seed_everything
+from pyg_mmrec.train.sampler import BPRBatch
+
+TRAINABLE = ['lightgcn', 'vbpr', 'freedom']
+
+
+@pytest.fixture(scope='module')
+def small():
+    return make_synthetic(num_users=120, num_items=80, seed=1)
+
+
+@pytest.fixture(scope='module')
+def medium():
+    return make_synthetic(num_users=1000, num_items=500, seed=0)
+
+
+def batch_of(data, size=64):
+    edge_index = data['user', 'interacts', 'item'].edge_index[:, :size]
+    neg = torch.randint(data[ITEM].num_nodes, (edge_index.size(1), ))
+    return BPRBatch(edge_index[0], edge_index[1], neg)
+
+
+@pytest.mark.parametrize('name', TRAINABLE)
+def test_loss_terms_are_finite_and_reach_every_parameter(small, name):
+    model = get_model(name)(small)
+    model.train()
+    model.on_epoch_start(1)
+    terms = model.loss(batch_of(small))
+    assert all(t.dim() == 0 and torch.isfinite(t) for t in terms.values())
+    sum(terms.values()).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize('name', list(MODELS))
+def test_score_shape_and_eval_cache(small, name):
+    model = get_model(name)(small).eval()
+    users = torch.tensor([0, 3, 7])
+    scores = model.score(users)
+    assert scores.shape == (3, small[ITEM].num_nodes)
+    assert torch.equal(model.score(users), scores)
+    assert repr(model).startswith(model.__class__.__name__)
+
+
+def test_eval_cache_is_dropped_in_training_mode(small):
+    model = get_model('lightgcn')(small).eval()
+    before = model.score(torch.tensor([0])).clone()
+    model.train()
+    with torch.no_grad():
+        model.embedding.weight.add_(1.0)
+    model.eval()
+    assert not torch.equal(model.score(torch.tensor([0])), before)
+
+
+def test_freedom_prunes_the_training_graph_every_epoch(small):
+    model = get_model('freedom')(small, dropout=0.8)
+    full_nnz = model.adj._nnz()
+    model.on_epoch_start(1)
+    first = model.train_adj
+    assert first._nnz() == 2 * int(full_nnz // 2 * 0.2)
+    model.on_epoch_start(2)
+    assert not torch.equal(first.col_indices(), model.train_adj.col_indices())
+    model.eval()  # evaluation uses the full graph
+    assert model.training is False
+    u_eval, _ = model()
+    model.train()
+    u_train, _ = model()
+    assert not torch.allclose(u_eval, u_train)
+
+
+def test_freedom_item_graph_mixes_modalities_with_their_weights(small):
+    model = get_model('freedom')(small, knn_k=5)
+    # Each modality graph has k entries of 1/k per row; the weighted sum of
+    # the rows therefore adds up to the sum of the weights (= 1).
+    row_sums = model.item_graph @ torch.ones(small[ITEM].num_nodes, 1)
+    assert torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-5)
+    assert default_modality_weights(['image', 'text']) == {'image': 0.1, 'text': 0.9}
+    assert default_modality_weights(['image', 'audio']) == {'image': 0.1, 'audio': 0.9}
+    assert default_modality_weights(['text', 'audio']) == {'text': 0.5, 'audio': 0.5}
+
+
+@pytest.mark.parametrize('name', ['vbpr', 'freedom'])
+def test_multimodal_models_need_features(small, name):
+    data = small.clone()
+    for key in [k for k in data[ITEM].keys() if k.startswith('x_')]:
+        del data[ITEM][key]
+    with pytest.raises(ValueError, match='needs item features'):
+        get_model(name)(data)
+
+
+def test_unknown_model_lists_the_available_ones():
+    with pytest.raises(ValueError, match='lightgcn'):
+        get_model('nope')
+
+
+def fit(data, name, epochs, **kwargs):
+    seed_everything(0)
+    model = get_model(name)(data, **kwargs)
+    return Trainer(model, data, epochs=epochs, patience=epochs, progress=False,
+                   batch_size=1024).fit()
+
+
+@pytest.fixture(scope='module')
+def pop_recall(medium):
+    return fit(medium, 'pop', 0)['test']['recall@20']
+
+
+@pytest.mark.parametrize('name', TRAINABLE)
+def test_models_learn_beyond_popularity(medium, pop_recall, name):
+    res = fit(medium, name, epochs=15)
+    assert res['test']['recall@20'] > 1.3 * pop_recall, (res['test'], pop_recall)

@@ -1,0 +1,105 @@
+import pytest
+import torch
+
+from pyg_mmrec.graphs import bipartite_adjacency, csr_to_edge_index
+from pyg_mmrec.nn import LightGCNConv, LightGCNEncoder
+from pyg_mmrec.typing import WITH_TORCH_SPARSE
+
+
+def random_adjacency(num_users=6, num_items=9, num_edges=25, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    pairs = torch.stack([
+        torch.randint(num_users, (num_edges, ), generator=gen),
+        torch.randint(num_items, (num_edges, ), generator=gen),
+    ])
+    return bipartite_adjacency(pairs, num_users, num_items)
+
+
+def asymmetric_adjacency():
+    # A non-symmetric matrix: out = A @ x, row i gathers from columns j.
+    dense = torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 0.0], [1.0, 3.0, 0.5]])
+    return dense, dense.to_sparse_csr()
+
+
+def test_lightgcn_conv_equals_dense():
+    conv = LightGCNConv()
+    assert str(conv) == 'LightGCNConv()'
+    adj = random_adjacency()
+    x = torch.randn(adj.size(0), 4)
+    out = conv(x, adj)
+    assert out.size() == x.size()
+    assert torch.allclose(out, adj.to_dense() @ x, atol=1e-6)
+
+    dense, adj = asymmetric_adjacency()
+    x = torch.randn(3, 2)
+    assert torch.allclose(conv(x, adj), dense @ x)
+    # edge_index input, messages flow edge_index[0] -> edge_index[1]:
+    edge_index, weight = csr_to_edge_index(adj)
+    assert torch.allclose(conv(x, edge_index.flip(0), weight), dense @ x)
+    binary = (dense != 0).float()
+    assert torch.allclose(conv(x, edge_index.flip(0)), binary @ x)
+
+
+@pytest.mark.skipif(not WITH_TORCH_SPARSE,
+                    reason="'torch_sparse' is not installed")
+def test_lightgcn_conv_sparse_tensor():
+    from torch_sparse import SparseTensor
+
+    conv = LightGCNConv()
+    for dense, adj in [(random_adjacency().to_dense(), random_adjacency()),
+                       asymmetric_adjacency()]:
+        x = torch.randn(adj.size(0), 5)
+        st = SparseTensor.from_dense(dense)
+        assert torch.allclose(conv(x, st), conv(x, adj), atol=1e-6)
+        assert torch.allclose(conv(x, st), dense @ x, atol=1e-6)
+        # With gradients (the torch_sparse autograd path):
+        x = x.clone().requires_grad_()
+        conv(x, st).sum().backward()
+        assert torch.allclose(x.grad, dense.t() @ torch.ones_like(x),
+                              atol=1e-6)
+
+
+def test_lightgcn_conv_gradient():
+    conv = LightGCNConv()
+    dense, adj = asymmetric_adjacency()
+    x = torch.randn(3, 4, requires_grad=True)
+    weight = torch.randn(3, 4)
+    (conv(x, adj) * weight).sum().backward()
+    assert torch.allclose(x.grad, dense.t() @ weight, atol=1e-6)
+
+
+@pytest.mark.parametrize('num_layers', [0, 1, 3])
+def test_lightgcn_encoder_combine(num_layers):
+    adj = random_adjacency(seed=num_layers)
+    dense = adj.to_dense()
+    x = torch.randn(adj.size(0), 8)
+    layers = [x]
+    for _ in range(num_layers):
+        layers.append(dense @ layers[-1])
+
+    enc = LightGCNEncoder(num_layers, combine='mean')
+    assert str(enc) == f"LightGCNEncoder(num_layers={num_layers}, " \
+        "combine='mean')"
+    hand_mean = sum(layers) / (num_layers + 1)
+    assert torch.allclose(enc(x, adj), hand_mean, atol=1e-5)
+    outs = enc.layer_outputs(x, adj)
+    assert len(outs) == num_layers + 1 and outs[0] is x
+
+    enc = LightGCNEncoder(num_layers, combine='sum')
+    assert torch.allclose(enc(x, adj), sum(layers), atol=1e-5)
+    enc = LightGCNEncoder(num_layers, combine='last')
+    assert torch.allclose(enc(x, adj), layers[-1], atol=1e-5)
+
+
+def test_lightgcn_encoder_gradient_and_errors():
+    adj = random_adjacency()
+    x = torch.randn(adj.size(0), 4, requires_grad=True)
+    enc = LightGCNEncoder(2)
+    enc.reset_parameters()
+    enc(x, adj).pow(2).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='combine'):
+        LightGCNEncoder(2, combine='concat')
+    with pytest.raises(ValueError, match='num_layers'):
+        LightGCNEncoder(-1)

@@ -1,0 +1,145 @@
+import json
+import os
+
+import pytest
+import torch
+
+from pyg_mmrec.data import make_synthetic
+from pyg_mmrec.models import get_model
+from pyg_mmrec.train import Trainer
+from pyg_mmrec.train.checkpoint import atomic_save, seed_everything
+
+
+@pytest.fixture(scope='module')
+def data():
+    return make_synthetic(num_users=200, num_items=120, seed=3)
+
+
+def make_trainer(data, model='lightgcn', seed=0, model_kwargs=None, **kwargs):
+    seed_everything(seed)
+    net = get_model(model)(data, **(model_kwargs or {}))
+    kwargs.setdefault('batch_size', 256)
+    return Trainer(net, data, seed=seed, progress=False, **kwargs)
+
+
+class Interrupt:
+    def __init__(self, after_epoch):
+        self.after_epoch = after_epoch
+
+    def __call__(self, trainer, record):
+        if record['epoch'] == self.after_epoch:
+            raise KeyboardInterrupt
+
+
+def strip_times(history):
+    return [{k: v for k, v in r.items() if not k.endswith('_time')}
+            for r in history]
+
+
+@pytest.mark.parametrize('model', ['lightgcn', 'freedom'])
+def test_resume_after_interrupt_matches_uninterrupted_run(data, tmp_path, model):
+    full = make_trainer(data, model, epochs=6, patience=50,
+                        checkpoint_dir=str(tmp_path / 'a')).fit()
+
+    interrupted = make_trainer(data, model, epochs=6, patience=50,
+                               checkpoint_dir=str(tmp_path / 'b'),
+                               callbacks=[Interrupt(after_epoch=3)])
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    state = torch.load(tmp_path / 'b' / 'last.pt', weights_only=False)
+    assert state['epoch'] == 3
+
+    resumed = make_trainer(data, model, epochs=6, patience=50, resume=True,
+                           checkpoint_dir=str(tmp_path / 'b')).fit()
+    assert resumed['epochs_run'] == full['epochs_run'] == 6
+    assert resumed['best_epoch'] == full['best_epoch']
+    assert resumed['val'] == full['val']
+    assert resumed['test'] == full['test']
+    assert strip_times(resumed['history']) == strip_times(full['history'])
+
+
+def test_same_seed_same_results_other_seed_differs(data):
+    a = make_trainer(data, seed=1, epochs=3, patience=50).fit()
+    b = make_trainer(data, seed=1, epochs=3, patience=50).fit()
+    c = make_trainer(data, seed=2, epochs=3, patience=50).fit()
+    assert strip_times(a['history']) == strip_times(b['history'])
+    assert strip_times(a['history']) != strip_times(c['history'])
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement(data):
+    # With a zero learning rate the model never improves after epoch 1.
+    res = make_trainer(data, lr=0.0, epochs=100, patience=3).fit()
+    assert res['best_epoch'] == 1
+    assert res['epochs_run'] == 4
+    assert res['stopped_early']
+    assert [r.get('best', False) for r in res['history']] == [True] + [False] * 3
+
+
+def test_test_metrics_are_those_of_the_best_validation_epoch(data):
+    res = make_trainer(data, epochs=8, patience=50).fit()
+    best = [r for r in res['history'] if r['epoch'] == res['best_epoch']][0]
+    assert best['val'] == res['val'] and best['test'] == res['test']
+    assert res['val']['recall@20'] == max(r['val']['recall@20']
+                                          for r in res['history'])
+    assert res['selection'] == 'val'
+
+
+def test_select_on_test_is_labelled(data):
+    res = make_trainer(data, epochs=3, patience=50, select_on='test').fit()
+    assert 'paper-reproduction' in res['selection']
+    assert all('test' in r for r in res['history'])
+    assert res['test']['recall@20'] == max(r['test']['recall@20']
+                                           for r in res['history'])
+
+
+def test_results_json_and_best_checkpoint_are_written(data, tmp_path):
+    res = make_trainer(data, epochs=2, patience=50,
+                       checkpoint_dir=str(tmp_path), config={'note': 'x'}).fit()
+    saved = json.loads((tmp_path / 'results.json').read_text())
+    assert saved['test'] == res['test'] and saved['config'] == {'note': 'x'}
+    assert saved['time_per_epoch'] > 0 and saved['peak_memory_mb'] > 0
+    assert len(saved['history']) == 2
+    assert all(set(r['losses']) == {'bpr', 'reg', 'loss'} for r in saved['history'])
+    best = torch.load(tmp_path / 'best.pt', weights_only=True)
+    assert 'embedding.weight' in best
+
+
+def test_resume_with_another_config_is_refused(data, tmp_path):
+    make_trainer(data, epochs=1, checkpoint_dir=str(tmp_path),
+                 config={'lr': 1e-3}).fit()
+    with pytest.raises(ValueError, match='another configuration.*lr'):
+        make_trainer(data, epochs=2, checkpoint_dir=str(tmp_path), resume=True,
+                     config={'lr': 5e-4}).fit()
+
+
+def test_untrainable_model_is_evaluated_once(data):
+    res = make_trainer(data, 'pop', epochs=10).fit()
+    assert res['epochs_run'] == 0 and res['best_epoch'] == 0
+    assert 0 < res['test']['recall@20'] < 1
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = str(tmp_path / 'ckpt.pt')
+    atomic_save({'a': 1}, path)
+
+    def broken_save(obj, f):
+        f.write(b'partial')
+        raise OSError('disk full')
+
+    monkeypatch.setattr(torch, 'save', broken_save)
+    with pytest.raises(OSError, match='disk full'):
+        atomic_save({'a': 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path) == {'a': 1}
+    assert os.listdir(tmp_path) == ['ckpt.pt']
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    ({'select_on': 'train'}, 'select_on'),
+    ({'batch_size': 0}, 'batch_size'),
+    ({'resume': True}, 'checkpoint_dir'),
+    ({'metric': 'recall@7'}, 'recall@7'),
+])
+def test_bad_trainer_arguments(data, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_trainer(data, **kwargs)
