@@ -106,7 +106,8 @@ class FREEDOM(Recommender):
             for m, x in feats.items()})
         for m, x in feats.items():
             self.register_buffer(f'x_{m}', x, persistent=False)
-        self.encoder = LightGCNEncoder(num_ui_layers, combine='mean')
+        self.encoder = LightGCNEncoder(num_ui_layers, combine='mean',
+                                       symmetric=True)
 
         item_graph = weighted_sum(
             [knn_adjacency(feats[m], knn_k, weighting='binary',

@@ -39,7 +39,8 @@ class LightGCN(Recommender):
         self.embedding_dim, self.reg_weight = embedding_dim, reg_weight
         self.embedding = torch.nn.Embedding(self.num_users + self.num_items,
                                             embedding_dim)
-        self.encoder = LightGCNEncoder(num_layers, combine='mean')
+        self.encoder = LightGCNEncoder(num_layers, combine='mean',
+                                       symmetric=True)
         adj = bipartite_adjacency(split_edge_index(data, 'train'),
                                   self.num_users, self.num_items)
         self.register_buffer('adj', adj, persistent=False)

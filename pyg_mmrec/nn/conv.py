@@ -10,6 +10,21 @@ from torch_geometric.utils import spmm
 COMBINES = ('mean', 'sum', 'last')
 
 
+class _SymmetricSpMM(torch.autograd.Function):
+    r"""CSR :math:`\mathbf{A}\mathbf{X}` for a symmetric :math:`\mathbf{A}`:
+    the backward pass multiplies by :math:`\mathbf{A}` again instead of
+    letting autograd transpose it (a sort of all entries on every call),
+    which halves the cost of a LightGCN layer's forward + backward."""
+    @staticmethod
+    def forward(ctx, x: Tensor, adj: Tensor) -> Tensor:
+        ctx.adj = adj
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return torch.sparse.mm(ctx.adj, grad), None
+
+
 class LightGCNConv(MessagePassing):
     r"""The parameter-free propagation of LightGCN (`"LightGCN: Simplifying
     and Powering Graph Convolution Network for Recommendation"
@@ -27,6 +42,14 @@ class LightGCNConv(MessagePassing):
     multiplied as :math:`\tilde{\mathbf{A}} \mathbf{X}` (row :math:`i`
     gathers from its columns), which matters for non-symmetric matrices.
 
+    Args:
+        symmetric (bool, optional): Declares that every adjacency given to
+            this layer is symmetric (as the normalised user-item graphs
+            are); the backward pass then reuses it instead of transposing
+            it, about twice as fast on CPU. (default: :obj:`False`)
+        **kwargs (optional): Additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, F)`, a sparse
           adjacency :math:`(|\mathcal{V}|, |\mathcal{V}|)`
@@ -36,9 +59,10 @@ class LightGCNConv(MessagePassing):
           with optional edge weights :math:`(|\mathcal{E}|)`
         - **output:** node features :math:`(|\mathcal{V}|, F)`
     """
-    def __init__(self, **kwargs):
+    def __init__(self, symmetric: bool = False, **kwargs):
         kwargs.setdefault('aggr', 'add')
         super().__init__(**kwargs)
+        self.symmetric = symmetric
 
     def reset_parameters(self):
         r"""Resets all learnable parameters of the module (there are none)."""
@@ -63,10 +87,13 @@ class LightGCNConv(MessagePassing):
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
 
     def message_and_aggregate(self, adj_t: Adj, x: Tensor) -> Tensor:
+        if (self.symmetric and isinstance(adj_t, Tensor)
+                and adj_t.layout == torch.sparse_csr and x.requires_grad):
+            return _SymmetricSpMM.apply(x, adj_t)
         return spmm(adj_t, x, reduce=self.aggr)
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}()'
+        return f'{self.__class__.__name__}(symmetric={self.symmetric})'
 
 
 class LightGCNEncoder(torch.nn.Module):
@@ -86,13 +113,16 @@ class LightGCNEncoder(torch.nn.Module):
             (:obj:`0` returns the input).
         combine (str, optional): :obj:`"mean"`, :obj:`"sum"` or
             :obj:`"last"`. (default: :obj:`"mean"`)
+        symmetric (bool, optional): See :class:`LightGCNConv`.
+            (default: :obj:`False`)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, F)`, sparse
           adjacency :math:`(|\mathcal{V}|, |\mathcal{V}|)`
         - **output:** node features :math:`(|\mathcal{V}|, F)`
     """
-    def __init__(self, num_layers: int, combine: str = 'mean'):
+    def __init__(self, num_layers: int, combine: str = 'mean',
+                 symmetric: bool = False):
         super().__init__()
         if num_layers < 0:
             raise ValueError(f"'num_layers' must be non-negative "
@@ -102,7 +132,7 @@ class LightGCNEncoder(torch.nn.Module):
                              f"(got '{combine}')")
         self.num_layers = num_layers
         self.combine = combine
-        self.conv = LightGCNConv()
+        self.conv = LightGCNConv(symmetric=symmetric)
 
     def reset_parameters(self):
         r"""Resets all learnable parameters of the module (there are none)."""
@@ -131,4 +161,4 @@ class LightGCNEncoder(torch.nn.Module):
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_layers={self.num_layers}, '
-                f"combine='{self.combine}')")
+                f"combine='{self.combine}', symmetric={self.conv.symmetric})")

@@ -23,7 +23,7 @@ def asymmetric_adjacency():
 
 def test_lightgcn_conv_equals_dense():
     conv = LightGCNConv()
-    assert str(conv) == 'LightGCNConv()'
+    assert str(conv) == 'LightGCNConv(symmetric=False)'
     adj = random_adjacency()
     x = torch.randn(adj.size(0), 4)
     out = conv(x, adj)
@@ -68,6 +68,21 @@ def test_lightgcn_conv_gradient():
     assert torch.allclose(x.grad, dense.t() @ weight, atol=1e-6)
 
 
+def test_symmetric_fast_path_has_the_exact_gradient():
+    adj = random_adjacency(num_users=20, num_items=30, num_edges=120)
+    weight = torch.randn(adj.size(0), 4)
+    grads = []
+    for symmetric in (False, True):
+        x = torch.randn(adj.size(0), 4, generator=torch.Generator().manual_seed(0))
+        x.requires_grad_()
+        out = LightGCNConv(symmetric=symmetric)(x, adj)
+        assert torch.allclose(out, adj.to_dense() @ x.detach(), atol=1e-6)
+        (out * weight).sum().backward()
+        grads.append(x.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+    assert torch.allclose(grads[1], adj.to_dense().t() @ weight, atol=1e-6)
+
+
 @pytest.mark.parametrize('num_layers', [0, 1, 3])
 def test_lightgcn_encoder_combine(num_layers):
     adj = random_adjacency(seed=num_layers)
@@ -79,7 +94,7 @@ def test_lightgcn_encoder_combine(num_layers):
 
     enc = LightGCNEncoder(num_layers, combine='mean')
     assert str(enc) == f"LightGCNEncoder(num_layers={num_layers}, " \
-        "combine='mean')"
+        "combine='mean', symmetric=False)"
     hand_mean = sum(layers) / (num_layers + 1)
     assert torch.allclose(enc(x, adj), hand_mean, atol=1e-5)
     outs = enc.layer_outputs(x, adj)

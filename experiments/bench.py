@@ -1,0 +1,128 @@
+"""Speed and memory of the baselines: time per training epoch, full-ranking
+evaluation time and peak memory, per model and dataset.
+
+Usage::
+
+    python experiments/bench.py [--data-root ../shared/data]
+        [--datasets baby tiktok] [--models pop lightgcn vbpr freedom]
+        [--epochs 3]
+
+Each (dataset, model) runs in its own process, so the peak memory is the
+model's own. Baby has no feature files here: multimodal models run on the
+real Baby interactions with synthetic features of MMRec's sizes (image
+4096-d, text 384-d), labelled ``baby+synthetic-features``.
+Writes ``experiments/results/bench.json`` and ``bench.md``.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..'))
+
+MMREC_FEATURE_DIMS = {'image': 4096, 'text': 384}
+
+
+def load(dataset, data_root, model):
+    from pyg_mmrec.data import load_dataset, modalities
+    from pyg_mmrec.data import add_synthetic_features
+    data = load_dataset(dataset, root=data_root)
+    label = dataset
+    if model in ('vbpr', 'freedom') and not modalities(data):
+        data = add_synthetic_features(data, MMREC_FEATURE_DIMS, seed=0)
+        label = f'{dataset}+synthetic-features'
+    return data, label
+
+
+def worker(model_name, dataset, data_root, epochs):
+    import torch
+    from pyg_mmrec.models import get_model
+    from pyg_mmrec.train import Trainer
+    from pyg_mmrec.train.checkpoint import seed_everything
+    from pyg_mmrec.train.trainer import peak_memory_mb
+
+    data, label = load(dataset, data_root, model_name)
+    seed_everything(0)
+    t0 = time.perf_counter()
+    model = get_model(model_name)(data)
+    build_time = time.perf_counter() - t0
+    trainer = Trainer(model, data, progress=False)
+    epoch_times = []
+    if model.trainable:
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            trainer.train_epoch(epoch)
+            epoch_times.append(time.perf_counter() - t0)
+    eval_times = {}
+    for split in ('val', 'test'):
+        t0 = time.perf_counter()
+        trainer.evaluate(split)
+        eval_times[split] = time.perf_counter() - t0
+    users = int(trainer.evaluator.users('test').numel())
+    return {
+        'dataset': label, 'model': model_name,
+        'threads': torch.get_num_threads(),
+        'build_time': build_time,
+        'epoch_times': epoch_times,
+        # the first epoch includes one-off warm-up; report the later ones
+        'time_per_epoch': (min(epoch_times[1:] or epoch_times)
+                           if epoch_times else None),
+        'eval_time_test': eval_times['test'], 'eval_users_test': users,
+        'eval_time_val': eval_times['val'],
+        'peak_memory_mb': peak_memory_mb(),
+    }
+
+
+def to_markdown(rows):
+    lines = ['| dataset | model | s / epoch | eval s (test users) | '
+             'peak memory MiB | build s |', '|---|---|---|---|---|---|']
+    for r in rows:
+        epoch = '-' if r['time_per_epoch'] is None else f"{r['time_per_epoch']:.2f}"
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | {epoch} | "
+            f"{r['eval_time_test']:.2f} ({r['eval_users_test']}) | "
+            f"{r['peak_memory_mb']:.0f} | {r['build_time']:.2f} |")
+    return '\n'.join(lines) + '\n'
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--data-root', default=os.environ.get(
+        'PYG_MMREC_DATA', os.path.join(HERE, '..', '..', 'shared', 'data')))
+    parser.add_argument('--datasets', nargs='+', default=['baby', 'tiktok'])
+    parser.add_argument('--models', nargs='+',
+                        default=['pop', 'lightgcn', 'vbpr', 'freedom'])
+    parser.add_argument('--epochs', type=int, default=3)
+    parser.add_argument('--out', default=os.path.join(HERE, 'results', 'bench'))
+    parser.add_argument('--worker', nargs=2, metavar=('MODEL', 'DATASET'),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.data_root, args.epochs)))
+        return
+
+    rows = []
+    for dataset in args.datasets:
+        for model in args.models:
+            cmd = [sys.executable, __file__, '--worker', model, dataset,
+                   '--data-root', args.data_root, '--epochs', str(args.epochs)]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"{model} on {dataset} failed:\n{out.stderr}")
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(to_markdown([row]).splitlines()[-1], flush=True)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out + '.json', 'w') as f:
+        json.dump(rows, f, indent=1)
+    with open(args.out + '.md', 'w') as f:
+        f.write(to_markdown(rows))
+    print(to_markdown(rows))
+
+
+if __name__ == '__main__':
+    main()
