@@ -19,10 +19,10 @@ DEFAULT_MODALITIES: Mapping[str, int] = MappingProxyType({
 
 
 def make_synthetic(
-    num_users: int = 2000,
-    num_items: int = 1000,
+    num_users: int = 4000,
+    num_items: int = 3000,
     latent_dim: int = 16,
-    mean_interactions: float = 22.0,
+    mean_interactions: float = 8.0,
     min_interactions: int = 5,
     activity_exponent: float = 2.5,
     popularity_exponent: float = 0.8,
@@ -61,25 +61,27 @@ def make_synthetic(
     \lfloor n_{vt}/2 \rfloor` go to test, the :math:`\lfloor n_{vt}/2
     \rfloor` before them to validation, the rest to training.
 
-    At the defaults, items have ~34 training interactions each, so ID-only
-    models already estimate item latents well; sparser settings, like the
-    Amazon sets, are where the features pay off (e.g. :obj:`num_users=4000,
-    num_items=3000, mean_interactions=8`).
+    The defaults are sparse like the Amazon sets (about 8 interactions per
+    user, 8 training interactions per item), where ID embeddings of the
+    many low-degree items are poorly estimated and the features pay off:
+    there a multimodal model beats an ID-only one. Dense settings (e.g.
+    :obj:`num_users=2000, num_items=1000, mean_interactions=22`, ~34
+    training interactions per item) let ID-only models catch up.
 
     Args:
-        num_users (int): Number of users. (default: :obj:`2000`)
-        num_items (int): Number of items. (default: :obj:`1000`)
+        num_users (int): Number of users. (default: :obj:`4000`)
+        num_items (int): Number of items. (default: :obj:`3000`)
         latent_dim (int): Dimension :math:`d` of the latent vectors.
             (default: :obj:`16`)
         mean_interactions (float): Target mean interactions per user (the
             cap at :obj:`num_items // 5` may lower it slightly).
-            (default: :obj:`22.0`)
+            (default: :obj:`8.0`)
         min_interactions (int): Minimum interactions per user (at least
             :obj:`3`, so that every split gets one). (default: :obj:`5`)
         activity_exponent (float): Tail exponent of user activity; smaller is
             heavier. (default: :obj:`2.5`)
         popularity_exponent (float): Zipf exponent :math:`\beta` of item
-            popularity. (default: :obj:`1.0`)
+            popularity. (default: :obj:`0.8`)
         temperature (float): Temperature :math:`\tau` of the preference term;
             smaller makes preferences matter more than popularity.
             (default: :obj:`0.07`)

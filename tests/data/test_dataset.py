@@ -1,7 +1,6 @@
 import os
 import pickle
 import stat
-import time
 
 import numpy as np
 import pytest
@@ -287,12 +286,9 @@ REAL = {
 def test_real_dataset_cached(real_dataset, data_root, name, count_reads):
     folder = real_dataset(name)
     users, items, counts, mods = REAL[name]
-    timings = []
     for _ in range(2):
-        t = time.perf_counter()
         data = load_dataset(name, root=str(data_root))
-        timings.append(time.perf_counter() - t)
-    assert len(count_reads) == 1
+    assert len(count_reads) == 1  # the second load comes from the cache
     stats = dataset_statistics(data)
     assert (stats['users'], stats['items']) == (users, items)
     assert [stats[s] for s in ('train', 'val', 'test')] == counts
@@ -303,7 +299,6 @@ def test_real_dataset_cached(real_dataset, data_root, name, count_reads):
         assert stats['users_without_train'] == 10
         assert stats['items_without_train'] == 465
     assert_same(data, readers.read_folder(str(folder)))
-    assert timings[0] < 5 and timings[1] < 1, timings
 
 
 def test_real_available_datasets(real_dataset, data_root):
