@@ -96,4 +96,6 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    from report import results_file
+    with results_file('bench_eval.txt'):
+        main()

@@ -187,4 +187,6 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    from report import results_file
+    with results_file('bench_graphs.txt'):
+        main()
