@@ -6,6 +6,7 @@ backward sparse-dense products on CPU). Every builder in
 :mod:`pyg_mmrec.graphs` returns one; the propagation layers also accept a
 :class:`torch_sparse.SparseTensor`.
 """
+import warnings
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -48,8 +49,11 @@ def to_sparse_csr(
     if edge_weight is None:
         edge_weight = torch.ones(edge_index.size(1), device=edge_index.device)
     coo = torch.sparse_coo_tensor(edge_index, edge_weight,
-                                  (num_rows, num_cols)).coalesce()
-    return coo.to_sparse_csr()
+                                  (num_rows, num_cols),
+                                  check_invariants=False).coalesce()
+    with warnings.catch_warnings():  # "CSR support is in beta": it is our format
+        warnings.filterwarnings('ignore', 'Sparse CSR tensor support')
+        return coo.to_sparse_csr()
 
 
 def csr_to_edge_index(adj: Tensor) -> Tuple[Tensor, Tensor]:

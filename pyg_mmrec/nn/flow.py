@@ -226,23 +226,28 @@ class FlowMatchingGenerator(torch.nn.Module):
                 item frequencies).
             generator (torch.Generator, optional): Random generator.
                 (default: :obj:`None`)
-            detach_target (bool, optional): Detach :math:`\mathbf{x}_1` in
-                the loss (the state is built from it either way). The
-                original does not, so :math:`\mathcal{L}` also pulls the
-                embeddings towards the denoiser output; pass :obj:`False` to
-                reproduce that. (default: :obj:`True`)
+            detach_target (bool, optional): Detach :math:`\mathbf{x}_1`,
+                both as the regression target and inside the state
+                :math:`\mathbf{x}_t`, so that neither this loss nor anything
+                computed from :math:`\hat{\mathbf{x}}_1` sends gradient into
+                :math:`\mathbf{x}_1` (the generator and the conditions are
+                still trained). The original does not detach, so
+                :math:`\mathcal{L}` also pulls the embeddings towards the
+                denoiser output; pass :obj:`False` to reproduce that.
+                (default: :obj:`True`)
 
         Returns:
             (torch.Tensor, torch.Tensor): The scalar loss and the prediction
             :math:`\hat{\mathbf{x}}_1` :obj:`[N, d]` (with gradient).
         """
+        if detach_target:
+            x1 = x1.detach()
         t = torch.rand(x1.size(0), generator=generator, device=x1.device,
                        dtype=x1.dtype)
         x0 = frequency_prior(freq.to(x1.dtype), x1.size(1), generator)
         x_t = mask_interpolate(x1, x0, t, generator)
         x_hat = self(x_t, conditions, t)
-        target = x1.detach() if detach_target else x1
-        return F.mse_loss(x_hat, target), x_hat
+        return F.mse_loss(x_hat, x1), x_hat
 
     @torch.no_grad()
     def sample(self, conditions: List[Tensor], freq: Tensor,

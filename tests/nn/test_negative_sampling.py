@@ -1,0 +1,184 @@
+import pytest
+import torch
+
+from pyg_mmrec.nn import CausalNegativeSampler, item_frequency
+
+
+def random_pairs(num_users, num_items, num_edges, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    keys = torch.randint(num_users * num_items, (num_edges, ), generator=gen)
+    keys = keys.unique()
+    return torch.stack([keys // num_items, keys % num_items])
+
+
+def positive_set(pairs):
+    return set(map(tuple, pairs.t().tolist()))
+
+
+def test_item_frequency():
+    pairs = torch.tensor([[0, 0, 1, 2, 2], [1, 3, 1, 1, 1]])  # (2, 1) twice
+    freq = item_frequency(pairs, num_items=5, num_users=4)
+    assert torch.allclose(freq, torch.tensor([0.0, 0.75, 0.0, 0.25, 0.0]))
+    sampler = CausalNegativeSampler(pairs, 5, num_users=4)
+    assert torch.allclose(sampler.freq, freq)
+    # Inferred number of users: largest id + 1 = 3.
+    assert torch.allclose(CausalNegativeSampler(pairs, 5).freq, freq * 4 / 3)
+
+
+def test_defaults_and_repr():
+    pairs = random_pairs(20, 5000, 3000)
+    sampler = CausalNegativeSampler(pairs, 5000)
+    assert (sampler.num_candidates, sampler.top_k) == (1000, 100)
+    assert str(sampler) == ('CausalNegativeSampler(num_items=5000, beta=3.0, '
+                            'num_candidates=1000, top_k=100)')
+    original = CausalNegativeSampler(pairs, 5000, num_candidates=None)
+    assert (original.num_candidates, original.top_k) == (750, 75)
+    small = CausalNegativeSampler(pairs[:, pairs[1] < 30], 30, top_k=50)
+    assert (small.num_candidates, small.top_k) == (30, 30)
+    assert len(list(sampler.parameters())) == 0
+    assert len(sampler.state_dict()) == 0
+    sampler.reset_parameters()
+
+
+def test_popularity_mask():
+    pairs = torch.zeros(2, 0, dtype=torch.long)
+    freq = torch.tensor([0.25, 0.5, 0.75])  # mean 0.5 exactly
+    sampler = CausalNegativeSampler(pairs, 3, freq=freq)
+    m = sampler.popularity_mask(torch.arange(3))
+    assert m[0] > 0.5 and m[1] == 0.5 and m[2] < 0.5
+    expected = torch.sigmoid(-3.0 * (freq - 0.5) / (freq.std() + 1e-8))
+    assert torch.allclose(m, expected)
+
+    pairs = random_pairs(50, 40, 600, seed=1)
+    sampler = CausalNegativeSampler(pairs, 40, num_users=50, beta=2.0)
+    items = torch.arange(40)
+    m = sampler.popularity_mask(items)
+    freq = sampler.freq
+    above, below = freq > freq.mean() + 1e-6, freq < freq.mean() - 1e-6
+    assert above.any() and below.any()
+    assert (m[above] < 0.5).all() and (m[below] > 0.5).all()
+
+
+@pytest.mark.parametrize('num_users,num_items,num_edges,num_candidates,top_k',
+                         [(5, 12, 40, 12, 3), (30, 200, 1500, 50, 5),
+                          (100, 1500, 20000, 1000, None), (8, 20, 150, 7, 7)])
+def test_never_returns_a_training_positive(num_users, num_items, num_edges,
+                                           num_candidates, top_k):
+    pairs = random_pairs(num_users, num_items, num_edges, seed=2)
+    sampler = CausalNegativeSampler(pairs, num_items, num_users=num_users,
+                                    num_candidates=num_candidates,
+                                    top_k=top_k)
+    positives = positive_set(pairs)
+    gen = torch.Generator().manual_seed(3)
+    item_emb = torch.randn(num_items, 16, generator=gen)
+    generated = torch.randn(num_items, 16, generator=gen)
+    for _ in range(5):
+        users, pos = pairs
+        neg = sampler.sample(users, pos, item_emb, generated, gen)
+        assert neg.shape == users.shape and neg.dtype == torch.long
+        assert neg.min() >= 0 and neg.max() < num_items
+        assert not sampler.is_positive(users, neg).any()
+        assert not any((u, n) in positives
+                       for u, n in zip(users.tolist(), neg.tolist()))
+    neg = sampler(users, pos, item_emb, None, gen)  # forward, no generated
+    assert not sampler.is_positive(users, neg).any()
+
+
+@pytest.mark.parametrize('num_candidates', [60, 10, 3])
+def test_user_with_all_but_three_items(num_candidates):
+    num_items = 60
+    free = torch.tensor([7, 31, 58])
+    taken = torch.ones(num_items, dtype=torch.bool)
+    taken[free] = False
+    heavy = torch.stack([torch.zeros(num_items - 3, dtype=torch.long),
+                         torch.arange(num_items)[taken]])
+    light = torch.tensor([[1, 1, 2], [0, 7, 31]])
+    pairs = torch.cat([heavy, light], dim=1)
+    sampler = CausalNegativeSampler(pairs, num_items, num_users=3,
+                                    num_candidates=num_candidates, top_k=10)
+    gen = torch.Generator().manual_seed(4)
+    item_emb = torch.randn(num_items, 8, generator=gen)
+    users = torch.zeros(300, dtype=torch.long)
+    pos = heavy[1][torch.randint(num_items - 3, (300, ), generator=gen)]
+    neg = sampler.sample(users, pos, item_emb, torch.randn_like(item_emb),
+                         gen)
+    assert set(neg.tolist()) == set(free.tolist())  # all three, nothing else
+    # Mixed batch: the light users are unaffected and never get positives.
+    users = torch.tensor([0, 1, 2, 0, 1, 2])
+    pos = torch.tensor([0, 7, 31, 1, 0, 31])
+    neg = sampler.sample(users, pos, item_emb, None, gen)
+    assert not sampler.is_positive(users, neg).any()
+
+
+def test_user_with_every_item_raises():
+    pairs = torch.stack([torch.zeros(5, dtype=torch.long), torch.arange(5)])
+    sampler = CausalNegativeSampler(pairs, 5, num_users=1)
+    with pytest.raises(RuntimeError, match='every item'):
+        sampler.sample(torch.tensor([0]), torch.tensor([2]), torch.randn(5, 4))
+
+
+def test_uniform_negatives_are_exact():
+    num_items = 10
+    pairs = torch.tensor([[0, 0, 0, 0, 1, 2], [0, 1, 3, 9, 5, 0]])
+    sampler = CausalNegativeSampler(pairs, num_items, num_users=4)
+    gen = torch.Generator().manual_seed(5)
+    for user, free in [(0, [2, 4, 5, 6, 7, 8]), (1, [0, 1, 2, 3, 4, 6, 7, 8, 9]),
+                       (3, list(range(10)))]:
+        neg = sampler.uniform_negatives(torch.full((6000, ), user), gen)
+        counts = torch.bincount(neg, minlength=num_items)
+        assert set(neg.unique().tolist()) == set(free)
+        share = counts[free].float() / 6000
+        assert torch.allclose(share, torch.full_like(share, 1 / len(free)),
+                              atol=0.03)
+
+
+def top_k_sets(sampler, users, pos, item_emb, generated, k):
+    m = torch.sigmoid(-sampler.beta * (sampler.freq[pos] - sampler.freq.mean())
+                      / (sampler.freq.std() + 1e-8)).view(-1, 1)
+    anchor = item_emb[pos]
+    if generated is not None:
+        anchor = m * generated[pos] + (1 - m) * anchor
+    score = anchor @ item_emb.t()
+    score[sampler.is_positive(users.view(-1, 1),
+                              torch.arange(item_emb.size(0)).view(1, -1))] = \
+        float('-inf')
+    top = score.topk(k, dim=1)
+    return [set(i for i, s in zip(idx.tolist(), val.tolist()) if s > -1e30)
+            for idx, val in zip(top.indices, top.values)]
+
+
+@pytest.mark.parametrize('with_generated', [True, False])
+def test_negative_in_top_k_of_full_pool(with_generated):
+    num_users, num_items, k = 6, 25, 4
+    pairs = random_pairs(num_users, num_items, 60, seed=6)
+    sampler = CausalNegativeSampler(pairs, num_items, num_users=num_users,
+                                    num_candidates=num_items, top_k=k)
+    gen = torch.Generator().manual_seed(7)
+    item_emb = torch.randn(num_items, 8, generator=gen)
+    generated = torch.randn(num_items, 8, generator=gen) * 3
+    generated = generated if with_generated else None
+    users, pos = pairs
+    allowed = top_k_sets(sampler, users, pos, item_emb, generated, k)
+    assert all(len(a) == k for a in allowed)
+    seen = [set() for _ in allowed]
+    for _ in range(60):
+        neg = sampler.sample(users, pos, item_emb, generated, gen)
+        for row, n in enumerate(neg.tolist()):
+            assert n in allowed[row]
+            seen[row].add(n)
+    assert seen == allowed  # each of the k is drawn (uniform over top-k)
+
+
+def test_fewer_valid_than_k():
+    # User 0 has 2 non-positive items, k = 5: draw among those 2 only.
+    num_items = 9
+    pairs = torch.stack([torch.zeros(7, dtype=torch.long),
+                         torch.tensor([0, 1, 2, 4, 5, 6, 8])])
+    sampler = CausalNegativeSampler(pairs, num_items, num_users=1,
+                                    num_candidates=num_items, top_k=5)
+    gen = torch.Generator().manual_seed(8)
+    item_emb = torch.randn(num_items, 4, generator=gen)
+    neg = sampler.sample(torch.zeros(200, dtype=torch.long),
+                         torch.zeros(200, dtype=torch.long), item_emb,
+                         item_emb.clone(), gen)
+    assert set(neg.tolist()) == {3, 7}
