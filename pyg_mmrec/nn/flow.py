@@ -96,7 +96,8 @@ def mask_interpolate(x1: Tensor, x0: Tensor, t: Tensor,
     dtype = x1.dtype if x1.is_floating_point() else torch.float
     u = torch.rand(x1.shape, generator=generator, device=x1.device,
                    dtype=dtype)
-    t = t.to(dtype).reshape(-1, *([1] * (x1.dim() - 1)))
+    t = t.to(device=x1.device, dtype=dtype)
+    t = t.reshape(-1, *([1] * (x1.dim() - 1)))
     return torch.where(u < t, x1, x0.to(x1.dtype))
 
 
@@ -198,7 +199,7 @@ class FlowMatchingGenerator(torch.nn.Module):
             t (torch.Tensor): Times :obj:`[N]` (or a 0-dim tensor for all).
         """
         self._check(x_t, conditions)
-        t = t.to(x_t.dtype).reshape(-1).expand(x_t.size(0))
+        t = t.to(x_t).reshape(-1).expand(x_t.size(0))
         emb = sinusoidal_time_embedding(t, self.dim)
         tokens = self.norm(torch.stack([x_t, *conditions, emb], dim=1))
         q, k, v = self.lin_q(tokens), self.lin_k(tokens), self.lin_v(tokens)
@@ -244,7 +245,7 @@ class FlowMatchingGenerator(torch.nn.Module):
             x1 = x1.detach()
         t = torch.rand(x1.size(0), generator=generator, device=x1.device,
                        dtype=x1.dtype)
-        x0 = frequency_prior(freq.to(x1.dtype), x1.size(1), generator)
+        x0 = frequency_prior(freq.to(x1), x1.size(1), generator)
         x_t = mask_interpolate(x1, x0, t, generator)
         x_hat = self(x_t, conditions, t)
         return F.mse_loss(x_hat, x1), x_hat
@@ -317,7 +318,7 @@ class FlowMatchingGenerator(torch.nn.Module):
             raise ValueError("'sample' needs at least one condition (it "
                              "fixes the number of rows and the device)")
         ref = conditions[0]
-        x0 = frequency_prior(freq.to(ref.dtype), self.dim, generator)
+        x0 = frequency_prior(freq.to(ref), self.dim, generator)
         x = x0
         for k in range(start_step, num_steps - 1):
             t = k / num_steps

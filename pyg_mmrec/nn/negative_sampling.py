@@ -157,6 +157,39 @@ class CausalNegativeSampler(torch.nn.Module):
         pos = pos.clamp_(max=self.keys.numel() - 1)
         return self.keys[pos] == query
 
+    def pool_positives(self, users: Tensor, cand: Tensor) -> Tensor:
+        r"""The :obj:`[B, N_c]` mask of which candidates :obj:`cand`
+        :obj:`[N_c]` are training items of each of :obj:`users` :obj:`[B]`.
+
+        Gathers the users' training items (contiguous runs of the sorted
+        keys) and scatters those that are in the pool, which costs
+        :math:`O(\sum_u \deg(u) + I)`; when the users' degrees add up to
+        more than :math:`B \cdot N_c`, it looks up every (user, candidate)
+        pair with :meth:`is_positive` instead."""
+        num_items = self.num_items
+        start = torch.searchsorted(self.keys, users * num_items)
+        end = torch.searchsorted(self.keys, (users + 1) * num_items)
+        count = end - start
+        total = int(count.sum())
+        if total > users.numel() * cand.numel():
+            return self.is_positive(users.view(-1, 1), cand.view(1, -1))
+        row = torch.repeat_interleave(
+            torch.arange(users.numel(), device=users.device), count,
+            output_size=total)
+        offset = torch.cumsum(count, 0) - count
+        at = (torch.arange(total, device=users.device) - offset[row] +
+              start[row])
+        item = self.keys[at] % num_items
+        slot = torch.full((num_items, ), -1, dtype=torch.long,
+                          device=users.device)
+        slot[cand] = torch.arange(cand.numel(), device=users.device)
+        col = slot[item]
+        hit = col >= 0
+        mask = torch.zeros(users.numel(), cand.numel(), dtype=torch.bool,
+                           device=users.device)
+        mask[row[hit], col[hit]] = True
+        return mask
+
     def popularity_mask(self, items: Tensor) -> Tensor:
         r"""The mixing weight :math:`m_p = \sigma(-\beta (f_p - \mu_f) /
         (s_f + 10^{-8}))` of the generated embedding for items :obj:`[B]`:
@@ -229,10 +262,10 @@ class CausalNegativeSampler(torch.nn.Module):
         cand = torch.randperm(self.num_items, generator=generator,
                               device=device)[:self.num_candidates]
         score = anchor @ item_emb[cand].t()  # [B, N_c]
-        invalid = self.is_positive(users.view(-1, 1), cand.view(1, -1))
+        invalid = self.pool_positives(users, cand)
         score = score.masked_fill(invalid, float('-inf'))
 
-        idx = score.topk(self.top_k, dim=1).indices  # [B, k]
+        idx = score.topk(self.top_k, dim=1, sorted=False).indices  # [B, k]
         valid = ~invalid.gather(1, idx)
         # Uniform among the valid entries of the row's top-k: the largest of
         # i.i.d. uniform keys, with invalid entries pushed below all of them.

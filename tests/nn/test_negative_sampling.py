@@ -73,7 +73,8 @@ def test_never_returns_a_training_positive(num_users, num_items, num_edges,
     item_emb = torch.randn(num_items, 16, generator=gen)
     generated = torch.randn(num_items, 16, generator=gen)
     for _ in range(5):
-        users, pos = pairs
+        batch = torch.randperm(pairs.size(1), generator=gen)[:512]
+        users, pos = pairs[:, batch]
         neg = sampler.sample(users, pos, item_emb, generated, gen)
         assert neg.shape == users.shape and neg.dtype == torch.long
         assert neg.min() >= 0 and neg.max() < num_items
@@ -122,8 +123,9 @@ def test_uniform_negatives_are_exact():
     pairs = torch.tensor([[0, 0, 0, 0, 1, 2], [0, 1, 3, 9, 5, 0]])
     sampler = CausalNegativeSampler(pairs, num_items, num_users=4)
     gen = torch.Generator().manual_seed(5)
-    for user, free in [(0, [2, 4, 5, 6, 7, 8]), (1, [0, 1, 2, 3, 4, 6, 7, 8, 9]),
-                       (3, list(range(10)))]:
+    cases = [(0, [2, 4, 5, 6, 7, 8]), (1, [0, 1, 2, 3, 4, 6, 7, 8, 9]),
+             (3, list(range(10)))]
+    for user, free in cases:
         neg = sampler.uniform_negatives(torch.full((6000, ), user), gen)
         counts = torch.bincount(neg, minlength=num_items)
         assert set(neg.unique().tolist()) == set(free)
@@ -182,3 +184,18 @@ def test_fewer_valid_than_k():
                          torch.zeros(200, dtype=torch.long), item_emb,
                          item_emb.clone(), gen)
     assert set(neg.tolist()) == {3, 7}
+
+
+@pytest.mark.parametrize('num_candidates', [1, 7, 40])
+def test_pool_positives_equals_lookup(num_candidates):
+    num_users, num_items = 12, 40
+    pairs = random_pairs(num_users, num_items, 150, seed=9)
+    heavy = torch.stack([torch.full((38, ), 3), torch.arange(38)])
+    pairs = torch.cat([pairs, heavy], dim=1)  # user 3: all but 2 items
+    sampler = CausalNegativeSampler(pairs, num_items, num_users=num_users)
+    gen = torch.Generator().manual_seed(10)
+    for users in [torch.randint(num_users, (30, ), generator=gen),
+                  torch.full((5, ), 3), torch.tensor([11, 3])]:
+        cand = torch.randperm(num_items, generator=gen)[:num_candidates]
+        expected = sampler.is_positive(users.view(-1, 1), cand.view(1, -1))
+        assert torch.equal(sampler.pool_positives(users, cand), expected)
