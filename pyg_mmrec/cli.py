@@ -115,13 +115,18 @@ def cmd_datasets(args) -> int:
     from .data.dataset import default_root
     root = args.data_root or default_root()
     print(f"data root: {root}")
+    print(f"{'name':<12}{'users':>8}{'items':>8}{'train':>9}{'val':>8}"
+          f"{'test':>8}{'density':>10}  modalities")
     for name in available_datasets(root):
         try:
-            stats = dataset_statistics(load_dataset(name, root=root))
+            s = dataset_statistics(load_dataset(name, root=root))
         except Exception as e:  # report and go on with the others
-            print(f"  {name}: cannot be read: {e}")
+            print(f"{name:<12}cannot be read: {e}")
             continue
-        print(f"  {name}: " + ', '.join(f'{k} {v}' for k, v in stats.items()))
+        mods = ', '.join(f'{m} {d}-d' for m, d in s['modalities'].items())
+        print(f"{name:<12}{s['users']:>8}{s['items']:>8}{s['train']:>9}"
+              f"{s['val']:>8}{s['test']:>8}{s['density']:>10.5f}  "
+              f"{mods or 'none'}")
     return 0
 
 
