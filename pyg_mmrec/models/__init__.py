@@ -2,6 +2,7 @@
 from typing import Dict, Type
 
 from .base import Recommender
+from .fmcns import FMCNS
 from .freedom import FREEDOM
 from .lightgcn import LightGCN
 from .pop import Pop
@@ -13,6 +14,7 @@ MODELS: Dict[str, Type[Recommender]] = {
     'lightgcn': LightGCN,
     'vbpr': VBPR,
     'freedom': FREEDOM,
+    'fmcns': FMCNS,
 }
 
 
@@ -25,5 +27,5 @@ def get_model(name: str) -> Type[Recommender]:
                          f"{', '.join(MODELS)}") from None
 
 
-__all__ = ['Recommender', 'Pop', 'LightGCN', 'VBPR', 'FREEDOM', 'MODELS',
+__all__ = ['Recommender', 'Pop', 'LightGCN', 'VBPR', 'FREEDOM', 'FMCNS', 'MODELS',
            'get_model']

@@ -22,7 +22,8 @@ class Recommender(torch.nn.Module):
     * :meth:`loss` mapping a :class:`~pyg_mmrec.train.BPRBatch` to a dict of
       named loss terms (the trainer sums and logs them);
     * optionally :meth:`on_epoch_start` for per-epoch work (graph pruning,
-      denoiser training, graph regeneration).
+      denoiser training, graph regeneration) and :meth:`on_epoch_end` for
+      work between training and evaluation (e.g. sampling a generator).
 
     In evaluation mode the embeddings are computed once and reused by every
     :meth:`score` call until the model goes back to training mode.
@@ -46,6 +47,10 @@ class Recommender(torch.nn.Module):
 
     def on_epoch_start(self, epoch: int) -> None:
         r"""Hook called by the trainer before each training epoch."""
+
+    def on_epoch_end(self, epoch: int) -> None:
+        r"""Hook called by the trainer after each training epoch, before
+        evaluation."""
 
     def train(self, mode: bool = True) -> 'Recommender':
         self._embedding_cache = None

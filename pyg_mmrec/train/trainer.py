@@ -150,6 +150,7 @@ class Trainer:
             self.optimizer.step()
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
+        model.on_epoch_end(epoch)
         means = {name: value / num_batches for name, value in sums.items()}
         means['loss'] = sum(means.values())
         return means

@@ -9,7 +9,7 @@ from pyg_mmrec.train import Evaluator, Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
 from pyg_mmrec.train.sampler import BPRBatch
 
-TRAINABLE = ['lightgcn', 'vbpr', 'freedom']
+TRAINABLE = ['lightgcn', 'vbpr', 'freedom', 'fmcns']
 
 
 @pytest.fixture(scope='module')
