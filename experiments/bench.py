@@ -8,7 +8,8 @@ Usage::
         [--epochs 3]
 
 Each (dataset, model) runs in its own process, so the peak memory is the
-model's own. Baby has no feature files here: multimodal models run on the
+model's own, with the model and batch settings of
+``experiments/configs/<dataset>.yaml`` where it has them. Baby has no feature files here: multimodal models run on the
 real Baby interactions with synthetic features of MMRec's sizes (image
 4096-d, text 384-d), labelled ``baby+synthetic-features``.
 Writes ``experiments/results/bench.json`` and ``bench.md``.
@@ -44,12 +45,23 @@ def worker(model_name, dataset, data_root, epochs):
     from pyg_mmrec.train.checkpoint import seed_everything
     from pyg_mmrec.train.trainer import peak_memory_mb
 
+    from pyg_mmrec.experiment import load_config, split_config
     data, label = load(dataset, data_root, model_name)
+    config_file = os.path.join(HERE, 'configs', f'{dataset}.yaml')
+    config = {}
+    if os.path.exists(config_file):
+        try:
+            config = load_config(config_file, model_name)
+        except ValueError:  # no section for this model
+            config = {}
+    model_kwargs, trainer_kwargs = split_config(model_name, config)
+    trainer_kwargs = {k: v for k, v in trainer_kwargs.items()
+                      if k in ('batch_size', 'lr')}
     seed_everything(0)
     t0 = time.perf_counter()
-    model = get_model(model_name)(data)
+    model = get_model(model_name)(data, **model_kwargs)
     build_time = time.perf_counter() - t0
-    trainer = Trainer(model, data, progress=False)
+    trainer = Trainer(model, data, progress=False, **trainer_kwargs)
     epoch_times = []
     if model.trainable:
         for epoch in range(1, epochs + 1):
@@ -64,6 +76,7 @@ def worker(model_name, dataset, data_root, epochs):
     users = int(trainer.evaluator.users('test').numel())
     return {
         'dataset': label, 'model': model_name,
+        'batch_size': trainer.batch_size,
         'threads': torch.get_num_threads(),
         'build_time': build_time,
         'epoch_times': epoch_times,
@@ -77,12 +90,12 @@ def worker(model_name, dataset, data_root, epochs):
 
 
 def to_markdown(rows):
-    lines = ['| dataset | model | s / epoch | eval s (test users) | '
-             'peak memory MiB | build s |', '|---|---|---|---|---|---|']
+    lines = ['| dataset | model | batch | s / epoch | eval s (test users) | '
+             'peak memory MiB | build s |', '|---|---|---|---|---|---|---|']
     for r in rows:
         epoch = '-' if r['time_per_epoch'] is None else f"{r['time_per_epoch']:.2f}"
         lines.append(
-            f"| {r['dataset']} | {r['model']} | {epoch} | "
+            f"| {r['dataset']} | {r['model']} | {r['batch_size']} | {epoch} | "
             f"{r['eval_time_test']:.2f} ({r['eval_users_test']}) | "
             f"{r['peak_memory_mb']:.0f} | {r['build_time']:.2f} |")
     return '\n'.join(lines) + '\n'
