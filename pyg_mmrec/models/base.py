@@ -56,6 +56,10 @@ class Recommender(torch.nn.Module):
         self._embedding_cache = None
         return super().train(mode)
 
+    def load_state_dict(self, *args, **kwargs):
+        self._embedding_cache = None
+        return super().load_state_dict(*args, **kwargs)
+
     def embeddings(self) -> Tuple[Tensor, Tensor]:
         r"""The :obj:`(user_emb, item_emb)` used for scoring; cached in
         evaluation mode."""
