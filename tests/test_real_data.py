@@ -29,7 +29,7 @@ def test_popularity_is_far_above_random(tiktok, pop_recall):
 SHORT = {'lr': 5e-3, 'epochs': 20}
 
 
-@pytest.mark.parametrize('model', ['lightgcn', 'freedom'])
+@pytest.mark.parametrize('model', ['lightgcn', 'freedom', 'fmcns'])
 def test_graph_models_beat_popularity_on_tiktok(tiktok, pop_recall, model):
     res = run_experiment(model, 'tiktok', data=tiktok, progress=False,
                          config=SHORT)
