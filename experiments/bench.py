@@ -28,11 +28,12 @@ MMREC_FEATURE_DIMS = {'image': 4096, 'text': 384}
 
 
 def load(dataset, data_root, model):
-    from pyg_mmrec.data import load_dataset, modalities
-    from pyg_mmrec.data import add_synthetic_features
+    from pyg_mmrec.data import (add_synthetic_features, load_dataset,
+                                modalities)
+    from pyg_mmrec.models import get_model
     data = load_dataset(dataset, root=data_root)
     label = dataset
-    if model in ('vbpr', 'freedom') and not modalities(data):
+    if get_model(model).requires_features and not modalities(data):
         data = add_synthetic_features(data, MMREC_FEATURE_DIMS, seed=0)
         label = f'{dataset}+synthetic-features'
     return data, label

@@ -30,6 +30,8 @@ class Recommender(torch.nn.Module):
     """
     #: Whether the model has parameters to fit with the trainer.
     trainable: bool = True
+    #: Whether the model needs item features.
+    requires_features: bool = False
 
     def __init__(self, data: HeteroData):
         super().__init__()

@@ -74,6 +74,8 @@ class FREEDOM(Recommender):
         reg_weight (float): Weight of the modality BPR terms; the original
             searches :obj:`{0, 1e-5, 1e-4, 1e-3}`. (default: :obj:`1e-4`)
     """
+    requires_features = True
+
     def __init__(
         self,
         data: HeteroData,
@@ -86,7 +88,7 @@ class FREEDOM(Recommender):
         reg_weight: float = 1e-4,
     ):
         super().__init__(data)
-        feats = require_features(data, 'FREEDOM')
+        feats = require_features(data, type(self).__name__)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         weights = dict(modality_weights or default_modality_weights(feats))

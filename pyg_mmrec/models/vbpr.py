@@ -42,10 +42,12 @@ class VBPR(Recommender):
         reg_weight (float): Weight of the L2 penalty on the batch's user and
             item vectors. (default: :obj:`1e-4`)
     """
+    requires_features = True
+
     def __init__(self, data: HeteroData, embedding_dim: int = 64,
                  reg_weight: float = 1e-4):
         super().__init__(data)
-        feats = require_features(data, 'VBPR')
+        feats = require_features(data, type(self).__name__)
         self.embedding_dim, self.reg_weight = embedding_dim, reg_weight
         self.register_buffer('features', torch.cat(list(feats.values()), dim=-1))
         self.user_embedding = torch.nn.Embedding(self.num_users, 2 * embedding_dim)
