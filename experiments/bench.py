@@ -63,6 +63,7 @@ def worker(model_name, dataset, data_root, epochs):
     model = get_model(model_name)(data, **model_kwargs)
     build_time = time.perf_counter() - t0
     trainer = Trainer(model, data, progress=False, **trainer_kwargs)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # as Trainer.fit
     epoch_times = []
     if model.trainable:
         for epoch in range(1, epochs + 1):

@@ -14,6 +14,7 @@ DEMO_CONFIGS: Dict[str, dict] = {
     'lightgcn': _FAST,
     'vbpr': _FAST,
     'freedom': _FAST,
+    'fmcns': _FAST,
 }
 
 

@@ -265,7 +265,9 @@ class CausalNegativeSampler(torch.nn.Module):
         invalid = self.pool_positives(users, cand)
         score = score.masked_fill(invalid, float('-inf'))
 
-        idx = score.topk(self.top_k, dim=1, sorted=False).indices  # [B, k]
+        # sorted=True: the order of an unsorted top-k may vary between runs
+        # with several threads, which would make the pick below irreproducible.
+        idx = score.topk(self.top_k, dim=1, sorted=True).indices  # [B, k]
         valid = ~invalid.gather(1, idx)
         # Uniform among the valid entries of the row's top-k: the largest of
         # i.i.d. uniform keys, with invalid entries pushed below all of them.

@@ -179,7 +179,19 @@ class Trainer:
     def fit(self) -> Dict[str, Any]:
         r"""Trains until early stopping (or :obj:`epochs`) and returns the
         results: configuration, per-epoch history, best epoch, its validation
-        and test metrics, timings and peak memory."""
+        and test metrics, timings and peak memory.
+
+        Runs with :func:`torch.use_deterministic_algorithms` (restored
+        afterwards): some CPU kernels (e.g. accumulating index writes) are
+        otherwise not reproducible from run to run with several threads."""
+        previous = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return self._fit()
+        finally:
+            torch.use_deterministic_algorithms(previous)
+
+    def _fit(self) -> Dict[str, Any]:
         seed_everything(self.seed)
         history: List[Dict[str, Any]] = []
         best: Dict[str, Any] = {'epoch': 0, 'score': float('-inf'),
