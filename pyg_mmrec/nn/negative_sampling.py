@@ -4,6 +4,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..train.sampler import pair_in_keys
+
 
 def item_frequency(train_edge_index: Tensor, num_items: int,
                    num_users: int) -> Tensor:
@@ -150,12 +152,7 @@ class CausalNegativeSampler(torch.nn.Module):
     def is_positive(self, user: Tensor, item: Tensor) -> Tensor:
         r"""Whether each (broadcast) :obj:`(user, item)` is a training
         interaction."""
-        query = user * self.num_items + item
-        if self.keys.numel() == 0:
-            return torch.zeros_like(query, dtype=torch.bool)
-        pos = torch.searchsorted(self.keys, query.contiguous())
-        pos = pos.clamp_(max=self.keys.numel() - 1)
-        return self.keys[pos] == query
+        return pair_in_keys(self.keys, self.num_items, user, item)
 
     def pool_positives(self, users: Tensor, cand: Tensor) -> Tensor:
         r"""The :obj:`[B, N_c]` mask of which candidates :obj:`cand`

@@ -16,6 +16,18 @@ class BPRBatch(NamedTuple):
         return BPRBatch(*(t.to(device) for t in self))
 
 
+def pair_in_keys(keys: Tensor, num_items: int, user: Tensor,
+                 item: Tensor) -> Tensor:
+    r"""Whether each (broadcast) :obj:`(user, item)` pair is among the sorted
+    keys :obj:`user * num_items + item` (a sparse lookup, never a dense
+    :obj:`U x I` matrix)."""
+    query = user * num_items + item
+    if keys.numel() == 0:
+        return torch.zeros_like(query, dtype=torch.bool)
+    pos = torch.searchsorted(keys, query.contiguous())
+    return keys[pos.clamp_(max=keys.numel() - 1)] == query
+
+
 class NegativeSampler:
     r"""Draws items uniformly at random that are not training positives of
     the given users (true negatives). Validation and test items are *not*
@@ -40,9 +52,7 @@ class NegativeSampler:
 
     def is_positive(self, user: Tensor, item: Tensor) -> Tensor:
         r"""Whether each :obj:`(user, item)` is a training interaction."""
-        query = user * self.num_items + item
-        pos = torch.searchsorted(self.keys, query).clamp_(max=self.keys.numel() - 1)
-        return self.keys[pos] == query
+        return pair_in_keys(self.keys, self.num_items, user, item)
 
     def sample(self, user: Tensor,
                generator: Optional[torch.Generator] = None) -> Tensor:
