@@ -8,6 +8,10 @@ from pyg_mmrec.graphs.sparse import (
     degree_power,
     normalize_edge_weight,
     weighted_sum,
+    expand_runs,
+    csr_dense_rows,
+    csr_transpose,
+    drop_entries,
 )
 from pyg_mmrec.graphs.knn import knn_graph, knn_adjacency
 from pyg_mmrec.graphs.bipartite import (
@@ -35,6 +39,10 @@ __all__ = [
     'degree_power',
     'normalize_edge_weight',
     'weighted_sum',
+    'expand_runs',
+    'csr_dense_rows',
+    'csr_transpose',
+    'drop_entries',
     'knn_graph',
     'knn_adjacency',
     'unique_pairs',

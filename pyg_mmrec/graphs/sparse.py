@@ -159,3 +159,76 @@ def weighted_sum(
         indices.append(edge_index)
         values.append(value * weight)
     return to_sparse_csr(torch.cat(indices, dim=1), torch.cat(values), shape)
+
+
+def expand_runs(start: Tensor, count: Tensor) -> Tuple[Tensor, Tensor]:
+    r"""Expands runs :math:`[s_r, s_r + c_r)` of positions into one flat
+    list: returns :obj:`(run, position)`, where :obj:`run[k]` is the run the
+    :math:`k`-th position belongs to (e.g. the rows of a CSR matrix, with
+    :obj:`start = crow[rows]` and :obj:`count = crow[rows + 1] - start`).
+
+    Args:
+        start (torch.Tensor): First position of every run :obj:`[R]`.
+        count (torch.Tensor): Length of every run :obj:`[R]`.
+    """
+    total = int(count.sum())
+    run = torch.repeat_interleave(
+        torch.arange(count.numel(), device=count.device), count,
+        output_size=total)
+    offset = torch.cumsum(count, 0) - count
+    position = (torch.arange(total, device=count.device) - offset[run] +
+                start[run])
+    return run, position
+
+
+def csr_dense_rows(adj: Tensor, rows: Tensor) -> Tensor:
+    r"""The rows :obj:`rows` of a CSR matrix as a dense :obj:`[R, N]`
+    tensor, without densifying anything else (e.g. a batch of users'
+    interaction rows).
+
+    Args:
+        adj (torch.Tensor): A :obj:`torch.sparse_csr` matrix :obj:`[M, N]`.
+        rows (torch.Tensor): Row indices :obj:`[R]` (repeats allowed).
+    """
+    crow, col, value = adj.crow_indices(), adj.col_indices(), adj.values()
+    rows = rows.to(crow.device, torch.long)
+    start = crow[rows]
+    run, at = expand_runs(start, crow[rows + 1] - start)
+    out = value.new_zeros(rows.numel(), adj.size(1))
+    out[run, col[at]] = value[at]
+    return out
+
+
+def csr_transpose(adj: Tensor) -> Tensor:
+    r"""The transpose of a CSR matrix, as a coalesced CSR matrix (computed
+    once and reused, e.g. for the backward pass of :math:`\mathbf{A}
+    \mathbf{X}` with a non-symmetric :math:`\mathbf{A}`)."""
+    edge_index, value = csr_to_edge_index(adj)
+    return to_sparse_csr(edge_index.flip(0), value,
+                         (adj.size(1), adj.size(0)))
+
+
+def drop_entries(adj: Tensor, keep_rate: float,
+                 generator: Optional[torch.Generator] = None) -> Tensor:
+    r"""Keeps every stored entry of a CSR matrix independently with
+    probability :math:`p` = :obj:`keep_rate` and rescales the kept ones by
+    :math:`1 / p` (the edge dropper of DiffMM and MDMNS; it treats
+    :math:`(i, j)` and :math:`(j, i)` independently, so a symmetric matrix
+    in general becomes non-symmetric). :obj:`keep_rate=1` returns
+    :obj:`adj` itself.
+
+    Args:
+        adj (torch.Tensor): A :obj:`torch.sparse_csr` matrix.
+        keep_rate (float): The keep probability :math:`p \in (0, 1]`.
+        generator (torch.Generator, optional): Random generator.
+            (default: :obj:`None`)
+    """
+    if not 0.0 < keep_rate <= 1.0:
+        raise ValueError(f"'keep_rate' must be in (0, 1] (got {keep_rate})")
+    if keep_rate == 1.0:
+        return adj
+    edge_index, value = csr_to_edge_index(adj)
+    keep = torch.rand(value.numel(), generator=generator,
+                      device=value.device) < keep_rate
+    return to_sparse_csr(edge_index[:, keep], value[keep] / keep_rate,
+                         tuple(adj.shape))

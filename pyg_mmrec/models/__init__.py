@@ -5,6 +5,7 @@ from .base import Recommender
 from .fmcns import FMCNS
 from .freedom import FREEDOM
 from .lightgcn import LightGCN
+from .mdmns import MDMNS
 from .pop import Pop
 from .vbpr import VBPR
 
@@ -15,6 +16,7 @@ MODELS: Dict[str, Type[Recommender]] = {
     'vbpr': VBPR,
     'freedom': FREEDOM,
     'fmcns': FMCNS,
+    'mdmns': MDMNS,
 }
 
 
@@ -27,5 +29,6 @@ def get_model(name: str) -> Type[Recommender]:
                          f"{', '.join(MODELS)}") from None
 
 
-__all__ = ['Recommender', 'Pop', 'LightGCN', 'VBPR', 'FREEDOM', 'FMCNS', 'MODELS',
+__all__ = ['Recommender', 'Pop', 'LightGCN', 'VBPR', 'FREEDOM', 'FMCNS', 'MDMNS',
+           'MODELS',
            'get_model']

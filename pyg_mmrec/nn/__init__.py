@@ -1,5 +1,10 @@
 r"""Reusable PyG modules for multimodal recommendation."""
-from pyg_mmrec.nn.conv import LightGCNConv, LightGCNEncoder
+from pyg_mmrec.nn.contrastive import (info_nce, mdmns_noise_levels,
+                                      noisy_view_info_nce)
+from pyg_mmrec.nn.conv import LightGCNConv, LightGCNEncoder, sparse_mm
+from pyg_mmrec.nn.diffusion import (BipartiteGuidance, Denoiser,
+                                    GaussianDiffusion,
+                                    diffusion_time_embedding)
 from pyg_mmrec.nn.flow import (FlowMatchingGenerator, frequency_prior,
                                mask_interpolate, sinusoidal_time_embedding)
 from pyg_mmrec.nn.negative_sampling import (CausalNegativeSampler,
@@ -8,6 +13,14 @@ from pyg_mmrec.nn.negative_sampling import (CausalNegativeSampler,
 __all__ = [
     'LightGCNConv',
     'LightGCNEncoder',
+    'sparse_mm',
+    'GaussianDiffusion',
+    'Denoiser',
+    'BipartiteGuidance',
+    'diffusion_time_embedding',
+    'info_nce',
+    'noisy_view_info_nce',
+    'mdmns_noise_levels',
     'FlowMatchingGenerator',
     'sinusoidal_time_embedding',
     'frequency_prior',

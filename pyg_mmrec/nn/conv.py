@@ -10,19 +10,44 @@ from torch_geometric.utils import spmm
 COMBINES = ('mean', 'sum', 'last')
 
 
-class _SymmetricSpMM(torch.autograd.Function):
-    r"""CSR :math:`\mathbf{A}\mathbf{X}` for a symmetric :math:`\mathbf{A}`:
-    the backward pass multiplies by :math:`\mathbf{A}` again instead of
-    letting autograd transpose it (a sort of all entries on every call),
-    which halves the cost of a LightGCN layer's forward + backward."""
+class _SpMM(torch.autograd.Function):
+    r"""CSR :math:`\mathbf{A}\mathbf{X}` whose backward pass multiplies by a
+    precomputed :math:`\mathbf{A}^{\top}` (:math:`\mathbf{A}` itself when
+    it is symmetric) instead of letting autograd transpose :math:`\mathbf{A}`
+    (a sort of all entries on every call); this halves the cost of a
+    propagation's forward + backward."""
     @staticmethod
-    def forward(ctx, x: Tensor, adj: Tensor) -> Tensor:
-        ctx.adj = adj
+    def forward(ctx, x: Tensor, adj: Tensor, adj_t: Tensor) -> Tensor:
+        ctx.adj_t = adj_t
         return torch.sparse.mm(adj, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return torch.sparse.mm(ctx.adj, grad), None
+        return torch.sparse.mm(ctx.adj_t, grad), None, None
+
+
+def sparse_mm(adj: Tensor, x: Tensor, adj_t: Optional[Tensor] = None,
+              symmetric: bool = False) -> Tensor:
+    r"""The product :math:`\mathbf{A}\mathbf{X}` of a sparse matrix and a
+    dense one. For a CSR :math:`\mathbf{A}` and an :obj:`x` that requires
+    gradient, the backward pass uses :obj:`adj_t` (or :obj:`adj` when
+    :obj:`symmetric`), so pass a transpose computed once (e.g. by
+    :func:`pyg_mmrec.graphs.csr_transpose`) for a matrix used many times.
+
+    Args:
+        adj (torch.Tensor): Sparse :math:`\mathbf{A}` :obj:`[M, N]`.
+        x (torch.Tensor): Dense :math:`\mathbf{X}` :obj:`[N, F]`.
+        adj_t (torch.Tensor, optional): :math:`\mathbf{A}^{\top}` in CSR.
+            (default: :obj:`None`)
+        symmetric (bool, optional): Declares :math:`\mathbf{A} =
+            \mathbf{A}^{\top}`. (default: :obj:`False`)
+    """
+    if symmetric:
+        adj_t = adj
+    if (adj_t is not None and x.requires_grad
+            and adj.layout == torch.sparse_csr):
+        return _SpMM.apply(x, adj, adj_t)
+    return torch.sparse.mm(adj, x)
 
 
 class LightGCNConv(MessagePassing):
@@ -88,8 +113,8 @@ class LightGCNConv(MessagePassing):
 
     def message_and_aggregate(self, adj_t: Adj, x: Tensor) -> Tensor:
         if (self.symmetric and isinstance(adj_t, Tensor)
-                and adj_t.layout == torch.sparse_csr and x.requires_grad):
-            return _SymmetricSpMM.apply(x, adj_t)
+                and adj_t.layout == torch.sparse_csr):
+            return sparse_mm(adj_t, x, symmetric=True)
         return spmm(adj_t, x, reduce=self.aggr)
 
     def __repr__(self) -> str:

@@ -4,6 +4,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..graphs.sparse import expand_runs
 from ..train.sampler import pair_in_keys
 
 
@@ -170,12 +171,7 @@ class CausalNegativeSampler(torch.nn.Module):
         total = int(count.sum())
         if total > users.numel() * cand.numel():
             return self.is_positive(users.view(-1, 1), cand.view(1, -1))
-        row = torch.repeat_interleave(
-            torch.arange(users.numel(), device=users.device), count,
-            output_size=total)
-        offset = torch.cumsum(count, 0) - count
-        at = (torch.arange(total, device=users.device) - offset[row] +
-              start[row])
+        row, at = expand_runs(start, count)
         item = self.keys[at] % num_items
         slot = torch.full((num_items, ), -1, dtype=torch.long,
                           device=users.device)

@@ -36,7 +36,7 @@ def strip_times(history):
             for r in history]
 
 
-@pytest.mark.parametrize('model', ['lightgcn', 'freedom', 'fmcns'])
+@pytest.mark.parametrize('model', ['lightgcn', 'freedom', 'fmcns', 'mdmns'])
 def test_resume_after_interrupt_matches_uninterrupted_run(data, tmp_path, model):
     full = make_trainer(data, model, epochs=6, patience=50,
                         checkpoint_dir=str(tmp_path / 'a')).fit()

@@ -1,0 +1,176 @@
+import pytest
+import torch
+
+from pyg_mmrec.data import add_synthetic_features, make_synthetic
+from pyg_mmrec.graphs import csr_to_edge_index
+from pyg_mmrec.models import MDMNS, Pop
+from pyg_mmrec.train import Trainer
+from pyg_mmrec.train.checkpoint import seed_everything
+from pyg_mmrec.train.sampler import BPRBatch
+
+SMALL = dict(embedding_dim=16, denoiser_hidden=32)
+
+
+@pytest.fixture(scope='module')
+def data():
+    return make_synthetic(num_users=150, num_items=90, seed=4)
+
+
+def batch_of(data, size=64):
+    edge_index = data['user', 'interacts', 'item'].edge_index[:, :size]
+    gen = torch.Generator().manual_seed(0)
+    neg = torch.randint(data['item'].num_nodes, (edge_index.size(1), ),
+                        generator=gen)
+    return BPRBatch(edge_index[0], edge_index[1], neg)
+
+
+@pytest.mark.parametrize('k', [1, 3])
+def test_generated_graph_has_k_items_per_user_plus_self_loops(data, k):
+    model = MDMNS(data, rebuild_k=k, keep_rate=1.0, **SMALL)
+    model.rebuild_graphs()
+    num_users, num_items = model.num_users, model.num_items
+    for m in model.modalities:
+        adj, adj_t = model.generated_graph(m)
+        assert adj.shape == (num_users + num_items, ) * 2
+        (row, col), value = csr_to_edge_index(adj)
+        loops = row == col
+        assert int(loops.sum()) == num_users + num_items
+        user_rows = row[~loops] < num_users
+        # every user row: exactly k item entries besides its self-loop
+        counts = torch.bincount(row[~loops][user_rows], minlength=num_users)
+        assert torch.all(counts == k)
+        assert torch.all(col[~loops][user_rows] >= num_users)
+        # GCN normalisation with self-loops: a_uv = 1 / sqrt(d_u d_v)
+        deg = torch.bincount(row, minlength=num_users + num_items).float()
+        assert torch.allclose(value, (deg[row] * deg[col]).rsqrt())
+        dense = adj.to_dense()
+        assert torch.allclose(dense, dense.t())
+        assert torch.allclose(adj_t.to_dense(), dense.t())
+        # the items are each user's top-k of the denoised row
+        items = getattr(model, f'generated_{m}')
+        assert items.shape == (num_users, k)
+
+
+def test_generated_graph_drops_entries_reproducibly(data):
+    model = MDMNS(data, keep_rate=0.5, **SMALL)
+    model.rebuild_graphs()
+    adj, _ = model.generated_graph('image')
+    full = MDMNS(data, keep_rate=1.0, **SMALL)
+    full.load_state_dict(model.state_dict())
+    kept = adj._nnz() / full.generated_graph('image')[0]._nnz()
+    assert 0.4 < kept < 0.6
+    # kept entries are rescaled by 1 / keep_rate
+    assert torch.allclose(adj.values().max(),
+                          2 * full.generated_graph('image')[0].values().max())
+    # the CSR is derived from checkpointed buffers: a copy rebuilds it exactly
+    copy = MDMNS(data, keep_rate=0.5, **SMALL)
+    copy.load_state_dict(model.state_dict())
+    assert torch.equal(copy.generated_graph('image')[0].to_dense(),
+                       adj.to_dense())
+
+
+@pytest.mark.parametrize('faithful', [False, True])
+def test_denoiser_step_trains_only_the_diffusion_part(data, faithful):
+    seed_everything(0)
+    model = MDMNS(data, faithful=faithful, **SMALL)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    losses = [model.train_denoisers() for _ in range(30)]
+    assert set(losses[0]) == set(model.modalities)
+    for m in model.modalities:
+        assert losses[-1][m] < losses[0][m]
+    own = {id(p) for p in model.diffusion_parameters()}
+    for n, p in model.named_parameters():
+        assert torch.equal(p, before[n]) != (id(p) in own), n
+    assert (model.guidance is None) == faithful
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_loss_terms_per_cl_method(data):
+    for cl_method, anchors in ((0, 'batch'), (1, 'batch'), (1, 'all')):
+        model = MDMNS(data, cl_method=cl_method, cl_anchors=anchors, **SMALL)
+        model.train()
+        terms = model.loss(batch_of(data))
+        assert set(terms) == {'bpr', 'reg', 'cl'}
+        assert all(torch.isfinite(t) for t in terms.values())
+    # 'all' anchors and 'batch' anchors are different estimates:
+    seed_everything(1)
+    a = MDMNS(data, cl_method=1, cl_anchors='all', **SMALL)
+    seed_everything(1)
+    b = MDMNS(data, cl_method=1, cl_anchors='batch', **SMALL)
+    b.load_state_dict(a.state_dict())
+    assert not torch.allclose(a.loss(batch_of(data))['cl'],
+                              b.loss(batch_of(data))['cl'])
+
+
+def test_scores_sum_the_branches(data):
+    model = MDMNS(data, **SMALL).eval()
+    users = torch.tensor([0, 5, 9])
+    out = model.branches()
+    expected = sum(u[users] @ i.t() for u, i in out.values())
+    assert torch.allclose(model.score(users), expected, atol=1e-5)
+    assert set(out) == {'fused', *model.modalities}
+
+
+def test_three_modalities_and_bad_arguments(data):
+    tri = add_synthetic_features(data, {'audio': 12}, seed=0)
+    model = MDMNS(tri, cl_method=1, **SMALL)
+    assert model.modalities == ['image', 'text', 'audio']
+    guides = model.guides(model.features())
+    feats = model.features()
+    assert torch.allclose(guides['audio'], (feats['image'] + feats['text']) / 2)
+    assert model.noise_levels == [0, 0, 1, 2]
+    model.train()
+    assert torch.isfinite(model.loss(batch_of(tri))['cl'])
+    for kwargs, match in (({'cl_method': 2}, 'cl_method'),
+                          ({'trans': 3}, 'trans'),
+                          ({'keep_rate': 0.0}, 'keep_rate'),
+                          ({'rebuild_k': 0}, 'rebuild_k'),
+                          ({'cl_anchors': 'some'}, 'cl_anchors')):
+        with pytest.raises(ValueError, match=match):
+            MDMNS(data, **kwargs)
+
+
+@pytest.mark.parametrize('cl_method', [0, 1])
+def test_mdmns_learns_beyond_popularity(cl_method):
+    data = make_synthetic(num_users=600, num_items=400, seed=0)
+    recall = {}
+    for name in ('pop', 'mdmns'):
+        seed_everything(0)
+        model = (Pop(data) if name == 'pop' else
+                 MDMNS(data, embedding_dim=32, denoiser_hidden=64,
+                       cl_method=cl_method))
+        res = Trainer(model, data, lr=5e-3, batch_size=512, epochs=10,
+                      patience=10, progress=False).fit()
+        recall[name] = res['test']['recall@20']
+    assert recall['mdmns'] > 1.5 * recall['pop'], recall
+
+
+def test_branches_follow_the_dense_formulas(data):
+    # The spec's forward pass, literally, with dense matrices.
+    model = MDMNS(data, num_layers=2, keep_rate=0.5, **SMALL)
+    model.rebuild_graphs()
+    U = model.num_users
+    A = model.adj.to_dense()
+    e_u, e_i = model.user_embedding.weight, model.item_embedding.weight
+    e_id = torch.cat([e_u, e_i])
+    norm = torch.nn.functional.normalize
+
+    def branch(x_item, gen):
+        h = A @ torch.cat([e_u, x_item])
+        return h + A @ torch.cat([h[:U], e_i]) + 0.2 * gen @ e_id
+
+    def encode(h):
+        z = h + A @ h + A @ (A @ h) + 0.5 * norm(h)
+        return z[:U], z[U:]
+
+    feats = model.features()
+    hidden = {m: branch(norm(feats[m]), model.generated_graph(m)[0].to_dense())
+              for m in model.modalities}
+    w = torch.softmax(model.modal_weight, 0)
+    mixed = w[0] * hidden['image'] + w[1] * hidden['text']
+    expected = {'fused': encode(branch(norm(mixed[U:]), A))}
+    expected.update({m: encode(h) for m, h in hidden.items()})
+    out = model.branches()
+    for name, (u, i) in expected.items():
+        assert torch.allclose(out[name][0], u, atol=1e-5), name
+        assert torch.allclose(out[name][1], i, atol=1e-5), name
