@@ -95,8 +95,8 @@ class MDMNS(Recommender):
       original densifies all user rows.
     * BPR is a mean over the batch (the original divides the last, smaller
       batch by the nominal batch size).
-    * The denoisers share one Adam optimiser (per-parameter, so the same as
-      one each); it is saved in checkpoints.
+    * The denoisers' optimisers are saved in checkpoints, so a resumed run
+      continues exactly.
     * Model selection is on validation by default; the original reports
       the best epoch on the test set (:obj:`select_on="test"` in the
       trainer reproduces that, labelled).
@@ -253,8 +253,16 @@ class MDMNS(Recommender):
                         denoiser_dropout) for m in feats})
         self.guidance = (None if faithful else
                          BipartiteGuidance(embedding_dim, guidance_dim))
-        self.denoiser_optimizer = torch.optim.Adam(
-            self.diffusion_parameters(), lr=denoiser_lr, foreach=False)
+        # One Adam per denoiser, as the original, stepped right after its
+        # backward pass so that only one denoiser holds gradients at a time
+        # (the guidance network, shared, is stepped once per batch).
+        parts = dict(self.denoisers.items())
+        if self.guidance is not None:
+            parts['guidance'] = self.guidance
+        self.diffusion_optimizers = {
+            name: torch.optim.Adam(module.parameters(), lr=denoiser_lr,
+                                   foreach=False)
+            for name, module in parts.items()}
         # The generated graphs: each user's top items per modality, and the
         # seed of the entry dropout (checkpointed; the CSR is derived).
         for m in feats:
@@ -294,10 +302,12 @@ class MDMNS(Recommender):
         return params
 
     def get_extra_state(self):
-        return {'denoiser_optimizer': self.denoiser_optimizer.state_dict()}
+        return {name: opt.state_dict()
+                for name, opt in self.diffusion_optimizers.items()}
 
     def set_extra_state(self, state):
-        self.denoiser_optimizer.load_state_dict(state['denoiser_optimizer'])
+        for name, opt in self.diffusion_optimizers.items():
+            opt.load_state_dict(state[name])
 
     def _apply(self, fn, *args, **kwargs):
         self._graphs = {}
@@ -368,17 +378,20 @@ class MDMNS(Recommender):
         perm = torch.randperm(self.num_users, device=item_emb.device)
         sums = dict.fromkeys(self.modalities, 0.0)
         batches = perm.split(self.denoiser_batch_size)
+        opts = self.diffusion_optimizers
         for users in batches:
             x0 = csr_dense_rows(self.interactions, users)
-            self.denoiser_optimizer.zero_grad(set_to_none=True)
-            for m in self.modalities:  # backward per modality frees memory
+            for m in self.modalities:
                 with self._autocast():
                     loss = self.diffusion_loss(m, x0, guides[m], feats[m],
                                                item_emb)
                 loss.backward()
+                opts[m].step()
+                opts[m].zero_grad(set_to_none=True)
                 sums[m] += float(loss.detach())
-            self.denoiser_optimizer.step()
-        self.denoiser_optimizer.zero_grad(set_to_none=True)
+            if 'guidance' in opts:
+                opts['guidance'].step()
+                opts['guidance'].zero_grad(set_to_none=True)
         return {m: s / len(batches) for m, s in sums.items()}
 
     @torch.no_grad()

@@ -23,7 +23,9 @@ class _ChunkedInfoNCE(torch.autograd.Function):
 
     One :obj:`[chunk, N]` buffer in the compute dtype (and one in
     :obj:`matmul_dtype`, if set) is allocated per pass and reused by every
-    chunk; all element-wise work on it is done in place."""
+    chunk; all element-wise work on it is done in place. With
+    :obj:`matmul_dtype`, the target is saved for the backward pass in that
+    dtype only (both passes multiply by that copy), halving its memory."""
     @staticmethod
     def _logits(a_c: Tensor, b_t: Tensor, inv_tau: float, buf: Tensor,
                 low_buf: Optional[Tensor]) -> Tensor:
@@ -68,7 +70,7 @@ class _ChunkedInfoNCE(torch.autograd.Function):
             lse_c += row_max.view(-1)
             lse[start:end] = lse_c
             total += lse_c.sum()
-        ctx.save_for_backward(a, b, pos, lse)
+        ctx.save_for_backward(a, b_mm, pos, lse)
         ctx.inv_tau = inv_tau
         ctx.chunk_size = chunk_size
         ctx.matmul_dtype = matmul_dtype
@@ -77,19 +79,19 @@ class _ChunkedInfoNCE(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        a, b, pos, lse = ctx.saved_tensors
+        a, b_mm, pos, lse = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_a = grad_b = None
         if not (need_a or need_b):
             return None, None, None, None, None, None
         inv_tau, chunk_size = ctx.inv_tau, ctx.chunk_size
         num_anchors = a.size(0)
-        b_mm, buf, low_buf = _ChunkedInfoNCE._buffers(a, b, chunk_size,
+        b_mm, buf, low_buf = _ChunkedInfoNCE._buffers(a, b_mm, chunk_size,
                                                       ctx.matmul_dtype)
         if need_a:
             grad_a = torch.empty_like(a)
         if need_b:
-            grad_b = torch.zeros_like(b)
+            grad_b = torch.zeros(b_mm.shape, dtype=a.dtype, device=a.device)
         # dL/dlogits = (P - onehot) / n, and logits = a b^T / tau:
         scale = grad_out * (inv_tau / num_anchors)
         for start in range(0, num_anchors, chunk_size):
@@ -139,16 +141,18 @@ def _prepare_anchors(anchor: Tensor, index: Optional[Tensor],
     if anchor.dim() != 2:
         raise ValueError(f"'{name}' must be a 2-D tensor [N, d] (got shape "
                          f"{tuple(anchor.shape)})")
-    a = F.normalize(anchor, dim=-1)
     if index is None:
-        return a, torch.arange(a.size(0), device=a.device)
+        return (F.normalize(anchor, dim=-1),
+                torch.arange(anchor.size(0), device=anchor.device))
     if index.dim() != 1 or index.dtype != torch.long:
         raise ValueError(f"'index' must be a 1-D LongTensor (got shape "
                          f"{tuple(index.shape)} and dtype {index.dtype})")
     if index.numel() == 0:
         raise ValueError("'index' must not be empty")
-    index = index.to(a.device)
-    return a[index], index
+    index = index.to(anchor.device)
+    # Row-wise normalisation commutes with the gather: normalise the anchor
+    # rows only.
+    return F.normalize(anchor.index_select(0, index), dim=-1), index
 
 
 def info_nce(anchor: Tensor, target: Tensor, temperature: float = 0.5,
