@@ -453,10 +453,11 @@ class MDMNS(Recommender):
         h2_i = sparse_mm(self.norm_interactions_t, h_u,
                          self.norm_interactions) + ids['ii']
         out = torch.cat([h_u + h2_u, h_i + h2_i])
-        return out + self.ris_adj_lambda * generated
+        return torch.add(out, generated, alpha=self.ris_adj_lambda)
 
     def _encode(self, h: Tensor) -> Tuple[Tensor, Tensor]:
-        z = self.encoder(h, self.adj) + self.ris_lambda * F.normalize(h)
+        z = torch.add(self.encoder(h, self.adj), F.normalize(h),
+                      alpha=self.ris_lambda)
         return self._split(z)
 
     def branches(self) -> Dict[str, Tuple[Tensor, Tensor]]:

@@ -176,12 +176,15 @@ class LightGCNEncoder(torch.nn.Module):
     def forward(self, x: Tensor, adj: Adj,
                 edge_weight: Optional[Tensor] = None) -> Tensor:
         r"""Propagates :obj:`x` over :obj:`adj` and combines the layers."""
-        outs = self.layer_outputs(x, adj, edge_weight)
         if self.combine == 'last':
-            return outs[-1]
-        out = torch.stack(outs, dim=0).sum(dim=0)
+            return self.layer_outputs(x, adj, edge_weight)[-1]
+        # A running sum: no [L + 1, N, F] stack of the layers.
+        out = x
+        for _ in range(self.num_layers):
+            x = self.conv(x, adj, edge_weight)
+            out = out + x
         if self.combine == 'mean':
-            out = out / len(outs)
+            out = out / (self.num_layers + 1)
         return out
 
     def __repr__(self) -> str:

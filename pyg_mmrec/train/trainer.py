@@ -143,9 +143,11 @@ class Trainer:
         bar = tqdm(batches, total=num_batches, desc=f'epoch {epoch}',
                    leave=False, disable=not self.progress or None)
         for batch in bar:
+            # Free the last step's gradients before the forward pass, so its
+            # activations can reuse that memory.
+            self.optimizer.zero_grad(set_to_none=True)
             terms = model.loss(batch.to(self.device))
             loss = sum(terms.values())
-            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             for name, value in terms.items():
