@@ -6,10 +6,11 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import split_edge_index
-from ..graphs import (bipartite_adjacency, degree_sensitive_pruning,
+from ..graphs import (bipartite_adjacency, csr_transpose,
+                      degree_sensitive_pruning,
                       knn_adjacency, pruning_weights, unique_pairs,
                       weighted_sum)
-from ..nn import LightGCNEncoder
+from ..nn import LightGCNEncoder, sparse_mm
 from ..nn.losses import bpr_loss
 from ..train.sampler import BPRBatch
 from .base import Recommender
@@ -116,6 +117,9 @@ class FREEDOM(Recommender):
                            normalization='sym', loop=True) for m in weights],
             list(weights.values()))
         self.register_buffer('item_graph', item_graph, persistent=False)
+        # kNN graphs are not symmetric: keep the transpose for the backward.
+        self.register_buffer('item_graph_t', csr_transpose(item_graph),
+                             persistent=False)
         edge_index = unique_pairs(split_edge_index(data, 'train'),
                                   self.num_users, self.num_items)
         self.register_buffer('train_edge_index', edge_index, persistent=False)
@@ -142,7 +146,7 @@ class FREEDOM(Recommender):
         r"""The item ID embeddings smoothed on the item-item graph."""
         h = self.item_embedding.weight
         for _ in range(self.num_mm_layers):
-            h = self.item_graph @ h
+            h = sparse_mm(self.item_graph, h, self.item_graph_t)
         return h
 
     def forward(self) -> Tuple[Tensor, Tensor]:
