@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+import yaml
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
@@ -39,7 +41,7 @@ def load(dataset, data_root, model):
     return data, label
 
 
-def worker(model_name, dataset, data_root, epochs):
+def worker(model_name, dataset, data_root, epochs, overrides=None):
     import torch
     from pyg_mmrec.models import get_model
     from pyg_mmrec.train import Trainer
@@ -55,6 +57,7 @@ def worker(model_name, dataset, data_root, epochs):
             config = load_config(config_file, model_name)
         except ValueError:  # no section for this model
             config = {}
+    config.update(overrides or {})
     model_kwargs, trainer_kwargs = split_config(model_name, config)
     trainer_kwargs = {k: v for k, v in trainer_kwargs.items()
                       if k in ('batch_size', 'lr')}
@@ -96,8 +99,12 @@ def to_markdown(rows):
              'peak memory MiB | build s |', '|---|---|---|---|---|---|---|']
     for r in rows:
         epoch = '-' if r['time_per_epoch'] is None else f"{r['time_per_epoch']:.2f}"
+        model = r['model']
+        if r.get('overrides'):
+            model += ' (' + ', '.join(f'{k}={v}' for k, v in
+                                      r['overrides'].items()) + ')'
         lines.append(
-            f"| {r['dataset']} | {r['model']} | {r['batch_size']} | {epoch} | "
+            f"| {r['dataset']} | {model} | {r['batch_size']} | {epoch} | "
             f"{r['eval_time_test']:.2f} ({r['eval_users_test']}) | "
             f"{r['peak_memory_mb']:.0f} | {r['build_time']:.2f} |")
     return '\n'.join(lines) + '\n'
@@ -111,20 +118,32 @@ def main():
     parser.add_argument('--models', nargs='+',
                         default=['pop', 'lightgcn', 'vbpr', 'freedom'])
     parser.add_argument('--epochs', type=int, default=3)
+    parser.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='override a setting of every model (e.g. '
+                             'batch_size=512)')
     parser.add_argument('--out', default=os.path.join(HERE, 'results', 'bench'))
     parser.add_argument('--worker', nargs=2, metavar=('MODEL', 'DATASET'),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    overrides = {}
+    for pair in args.set:
+        key, sep, value = pair.partition('=')
+        if not sep:
+            sys.exit(f"--set expects key=value pairs, got {pair!r}")
+        overrides[key] = yaml.safe_load(value)
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.data_root, args.epochs)))
+        row = worker(*args.worker, args.data_root, args.epochs, overrides)
+        row['overrides'] = overrides
+        print(json.dumps(row))
         return
 
     rows = []
     for dataset in args.datasets:
         for model in args.models:
             cmd = [sys.executable, __file__, '--worker', model, dataset,
-                   '--data-root', args.data_root, '--epochs', str(args.epochs)]
+                   '--data-root', args.data_root, '--epochs', str(args.epochs),
+                   '--set', *args.set]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:
                 sys.exit(f"{model} on {dataset} failed:\n{out.stderr}")

@@ -1,6 +1,7 @@
 """The training loop: BPR batches, Adam, early stopping on validation,
 test at the best validation epoch, atomic checkpoints and resume."""
 import copy
+import itertools
 import json
 import logging
 import os
@@ -131,14 +132,19 @@ class Trainer:
         finally:
             self.model.train()
 
-    def train_epoch(self, epoch: int) -> Dict[str, float]:
-        r"""One pass over the training pairs; returns the mean of each loss
-        term over the batches."""
+    def train_epoch(self, epoch: int,
+                    max_batches: Optional[int] = None) -> Dict[str, float]:
+        r"""One pass over the training pairs (or its first
+        :obj:`max_batches` batches, for benchmarks); returns the mean of each
+        loss term over the batches."""
         model = self.model
         model.train()
         model.on_epoch_start(epoch)
         batches = bpr_batches(self.train_edge_index, self.sampler, self.batch_size)
         num_batches = -(-self.train_edge_index.size(1) // self.batch_size)
+        if max_batches is not None:
+            num_batches = min(num_batches, max_batches)
+            batches = itertools.islice(batches, num_batches)
         sums: Dict[str, float] = {}
         bar = tqdm(batches, total=num_batches, desc=f'epoch {epoch}',
                    leave=False, disable=not self.progress or None)

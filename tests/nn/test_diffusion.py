@@ -376,3 +376,28 @@ def test_bad_arguments():
         Denoiser(10, time_channels=0)
     with pytest.raises(ValueError, match="'dropout'"):
         Denoiser(10, dropout=1.0)
+
+
+def test_bipartite_guidance_matches_the_dense_gcn_formula():
+    from pyg_mmrec.nn import BipartiteGuidance
+    torch.manual_seed(0)
+    B, I, d, h = 5, 7, 6, 4
+    rows = torch.rand(B, I)
+    rows[0, :] = -0.5  # a noisy row with a negative degree: clamped at 1
+    guide = torch.randn(I, d)
+    net = BipartiteGuidance(d, h)
+    gen = torch.Generator().manual_seed(3)
+    out = net(rows, guide, generator=gen)
+    # Reference: the dense (B + I)^2 adjacency with self-loops.
+    A = torch.zeros(B + I, B + I)
+    A[:B, B:], A[B:, :B] = rows, rows.t()
+    A += torch.eye(B + I)
+    deg = A.sum(1).clamp(min=1.0)
+    A_hat = deg.rsqrt()[:, None] * A * deg.rsqrt()[None, :]
+    users = torch.randn(B, h, generator=torch.Generator().manual_seed(3))
+    x = torch.cat([users, net.lin_guide(guide)])
+    z = net.lin_out(A_hat @ x)
+    assert torch.allclose(out, z[:B] @ z[B:].t(), atol=1e-5)
+    assert out.shape == (B, I)
+    with pytest.raises(ValueError, match='guide'):
+        net(rows, guide[:3])

@@ -1,0 +1,142 @@
+"""Peak memory and time of one model on a synthetic graph of a given size
+(e.g. Amazon Clothing's or Sports' with MMRec's 4096-d image and 384-d text
+features), in one process, so the peak is that of the whole run: data
+generation, model construction (kNN graphs), training epochs and one
+full-ranking evaluation.
+
+Usage::
+
+    python experiments/bench_scale.py --model fmcns --label clothing-size \\
+        --users 39387 --items 23033 --interactions 280000 \\
+        --features image=4096 text=384 --config experiments/configs/tiktok.yaml
+
+``--config`` takes the model's section of a per-dataset YAML (its batch size
+and learning rate included); ``--set key=value`` overrides single settings;
+``--max-batches`` limits the training batches of every epoch (the per-epoch
+work of ``on_epoch_start``, e.g. MDMNS's denoisers, always runs in full).
+Appends a row to ``experiments/results/scale.json`` and ``scale.md``.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..'))
+
+
+def parse_pairs(pairs, what):
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition('=')
+        if not sep or not key:
+            sys.exit(f"{what} expects key=value pairs, got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def run(args):
+    import torch
+
+    from pyg_mmrec.data import make_synthetic
+    from pyg_mmrec.experiment import load_config, split_config
+    from pyg_mmrec.models import get_model
+    from pyg_mmrec.train import Trainer
+    from pyg_mmrec.train.trainer import peak_memory_mb
+
+    features = parse_pairs(args.features, '--features')
+    config = load_config(args.config, args.model) if args.config else {}
+    config.update(parse_pairs(args.set, '--set'))
+    model_kwargs, trainer_kwargs = split_config(args.model, config)
+    trainer_kwargs = {k: v for k, v in trainer_kwargs.items()
+                      if k in ('batch_size', 'lr')}
+
+    t0 = time.perf_counter()
+    data = make_synthetic(num_users=args.users, num_items=args.items,
+                          mean_interactions=args.interactions / args.users,
+                          modalities=features, seed=0)
+    data_time = time.perf_counter() - t0
+    torch.manual_seed(0)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # as Trainer.fit
+    t0 = time.perf_counter()
+    model = get_model(args.model)(data, **model_kwargs)
+    build_time = time.perf_counter() - t0
+    trainer = Trainer(model, data, progress=False, **trainer_kwargs)
+    epoch_times = []
+    for epoch in range(1, args.epochs + 1):
+        t0 = time.perf_counter()
+        trainer.train_epoch(epoch, max_batches=args.max_batches)
+        epoch_times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    trainer.evaluate('test')
+    eval_time = time.perf_counter() - t0
+    store = data['user', 'interacts', 'item']
+    return {
+        'label': args.label, 'model': args.model,
+        'users': args.users, 'items': args.items,
+        'interactions': int(store.edge_index.size(1)),
+        'features': features, 'settings': config,
+        'batch_size': trainer.batch_size,
+        'max_batches': args.max_batches,
+        'threads': torch.get_num_threads(),
+        'data_time': data_time, 'build_time': build_time,
+        'epoch_times': epoch_times, 'eval_time': eval_time,
+        'peak_memory_mb': peak_memory_mb(),
+        'malloc_env': {k: v for k, v in os.environ.items()
+                       if k.startswith(('MALLOC_', 'GLIBC_TUNABLES'))},
+    }
+
+
+def to_markdown(rows):
+    lines = ['| graph | model | users | items | interactions | features | '
+             'batches / epoch | s / epoch | eval s | build s | peak MiB |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        feats = ', '.join(f'{k} {v}' for k, v in r['features'].items())
+        batches = 'all' if r['max_batches'] is None else r['max_batches']
+        epoch = ', '.join(f'{t:.0f}' for t in r['epoch_times'])
+        lines.append(
+            f"| {r['label']} | {r['model']} | {r['users']} | {r['items']} | "
+            f"{r['interactions']} | {feats} | {batches} | {epoch} | "
+            f"{r['eval_time']:.1f} | {r['build_time']:.0f} | "
+            f"{r['peak_memory_mb']:.0f} |")
+    return '\n'.join(lines) + '\n'
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--model', required=True)
+    parser.add_argument('--label', required=True)
+    parser.add_argument('--users', type=int, required=True)
+    parser.add_argument('--items', type=int, required=True)
+    parser.add_argument('--interactions', type=int, required=True)
+    parser.add_argument('--features', nargs='+', default=['image=4096',
+                                                          'text=384'])
+    parser.add_argument('--config')
+    parser.add_argument('--set', nargs='*', default=[])
+    parser.add_argument('--epochs', type=int, default=1)
+    parser.add_argument('--max-batches', type=int)
+    parser.add_argument('--out', default=os.path.join(HERE, 'results',
+                                                      'scale'))
+    args = parser.parse_args()
+    row = run(args)
+    rows = []
+    if os.path.exists(args.out + '.json'):
+        with open(args.out + '.json') as f:
+            rows = [r for r in json.load(f)
+                    if (r['label'], r['model']) != (row['label'],
+                                                    row['model'])]
+    rows.append(row)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out + '.json', 'w') as f:
+        json.dump(rows, f, indent=1)
+    with open(args.out + '.md', 'w') as f:
+        f.write(to_markdown(rows))
+    print(to_markdown([row]))
+
+
+if __name__ == '__main__':
+    main()

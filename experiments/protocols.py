@@ -1,0 +1,101 @@
+"""Both model-selection protocols from the same runs: the honest one (the
+test metrics at the best validation epoch, with early stopping replayed on
+the validation history) and, labelled, the DiffMM-family papers' (the best
+test epoch).
+
+Training never depends on evaluation, so one run trained with
+``--select-on test --patience <epochs>`` (validation and test evaluated every
+epoch) gives both. Usage::
+
+    python experiments/protocols.py runs/mdmns-tiktok-seed0 ... \\
+        [--patience 20] [--name tiktok_mdmns]
+
+A run folder is read from its ``results.json``, or from ``last.pt`` while it
+is still training. Writes ``experiments/results/<name>_protocols.{json,md}``.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..'))
+
+from pyg_mmrec.train.trainer import SELECT_ON_TEST_LABEL  # noqa: E402
+
+METRIC = 'recall@20'
+REPORTED = ('recall@20', 'ndcg@20')
+
+
+def load_history(run_dir):
+    path = os.path.join(run_dir, 'results.json')
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)['history']
+    import torch
+    state = torch.load(os.path.join(run_dir, 'last.pt'), weights_only=False)
+    return state['history']
+
+
+def select(history, patience):
+    r"""Returns the records chosen by the two protocols."""
+    records = [r for r in history if 'val' in r and 'test' in r]
+    if not records:
+        raise ValueError('no epoch with both validation and test metrics')
+    best, bad = None, 0
+    for r in records:  # early stopping replayed on validation
+        if best is None or r['val'][METRIC] > best['val'][METRIC]:
+            best, bad = r, 0
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    paper = max(records, key=lambda r: r['test'][METRIC])
+    return best, paper, len(records)
+
+
+def mean_std(values):
+    return (statistics.mean(values),
+            statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('runs', nargs='+')
+    parser.add_argument('--patience', type=int, default=20)
+    parser.add_argument('--name', default='protocols')
+    parser.add_argument('--out-dir', default=os.path.join(HERE, 'results'))
+    args = parser.parse_args()
+
+    rows = []
+    for run in args.runs:
+        honest, paper, epochs = select(load_history(run), args.patience)
+        rows.append({'run': run, 'epochs': epochs,
+                     'val_selected': {'epoch': honest['epoch'],
+                                      'test': honest['test']},
+                     'test_selected': {'epoch': paper['epoch'],
+                                       'test': paper['test']}})
+    lines = [f"| protocol | {' | '.join(m for m in REPORTED)} | epochs "
+             f"(of {', '.join(str(r['epochs']) for r in rows)}) |",
+             '|---|' + '---|' * (len(REPORTED) + 1)]
+    for key, label in (('val_selected', 'best validation epoch (honest)'),
+                       ('test_selected', SELECT_ON_TEST_LABEL)):
+        cells = []
+        for m in REPORTED:
+            mean, std = mean_std([r[key]['test'][m] for r in rows])
+            cells.append(f'{mean:.4f} ± {std:.4f}')
+        epochs = ', '.join(str(r[key]['epoch']) for r in rows)
+        lines.append(f"| {label} | {' | '.join(cells)} | {epochs} |")
+    table = '\n'.join(lines) + '\n'
+    os.makedirs(args.out_dir, exist_ok=True)
+    out = os.path.join(args.out_dir, f'{args.name}_protocols')
+    with open(out + '.json', 'w') as f:
+        json.dump(rows, f, indent=1)
+    with open(out + '.md', 'w') as f:
+        f.write(table)
+    print(table)
+
+
+if __name__ == '__main__':
+    main()
