@@ -21,8 +21,6 @@ import subprocess
 import sys
 import time
 
-import yaml
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
@@ -126,12 +124,8 @@ def main():
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    overrides = {}
-    for pair in args.set:
-        key, sep, value = pair.partition('=')
-        if not sep:
-            sys.exit(f"--set expects key=value pairs, got {pair!r}")
-        overrides[key] = yaml.safe_load(value)
+    from pyg_mmrec.experiment import parse_settings
+    overrides = parse_settings(args.set)
     if args.worker:
         row = worker(*args.worker, args.data_root, args.epochs, overrides)
         row['overrides'] = overrides

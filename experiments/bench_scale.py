@@ -22,34 +22,23 @@ import os
 import sys
 import time
 
-import yaml
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
-
-
-def parse_pairs(pairs, what):
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition('=')
-        if not sep or not key:
-            sys.exit(f"{what} expects key=value pairs, got {pair!r}")
-        out[key] = yaml.safe_load(value)
-    return out
 
 
 def run(args):
     import torch
 
     from pyg_mmrec.data import make_synthetic
-    from pyg_mmrec.experiment import load_config, split_config
+    from pyg_mmrec.experiment import (load_config, parse_settings,
+                                      split_config)
     from pyg_mmrec.models import get_model
     from pyg_mmrec.train import Trainer
     from pyg_mmrec.train.trainer import peak_memory_mb
 
-    features = parse_pairs(args.features, '--features')
+    features = parse_settings(args.features, '--features')
     config = load_config(args.config, args.model) if args.config else {}
-    config.update(parse_pairs(args.set, '--set'))
+    config.update(parse_settings(args.set))
     model_kwargs, trainer_kwargs = split_config(args.model, config)
     trainer_kwargs = {k: v for k, v in trainer_kwargs.items()
                       if k in ('batch_size', 'lr')}

@@ -21,7 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
 from pyg_mmrec.data import load_dataset  # noqa: E402
-from pyg_mmrec.experiment import load_config, run_experiment  # noqa: E402
+from pyg_mmrec.experiment import (load_config, parse_settings,  # noqa: E402
+                                  run_experiment)
 
 METRICS = ('recall@20', 'ndcg@20')
 
@@ -63,8 +64,7 @@ def main():
                         help='extra settings for every model')
     args = parser.parse_args()
 
-    import yaml
-    extra = {k: yaml.safe_load(v) for k, v in (s.split('=', 1) for s in args.set)}
+    extra = parse_settings(args.set)
     data = load_dataset(args.dataset, root=args.data_root)
     runs, rows = {}, {}
     for model in args.models:

@@ -6,14 +6,13 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
-import yaml
-
 log = logging.getLogger('pyg_mmrec')
 
 
 def parse_overrides(tokens: List[str]) -> Dict[str, Any]:
     r"""Turns :obj:`['--reg-weight', '1e-4', '--num_layers', '2']` into
     :obj:`{'reg_weight': 1e-4, 'num_layers': 2}` (values parsed as YAML)."""
+    from .experiment import parse_value
     out: Dict[str, Any] = {}
     i = 0
     while i < len(tokens):
@@ -26,19 +25,9 @@ def parse_overrides(tokens: List[str]) -> Dict[str, Any]:
                 raise SystemExit(f"error: --{key} needs a value")
             value = tokens[i + 1]
             i += 1
-        out[key.replace('-', '_')] = _parse_value(value)
+        out[key.replace('-', '_')] = parse_value(value)
         i += 1
     return out
-
-
-def _parse_value(value: str) -> Any:
-    parsed = yaml.safe_load(value)
-    if isinstance(parsed, str):  # YAML reads '1e-4' as a string
-        try:
-            return float(parsed)
-        except ValueError:
-            pass
-    return parsed
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,31 @@ def model_keys(model: str) -> Tuple[str, ...]:
     return tuple(k for k in params if k not in ('self', 'data'))
 
 
+def parse_value(value: str) -> Any:
+    r"""Reads one setting's value from the command line as YAML (numbers,
+    booleans, lists), with :obj:`1e-4`-style floats as numbers (YAML reads
+    them as strings)."""
+    parsed = yaml.safe_load(value)
+    if isinstance(parsed, str):
+        try:
+            return float(parsed)
+        except ValueError:
+            pass
+    return parsed
+
+
+def parse_settings(pairs: Sequence[str], option: str = '--set'
+                   ) -> Dict[str, Any]:
+    r"""Parses :obj:`key=value` pairs with :func:`parse_value`."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition('=')
+        if not sep or not key:
+            raise ValueError(f"{option} expects key=value pairs, got {pair!r}")
+        out[key] = parse_value(value)
+    return out
+
+
 def load_config(path: str, model: str) -> Dict[str, Any]:
     r"""Reads a YAML configuration. A file whose top level has a section
     named after the model (e.g. per-dataset files with one section per
