@@ -15,6 +15,7 @@ DEMO_CONFIGS: Dict[str, dict] = {
     'vbpr': _FAST,
     'freedom': _FAST,
     'fmcns': _FAST,
+    'mdmns': _FAST,
 }
 
 
