@@ -76,7 +76,8 @@ class MDMNS(Recommender):
       guidance network at every call and never trains it, so the denoiser
       is trained on random projections of :math:`\mathbf{x}_t` and run on
       clean rows): by default one guidance network is registered and trained
-      with the denoisers, as the paper describes. :obj:`faithful=True`
+      with the denoisers (shared by the modalities), as the paper
+      describes. :obj:`faithful=True`
       reproduces the fresh random network and the original's constant
       second reconstruction term. The guidance graph is never a dense
       :math:`(B + I)^2` matrix, and degrees made negative by the noise are
@@ -84,11 +85,13 @@ class MDMNS(Recommender):
     * **InfoNCE anchors**: the softmax of every InfoNCE runs over all users
       or all items, exactly, in chunks (never an :math:`N \times N`
       matrix). With :obj:`cl_anchors="batch"` (default) the anchors of the
-      multi-level loss are the batch's users and positive items, as in
-      DiffMM's own contrast, instead of all users and items at every step
-      (the original's cost: about 2 TFLOP per batch on TikTok with
-      :math:`d = 512`); the anchors are the batch's distinct users and
-      items, each once. :obj:`cl_anchors="all"` is the original.
+      multi-level loss are the batch's distinct users and positive items
+      (each once), as DiffMM's own contrast anchors on the batch, instead
+      of all users and items at every step (the original's cost: about
+      2 TFLOP per batch on TikTok with :math:`d = 512`).
+      :obj:`cl_anchors="all"` is the original.
+    * :obj:`mixed_precision=True` (ours) runs the large matrix products in
+      :obj:`bfloat16`.
     * The two zero-noise levels for :math:`T = 5` are the same detached copy
       and are computed once (the loss value is unchanged).
     * The generated graphs are rebuilt block by block over users; the
