@@ -463,9 +463,12 @@ class MDMNS(Recommender):
                       alpha=self.ris_lambda)
         return self._split(z)
 
-    def branches(self) -> Dict[str, Tuple[Tensor, Tensor]]:
+    def branches(self, feats: Optional[Dict[str, Tensor]] = None
+                 ) -> Dict[str, Tuple[Tensor, Tensor]]:
         r"""The :obj:`(user, item)` embeddings of the fused branch
-        (:obj:`"fused"`) and of every modality branch."""
+        (:obj:`"fused"`) and of every modality branch, from the projected
+        features :obj:`feats` (computed by :meth:`features` if not
+        given)."""
         e_u, e_i = self.user_embedding.weight, self.item_embedding.weight
         e_id = torch.cat([e_u, e_i])
         # The blocks of A [E_u; E_i], shared by every branch:
@@ -474,16 +477,18 @@ class MDMNS(Recommender):
                                self.norm_interactions_t),
                'iu': sparse_mm(self.norm_interactions_t, e_u,
                                self.norm_interactions)}
-        feats = self.features()
+        if feats is None:
+            feats = self.features()
         hidden = {}
         for m in self.modalities:
             adj, adj_t = self.generated_graph(m)
             hidden[m] = self._branch(F.normalize(feats[m]), ids,
                                      sparse_mm(adj, e_id, adj_t))
         weight = torch.softmax(self.modal_weight, dim=0)
-        mixed = sum(w * hidden[m] for w, m in zip(weight, self.modalities))
+        mixed = sum(w * hidden[m][self.num_users:]  # the item halves only
+                    for w, m in zip(weight, self.modalities))
         id_graph = torch.cat([ids['uu'] + ids['ui'], ids['iu'] + ids['ii']])
-        fused = self._branch(F.normalize(mixed[self.num_users:]), ids,
+        fused = self._branch(F.normalize(mixed), ids,
                              id_graph)
         out = {FUSED: self._encode(fused)}
         out.update({m: self._encode(hidden[m]) for m in self.modalities})
@@ -496,11 +501,12 @@ class MDMNS(Recommender):
         return (torch.cat([u for u, _ in out.values()], dim=1),
                 torch.cat([i for _, i in out.values()], dim=1))
 
-    def modality_views(self) -> Dict[str, Tuple[Tensor, Tensor]]:
+    def modality_views(self, feats: Dict[str, Tensor]
+                       ) -> Dict[str, Tuple[Tensor, Tensor]]:
         r"""DiffMM's contrastive views :math:`\sum_{l=0}^{L} \mathbf{A}^l
         \mathbf{G}_m [\mathbf{E}_u; \mathrm{norm}(\mathbf{F}_m)]`."""
         out = {}
-        for m, f in self.features().items():
+        for m, f in feats.items():
             adj, adj_t = self.generated_graph(m)
             x = sparse_mm(adj, torch.cat([self.user_embedding.weight,
                                           F.normalize(f)]), adj_t)
@@ -517,9 +523,9 @@ class MDMNS(Recommender):
         return torch.bfloat16 if self.mixed_precision else None
 
     def contrastive_loss(self, out: Dict[str, Tuple[Tensor, Tensor]],
-                         batch: BPRBatch) -> Tensor:
+                         feats: Dict[str, Tensor], batch: BPRBatch) -> Tensor:
         if self.cl_method == 0:
-            views = self.modality_views()
+            views = self.modality_views(feats)
             loss = 0.0
             for a, b in itertools.combinations(self.modalities, 2):
                 loss = loss + self._info_nce(views[a][0], views[b][0],
@@ -542,7 +548,8 @@ class MDMNS(Recommender):
         return self.ssl_weight * loss
 
     def loss(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        out = self.branches()
+        feats = self.features()  # once per batch, shared with the views
+        out = self.branches(feats)
         bpr = 0.0
         for m in self.modalities:
             user_emb, item_emb = out[m]
@@ -556,7 +563,7 @@ class MDMNS(Recommender):
                 self.user_embedding.weight.pow(2).sum() +
                 self.item_embedding.weight.pow(2).sum())
         if self.ssl_weight > 0:
-            terms['cl'] = self.contrastive_loss(out, batch)
+            terms['cl'] = self.contrastive_loss(out, feats, batch)
         return terms
 
     def __repr__(self) -> str:
