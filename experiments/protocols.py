@@ -8,7 +8,10 @@ Training never depends on evaluation, so one run trained with
 epoch) gives both. Usage::
 
     python experiments/protocols.py runs/mdmns-tiktok-seed0 ... \\
-        [--patience 20] [--name tiktok_mdmns]
+        [--patience 20] [--max-epochs 25] [--name tiktok_mdmns]
+
+``--max-epochs`` reads only the first epochs of every run, so runs that
+were stopped at different points are compared on the same budget.
 
 A run folder is read from its ``results.json``, or from ``last.pt`` while it
 is still training. Writes ``experiments/results/<name>_protocols.{json,md}``.
@@ -38,9 +41,11 @@ def load_history(run_dir):
     return state['history']
 
 
-def select(history, patience):
-    r"""Returns the records chosen by the two protocols."""
-    records = [r for r in history if 'val' in r and 'test' in r]
+def select(history, patience, max_epochs=None):
+    r"""Returns the records chosen by the two protocols among the evaluated
+    epochs up to :obj:`max_epochs`, and how many there were."""
+    records = [r for r in history if 'val' in r and 'test' in r and (
+        max_epochs is None or r['epoch'] <= max_epochs)]
     if not records:
         raise ValueError('no epoch with both validation and test metrics')
     best, bad = None, 0
@@ -64,13 +69,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('runs', nargs='+')
     parser.add_argument('--patience', type=int, default=20)
+    parser.add_argument('--max-epochs', type=int, default=None)
     parser.add_argument('--name', default='protocols')
     parser.add_argument('--out-dir', default=os.path.join(HERE, 'results'))
     args = parser.parse_args()
 
     rows = []
     for run in args.runs:
-        honest, paper, epochs = select(load_history(run), args.patience)
+        honest, paper, epochs = select(load_history(run), args.patience,
+                                      args.max_epochs)
         rows.append({'run': run, 'epochs': epochs,
                      'val_selected': {'epoch': honest['epoch'],
                                       'test': honest['test']},

@@ -29,6 +29,8 @@ def test_protocols_replay_early_stopping_and_pick_the_best_test_epoch():
     assert (honest['epoch'], paper['epoch'], epochs) == (2, 5, 5)
     honest, _, _ = select(history, patience=3)
     assert honest['epoch'] == 5
+    honest, paper, epochs = select(history, patience=3, max_epochs=4)
+    assert (honest['epoch'], paper['epoch'], epochs) == (2, 3, 4)
     with pytest.raises(ValueError, match='no epoch'):
         select([{'epoch': 1, 'losses': {}}], patience=2)
 
