@@ -39,6 +39,16 @@ def load(dataset, data_root, model):
     return data, label
 
 
+def allocator():
+    r"""The memory allocator this process runs with, as the environment sets
+    it (it changes peak memory and speed a lot on CPU)."""
+    if 'jemalloc' in os.environ.get('LD_PRELOAD', ''):
+        conf = os.environ.get('MALLOC_CONF')
+        return 'jemalloc' + (f' {conf}' if conf else '')
+    tunables = os.environ.get('GLIBC_TUNABLES')
+    return 'glibc' + (f' {tunables}' if tunables else '')
+
+
 def worker(model_name, dataset, data_root, epochs, overrides=None):
     import torch
     from pyg_mmrec.models import get_model
@@ -89,6 +99,7 @@ def worker(model_name, dataset, data_root, epochs, overrides=None):
         'eval_time_test': eval_times['test'], 'eval_users_test': users,
         'eval_time_val': eval_times['val'],
         'peak_memory_mb': peak_memory_mb(),
+        'allocator': allocator(),
     }
 
 
@@ -101,6 +112,8 @@ def to_markdown(rows):
         if r.get('overrides'):
             model += ' (' + ', '.join(f'{k}={v}' for k, v in
                                       r['overrides'].items()) + ')'
+        if r.get('allocator', 'glibc') != 'glibc':
+            model += f" [{r['allocator']}]"
         lines.append(
             f"| {r['dataset']} | {model} | {r['batch_size']} | {epoch} | "
             f"{r['eval_time_test']:.2f} ({r['eval_users_test']}) | "
