@@ -39,22 +39,12 @@ def load(dataset, data_root, model):
     return data, label
 
 
-def allocator():
-    r"""The memory allocator this process runs with, as the environment sets
-    it (it changes peak memory and speed a lot on CPU)."""
-    if 'jemalloc' in os.environ.get('LD_PRELOAD', ''):
-        conf = os.environ.get('MALLOC_CONF')
-        return 'jemalloc' + (f' {conf}' if conf else '')
-    tunables = os.environ.get('GLIBC_TUNABLES')
-    return 'glibc' + (f' {tunables}' if tunables else '')
-
-
 def worker(model_name, dataset, data_root, epochs, overrides=None):
     import torch
     from pyg_mmrec.models import get_model
     from pyg_mmrec.train import Trainer
     from pyg_mmrec.train.checkpoint import seed_everything
-    from pyg_mmrec.train.trainer import peak_memory_mb
+    from pyg_mmrec.train.trainer import memory_allocator, peak_memory_mb
 
     from pyg_mmrec.experiment import load_config, split_config
     data, label = load(dataset, data_root, model_name)
@@ -99,7 +89,7 @@ def worker(model_name, dataset, data_root, epochs, overrides=None):
         'eval_time_test': eval_times['test'], 'eval_users_test': users,
         'eval_time_val': eval_times['val'],
         'peak_memory_mb': peak_memory_mb(),
-        'allocator': allocator(),
+        'allocator': memory_allocator(),
     }
 
 

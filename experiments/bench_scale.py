@@ -34,7 +34,7 @@ def run(args):
                                       split_config)
     from pyg_mmrec.models import get_model
     from pyg_mmrec.train import Trainer
-    from pyg_mmrec.train.trainer import peak_memory_mb
+    from pyg_mmrec.train.trainer import memory_allocator, peak_memory_mb
 
     features = parse_settings(args.features, '--features')
     config = load_config(args.config, args.model) if args.config else {}
@@ -74,8 +74,7 @@ def run(args):
         'data_time': data_time, 'build_time': build_time,
         'epoch_times': epoch_times, 'eval_time': eval_time,
         'peak_memory_mb': peak_memory_mb(),
-        'malloc_env': {k: v for k, v in os.environ.items()
-                       if k.startswith(('MALLOC_', 'GLIBC_TUNABLES'))},
+        'allocator': memory_allocator(),
     }
 
 
@@ -87,8 +86,11 @@ def to_markdown(rows):
         feats = ', '.join(f'{k} {v}' for k, v in r['features'].items())
         batches = 'all' if r['max_batches'] is None else r['max_batches']
         epoch = ', '.join(f'{t:.0f}' for t in r['epoch_times'])
+        model = r['model']
+        if r.get('allocator', 'glibc') != 'glibc':
+            model += f" [{r['allocator']}]"
         lines.append(
-            f"| {r['label']} | {r['model']} | {r['users']} | {r['items']} | "
+            f"| {r['label']} | {model} | {r['users']} | {r['items']} | "
             f"{r['interactions']} | {feats} | {batches} | {epoch} | "
             f"{r['eval_time']:.1f} | {r['build_time']:.0f} | "
             f"{r['peak_memory_mb']:.0f} |")

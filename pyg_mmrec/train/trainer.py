@@ -33,6 +33,17 @@ def peak_memory_mb() -> float:
     return peak
 
 
+def memory_allocator() -> str:
+    r"""The CPU memory allocator of this process as its environment sets it
+    (jemalloc through :obj:`LD_PRELOAD` or glibc, with its settings): it
+    changes peak memory and speed a lot, so benchmarks record it."""
+    if 'jemalloc' in os.environ.get('LD_PRELOAD', ''):
+        conf = os.environ.get('MALLOC_CONF')
+        return 'jemalloc' + (f' {conf}' if conf else '')
+    tunables = os.environ.get('GLIBC_TUNABLES')
+    return 'glibc' + (f' {tunables}' if tunables else '')
+
+
 class Trainer:
     r"""Fits a :class:`~pyg_mmrec.models.Recommender` with BPR batches and
     Adam, evaluates it on validation every :obj:`eval_every` epochs, stops

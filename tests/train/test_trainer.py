@@ -143,3 +143,16 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch
 def test_bad_trainer_arguments(data, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_trainer(data, **kwargs)
+
+
+def test_memory_allocator_names_the_allocator_and_its_settings(monkeypatch):
+    from pyg_mmrec.train.trainer import memory_allocator
+    for name in ('LD_PRELOAD', 'MALLOC_CONF', 'GLIBC_TUNABLES'):
+        monkeypatch.delenv(name, raising=False)
+    assert memory_allocator() == 'glibc'
+    monkeypatch.setenv('GLIBC_TUNABLES', 'glibc.malloc.mmap_threshold=4194304')
+    assert memory_allocator() == 'glibc glibc.malloc.mmap_threshold=4194304'
+    monkeypatch.setenv('LD_PRELOAD', '/usr/lib/libjemalloc.so.2')
+    assert memory_allocator() == 'jemalloc'
+    monkeypatch.setenv('MALLOC_CONF', 'dirty_decay_ms:-1')
+    assert memory_allocator() == 'jemalloc dirty_decay_ms:-1'
