@@ -148,7 +148,7 @@ class CausalNegativeSampler(torch.nn.Module):
         item_users = user[torch.argsort(item, stable=True)]
         item_ptr = torch.zeros(num_items + 1, dtype=torch.long,
                                device=keys.device)
-        item_ptr[1:] = torch.cumsum(torch.bincount(item, minlength=num_items), 0)
+        item_ptr[1:] = torch.bincount(item, minlength=num_items).cumsum(0)
 
         self.register_buffer('freq', freq, persistent=False)
         self.register_buffer('keys', keys, persistent=False)
@@ -169,9 +169,10 @@ class CausalNegativeSampler(torch.nn.Module):
         :obj:`[N_c]` are training items of each of :obj:`users` :obj:`[B]`.
 
         Walks the training users of the pool items and finds them among the
-        (sorted) batch users, in :math:`O(\sum_{c} \deg(c) \log B)`: for a
-        random pool that is :math:`N_c` times the mean item degree, however
-        many positives the batch users have."""
+        (sorted) batch users, in :math:`O(\sum_{c} \deg(c) \log B)` plus
+        the number of positives found: for a random pool, :math:`N_c` times
+        the mean item degree, however many positives the batch users
+        have."""
         start = self.item_ptr[cand]
         slot, at = expand_runs(start, self.item_ptr[cand + 1] - start)
         user = self.item_users[at]  # (pool slot, user) training pairs
