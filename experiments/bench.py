@@ -24,6 +24,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
+from report import build_and_train, model_label  # noqa: E402
+
 MMREC_FEATURE_DIMS = {'image': 4096, 'text': 384}
 
 
@@ -41,12 +43,9 @@ def load(dataset, data_root, model):
 
 def worker(model_name, dataset, data_root, epochs, overrides=None):
     import torch
-    from pyg_mmrec.models import get_model
-    from pyg_mmrec.train import Trainer
-    from pyg_mmrec.train.checkpoint import seed_everything
+    from pyg_mmrec.experiment import load_config
     from pyg_mmrec.train.trainer import memory_allocator, peak_memory_mb
 
-    from pyg_mmrec.experiment import load_config, split_config
     data, label = load(dataset, data_root, model_name)
     config_file = os.path.join(HERE, 'configs', f'{dataset}.yaml')
     config = {}
@@ -56,21 +55,8 @@ def worker(model_name, dataset, data_root, epochs, overrides=None):
         except ValueError:  # no section for this model
             config = {}
     config.update(overrides or {})
-    model_kwargs, trainer_kwargs = split_config(model_name, config)
-    trainer_kwargs = {k: v for k, v in trainer_kwargs.items()
-                      if k in ('batch_size', 'lr')}
-    seed_everything(0)
-    t0 = time.perf_counter()
-    model = get_model(model_name)(data, **model_kwargs)
-    build_time = time.perf_counter() - t0
-    trainer = Trainer(model, data, progress=False, **trainer_kwargs)
-    torch.use_deterministic_algorithms(True, warn_only=True)  # as Trainer.fit
-    epoch_times = []
-    if model.trainable:
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            trainer.train_epoch(epoch)
-            epoch_times.append(time.perf_counter() - t0)
+    trainer, build_time, epoch_times = build_and_train(model_name, data,
+                                                       config, epochs)
     eval_times = {}
     for split in ('val', 'test'):
         t0 = time.perf_counter()
@@ -98,14 +84,8 @@ def to_markdown(rows):
              'peak memory MiB | build s |', '|---|---|---|---|---|---|---|']
     for r in rows:
         epoch = '-' if r['time_per_epoch'] is None else f"{r['time_per_epoch']:.2f}"
-        model = r['model']
-        if r.get('overrides'):
-            model += ' (' + ', '.join(f'{k}={v}' for k, v in
-                                      r['overrides'].items()) + ')'
-        if r.get('allocator', 'glibc') != 'glibc':
-            model += f" [{r['allocator']}]"
         lines.append(
-            f"| {r['dataset']} | {model} | {r['batch_size']} | {epoch} | "
+            f"| {r['dataset']} | {model_label(r)} | {r['batch_size']} | {epoch} | "
             f"{r['eval_time_test']:.2f} ({r['eval_users_test']}) | "
             f"{r['peak_memory_mb']:.0f} | {r['build_time']:.2f} |")
     return '\n'.join(lines) + '\n'

@@ -25,40 +25,27 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
+from report import build_and_train, model_label  # noqa: E402
+
 
 def run(args):
     import torch
 
     from pyg_mmrec.data import make_synthetic
-    from pyg_mmrec.experiment import (load_config, parse_settings,
-                                      split_config)
-    from pyg_mmrec.models import get_model
-    from pyg_mmrec.train import Trainer
+    from pyg_mmrec.experiment import load_config, parse_settings
     from pyg_mmrec.train.trainer import memory_allocator, peak_memory_mb
 
     features = parse_settings(args.features, '--features')
     config = load_config(args.config, args.model) if args.config else {}
     config.update(parse_settings(args.set))
-    model_kwargs, trainer_kwargs = split_config(args.model, config)
-    trainer_kwargs = {k: v for k, v in trainer_kwargs.items()
-                      if k in ('batch_size', 'lr')}
 
     t0 = time.perf_counter()
     data = make_synthetic(num_users=args.users, num_items=args.items,
                           mean_interactions=args.interactions / args.users,
                           modalities=features, seed=0)
     data_time = time.perf_counter() - t0
-    torch.manual_seed(0)
-    torch.use_deterministic_algorithms(True, warn_only=True)  # as Trainer.fit
-    t0 = time.perf_counter()
-    model = get_model(args.model)(data, **model_kwargs)
-    build_time = time.perf_counter() - t0
-    trainer = Trainer(model, data, progress=False, **trainer_kwargs)
-    epoch_times = []
-    for epoch in range(1, args.epochs + 1):
-        t0 = time.perf_counter()
-        trainer.train_epoch(epoch, max_batches=args.max_batches)
-        epoch_times.append(time.perf_counter() - t0)
+    trainer, build_time, epoch_times = build_and_train(
+        args.model, data, config, args.epochs, args.max_batches)
     t0 = time.perf_counter()
     trainer.evaluate('test')
     eval_time = time.perf_counter() - t0
@@ -86,11 +73,8 @@ def to_markdown(rows):
         feats = ', '.join(f'{k} {v}' for k, v in r['features'].items())
         batches = 'all' if r['max_batches'] is None else r['max_batches']
         epoch = ', '.join(f'{t:.0f}' for t in r['epoch_times'])
-        model = r['model']
-        if r.get('allocator', 'glibc') != 'glibc':
-            model += f" [{r['allocator']}]"
         lines.append(
-            f"| {r['label']} | {model} | {r['users']} | {r['items']} | "
+            f"| {r['label']} | {model_label(r)} | {r['users']} | {r['items']} | "
             f"{r['interactions']} | {feats} | {batches} | {epoch} | "
             f"{r['eval_time']:.1f} | {r['build_time']:.0f} | "
             f"{r['peak_memory_mb']:.0f} |")

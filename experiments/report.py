@@ -1,9 +1,55 @@
-"""Copies what a benchmark script prints into ``experiments/results/``."""
+"""Shared helpers of the benchmark scripts: building and timing a model,
+the model label of a result row, and copying what a script prints into
+``experiments/results/``."""
 import contextlib
 import os
 import sys
+import time
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
+
+
+def build_and_train(model_name, data, config, epochs, max_batches=None):
+    r"""Builds :obj:`model_name` on :obj:`data` with :obj:`config` (its
+    batch size and learning rate included) and trains it for :obj:`epochs`
+    epochs (of at most :obj:`max_batches` batches) with the deterministic
+    kernels of :meth:`Trainer.fit`. Returns the trainer, the build time and
+    the time of every epoch."""
+    import torch
+
+    from pyg_mmrec.experiment import split_config
+    from pyg_mmrec.models import get_model
+    from pyg_mmrec.train import Trainer
+    from pyg_mmrec.train.checkpoint import seed_everything
+
+    model_kwargs, trainer_kwargs = split_config(model_name, config)
+    trainer_kwargs = {k: v for k, v in trainer_kwargs.items()
+                      if k in ('batch_size', 'lr')}
+    seed_everything(0)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # as Trainer.fit
+    t0 = time.perf_counter()
+    model = get_model(model_name)(data, **model_kwargs)
+    build_time = time.perf_counter() - t0
+    trainer = Trainer(model, data, progress=False, **trainer_kwargs)
+    epoch_times = []
+    if model.trainable:
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            trainer.train_epoch(epoch, max_batches=max_batches)
+            epoch_times.append(time.perf_counter() - t0)
+    return trainer, build_time, epoch_times
+
+
+def model_label(row) -> str:
+    r"""The model of a benchmark row with its setting overrides and, when it
+    is not plain glibc, the memory allocator it ran with."""
+    label = row['model']
+    if row.get('overrides'):
+        label += ' (' + ', '.join(f'{k}={v}' for k, v in
+                                  row['overrides'].items()) + ')'
+    if row.get('allocator', 'glibc') != 'glibc':
+        label += f" [{row['allocator']}]"
+    return label
 
 
 class _Tee:
