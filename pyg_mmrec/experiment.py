@@ -133,9 +133,10 @@ def run_experiment(
     trainer = Trainer(net, data, seed=seed, device=device, ks=ks,
                       checkpoint_dir=output_dir, resume=resume,
                       config=full_config, progress=progress, **trainer_kwargs)
+    num_parameters = sum(p.numel() for p in net.parameters())
     results = trainer.fit()
     results['model_repr'] = repr(net)
-    results['num_parameters'] = sum(p.numel() for p in net.parameters())
+    results['num_parameters'] = num_parameters
     return results
 
 

@@ -1,4 +1,5 @@
 """MDMNS."""
+import contextlib
 import itertools
 from typing import Dict, List, Optional, Tuple
 
@@ -16,6 +17,7 @@ from ..nn.contrastive import info_nce, mdmns_noise_levels, noisy_view_info_nce
 from ..nn.conv import sparse_mm
 from ..nn.diffusion import BipartiteGuidance, Denoiser, GaussianDiffusion
 from ..nn.losses import bpr_loss
+from ..train.offload import DiskOffload
 from ..train.sampler import BPRBatch
 from .base import Recommender
 from .vbpr import require_features
@@ -157,6 +159,14 @@ class MDMNS(Recommender):
             stay :obj:`float32`). About twice as fast on CPUs with
             :obj:`avx512_bf16` or AMX, much slower on CPUs without them.
             (default: :obj:`False`)
+        offload_dir (str, optional): If set, the denoisers, the guidance
+            network and their optimiser states wait in a file in this
+            folder (see :class:`~pyg_mmrec.train.offload.DiskOffload`)
+            whenever they are idle: during the recommender's batches and
+            the evaluation. Results are unchanged, bit for bit; peak memory
+            drops by their size (320 MiB on TikTok, 1.2 GB at Sports' size)
+            at the cost of writing and reading it about twice per epoch.
+            (default: :obj:`None`)
         faithful (bool): Reproduce the original's untrained, freshly
             initialised guidance. (default: :obj:`False`)
     """
@@ -190,6 +200,7 @@ class MDMNS(Recommender):
         guidance_dim: int = 64,
         chunk_size: int = 4096,
         mixed_precision: bool = False,
+        offload_dir: Optional[str] = None,
         faithful: bool = False,
     ):
         super().__init__(data)
@@ -272,6 +283,8 @@ class MDMNS(Recommender):
             name: torch.optim.Adam(module.parameters(), lr=denoiser_lr,
                                    foreach=False)
             for name, module in parts.items()}
+        self._offload = (None if offload_dir is None else DiskOffload(
+            parts.values(), self.diffusion_optimizers.values(), offload_dir))
         # The generated graphs: each user's top items per modality, and the
         # seed of the entry dropout (checkpointed; the CSR is derived).
         for m in feats:
@@ -322,9 +335,30 @@ class MDMNS(Recommender):
         self._graphs = {}
         return super()._apply(fn, *args, **kwargs)
 
+    def state_dict(self, *args, **kwargs):
+        with self._diffusion_resident():
+            return super().state_dict(*args, **kwargs)
+
     def load_state_dict(self, *args, **kwargs):
         self._graphs = {}
-        return super().load_state_dict(*args, **kwargs)
+        with self._diffusion_resident():
+            return super().load_state_dict(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _diffusion_resident(self, offload_after: Optional[bool] = None):
+        # The diffusion part (denoisers, guidance, their optimisers) in
+        # memory within the block; with `offload_dir`, back in its file
+        # afterwards if it was there before (or if `offload_after`).
+        if self._offload is None:
+            yield
+            return
+        was_offloaded = self._offload.is_offloaded
+        self._offload.restore()
+        try:
+            yield
+        finally:
+            if was_offloaded if offload_after is None else offload_after:
+                self._offload.offload()
 
     def _autocast(self):
         return torch.autocast(self.item_embedding.weight.device.type,
@@ -346,7 +380,8 @@ class MDMNS(Recommender):
         out = {}
         for m in self.modalities:
             others = [feats[k] for k in self.modalities if k != m] or [feats[m]]
-            out[m] = torch.stack(others).mean(dim=0)
+            out[m] = (others[0] if len(others) == 1 else
+                      torch.stack(others).mean(dim=0))
         return out
 
     # Diffusion -----------------------------------------------------------
@@ -364,8 +399,9 @@ class MDMNS(Recommender):
         r"""The denoiser loss :math:`\mathcal{L}_m` of one batch of user
         rows :obj:`x0` (guide, features and embeddings detached)."""
         t = self.diffusion.sample_timesteps(x0.size(0), device=x0.device)
-        x_t = self.diffusion.q_sample(x0, t)
-        x_hat = self.denoisers[modality](self.guided_rows(x_t, guide), t)
+        # x_t is not kept: only its guided form is needed from here on.
+        x_hat = self.denoisers[modality](
+            self.guided_rows(self.diffusion.q_sample(x0, t), guide), t)
         mse = (x0 - x_hat).pow(2).mean(dim=1)
         if self.faithful:  # the original's constant: a fresh random Linear
             with torch.no_grad():
@@ -378,6 +414,10 @@ class MDMNS(Recommender):
     def train_denoisers(self) -> Dict[str, float]:
         r"""One pass of every denoiser over all user rows; returns the mean
         loss per modality."""
+        with self._diffusion_resident():
+            return self._train_denoisers()
+
+    def _train_denoisers(self) -> Dict[str, float]:
         with torch.no_grad():
             feats = self.features()
             guides = self.guides(feats)
@@ -409,6 +449,10 @@ class MDMNS(Recommender):
         deterministic reverse chain from the clean row), keeps the top
         :obj:`rebuild_k` items per user, and draws a new entry-dropout
         seed."""
+        with self._diffusion_resident():
+            self._rebuild_graphs()
+
+    def _rebuild_graphs(self) -> None:
         for m, den in self.denoisers.items():
             was_training = den.training
             den.eval()
@@ -443,8 +487,9 @@ class MDMNS(Recommender):
         return self._graphs[modality]
 
     def on_epoch_start(self, epoch: int) -> None:
-        self.train_denoisers()
-        self.rebuild_graphs()
+        with self._diffusion_resident(offload_after=True):
+            self.train_denoisers()
+            self.rebuild_graphs()
 
     # Recommender ---------------------------------------------------------
     def _split(self, x: Tensor) -> Tuple[Tensor, Tensor]:

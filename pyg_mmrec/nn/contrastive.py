@@ -25,7 +25,27 @@ class _ChunkedInfoNCE(torch.autograd.Function):
     :obj:`matmul_dtype`, if set) is allocated per pass and reused by every
     chunk; all element-wise work on it is done in place. With
     :obj:`matmul_dtype`, the target is saved for the backward pass in that
-    dtype only (both passes multiply by that copy), halving its memory."""
+    dtype only (both passes multiply by that copy), halving its memory.
+
+    In :obj:`matmul_dtype`, the anchor rows of a product are padded with
+    zero rows to a multiple of :obj:`ROWS_QUANTUM` (or to the chunk size):
+    on CPU, oneDNN and ideep cache a primitive for every new shape of a
+    low-precision product (up to 1,024 of them, about 0.5 MiB each), and a
+    varying number of anchors (e.g. a batch's distinct users) would fill
+    those caches."""
+    ROWS_QUANTUM = 128
+
+    @staticmethod
+    def _padded(a_c: Tensor, low_buf: Tensor, inv_tau: float = 1.0
+                ) -> Tensor:
+        # (a_c * inv_tau) in the low dtype, with zero rows appended up to a
+        # multiple of ROWS_QUANTUM, at most the buffer's rows.
+        quantum = _ChunkedInfoNCE.ROWS_QUANTUM
+        rows = min(-(-a_c.size(0) // quantum) * quantum, low_buf.size(0))
+        out = a_c.new_zeros(rows, a_c.size(1), dtype=low_buf.dtype)
+        torch.mul(a_c, inv_tau, out=out[:a_c.size(0)])
+        return out
+
     @staticmethod
     def _logits(a_c: Tensor, b_t: Tensor, inv_tau: float, buf: Tensor,
                 low_buf: Optional[Tensor]) -> Tensor:
@@ -34,9 +54,10 @@ class _ChunkedInfoNCE(torch.autograd.Function):
         if low_buf is None:
             torch.mm(a_c * inv_tau, b_t, out=out)
         else:
-            low = low_buf[:a_c.size(0)]
-            torch.mm((a_c * inv_tau).to(low.dtype), b_t, out=low)
-            out.copy_(low)
+            a_low = _ChunkedInfoNCE._padded(a_c, low_buf, inv_tau)
+            low = low_buf[:a_low.size(0)]
+            torch.mm(a_low, b_t, out=low)
+            out.copy_(low[:a_c.size(0)])
         return out
 
     @staticmethod
@@ -46,6 +67,8 @@ class _ChunkedInfoNCE(torch.autograd.Function):
         buf = a.new_empty(rows, b.size(0))
         if matmul_dtype is None or matmul_dtype == a.dtype:
             return b, buf, None
+        quantum = _ChunkedInfoNCE.ROWS_QUANTUM
+        rows = min(-(-rows // quantum) * quantum, chunk_size)
         low_buf = torch.empty(rows, b.size(0), dtype=matmul_dtype,
                               device=a.device)
         return b.to(matmul_dtype), buf, low_buf
@@ -104,14 +127,17 @@ class _ChunkedInfoNCE(torch.autograd.Function):
             rows = torch.arange(end - start, device=a.device)
             g[rows, pos[start:end]] -= 1
             g.mul_(scale)
-            if low_buf is not None:
-                g = low_buf[:end - start].copy_(g)
-                a_c = a_c.to(low_buf.dtype)
+            if low_buf is not None:  # padded with zero rows, as in _logits
+                a_c = _ChunkedInfoNCE._padded(a_c, low_buf)
+                g_low = low_buf[:a_c.size(0)]
+                g_low[end - start:].zero_()
+                g_low[:end - start].copy_(g)
+                g = g_low
             if need_a:
                 if low_buf is None:
                     torch.mm(g, b_mm, out=grad_a[start:end])
                 else:
-                    grad_a[start:end] = torch.mm(g, b_mm)
+                    grad_a[start:end] = torch.mm(g, b_mm)[:end - start]
             if need_b:
                 if low_buf is None:
                     grad_b.addmm_(g.t(), a_c)

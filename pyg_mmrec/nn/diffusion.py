@@ -228,15 +228,16 @@ class GaussianDiffusion(torch.nn.Module):
         Returns:
             torch.Tensor: :math:`\mathbf{x}_t`, shaped like :obj:`x_start`.
         """
-        if noise is None:
+        a = self._gather(self.sqrt_alphas_cumprod, t, x_start)
+        b = self._gather(self.sqrt_one_minus_alphas_cumprod, t, x_start)
+        if noise is None:  # drawn here: scaled in place, no temporaries
             noise = torch.randn(x_start.shape, generator=generator,
                                 device=x_start.device, dtype=x_start.dtype)
-        elif noise.shape != x_start.shape:
+            return noise.mul_(b).addcmul_(a, x_start)
+        if noise.shape != x_start.shape:
             raise ValueError(f"'noise' must have the shape of 'x_start' "
                              f"{tuple(x_start.shape)} (got "
                              f"{tuple(noise.shape)})")
-        a = self._gather(self.sqrt_alphas_cumprod, t, x_start)
-        b = self._gather(self.sqrt_one_minus_alphas_cumprod, t, x_start)
         return a * x_start + b * noise
 
     def snr(self, t: Tensor) -> Tensor:

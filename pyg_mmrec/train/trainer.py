@@ -159,14 +159,16 @@ class Trainer:
         sums: Dict[str, float] = {}
         bar = tqdm(batches, total=num_batches, desc=f'epoch {epoch}',
                    leave=False, disable=not self.progress or None)
+        self.optimizer.zero_grad(set_to_none=True)
         for batch in bar:
-            # Free the last step's gradients before the forward pass, so its
-            # activations can reuse that memory.
-            self.optimizer.zero_grad(set_to_none=True)
             terms = model.loss(batch.to(self.device))
             loss = sum(terms.values())
             loss.backward()
             self.optimizer.step()
+            # Free the gradients right away, so that the next forward pass
+            # (and the evaluation, and the model's epoch hooks) can reuse
+            # their memory.
+            self.optimizer.zero_grad(set_to_none=True)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
         model.on_epoch_end(epoch)

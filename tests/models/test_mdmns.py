@@ -174,3 +174,29 @@ def test_branches_follow_the_dense_formulas(data):
     for name, (u, i) in expected.items():
         assert torch.allclose(out[name][0], u, atol=1e-5), name
         assert torch.allclose(out[name][1], i, atol=1e-5), name
+
+
+def test_offloaded_denoisers_train_identically(data, tmp_path):
+    results, states = {}, {}
+    for offload_dir in (None, str(tmp_path)):
+        seed_everything(0)
+        model = MDMNS(data, cl_method=1, offload_dir=offload_dir, **SMALL)
+        trainer = Trainer(model, data, batch_size=128, epochs=2,
+                          progress=False)
+        results[offload_dir] = [trainer.train_epoch(e) for e in (1, 2)]
+        if offload_dir is not None:  # idle between epochs: in the file
+            assert all(p.numel() == 0 for p in model.denoisers.parameters())
+        states[offload_dir] = model.state_dict()  # complete either way
+    assert results[None] == results[str(tmp_path)]
+    a, b = states[None], states[str(tmp_path)]
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], torch.Tensor):
+            assert torch.equal(a[key], b[key]), key
+    # The denoisers' optimiser states are in the checkpoint, and a model
+    # whose denoisers are offloaded loads them.
+    model.load_state_dict(a)
+    assert model._offload.is_offloaded
+    model._offload.restore()
+    for name, p in model.denoisers.named_parameters():
+        assert torch.equal(p, a[f'denoisers.{name}'])

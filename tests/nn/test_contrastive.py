@@ -191,11 +191,13 @@ def test_memory_and_flops():
     assert torch.allclose(loss, naive_info_nce(x, y), atol=1e-5)
 
     # FLOPs: one [n, d] x [d, n] product forward; recomputation plus one
-    # product per input that requires a gradient backward.
+    # product per input that requires a gradient backward. (In bfloat16 the
+    # last chunk of 300 - 4 * 64 = 44 anchors is padded to 64 rows.)
     x, y = inputs(n=300, d=d, seed=9)
-    mm = 2 * 300 * 300 * d
     for target, num_mm in [(y, 4), (y.detach(), 3)]:
         for matmul_dtype in [None, torch.bfloat16]:
+            rows = 300 if matmul_dtype is None else 320
+            mm = 2 * rows * 300 * d
             rec = Recorder()
             with rec:
                 loss = info_nce(x, target, chunk_size=64,
@@ -206,6 +208,39 @@ def test_memory_and_flops():
                 loss.backward()
             assert rec.flops == (num_mm - 1) * mm
             x.grad = y.grad = None
+
+
+class ShapeRecorder(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.shapes = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in Recorder.MM:
+            self.shapes.add(tuple(tuple(t.shape) for t in args[-2:]))
+        return func(*args, **(kwargs or {}))
+
+
+def test_low_precision_products_have_few_shapes():
+    # Anchor counts 150..269 (like a batch's distinct users): the bfloat16
+    # products see 2 row counts (256, 384) instead of 120, so that oneDNN's
+    # per-shape caches stay small; the values are those without padding.
+    x, y = inputs(n=400, d=8, seed=12)
+    rec = ShapeRecorder()
+    gen = torch.Generator().manual_seed(0)
+    for m in range(150, 270):
+        index = torch.randperm(400, generator=gen)[:m]
+        with rec:
+            loss = info_nce(x, y, index=index, matmul_dtype=torch.bfloat16)
+            loss.backward()
+    # logits = a @ b.T, grad_a = g @ b, grad_b = g.T @ a, for 256 and 384:
+    assert rec.shapes == {shape for m in (256, 384) for shape in [
+        ((m, 8), (8, 400)), ((m, 400), (400, 8)), ((400, m), (m, 8))]}
+    low = info_nce(x, y, index=index, matmul_dtype=torch.bfloat16)
+    a = F.normalize(x[index]).bfloat16()
+    b = F.normalize(y).bfloat16()
+    logits = (a * 2.0).float() @ b.float().t()  # the same rounding, unpadded
+    assert torch.allclose(low, F.cross_entropy(logits, index), atol=1e-4)
 
 
 def test_matmul_dtype_bfloat16():
