@@ -112,10 +112,10 @@ class MDMNS(Recommender):
       adds to the scores).
 
     On CPU, glibc's allocator fragments under this model's many large
-    temporaries (TikTok, :math:`d = 512`: 7 GB resident for a 1.3 GB live
+    temporaries (TikTok, :math:`d = 512`: 2.9 GB resident for a 1 GB live
     peak); run it under jemalloc with
-    :obj:`MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1` (1.7 GB, and
-    faster), as the README shows.
+    :obj:`MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1` (1.5 GB, and
+    faster; 1.3 GB with :obj:`offload_dir`), as the README shows.
 
     Args:
         data (HeteroData): The dataset; it must carry item features.
@@ -164,8 +164,9 @@ class MDMNS(Recommender):
             folder (see :class:`~pyg_mmrec.train.offload.DiskOffload`)
             whenever they are idle: during the recommender's batches and
             the evaluation. Results are unchanged, bit for bit; peak memory
-            drops by their size (320 MiB on TikTok, 1.2 GB at Sports' size)
-            at the cost of writing and reading it about twice per epoch.
+            drops by their size (320 MiB on TikTok, 840 MiB at Sports'
+            size) at the cost of writing and reading them two or three
+            times per epoch (after the graph rebuild and per checkpoint).
             (default: :obj:`None`)
         faithful (bool): Reproduce the original's untrained, freshly
             initialised guidance. (default: :obj:`False`)

@@ -93,4 +93,3 @@ class DiskOffload:
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.path!r}, '
                 f'offloaded={self.is_offloaded})')
-
