@@ -1,5 +1,5 @@
 """MDMNS."""
-import contextlib
+import functools
 import itertools
 from typing import Dict, List, Optional, Tuple
 
@@ -23,6 +23,23 @@ from .base import Recommender
 from .vbpr import require_features
 
 FUSED = 'fused'
+
+
+def _diffusion_resident(method):
+    # Runs `method` with the diffusion part (denoisers, guidance, their
+    # optimisers) in memory; with `offload_dir`, it goes back to its file
+    # afterwards if it was there before.
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        offload = self._offload
+        if offload is None or not offload.is_offloaded:
+            return method(self, *args, **kwargs)
+        offload.restore()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            offload.offload()
+    return wrapper
 
 
 class MDMNS(Recommender):
@@ -336,30 +353,14 @@ class MDMNS(Recommender):
         self._graphs = {}
         return super()._apply(fn, *args, **kwargs)
 
+    @_diffusion_resident
     def state_dict(self, *args, **kwargs):
-        with self._diffusion_resident():
-            return super().state_dict(*args, **kwargs)
+        return super().state_dict(*args, **kwargs)
 
+    @_diffusion_resident
     def load_state_dict(self, *args, **kwargs):
         self._graphs = {}
-        with self._diffusion_resident():
-            return super().load_state_dict(*args, **kwargs)
-
-    @contextlib.contextmanager
-    def _diffusion_resident(self, offload_after: Optional[bool] = None):
-        # The diffusion part (denoisers, guidance, their optimisers) in
-        # memory within the block; with `offload_dir`, back in its file
-        # afterwards if it was there before (or if `offload_after`).
-        if self._offload is None:
-            yield
-            return
-        was_offloaded = self._offload.is_offloaded
-        self._offload.restore()
-        try:
-            yield
-        finally:
-            if was_offloaded if offload_after is None else offload_after:
-                self._offload.offload()
+        return super().load_state_dict(*args, **kwargs)
 
     def _autocast(self):
         return torch.autocast(self.item_embedding.weight.device.type,
@@ -412,13 +413,10 @@ class MDMNS(Recommender):
         msi = (x_hat @ feature - x0 @ item_emb).pow(2).mean(dim=1)
         return diff.mean() + self.e_loss * msi.mean()
 
+    @_diffusion_resident
     def train_denoisers(self) -> Dict[str, float]:
         r"""One pass of every denoiser over all user rows; returns the mean
         loss per modality."""
-        with self._diffusion_resident():
-            return self._train_denoisers()
-
-    def _train_denoisers(self) -> Dict[str, float]:
         with torch.no_grad():
             feats = self.features()
             guides = self.guides(feats)
@@ -445,15 +443,12 @@ class MDMNS(Recommender):
         return {m: s / len(batches) for m, s in sums.items()}
 
     @torch.no_grad()
+    @_diffusion_resident
     def rebuild_graphs(self) -> None:
         r"""Denoises every user's row with each modality's denoiser (the
         deterministic reverse chain from the clean row), keeps the top
         :obj:`rebuild_k` items per user, and draws a new entry-dropout
         seed."""
-        with self._diffusion_resident():
-            self._rebuild_graphs()
-
-    def _rebuild_graphs(self) -> None:
         for m, den in self.denoisers.items():
             was_training = den.training
             den.eval()
@@ -487,10 +482,12 @@ class MDMNS(Recommender):
             self._graphs[modality] = (adj, csr_transpose(adj))
         return self._graphs[modality]
 
+    @_diffusion_resident
     def on_epoch_start(self, epoch: int) -> None:
-        with self._diffusion_resident(offload_after=True):
-            self.train_denoisers()
-            self.rebuild_graphs()
+        self.train_denoisers()
+        self.rebuild_graphs()
+        if self._offload is not None:  # idle until the next epoch
+            self._offload.offload()
 
     # Recommender ---------------------------------------------------------
     def _split(self, x: Tensor) -> Tuple[Tensor, Tensor]:
