@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         description='Train a model, select the epoch on validation Recall@20 '
         '(early stopping, patience 20) and report the test metrics at that '
         'epoch. Any further --key value pair sets a model or trainer '
-        'setting (e.g. --lr 5e-4 --num-layers 2).')
+        'setting (e.g. --lr 5e-4 --num-layers 2; --test-masks train masks '
+        'only the training items at test, as MMRec and DiffMM do; '
+        '--test-masks train_val,train records both).')
     train.add_argument('--model', required=True)
     train.add_argument('--dataset', default='synthetic',
                        help="name under --data-root, a folder, or 'synthetic'")

@@ -15,7 +15,8 @@ log = logging.getLogger('pyg_mmrec')
 
 #: Trainer arguments that a configuration may set.
 TRAINER_KEYS = ('lr', 'weight_decay', 'batch_size', 'epochs', 'patience',
-                'eval_every', 'metric', 'eval_batch_size', 'select_on')
+                'eval_every', 'metric', 'eval_batch_size', 'select_on',
+                'test_masks')
 
 
 def model_keys(model: str) -> Tuple[str, ...]:
@@ -71,10 +72,20 @@ def load_config(path: str, model: str) -> Dict[str, Any]:
     return config
 
 
+def with_model_defaults(model: str, config: Mapping[str, Any]
+                        ) -> Dict[str, Any]:
+    r"""The configuration with the model's own trainer settings
+    (:attr:`Recommender.trainer_defaults`, e.g. FMCNS's batch size 512 and
+    learning rate 5e-4) filled in where :obj:`config` does not set them."""
+    return {**get_model(model).trainer_defaults, **config}
+
+
 def split_config(model: str, config: Mapping[str, Any]
                  ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    r"""Splits a flat configuration into (model kwargs, trainer kwargs) and
-    rejects keys that neither accepts."""
+    r"""Splits a flat configuration into (model kwargs, trainer kwargs),
+    filling in the model's own trainer defaults (see
+    :func:`with_model_defaults`), and rejects keys that neither accepts."""
+    config = with_model_defaults(model, config)
     mkeys = model_keys(model)
     model_kwargs, trainer_kwargs = {}, {}
     for key, value in config.items():
@@ -121,10 +132,13 @@ def run_experiment(
         data (HeteroData, optional): An already loaded dataset to use
             instead of loading :obj:`dataset`.
     """
-    config = dict(config or {})
+    config = with_model_defaults(model, config or {})
     model_kwargs, trainer_kwargs = split_config(model, config)
     if data is None:
         data = load_dataset(dataset, root=data_root)
+    # The model builds its graphs (kNN: torch-cluster on a GPU) where the
+    # data is.
+    data = data.to(device)
     seed_everything(seed)  # parameter initialisation
     net = get_model(model)(data, **model_kwargs)
     log.info("%r", net)
@@ -162,4 +176,7 @@ def format_results_table(results: Mapping[str, Any]) -> str:
              f"{results['val' if sel == 'val' else 'test'][results['metric']]:.4f})")
     if sel != 'val':
         title += f"\n[{sel}]"
+    if results.get('test_mask') == 'train':
+        title += ("\n[test pass masks the training items only (MMRec/DiffMM "
+                  "rule): validation items may be recommended]")
     return title + '\n' + '\n'.join(lines)

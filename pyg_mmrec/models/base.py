@@ -1,5 +1,5 @@
 """The base class every recommender derives from."""
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -32,6 +32,9 @@ class Recommender(torch.nn.Module):
     trainable: bool = True
     #: Whether the model needs item features.
     requires_features: bool = False
+    #: Trainer settings of the model's original recipe (e.g. its batch size
+    #: and learning rate), used where a configuration does not set them.
+    trainer_defaults: Dict[str, Any] = {}
 
     def __init__(self, data: HeteroData):
         super().__init__()

@@ -47,8 +47,13 @@ class FMCNS(FREEDOM):
         + \lambda \mathcal{L}_{BPR}(u, p, n_{causal})
         + \gamma \mathcal{L}_{flow}
 
-    Causal negatives start once a generated embedding exists (from the
-    second epoch); before that :math:`n_{causal} = n_{uniform}`.
+    Causal negatives start after the first epoch (once a generated
+    embedding exists); before that :math:`n_{causal} = n_{uniform}`.
+
+    With :obj:`flow_weight=0` and :obj:`flow_mix=0` the flow is off
+    altogether (the "no flow" ablation): no flow loss, no sampling, and the
+    causal anchor is the item's graph embedding :math:`\mathbf{e}_p` alone
+    (an untrained generator would otherwise still steer the negatives).
 
     Differences from the original code, and why:
 
@@ -78,6 +83,10 @@ class FMCNS(FREEDOM):
     * Edge pruning draws with the Gumbel-top-k trick (the same distribution
       as :obj:`torch.multinomial` without replacement).
 
+    The trainer defaults to the original's batch size (512) and learning
+    rate (:obj:`5e-4`) where a configuration does not set them
+    (:attr:`trainer_defaults`).
+
     Args:
         data (HeteroData): The dataset; it must carry item features.
         embedding_dim (int): Embedding size. (default: :obj:`64`)
@@ -104,6 +113,9 @@ class FMCNS(FREEDOM):
             its sampler (start at step 8 of 10, binarise). (default:
             :obj:`False`)
     """
+    #: The original's trainer settings (models.md 2.8).
+    trainer_defaults = {'lr': 5e-4, 'batch_size': 512}
+
     def __init__(
         self,
         data: HeteroData,
@@ -131,6 +143,9 @@ class FMCNS(FREEDOM):
         self.flow_weight, self.flow_mix = flow_weight, flow_mix
         self.causal_weight, self.num_steps = causal_weight, num_steps
         self.faithful = faithful
+        #: Whether the flow generator takes part (off for the ablation
+        #: :obj:`flow_weight = flow_mix = 0`).
+        self.use_flow = flow_weight > 0 or flow_mix > 0
         # Unlike in FREEDOM, the projections condition the generator (through
         # a LayerNorm), so their bias matters: keep it, as the original does.
         self.projections = torch.nn.ModuleDict({
@@ -151,6 +166,8 @@ class FMCNS(FREEDOM):
         self.register_buffer('generated',
                              torch.zeros(self.num_items, embedding_dim))
         self.register_buffer('has_generated', torch.tensor(False))
+        # Whether an epoch has ended (causal negatives start then).
+        self.register_buffer('causal_ready', torch.tensor(False))
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -180,7 +197,9 @@ class FMCNS(FREEDOM):
         return self.generated
 
     def on_epoch_end(self, epoch: int) -> None:
-        self.generate()
+        if self.use_flow:
+            self.generate()
+        self.causal_ready.fill_(True)
 
     def propagate(self, item_input: Tensor, adj: Tensor) -> Tuple[Tensor, Tensor]:
         x = torch.cat([self.user_embedding.weight, item_input])
@@ -193,6 +212,8 @@ class FMCNS(FREEDOM):
         h = self.item_graph_embedding()
         if self.training:
             user, item = self.propagate(h, self.train_adj)
+        elif not self.use_flow:
+            user, item = self.propagate(h, self.adj)
         else:
             if not bool(self.has_generated):
                 self.generate()
@@ -202,28 +223,33 @@ class FMCNS(FREEDOM):
 
     def loss(self, batch: BPRBatch) -> Dict[str, Tensor]:
         h = self.item_graph_embedding()
-        items = torch.cat([batch.pos, batch.neg])
-        target = self.item_embedding.weight[items]
-        flow_loss, x_hat = self.flow.loss(target, self.conditions(items),
-                                          self.item_freq[items],
-                                          detach_target=not self.faithful)
-        uniq, last = last_occurrence(items)
-        mixed = self.flow_mix * x_hat[last] + (1 - self.flow_mix) * h[uniq]
-        item_input = h.index_put((uniq, ), mixed)
+        item_input, flow_term, terms = h, None, {}
+        if self.use_flow:
+            items = torch.cat([batch.pos, batch.neg])
+            target = self.item_embedding.weight[items]
+            flow_loss, x_hat = self.flow.loss(
+                target, self.conditions(items), self.item_freq[items],
+                detach_target=not self.faithful)
+            uniq, last = last_occurrence(items)
+            mixed = (self.flow_mix * x_hat[last] +
+                     (1 - self.flow_mix) * h[uniq])
+            item_input = h.index_put((uniq, ), mixed)
+            flow_term = self.flow_weight * flow_loss
         user_emb, item_emb = self.propagate(item_input, self.train_adj)
         item_emb = item_emb + h
 
         u = user_emb[batch.user]
         pos_score = (u * item_emb[batch.pos]).sum(-1)
         bpr_uniform = bpr_loss(pos_score, (u * item_emb[batch.neg]).sum(-1))
-        terms = {}
-        if bool(self.has_generated) and self.causal_weight > 0:
-            neg = self.causal_sampler.sample(batch.user, batch.pos,
-                                             item_emb.detach(), self.generated)
+        if bool(self.causal_ready) and self.causal_weight > 0:
+            neg = self.causal_sampler.sample(
+                batch.user, batch.pos, item_emb.detach(),
+                self.generated if self.use_flow else None)
             bpr_causal = bpr_loss(pos_score, (u * item_emb[neg]).sum(-1))
             terms['bpr'] = (1 - self.causal_weight) * bpr_uniform
             terms['bpr_causal'] = self.causal_weight * bpr_causal
         else:
             terms['bpr'] = bpr_uniform
-        terms['flow'] = self.flow_weight * flow_loss
+        if flow_term is not None:
+            terms['flow'] = flow_term
         return terms

@@ -108,7 +108,8 @@ class MDMNS(Recommender):
       (each once), as DiffMM's own contrast anchors on the batch, instead
       of all users and items at every step (the original's cost: about
       2 TFLOP per batch on TikTok with :math:`d = 512`).
-      :obj:`cl_anchors="all"` is the original.
+      :obj:`cl_anchors="all"` is the original, and the default with
+      :obj:`faithful=True`.
     * :obj:`mixed_precision=True` (ours) runs the large matrix products in
       :obj:`bfloat16`.
     * The two zero-noise levels for :math:`T = 5` are the same detached copy
@@ -116,7 +117,9 @@ class MDMNS(Recommender):
     * The generated graphs are rebuilt block by block over users; the
       original densifies all user rows.
     * BPR is a mean over the batch (the original divides the last, smaller
-      batch by the nominal batch size).
+      batch by the nominal batch size; :obj:`faithful=True` does so too,
+      taking the largest batch seen as the nominal size: the trainer's
+      batches are full but for the last of an epoch).
     * The denoisers' optimisers are saved in checkpoints, so a resumed run
       continues exactly.
     * Model selection is on validation by default; the original reports
@@ -151,8 +154,9 @@ class MDMNS(Recommender):
         ris_adj_lambda (float): :math:`\lambda_a`. (default: :obj:`0.2`)
         cl_method (int): :obj:`0` (view contrast) or :obj:`1`
             (multi-level). (default: :obj:`0`)
-        cl_anchors (str): :obj:`"batch"` or :obj:`"all"` (see above).
-            (default: :obj:`"batch"`)
+        cl_anchors (str, optional): :obj:`"batch"` or :obj:`"all"` (see
+            above). (default: :obj:`"all"` with :obj:`faithful=True`, else
+            :obj:`"batch"`)
         num_steps (int): Diffusion steps :math:`T`. (default: :obj:`5`)
         noise_scale (float): (default: :obj:`0.1`)
         noise_min (float): (default: :obj:`1e-4`)
@@ -186,9 +190,14 @@ class MDMNS(Recommender):
             times per epoch (after the graph rebuild and per checkpoint).
             (default: :obj:`None`)
         faithful (bool): Reproduce the original's untrained, freshly
-            initialised guidance. (default: :obj:`False`)
+            initialised guidance and its constant second reconstruction
+            term, and in the multi-level loss (:obj:`cl_method=1`) its
+            anchors over all users and items and its BPR divided by the
+            nominal batch size. (default: :obj:`False`)
     """
     requires_features = True
+    #: The original's trainer settings (models.md 3.7).
+    trainer_defaults = {'lr': 1e-3, 'batch_size': 1024, 'epochs': 50}
 
     def __init__(
         self,
@@ -203,7 +212,7 @@ class MDMNS(Recommender):
         ris_lambda: float = 0.5,
         ris_adj_lambda: float = 0.2,
         cl_method: int = 0,
-        cl_anchors: str = 'batch',
+        cl_anchors: Optional[str] = None,
         num_steps: int = 5,
         noise_scale: float = 0.1,
         noise_min: float = 1e-4,
@@ -227,6 +236,8 @@ class MDMNS(Recommender):
             raise ValueError(f"trans must be 0, 1 or 2, got {trans}")
         if cl_method not in (0, 1):
             raise ValueError(f"cl_method must be 0 or 1, got {cl_method}")
+        if cl_anchors is None:
+            cl_anchors = 'all' if faithful else 'batch'
         if cl_anchors not in ('batch', 'all'):
             raise ValueError(f"cl_anchors must be 'batch' or 'all', "
                              f"got {cl_anchors!r}")
@@ -247,6 +258,8 @@ class MDMNS(Recommender):
         self.denoiser_batch_size, self.rebuild_k = denoiser_batch_size, rebuild_k
         self.e_loss, self.chunk_size = e_loss, chunk_size
         self.guidance_dim, self.faithful = guidance_dim, faithful
+        # The largest batch seen: the original's BPR divisor (faithful).
+        self._nominal_batch_size = 0
         self.mixed_precision = mixed_precision
         self.noise_levels = mdmns_noise_levels(num_steps)
 
@@ -606,6 +619,10 @@ class MDMNS(Recommender):
             bpr = bpr + bpr_loss(
                 (u * item_emb.index_select(0, batch.pos)).sum(-1),
                 (u * item_emb.index_select(0, batch.neg)).sum(-1))
+        if self.faithful:  # the original's sum over the nominal batch size
+            size = batch.user.numel()
+            self._nominal_batch_size = max(self._nominal_batch_size, size)
+            bpr = bpr * (size / self._nominal_batch_size)
         terms = {'bpr': bpr}
         if self.reg_weight > 0:
             terms['reg'] = self.reg_weight * (

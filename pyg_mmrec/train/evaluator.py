@@ -21,6 +21,12 @@ from pyg_mmrec.train.metrics import METRICS, _check, key_hits, ranking_metrics
 
 ScoreFn = Callable[[Tensor], Tensor]
 EVAL_SPLITS = ('val', 'test')
+#: The test masking rules: the splits whose items are masked (never
+#: candidates) when a user's test items are ranked.
+TEST_MASKS: Dict[str, Tuple[str, ...]] = {
+    'train_val': ('train', 'val'),
+    'train': ('train', ),
+}
 
 
 class Evaluator:
@@ -34,9 +40,12 @@ class Evaluator:
 
     * :obj:`split="val"`: the user's training items. Test items are not
       masked (they are unknown at validation time).
-    * :obj:`split="test"`: the user's training **and validation** items. The
-      validation items are known interactions, not candidates. This differs
-      from MMRec, which masks only the training items in the test pass.
+    * :obj:`split="test"`: by default (:obj:`test_mask="train_val"`) the
+      user's training **and validation** items: the validation items are
+      known interactions, not candidates. :obj:`test_mask="train"` masks the
+      training items only, the rule of MMRec's and DiffMM's test pass, so
+      that a held-out validation item may take a top-:math:`K` slot; use it
+      to compare with numbers from those frameworks.
 
     Items scored :obj:`-inf` are never recommended: when a user has fewer
     candidates than :math:`K`, the list is padded with empty slots (id
@@ -52,6 +61,9 @@ class Evaluator:
         batch_size (int): Users scored at a time. (default: :obj:`4096`)
         metrics (Sequence[str]): Subset of :obj:`("recall", "ndcg",
             "precision", "map", "hit")`. (default: all)
+        test_masks (Sequence[str]): The test masking rules to prepare, among
+            :obj:`"train_val"` and :obj:`"train"` (see above); the first is
+            the default of :meth:`evaluate`. (default: :obj:`("train_val",)`)
     """
     def __init__(
         self,
@@ -59,8 +71,10 @@ class Evaluator:
         ks: Sequence[int] = (5, 10, 20, 50),
         batch_size: int = 4096,
         metrics: Sequence[str] = METRICS,
+        test_masks: Sequence[str] = ('train_val', ),
     ) -> None:
         _check(ks, metrics)
+        self.test_masks = check_test_masks(test_masks)
         if int(batch_size) <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.ks = tuple(int(k) for k in ks)
@@ -76,11 +90,15 @@ class Evaluator:
         edges = {s: split_edge_index(data, s).cpu() for s in
                  ('train', 'val', 'test')}
         self._device = torch.device('cpu')
+        # One store per (split, masking rule): validation masks the
+        # training items; test masks per rule.
+        rules = [('val', ('train', ))] + [
+            (f'test:{mask}', TEST_MASKS[mask]) for mask in self.test_masks]
         self._splits: Dict[str, Dict[str, Tensor]] = {}
-        for split in EVAL_SPLITS:
-            masked = ('train', ) if split == 'val' else ('train', 'val')
+        for key, masked in rules:
+            split = key.split(':')[0]
             mask_index = torch.cat([edges[s] for s in masked], dim=1)
-            self._splits[split] = self._prepare(edges[split], mask_index)
+            self._splits[key] = self._prepare(edges[split], mask_index)
 
     def _prepare(self, gt_index: Tensor,
                  mask_index: Tensor) -> Dict[str, Tensor]:
@@ -135,28 +153,36 @@ class Evaluator:
         r"""The evaluated users of :obj:`split`, sorted."""
         return self._store(split)['users']
 
-    def _store(self, split: str) -> Dict[str, Tensor]:
+    def _store(self, split: str,
+               test_mask: Optional[str] = None) -> Dict[str, Tensor]:
         if split not in EVAL_SPLITS:
             raise ValueError(f"split must be one of {EVAL_SPLITS}, got "
                              f"{split!r}")
-        return self._splits[split]
+        if split == 'val':
+            return self._splits['val']
+        mask = self.test_masks[0] if test_mask is None else test_mask
+        if mask not in self.test_masks:
+            raise ValueError(f"test_mask {mask!r} was not prepared; this "
+                             f"evaluator has test_masks={self.test_masks}")
+        return self._splits[f'test:{mask}']
 
-    def _ranked(self, score_fn: ScoreFn, split: str,
-                k: int) -> Iterator[Tuple[int, int, Tensor]]:
+    def _ranked(self, score_fn: ScoreFn, split: str, k: int,
+                test_mask: Optional[str] = None
+                ) -> Iterator[Tuple[int, int, Tensor]]:
         r"""Yields :obj:`(start, end, topk_items)` per batch of evaluated
         users."""
-        num_eval = self._store(split)['users'].numel()
+        num_eval = self._store(split, test_mask)['users'].numel()
         k = min(k, self.num_items)
         for start in range(0, num_eval, self.batch_size):
             end = min(start + self.batch_size, num_eval)
-            store = self._store(split)
+            store = self._store(split, test_mask)
             scores = score_fn(store['users'][start:end])
             if scores.shape != (end - start, self.num_items):
                 raise ValueError(
                     f"score_fn must return a [{end - start}, "
                     f"{self.num_items}] tensor, got {tuple(scores.shape)}")
             if scores.device != self._device:
-                store = self.to(scores.device)._store(split)
+                store = self.to(scores.device)._store(split, test_mask)
             lo, hi = store['mask_ptr'][[start, end]].tolist()
             scores[store['mask_row'][lo:hi] - start,
                    store['mask_col'][lo:hi]] = float('-inf')
@@ -166,7 +192,8 @@ class Evaluator:
 
     @torch.no_grad()
     def topk(self, score_fn: ScoreFn, split: str = 'val',
-             k: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+             k: Optional[int] = None,
+             test_mask: Optional[str] = None) -> Tuple[Tensor, Tensor]:
         r"""Ranks the items of every evaluated user of :obj:`split`.
 
         Args:
@@ -175,6 +202,8 @@ class Evaluator:
             split (str): :obj:`"val"` or :obj:`"test"`. (default: :obj:`"val"`)
             k (int, optional): List length, clamped to the number of items.
                 (default: :obj:`max(ks)`)
+            test_mask (str, optional): The test masking rule, one of
+                :attr:`test_masks`. (default: the first)
 
         Returns:
             The users :obj:`[N]` and their ranked items :obj:`[N, k]`
@@ -184,7 +213,8 @@ class Evaluator:
         device = _module_device(score_fn)
         if device is not None:
             self.to(device)
-        out = [items for _, _, items in self._ranked(score_fn, split, k)]
+        out = [items for _, _, items in
+               self._ranked(score_fn, split, k, test_mask)]
         users = self.users(split)
         if not out:
             return users, torch.empty(0, min(k, self.num_items),
@@ -192,8 +222,8 @@ class Evaluator:
         return users, torch.cat(out, dim=0)
 
     @torch.no_grad()
-    def evaluate(self, score_fn: ScoreFn,
-                 split: str = 'val') -> Dict[str, float]:
+    def evaluate(self, score_fn: ScoreFn, split: str = 'val',
+                 test_mask: Optional[str] = None) -> Dict[str, float]:
         r"""Evaluates :obj:`score_fn` on :obj:`split`.
 
         Args:
@@ -202,6 +232,8 @@ class Evaluator:
                 If it is a method of a :class:`torch.nn.Module`, the
                 evaluator first moves to the module's device.
             split (str): :obj:`"val"` or :obj:`"test"`. (default: :obj:`"val"`)
+            test_mask (str, optional): The test masking rule, one of
+                :attr:`test_masks`. (default: the first)
 
         Returns:
             A dictionary mapping :obj:`"<metric>@<k>"` (*e.g.*,
@@ -213,8 +245,8 @@ class Evaluator:
             self.to(device)
         total: Optional[Tensor] = None
         for start, end, topk_items in self._ranked(score_fn, split,
-                                                   self.max_k):
-            store = self._store(split)
+                                                   self.max_k, test_mask):
+            store = self._store(split, test_mask)
             glo, ghi = store['gt_ptr'][[start, end]].tolist()
             hits = key_hits(topk_items, store['gt_key'][glo:ghi],
                             self.num_items, offset=start)
@@ -228,13 +260,17 @@ class Evaluator:
         return dict(zip(names, (total / num_eval).tolist()))
 
     def evaluate_embeddings(self, user_emb: Tensor, item_emb: Tensor,
-                            split: str = 'val') -> Dict[str, float]:
+                            split: str = 'val',
+                            test_mask: Optional[str] = None
+                            ) -> Dict[str, float]:
         r"""Evaluates dot-product scores :obj:`user_emb[u] @ item_emb.T`.
 
         Args:
             user_emb (torch.Tensor): User embeddings :obj:`[num_users, d]`.
             item_emb (torch.Tensor): Item embeddings :obj:`[num_items, d]`.
             split (str): :obj:`"val"` or :obj:`"test"`. (default: :obj:`"val"`)
+            test_mask (str, optional): The test masking rule. (default: the
+                first of :attr:`test_masks`)
         """
         self.to(user_emb.device)
         dtype = torch.result_type(user_emb, item_emb)
@@ -250,11 +286,25 @@ class Evaluator:
             return torch.mm(user_emb[users].to(dtype), item_t,
                             out=buf['out'][:users.numel()])
 
-        return self.evaluate(score_fn, split)
+        return self.evaluate(score_fn, split, test_mask)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(ks={self.ks}, '
-                f'metrics={self.metrics}, batch_size={self.batch_size})')
+                f'metrics={self.metrics}, batch_size={self.batch_size}, '
+                f'test_masks={self.test_masks})')
+
+
+def check_test_masks(test_masks: Union[str, Sequence[str]]) -> Tuple[str, ...]:
+    r"""Validates test masking rules (a name, a comma-separated string of
+    names or a sequence of names) and returns them as a tuple."""
+    if isinstance(test_masks, str):
+        test_masks = [m.strip() for m in test_masks.split(',')]
+    masks = tuple(test_masks)
+    unknown = [m for m in masks if m not in TEST_MASKS]
+    if not masks or unknown or len(set(masks)) != len(masks):
+        raise ValueError(f"test_masks must be distinct names among "
+                         f"{tuple(TEST_MASKS)}, got {masks!r}")
+    return masks
 
 
 def _module_device(score_fn: ScoreFn) -> Optional[torch.device]:

@@ -66,6 +66,13 @@ class Trainer:
         metric (str): The selection metric. (default: :obj:`"recall@20"`)
         ks (Sequence[int]): Cut-offs of the reported metrics.
         eval_batch_size (int): Users per evaluation batch.
+        test_masks (Sequence[str] or str): The test masking rules (see
+            :class:`~pyg_mmrec.train.Evaluator`): the first gives the
+            reported :obj:`"test"` metrics; with several, every test
+            evaluation also records each rule's metrics under
+            :obj:`"test_by_mask"`. :obj:`"train"` is MMRec's and DiffMM's
+            rule (validation items may be recommended at test).
+            (default: :obj:`("train_val",)`)
         seed (int): Seed of every random number generator. (default: :obj:`0`)
         device (str): Device to train on. (default: :obj:`"cpu"`)
         checkpoint_dir (str, optional): Where :obj:`last.pt` (full state,
@@ -93,6 +100,7 @@ class Trainer:
         metric: str = 'recall@20',
         ks: Sequence[int] = (5, 10, 20, 50),
         eval_batch_size: int = 4096,
+        test_masks: Sequence[str] = ('train_val', ),
         seed: int = 0,
         device: str = 'cpu',
         checkpoint_dir: Optional[str] = None,
@@ -119,11 +127,13 @@ class Trainer:
         self.progress = progress
         self.callbacks = list(callbacks or [])
         self.config = dict(config or {})
-        self.evaluator = Evaluator(data, ks=ks, batch_size=eval_batch_size)
+        self.evaluator = Evaluator(data, ks=ks, batch_size=eval_batch_size,
+                                   test_masks=test_masks)
         if metric not in self.evaluator.metric_names:
             raise ValueError(f"metric {metric!r} is not computed; choose one "
                              f"of {self.evaluator.metric_names}")
-        self.train_edge_index = split_edge_index(data, 'train')
+        # Batches are drawn on the CPU and moved to the device.
+        self.train_edge_index = split_edge_index(data, 'train').cpu()
         self.sampler = NegativeSampler(self.train_edge_index, num_items(data))
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = (torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -135,13 +145,23 @@ class Trainer:
             return None
         return os.path.join(self.checkpoint_dir, name)
 
-    def evaluate(self, split: str) -> Dict[str, float]:
-        r"""Metrics of the current model on :obj:`split`."""
+    def evaluate(self, split: str,
+                 test_mask: Optional[str] = None) -> Dict[str, float]:
+        r"""Metrics of the current model on :obj:`split` (with the test
+        masking rule :obj:`test_mask`, by default the first of
+        :obj:`test_masks`)."""
         self.model.eval()
         try:
-            return self.evaluator.evaluate(self.model.score, split)
+            return self.evaluator.evaluate(self.model.score, split, test_mask)
         finally:
             self.model.train()
+
+    def _evaluate_test(self, record: Dict[str, Any]) -> None:
+        masks = self.evaluator.test_masks
+        record['test'] = self.evaluate('test')
+        if len(masks) > 1:
+            record['test_by_mask'] = {masks[0]: record['test'], **{
+                mask: self.evaluate('test', mask) for mask in masks[1:]}}
 
     def train_epoch(self, epoch: int,
                     max_batches: Optional[int] = None) -> Dict[str, float]:
@@ -256,13 +276,15 @@ class Trainer:
         record['val'] = self.evaluate('val')
         record['eval_time'] = time.perf_counter() - t0
         if self.select_on == 'test':
-            record['test'] = self.evaluate('test')
+            self._evaluate_test(record)
         score = record[self.select_on][self.metric]
         if score > best['score']:
             if 'test' not in record:
-                record['test'] = self.evaluate('test')
+                self._evaluate_test(record)
             best.update(epoch=epoch, score=score, val=record['val'],
                         test=record['test'])
+            if 'test_by_mask' in record:
+                best['test_by_mask'] = record['test_by_mask']
             record['best'] = True
             if self.checkpoint_dir is not None:
                 atomic_save(copy.deepcopy(self.model.state_dict()),
@@ -277,6 +299,7 @@ class Trainer:
             'config': self.config,
             'selection': 'val' if self.select_on == 'val' else SELECT_ON_TEST_LABEL,
             'metric': self.metric,
+            'test_mask': self.evaluator.test_masks[0],
             'best_epoch': best['epoch'],
             'val': best['val'],
             'test': best['test'],
@@ -287,6 +310,8 @@ class Trainer:
             'peak_memory_mb': peak_memory_mb(),
             'history': history,
         }
+        if 'test_by_mask' in best:
+            results['test_by_mask'] = best['test_by_mask']
         path = self._path('results.json')
         if path is not None:
             write_json(results, path)

@@ -86,3 +86,48 @@ def test_fmcns_learns_beyond_popularity():
                        batch_size=512, progress=False).fit()['test']['recall@20']
 
     assert fit('fmcns') > 1.3 * fit('pop')
+
+
+def test_no_flow_ablation_leaves_the_generator_out(data, monkeypatch):
+    model = FMCNS(data, flow_weight=0.0, flow_mix=0.0)
+    assert not model.use_flow
+    anchors = []
+    sample = model.causal_sampler.sample
+
+    def recording_sample(users, pos, item_emb, generated_emb=None, **kw):
+        anchors.append(generated_emb)
+        return sample(users, pos, item_emb, generated_emb, **kw)
+
+    monkeypatch.setattr(model.causal_sampler, 'sample', recording_sample)
+    monkeypatch.setattr(model, 'generate', lambda: pytest.fail('sampled'))
+    model.train()
+    model.on_epoch_start(1)
+    assert set(model.loss(batch_of(data))) == {'bpr'}
+    model.on_epoch_end(1)
+    assert not bool(model.has_generated)
+    terms = model.loss(batch_of(data))
+    assert set(terms) == {'bpr', 'bpr_causal'}
+    # The causal anchor is the item's graph embedding alone:
+    assert anchors == [None]
+    # Evaluation propagates the graph-smoothed item input, no generator:
+    model.eval()
+    user, item = model()
+    h = model.item_graph_embedding()
+    ref_user, ref_item = model.propagate(h, model.adj)
+    assert torch.allclose(user, ref_user) and torch.allclose(item, ref_item + h)
+    # No flow parameter is touched by the loss.
+    model.train()
+    sum(model.loss(batch_of(data)).values()).backward()
+    assert all(p.grad is None for p in model.flow.parameters())
+
+
+def test_fmcns_trains_with_its_own_batch_size_and_lr_by_default(data):
+    from pyg_mmrec.experiment import run_experiment, split_config
+    _, trainer_kwargs = split_config('fmcns', {})
+    assert trainer_kwargs == {'lr': 5e-4, 'batch_size': 512}
+    _, trainer_kwargs = split_config('fmcns', {'batch_size': 64})
+    assert trainer_kwargs == {'lr': 5e-4, 'batch_size': 64}
+    res = run_experiment('fmcns', 'synthetic', data=data, progress=False,
+                         config={'epochs': 1})
+    assert res['config']['lr'] == 5e-4 and res['config']['batch_size'] == 512
+    assert split_config('lightgcn', {}) == ({}, {})

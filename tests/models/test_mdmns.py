@@ -200,3 +200,22 @@ def test_offloaded_denoisers_train_identically(data, tmp_path):
     model._offload.restore()
     for name, p in model.denoisers.named_parameters():
         assert torch.equal(p, a[f'denoisers.{name}'])
+
+
+def test_faithful_multi_level_loss_uses_all_anchors_and_the_nominal_bpr_divisor(data):
+    assert MDMNS(data, **SMALL).cl_anchors == 'batch'
+    assert MDMNS(data, faithful=True, **SMALL).cl_anchors == 'all'
+    assert MDMNS(data, faithful=True, cl_anchors='batch',
+                 **SMALL).cl_anchors == 'batch'
+    model = MDMNS(data, faithful=True, cl_method=1, **SMALL)
+    model.train()
+    model.rebuild_graphs()
+    full, last = batch_of(data, size=64), batch_of(data, size=16)
+    with torch.no_grad():
+        bpr_full = model.loss(full)['bpr']
+        bpr_last = model.loss(last)['bpr']  # the epoch's smaller last batch
+        model.faithful = False  # the mean over the batch, for reference
+        mean_full = model.loss(full)['bpr']
+        mean_last = model.loss(last)['bpr']
+    torch.testing.assert_close(bpr_full, mean_full)
+    torch.testing.assert_close(bpr_last, mean_last * 16 / 64)

@@ -368,3 +368,47 @@ def test_cuda_matches_cpu():
         cpu_out = cpu.evaluate(model.cpu().score, split)
         gpu_out = Evaluator(data).evaluate(model.cuda().score, split)
         assert gpu_out == pytest.approx(cpu_out, abs=1e-6)
+
+
+def test_test_mask_train_lets_validation_items_be_recommended():
+    # MMRec's / DiffMM's rule: only training items are masked at test.
+    evaluator = Evaluator(small_data(), ks=(1, 2, 3, 5),
+                          test_masks=('train_val', 'train'))
+    users, ranked = evaluator.topk(Recorder(SCORES), 'test', test_mask='train')
+    assert users.tolist() == [0, 1, 2]
+    assert ranked.tolist() == [
+        [1, 2, 3, 4, 5],  # user 0's validation item 2 is back in second place
+        [3, 2, 1, 0, -1],  # user 1's validation item 3 is ranked first
+        [2, 5, 0, 4, 3],  # user 2 has no validation item: unchanged
+    ]
+    # The first rule is the default; both agree on users without val items.
+    default = evaluator.evaluate(Recorder(SCORES), 'test')
+    assert default == Evaluator(small_data(), ks=(1, 2, 3, 5)).evaluate(
+        Recorder(SCORES), 'test')
+    train_only = evaluator.evaluate(Recorder(SCORES), 'test', test_mask='train')
+    # recall@1: user 0 ranks its test item 1 first (1/2), user 1 ranks val
+    # item 3 first (0), user 2 ranks test item 2 first (1/2).
+    assert train_only['recall@1'] == pytest.approx((0.5 + 0 + 0.5) / 3)
+    assert default['recall@1'] == pytest.approx((0.5 + 0 + 0.5) / 3)
+    # recall@3: with the validation items back among the candidates, user 0's
+    # test item 4 drops from 3rd to 4th place and user 1's test item 0 from
+    # 3rd to 4th.
+    assert train_only['recall@3'] == pytest.approx((0.5 + 0 + 0.5) / 3)
+    assert default['recall@3'] == pytest.approx((1.0 + 1.0 + 0.5) / 3)
+
+
+@pytest.mark.parametrize('bad', [(), ('train', 'train'), ('all', ), 'val'])
+def test_unknown_test_masks_are_rejected(bad):
+    with pytest.raises(ValueError, match='test_masks'):
+        Evaluator(small_data(), test_masks=bad)
+
+
+def test_an_unprepared_test_mask_is_an_error():
+    with pytest.raises(ValueError, match="'train' was not prepared"):
+        Evaluator(small_data()).evaluate(Recorder(SCORES), 'test',
+                                         test_mask='train')
+
+
+def test_test_masks_from_a_comma_separated_string():
+    assert Evaluator(small_data(), test_masks='train, train_val').test_masks \
+        == ('train', 'train_val')

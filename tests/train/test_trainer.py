@@ -156,3 +156,21 @@ def test_memory_allocator_names_the_allocator_and_its_settings(monkeypatch):
     assert memory_allocator() == 'jemalloc'
     monkeypatch.setenv('MALLOC_CONF', 'dirty_decay_ms:-1')
     assert memory_allocator() == 'jemalloc dirty_decay_ms:-1'
+
+
+def test_several_test_masks_are_recorded_and_the_first_is_reported(data):
+    res = make_trainer(data, epochs=2, patience=5,
+                       test_masks=('train', 'train_val')).fit()
+    assert res['test_mask'] == 'train'
+    by_mask = res['test_by_mask']
+    assert set(by_mask) == {'train', 'train_val'}
+    assert res['test'] == by_mask['train']
+    # Masking fewer items can only lose hits: validation items take slots.
+    assert by_mask['train']['recall@20'] <= by_mask['train_val']['recall@20']
+    assert by_mask['train'] != by_mask['train_val']
+    for record in res['history']:
+        if 'test' in record:
+            assert record['test_by_mask']['train'] == record['test']
+    single = make_trainer(data, epochs=2, patience=5).fit()
+    assert single['test_mask'] == 'train_val' and 'test_by_mask' not in single
+    assert single['test'] == by_mask['train_val']
