@@ -24,6 +24,7 @@ from pyg_mmrec.models import get_model
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
 from pyg_mmrec.train.trainer import SELECT_ON_TEST_LABEL
+from trainer_helpers import Interrupt, strip_times
 
 
 @pytest.fixture(scope='module')
@@ -76,20 +77,6 @@ def make_trainer(data, script, **kwargs):
     kwargs.setdefault('batch_size', 4096)
     trainer = Trainer(net, data, seed=0, progress=False, **kwargs)
     return script.install(trainer)
-
-
-def strip_times(history):
-    return [{k: v for k, v in r.items() if not k.endswith('_time')}
-            for r in history]
-
-
-class Interrupt:
-    def __init__(self, after_epoch):
-        self.after_epoch = after_epoch
-
-    def __call__(self, trainer, record):
-        if record['epoch'] == self.after_epoch:
-            raise KeyboardInterrupt
 
 
 # Best validation epoch 3, best test epoch 5, last epoch 8.

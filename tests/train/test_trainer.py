@@ -8,6 +8,7 @@ from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.models import get_model
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import atomic_save, seed_everything
+from trainer_helpers import Interrupt, strip_times
 
 
 @pytest.fixture(scope='module')
@@ -20,20 +21,6 @@ def make_trainer(data, model='lightgcn', seed=0, model_kwargs=None, **kwargs):
     net = get_model(model)(data, **(model_kwargs or {}))
     kwargs.setdefault('batch_size', 256)
     return Trainer(net, data, seed=seed, progress=False, **kwargs)
-
-
-class Interrupt:
-    def __init__(self, after_epoch):
-        self.after_epoch = after_epoch
-
-    def __call__(self, trainer, record):
-        if record['epoch'] == self.after_epoch:
-            raise KeyboardInterrupt
-
-
-def strip_times(history):
-    return [{k: v for k, v in r.items() if not k.endswith('_time')}
-            for r in history]
 
 
 @pytest.mark.parametrize('model', ['lightgcn', 'freedom', 'fmcns', 'mdmns'])
