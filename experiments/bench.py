@@ -43,17 +43,12 @@ def load(dataset, data_root, model):
 
 def worker(model_name, dataset, data_root, epochs, overrides=None):
     import torch
-    from pyg_mmrec.experiment import load_config
+    from pyg_mmrec.experiment import find_config, load_config
     from pyg_mmrec.train.trainer import memory_allocator, peak_memory_mb
 
     data, label = load(dataset, data_root, model_name)
-    config_file = os.path.join(HERE, 'configs', f'{dataset}.yaml')
-    config = {}
-    if os.path.exists(config_file):
-        try:
-            config = load_config(config_file, model_name)
-        except ValueError:  # no section for this model
-            config = {}
+    config_file, _ = find_config(dataset, model_name)
+    config = load_config(config_file, model_name) if config_file else {}
     config.update(overrides or {})
     trainer, build_time, epoch_times = build_and_train(model_name, data,
                                                        config, epochs)

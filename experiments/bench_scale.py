@@ -12,8 +12,8 @@ Usage::
 
 ``--config`` takes the model's section of a per-dataset YAML (its batch size
 and learning rate included); ``--set key=value`` overrides single settings;
-``--max-batches`` limits the training batches of every epoch (the per-epoch
-work of ``on_epoch_start``, e.g. MDMNS's denoisers, always runs in full).
+``--max-batches`` limits the recommender's training batches of every epoch
+(the model's stages, e.g. MDMNS's denoisers, always run in full).
 Appends a row to ``experiments/results/scale.json`` and ``scale.md``.
 """
 import argparse

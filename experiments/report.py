@@ -17,12 +17,12 @@ def build_and_train(model_name, data, config, epochs, max_batches=None):
     the time of every epoch."""
     import torch
 
-    from pyg_mmrec.experiment import split_config
+    from pyg_mmrec.experiment import resolve_config
     from pyg_mmrec.models import get_model
     from pyg_mmrec.train import Trainer
     from pyg_mmrec.train.checkpoint import seed_everything
 
-    model_kwargs, trainer_kwargs = split_config(model_name, config)
+    model_kwargs, trainer_kwargs = resolve_config(model_name, config)
     trainer_kwargs = {k: v for k, v in trainer_kwargs.items()
                       if k in ('batch_size', 'lr')}
     seed_everything(0)

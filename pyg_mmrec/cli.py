@@ -10,8 +10,9 @@ log = logging.getLogger('pyg_mmrec')
 
 
 def parse_overrides(tokens: List[str]) -> Dict[str, Any]:
-    r"""Turns :obj:`['--reg-weight', '1e-4', '--num_layers', '2']` into
-    :obj:`{'reg_weight': 1e-4, 'num_layers': 2}` (values parsed as YAML)."""
+    r"""Turns :obj:`['--reg-weight', '1e-4', '--model.num_layers', '2']`
+    into :obj:`{'reg_weight': 1e-4, 'model.num_layers': 2}` (values parsed
+    as YAML; a dotted key names its section)."""
     from .experiment import parse_value
     out: Dict[str, Any] = {}
     i = 0
@@ -40,10 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
         'train', help='train and evaluate a model',
         description='Train a model, select the epoch on validation Recall@20 '
         '(early stopping, patience 20) and report the test metrics at that '
-        'epoch. Any further --key value pair sets a model or trainer '
-        'setting (e.g. --lr 5e-4 --num-layers 2; --test-masks train masks '
-        'only the training items at test, as MMRec and DiffMM do; '
-        '--test-masks train_val,train records both).')
+        'epoch. Settings come from --config, by default from '
+        'experiments/configs/<dataset>.yaml (in the current directory, else '
+        "in the repository) when it has a section for the model, else the "
+        "model's defaults; the line 'config: ...' says which. Any further "
+        '--key value pair sets a model or trainer setting (e.g. --lr 5e-4 '
+        '--num-layers 2; --model.KEY / --trainer.KEY / --loader.KEY / '
+        '--evaluation.KEY name the section; --test-masks train masks only '
+        'the training items at test, as MMRec and DiffMM do; --test-masks '
+        'train_val,train records both).')
     train.add_argument('--model', required=True)
     train.add_argument('--dataset', default='synthetic',
                        help="name under --data-root, a folder, or 'synthetic'")
@@ -51,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help='folder holding the datasets (default: '
                        '$PYG_MMREC_DATA or datasets/)')
     train.add_argument('--config', default=None,
-                       help='YAML settings (a per-dataset file with one section '
-                       'per model, or a flat mapping)')
+                       help='YAML settings: one mapping per model with the '
+                       'sections model, trainer, loader, evaluation (default: '
+                       "experiments/configs/<dataset>.yaml if it has the "
+                       "model; 'none': the model's defaults)")
     train.add_argument('--seed', type=int, default=0)
     train.add_argument('--device', default='cpu')
     train.add_argument('--select-on', choices=['val', 'test'], default='val',
@@ -77,15 +85,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args, overrides: Dict[str, Any]) -> int:
-    from .experiment import format_results_table, load_config, run_experiment
-    config = load_config(args.config, args.model) if args.config else {}
+    from .experiment import (find_config, format_results_table, load_config,
+                             run_experiment)
+    from .models import get_model
+    model = get_model(args.model).cli_name  # an unknown model fails first
+    path = args.config
+    if path is None:
+        path, looked = find_config(args.dataset, model)
+        if path is None:
+            print(f"config: none found with a section for '{model}' "
+                  f"(looked at {', '.join(looked)}); using the model's "
+                  f"defaults")
+    elif path.lower() == 'none':
+        path = None
+        print("config: none (--config none); using the model's defaults")
+    config = load_config(path, model) if path else {}
+    if path:
+        print(f"config: {path} [{model}]")
     config.update(overrides)
     config['select_on'] = args.select_on
     out = args.output_dir or os.path.join(
-        'runs', f'{args.model}-{os.path.basename(os.path.normpath(args.dataset))}'
+        'runs', f'{model}-{os.path.basename(os.path.normpath(args.dataset))}'
         f'-seed{args.seed}')
     try:
-        results = run_experiment(args.model, args.dataset, args.data_root,
+        results = run_experiment(model, args.dataset, args.data_root,
                                  config, seed=args.seed, device=args.device,
                                  output_dir=out, resume=args.resume,
                                  progress=not args.no_progress)

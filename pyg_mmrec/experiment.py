@@ -1,28 +1,78 @@
 """One training run from a configuration: dataset -> model -> trainer ->
-results. Shared by the command line, the demo and the benchmarks."""
+results. Shared by the command line, the demo and the benchmarks.
+
+A configuration has four sections: :obj:`model` (the model constructor's
+keyword arguments), :obj:`trainer`, :obj:`loader` and :obj:`evaluation`
+(together the keyword arguments of :class:`~pyg_mmrec.train.Trainer`)."""
 import inspect
 import logging
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
 from .data import load_dataset
-from .models import get_model
+from .models import MODELS, get_model
 from .train import Trainer
 from .train.checkpoint import seed_everything
 
 log = logging.getLogger('pyg_mmrec')
 
-#: Trainer arguments that a configuration may set.
-TRAINER_KEYS = ('lr', 'weight_decay', 'batch_size', 'epochs', 'patience',
-                'eval_every', 'metric', 'eval_batch_size', 'select_on',
-                'test_masks')
+#: The sections of a model's configuration, in order.
+SECTIONS = ('model', 'trainer', 'loader', 'evaluation')
+
+#: :class:`~pyg_mmrec.train.Trainer` arguments that are not settings: the
+#: run itself passes them.
+NON_SETTINGS = ('self', 'model', 'data', 'seed', 'device', 'checkpoint_dir',
+                'resume', 'config', 'progress', 'callbacks', 'source')
+
+#: The :class:`~pyg_mmrec.train.Trainer` arguments outside the
+#: :obj:`trainer` section; every other one is in :obj:`trainer`.
+SECTION_OF = {
+    'batch_size': 'loader',
+    'protocol': 'evaluation',
+    'num_negatives': 'evaluation',
+    'eval_batch_size': 'evaluation',
+    'test_masks': 'evaluation',
+    'ks': 'evaluation',
+}
+
+_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY)
 
 
 def model_keys(model: str) -> Tuple[str, ...]:
-    r"""Hyper-parameters accepted by a model's constructor."""
-    params = inspect.signature(get_model(model).__init__).parameters
-    return tuple(k for k in params if k not in ('self', 'data'))
+    r"""The keyword arguments of a model's constructor; when it takes
+    :obj:`**kwargs`, also those of its parent classes' constructors (up the
+    MRO, until one without :obj:`**kwargs`)."""
+    keys: List[str] = []
+    for cls in get_model(model).__mro__:
+        if '__init__' not in vars(cls):
+            continue
+        params = inspect.signature(cls.__init__).parameters.values()
+        keys += [p.name for p in params if p.kind in _KEYWORD
+                 and p.name not in ('self', 'data') and p.name not in keys]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            break
+    return tuple(keys)
+
+
+def trainer_sections() -> Dict[str, Tuple[str, ...]]:
+    r"""The :class:`~pyg_mmrec.train.Trainer` settings of the
+    :obj:`trainer`, :obj:`loader` and :obj:`evaluation` sections, read from
+    its signature (minus :obj:`NON_SETTINGS`) and routed by
+    :obj:`SECTION_OF`."""
+    out: Dict[str, List[str]] = {s: [] for s in SECTIONS[1:]}
+    for p in inspect.signature(Trainer.__init__).parameters.values():
+        if p.kind in _KEYWORD and p.name not in NON_SETTINGS:
+            out[SECTION_OF.get(p.name, 'trainer')].append(p.name)
+    return {s: tuple(keys) for s, keys in out.items()}
+
+
+def config_sections(model: str) -> Dict[str, Tuple[str, ...]]:
+    r"""The keys each section of :obj:`model`'s configuration accepts."""
+    return {'model': model_keys(model), **trainer_sections()}
 
 
 def parse_value(value: str) -> Any:
@@ -50,10 +100,116 @@ def parse_settings(pairs: Sequence[str], option: str = '--set'
     return out
 
 
-def load_config(path: str, model: str) -> Dict[str, Any]:
-    r"""Reads a YAML configuration. A file whose top level has a section
-    named after the model (e.g. per-dataset files with one section per
-    model) yields that section; any other mapping is used as it is."""
+def _allowed(sections: Mapping[str, Sequence[str]]) -> str:
+    return '; '.join(f"{s}: {', '.join(keys) or 'none'}"
+                     for s, keys in sections.items())
+
+
+def normalize_config(model: str, config: Optional[Mapping[str, Any]],
+                     source: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
+    r"""Validates a model's configuration and returns it by section,
+    :obj:`{'model': {...}, 'trainer': {...}, 'loader': {...},
+    'evaluation': {...}}`.
+
+    :obj:`config` maps section names to mappings of settings; a key outside
+    the sections (a flat key, e.g. a command-line override
+    :obj:`lr`) goes to the one section that accepts it, and a dotted key
+    (:obj:`trainer.lr`) to the section it names. Flat keys take precedence
+    over the sections, and dotted keys over both.
+
+    Args:
+        model (str): Registered model name.
+        config (Mapping, optional): The settings.
+        source (str, optional): Where :obj:`config` comes from (a file),
+            named in the errors.
+    """
+    sections = config_sections(model)
+    where = f"{source}: " if source else ''
+
+    def unknown(key: str, section: Optional[str] = None) -> ValueError:
+        if section is None:
+            return ValueError(
+                f"{where}model '{model}': unknown setting '{key}'; allowed: "
+                f"{_allowed(sections)}")
+        hint = ''.join(f" ('{key}' is a {s} setting)"
+                       for s, keys in sections.items() if key in keys)
+        return ValueError(
+            f"{where}model '{model}': unknown {section} setting '{key}'"
+            f"{hint}; allowed in '{section}': "
+            f"{', '.join(sections[section]) or 'none'}")
+
+    out: Dict[str, Dict[str, Any]] = {s: {} for s in sections}
+    flat: List[Tuple[str, str, Any]] = []
+    dotted: List[Tuple[str, str, Any]] = []
+    for key, value in (config or {}).items():
+        key = str(key)
+        if key in sections:
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{where}model '{model}': section '{key}' "
+                                 f"must be a mapping, got {value!r}")
+            for k, v in value.items():
+                if k not in sections[key]:
+                    raise unknown(k, key)
+                out[key][k] = v
+        elif '.' in key:
+            section, _, k = key.partition('.')
+            if section not in sections:
+                raise ValueError(
+                    f"{where}model '{model}': unknown section '{section}' in "
+                    f"'{key}'; sections: {', '.join(sections)}")
+            if k not in sections[section]:
+                raise unknown(k, section)
+            dotted.append((section, k, value))
+        else:
+            owners = [s for s, keys in sections.items() if key in keys]
+            if len(owners) > 1:
+                other = owners[1]
+                raise ValueError(
+                    f"{where}model '{model}': '{key}' is both a model argument "
+                    f"of {get_model(model).__name__} and a {other} setting of "
+                    f"the Trainer; put it in the 'model:' or '{other}:' "
+                    f"section, or on the command line as --model.{key} / "
+                    f"--{other}.{key}")
+            if owners:
+                flat.append((owners[0], key, value))
+            elif isinstance(value, Mapping):
+                raise ValueError(
+                    f"{where}model '{model}': unknown section '{key}'; "
+                    f"sections: {', '.join(sections)} ({_allowed(sections)})")
+            else:
+                raise unknown(key)
+    for section, key, value in flat + dotted:
+        out[section][key] = value
+    return out
+
+
+def resolve_config(model: str, config: Optional[Mapping[str, Any]] = None,
+                   source: Optional[str] = None
+                   ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    r"""Resolves a model's configuration (see :func:`normalize_config`)
+    into :obj:`(model_kwargs, trainer_kwargs)`: the model constructor's
+    arguments and the :class:`~pyg_mmrec.train.Trainer`'s (the
+    :obj:`trainer`, :obj:`loader` and :obj:`evaluation` sections together),
+    with the model's own :attr:`~pyg_mmrec.models.Recommender.trainer_defaults`
+    (e.g. FMCNS's batch size 512 and learning rate 5e-4) where
+    :obj:`config` does not set them."""
+    sections = normalize_config(model, config, source)
+    cls = get_model(model)
+    trainer_keys = trainer_sections()
+    for key, value in getattr(cls, 'trainer_defaults', {}).items():
+        owner = [s for s, keys in trainer_keys.items() if key in keys]
+        if not owner:
+            raise ValueError(
+                f"{cls.__name__}.trainer_defaults: unknown Trainer setting "
+                f"'{key}'; allowed: {_allowed(trainer_keys)}")
+        sections[owner[0]].setdefault(key, value)
+    trainer_kwargs = {k: v for s in trainer_keys for k, v in sections[s].items()}
+    return sections['model'], trainer_kwargs
+
+
+def _read_yaml(path: str) -> Dict[str, Any]:
     try:
         with open(path) as f:
             config = yaml.safe_load(f) or {}
@@ -62,43 +218,56 @@ def load_config(path: str, model: str) -> Dict[str, Any]:
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(config, dict):
-        raise ValueError(f"{path}: expected a mapping of keys to values")
-    if model in config and isinstance(config[model], dict):
-        return dict(config[model])
-    sections = [k for k, v in config.items() if isinstance(v, dict)]
-    if sections:
-        raise ValueError(f"{path}: has sections {sections} but none for "
-                         f"model '{model}'")
+        raise ValueError(f"{path}: expected one mapping per model name")
     return config
 
 
-def with_model_defaults(model: str, config: Mapping[str, Any]
-                        ) -> Dict[str, Any]:
-    r"""The configuration with the model's own trainer settings
-    (:attr:`Recommender.trainer_defaults`, e.g. FMCNS's batch size 512 and
-    learning rate 5e-4) filled in where :obj:`config` does not set them."""
-    return {**get_model(model).trainer_defaults, **config}
+def load_config(path: str, model: str) -> Dict[str, Dict[str, Any]]:
+    r"""Reads :obj:`model`'s section of a YAML configuration file (one
+    top-level mapping per model name, each with the sections of
+    :func:`normalize_config`) and returns it validated, by section."""
+    model = get_model(model).cli_name
+    config = _read_yaml(path)
+    unknown = [k for k in config if k not in MODELS]
+    if unknown:
+        raise ValueError(
+            f"{path}: top-level keys must be model names (one section per "
+            f"model); unknown: {', '.join(map(str, unknown))}; models: "
+            f"{', '.join(MODELS)}")
+    if model not in config:
+        raise ValueError(f"{path}: has sections {list(config)} but none for "
+                         f"model '{model}'")
+    section = config[model]
+    if section is not None and not isinstance(section, Mapping):
+        raise ValueError(f"{path}: model '{model}': expected a mapping of "
+                         f"sections, got {section!r}")
+    return normalize_config(model, section, source=path)
 
 
-def split_config(model: str, config: Mapping[str, Any]
-                 ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    r"""Splits a flat configuration into (model kwargs, trainer kwargs),
-    filling in the model's own trainer defaults (see
-    :func:`with_model_defaults`), and rejects keys that neither accepts."""
-    config = with_model_defaults(model, config)
-    mkeys = model_keys(model)
-    model_kwargs, trainer_kwargs = {}, {}
-    for key, value in config.items():
-        if key in mkeys:
-            model_kwargs[key] = value
-        elif key in TRAINER_KEYS:
-            trainer_kwargs[key] = value
-        else:
-            raise ValueError(
-                f"unknown setting '{key}' for model '{model}'; model "
-                f"settings: {', '.join(mkeys) or 'none'}; trainer settings: "
-                f"{', '.join(TRAINER_KEYS)}")
-    return model_kwargs, trainer_kwargs
+def config_dirs() -> List[Path]:
+    r"""Where :func:`find_config` looks: :obj:`experiments/configs/` under
+    the current directory, then in the repository checkout holding the
+    package."""
+    here = Path('experiments') / 'configs'
+    repo = Path(__file__).resolve().parents[1] / 'experiments' / 'configs'
+    return [here] if repo == here.resolve() else [here, repo]
+
+
+def find_config(dataset: str, model: str) -> Tuple[Optional[str], List[str]]:
+    r"""The per-dataset configuration file
+    :obj:`experiments/configs/<dataset>.yaml` (the dataset's base name,
+    lower-case) with a section for :obj:`model`, searched in
+    :func:`config_dirs`. Returns the file (or :obj:`None`) and the paths
+    looked at."""
+    model = get_model(model).cli_name
+    name = os.path.basename(os.path.normpath(dataset)).lower()
+    looked = []
+    for folder in config_dirs():
+        path = folder / f'{name}.yaml'
+        looked.append(str(path))
+        if path.is_file() and model in _read_yaml(str(path)):
+            return str(path), looked
+    return None, looked
 
 
 def run_experiment(
@@ -111,29 +280,35 @@ def run_experiment(
     output_dir: Optional[str] = None,
     resume: bool = False,
     progress: bool = True,
-    ks: Sequence[int] = (5, 10, 20, 50),
+    ks: Optional[Sequence[int]] = None,
     data=None,
 ) -> Dict[str, Any]:
     r"""Trains :obj:`model` on :obj:`dataset` and returns the trainer's
-    results (see :meth:`pyg_mmrec.train.Trainer.fit`).
+    results (see :meth:`pyg_mmrec.train.Trainer.fit`); their
+    :obj:`"config"` holds the model name, the dataset, the seed and the
+    resolved sections (see :func:`resolve_config`).
 
     Args:
         model (str): Registered model name.
         dataset (str): Dataset name or folder (see
             :func:`pyg_mmrec.data.load_dataset`).
         data_root (str, optional): Folder holding the datasets.
-        config (Mapping, optional): Model and trainer settings (flat).
+        config (Mapping, optional): Model and trainer settings, by section
+            or flat (see :func:`normalize_config`).
         seed (int): Seed of the run. (default: :obj:`0`)
         device (str): Device. (default: :obj:`"cpu"`)
         output_dir (str, optional): Checkpoints and :obj:`results.json`.
         resume (bool): Resume from :obj:`output_dir`. (default: :obj:`False`)
         progress (bool): Progress bars. (default: :obj:`True`)
-        ks (Sequence[int]): Metric cut-offs.
+        ks (Sequence[int], optional): Metric cut-offs, instead of the
+            configuration's :obj:`evaluation.ks`.
         data (HeteroData, optional): An already loaded dataset to use
             instead of loading :obj:`dataset`.
     """
-    config = with_model_defaults(model, config or {})
-    model_kwargs, trainer_kwargs = split_config(model, config)
+    config = dict(config or {})
+    if ks is not None:
+        config['evaluation.ks'] = list(ks)
+    model_kwargs, trainer_kwargs = resolve_config(model, config)
     if data is None:
         data = load_dataset(dataset, root=data_root)
     # The model builds its graphs (kNN: torch-cluster on a GPU) where the
@@ -142,9 +317,13 @@ def run_experiment(
     seed_everything(seed)  # parameter initialisation
     net = get_model(model)(data, **model_kwargs)
     log.info("%r", net)
-    full_config = {'model': model, 'dataset': getattr(data, 'name', dataset),
-                   'seed': seed, **config}
-    trainer = Trainer(net, data, seed=seed, device=device, ks=ks,
+    full_config = {'name': get_model(model).cli_name,
+                   'dataset': getattr(data, 'name', dataset), 'seed': seed,
+                   'model': model_kwargs}
+    for section, keys in trainer_sections().items():
+        full_config[section] = {k: v for k, v in trainer_kwargs.items()
+                                if k in keys}
+    trainer = Trainer(net, data, seed=seed, device=device,
                       checkpoint_dir=output_dir, resume=resume,
                       config=full_config, progress=progress, **trainer_kwargs)
     num_parameters = sum(p.numel() for p in net.parameters())

@@ -1,35 +1,44 @@
 import json
+import os
 
 import pytest
+import torch
 
 from pyg_mmrec.cli import main, parse_overrides
-from pyg_mmrec.experiment import load_config, split_config
+from pyg_mmrec.experiment import load_config, resolve_config
 
 
 def test_parse_overrides_types_and_dashes():
     assert parse_overrides(['--reg-weight', '1e-4', '--num_layers', '2',
                             '--lr=0.01', '--name', 'x']) == {
         'reg_weight': 1e-4, 'num_layers': 2, 'lr': 0.01, 'name': 'x'}
+    assert parse_overrides(['--model.num-layers', '3', '--trainer.lr=0.5']) == {
+        'model.num_layers': 3, 'trainer.lr': 0.5}
     with pytest.raises(SystemExit, match='needs a value'):
         parse_overrides(['--lr'])
 
 
-def test_split_config_rejects_unknown_settings():
-    model, trainer = split_config('lightgcn', {'num_layers': 2, 'lr': 0.1})
+def test_resolve_config_rejects_unknown_settings():
+    model, trainer = resolve_config('lightgcn', {'num_layers': 2, 'lr': 0.1})
     assert model == {'num_layers': 2} and trainer == {'lr': 0.1}
     with pytest.raises(ValueError, match="unknown setting 'nope'.*num_layers"):
-        split_config('lightgcn', {'nope': 1})
+        resolve_config('lightgcn', {'nope': 1})
 
 
 def test_load_config_sections(tmp_path):
     path = tmp_path / 'c.yaml'
-    path.write_text('lightgcn:\n  num_layers: 2\nfreedom:\n  knn_k: 5\n')
-    assert load_config(str(path), 'lightgcn') == {'num_layers': 2}
+    path.write_text('lightgcn:\n  model: {num_layers: 2}\n  lr: 0.5\n'
+                    'freedom:\n  model: {knn_k: 5}\n')
+    assert load_config(str(path), 'lightgcn') == {
+        'model': {'num_layers': 2}, 'trainer': {'lr': 0.5}, 'loader': {},
+        'evaluation': {}}
     with pytest.raises(ValueError, match="none for model 'vbpr'"):
         load_config(str(path), 'vbpr')
     flat = tmp_path / 'flat.yaml'
-    flat.write_text('lr: 0.01\n')
-    assert load_config(str(flat), 'vbpr') == {'lr': 0.01}
+    flat.write_text('lr: 0.01\n')  # not one mapping per model
+    with pytest.raises(ValueError, match="flat.yaml: top-level keys must be "
+                       "model names.*unknown: lr"):
+        load_config(str(flat), 'vbpr')
     bad = tmp_path / 'bad.yaml'
     bad.write_text('a: [1,\n')
     with pytest.raises(ValueError, match='bad.yaml: not valid YAML'):
@@ -45,7 +54,9 @@ def test_train_prints_the_best_epoch_table_and_writes_results(tmp_path, capsys):
     text = capsys.readouterr().out
     assert 'best validation epoch' in text and 'recall' in text and '@20' in text
     results = json.loads((out / 'results.json').read_text())
-    assert results['config']['num_layers'] == 2
+    assert results['config']['model'] == {'num_layers': 2}
+    assert results['config']['trainer']['epochs'] == 2
+    assert results['config']['name'] == 'lightgcn'
     assert results['epochs_run'] == 2 and results['selection'] == 'val'
     assert f"{results['test']['recall@20']:.4f}" in text
 
@@ -73,3 +84,71 @@ def test_models_and_datasets_commands(capsys, tmp_path):
         assert name in text
     assert main(['datasets', '--data-root', str(tmp_path)]) == 0
     assert 'synthetic' in capsys.readouterr().out
+
+
+SYNTHETIC_YAML = """\
+lightgcn:
+  model: {num_layers: 1, embedding_dim: 8}
+  trainer: {lr: 0.01, epochs: 2}
+  loader: {batch_size: 4096}
+"""
+
+
+def test_train_uses_and_prints_the_dataset_config(tmp_path, monkeypatch,
+                                                  capsys):
+    (tmp_path / 'experiments' / 'configs').mkdir(parents=True)
+    (tmp_path / 'experiments' / 'configs' / 'synthetic.yaml').write_text(
+        SYNTHETIC_YAML)
+    monkeypatch.chdir(tmp_path)
+    argv = ['train', '--model', 'lightgcn', '--dataset', 'synthetic',
+            '--no-progress', '--output-dir', 'run']
+    assert main(argv + ['--trainer.epochs', '1']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    path = os.path.join('experiments', 'configs', 'synthetic.yaml')
+    assert f'config: {path} [lightgcn]' in lines
+    results = json.loads((tmp_path / 'run' / 'results.json').read_text())
+    config = results['config']
+    assert config['model'] == {'num_layers': 1, 'embedding_dim': 8}
+    assert config['trainer'] == {'lr': 0.01, 'epochs': 1, 'select_on': 'val'}
+    assert config['loader'] == {'batch_size': 4096}
+    weights = torch.load(tmp_path / 'run' / 'best.pt', weights_only=True)
+    assert weights['embedding.weight'].shape[1] == 8  # the file's dimension
+    assert results['epochs_run'] == 1  # the command line wins over the file
+
+    # Resuming compares the resolved sections with the checkpoint's.
+    assert main(argv + ['--trainer.epochs', '1', '--resume']) == 0
+    capsys.readouterr()
+    assert main(argv + ['--trainer.epochs', '1', '--resume', '--lr', '0.5']) == 2
+    assert 'another configuration' in capsys.readouterr().err
+
+    # --config none: the model's defaults.
+    assert main(argv + ['--config', 'none', '--epochs', '1',
+                        '--output-dir', 'run2']) == 0
+    assert "config: none (--config none); using the model's defaults" in (
+        capsys.readouterr().out)
+    results = json.loads((tmp_path / 'run2' / 'results.json').read_text())
+    assert results['config']['model'] == {}
+    assert results['config']['trainer'] == {'epochs': 1, 'select_on': 'val'}
+
+
+def test_train_without_a_dataset_config_says_so(tmp_path, monkeypatch, capsys):
+    (tmp_path / 'experiments' / 'configs').mkdir(parents=True)
+    (tmp_path / 'experiments' / 'configs' / 'synthetic.yaml').write_text(
+        'vbpr: {}\n')  # no section for pop
+    monkeypatch.chdir(tmp_path)
+    assert main(['train', '--model', 'pop', '--dataset', 'synthetic',
+                 '--output-dir', 'run']) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("config: none found with a section for 'pop'")
+    assert os.path.join('experiments', 'configs', 'synthetic.yaml') in line
+    assert line.endswith("using the model's defaults")
+
+
+def test_train_reports_a_bad_config_file(tmp_path, capsys):
+    path = tmp_path / 'c.yaml'
+    path.write_text('lightgcn:\n  trainer: {num_layers: 2}\n')
+    assert main(['train', '--model', 'lightgcn', '--config', str(path),
+                 '--output-dir', str(tmp_path / 'run')]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "unknown trainer setting 'num_layers'" in err
+    assert "'num_layers' is a model setting" in err

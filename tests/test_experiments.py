@@ -41,10 +41,141 @@ def test_protocols_replay_early_stopping_and_pick_the_best_test_epoch():
 def test_every_config_section_names_a_model_and_valid_settings(path):
     import yaml
 
-    from pyg_mmrec.experiment import load_config, split_config
+    from pyg_mmrec.experiment import SECTIONS, load_config, resolve_config
     from pyg_mmrec.models import MODELS
     with open(path) as f:
         sections = yaml.safe_load(f)
     assert sections and set(sections) <= set(MODELS)
-    for model in sections:
-        split_config(model, load_config(path, model))  # raises if unknown
+    for model, config in sections.items():
+        assert set(config or {}) <= set(SECTIONS), (model, 'not by section')
+        resolve_config(model, load_config(path, model))  # raises if unknown
+
+
+def test_every_trainer_argument_is_in_exactly_one_section():
+    import inspect
+
+    from pyg_mmrec.experiment import (NON_SETTINGS, SECTION_OF,
+                                      trainer_sections)
+    from pyg_mmrec.train import Trainer
+    params = inspect.signature(Trainer.__init__).parameters
+    settings = [k for k in params if k not in NON_SETTINGS]
+    sections = trainer_sections()
+    assert set(sections) == {'trainer', 'loader', 'evaluation'}
+    for key in settings:
+        assert sum(key in keys for keys in sections.values()) == 1, key
+    assert sorted(k for keys in sections.values() for k in keys) == sorted(
+        settings)
+    assert set(SECTION_OF) <= set(settings), 'stale SECTION_OF entries'
+    assert sections['loader'] == ('batch_size', )
+    assert {'lr', 'epochs', 'patience', 'select_on'} <= set(sections['trainer'])
+
+
+def test_model_keys_follow_kwargs_up_the_mro():
+    from pyg_mmrec.experiment import model_keys
+    fmcns = model_keys('fmcns')
+    assert 'flow_weight' in fmcns and 'knn_k' in fmcns  # FREEDOM's
+    assert 'kwargs' not in fmcns and 'data' not in fmcns
+    assert model_keys('lightgcn') == ('embedding_dim', 'num_layers',
+                                      'reg_weight')
+    assert model_keys('pop') == ()
+
+
+def test_sectioned_and_flat_configs_give_the_same_kwargs(tmp_path):
+    from pyg_mmrec.experiment import load_config, resolve_config
+    sectioned = tmp_path / 'sectioned.yaml'
+    sectioned.write_text(
+        'freedom:\n'
+        '  model: {knn_k: 5, dropout: 0.3}\n'
+        '  trainer: {lr: 0.02, patience: 4}\n'
+        '  loader: {batch_size: 128}\n'
+        '  evaluation: {ks: [10, 20], eval_batch_size: 64}\n')
+    flat = tmp_path / 'flat.yaml'
+    flat.write_text('freedom:\n  knn_k: 5\n  dropout: 0.3\n  lr: 0.02\n'
+                    '  patience: 4\n  batch_size: 128\n  ks: [10, 20]\n'
+                    '  eval_batch_size: 64\n')
+    expected = ({'knn_k': 5, 'dropout': 0.3},
+                {'lr': 0.02, 'patience': 4, 'batch_size': 128, 'ks': [10, 20],
+                 'eval_batch_size': 64})
+    for path in (sectioned, flat):
+        model_kwargs, trainer_kwargs = resolve_config(
+            'freedom', load_config(str(path), 'freedom'))
+        assert (model_kwargs, trainer_kwargs) == expected
+
+
+def test_flat_and_dotted_keys_override_the_sections():
+    from pyg_mmrec.experiment import resolve_config
+    config = {'model': {'num_layers': 3}, 'trainer': {'lr': 0.1, 'epochs': 7},
+              'lr': 0.2, 'model.num_layers': 1, 'trainer.epochs': 2,
+              'loader.batch_size': 99, 'evaluation.ks': [5]}
+    assert resolve_config('lightgcn', config) == (
+        {'num_layers': 1}, {'lr': 0.2, 'epochs': 2, 'batch_size': 99,
+                            'ks': [5]})
+
+
+def test_trainer_defaults_are_filled_in_unless_the_config_sets_them():
+    from pyg_mmrec.experiment import resolve_config
+    assert resolve_config('fmcns', {}) == ({}, {'lr': 5e-4, 'batch_size': 512})
+    assert resolve_config('fmcns', {'loader': {'batch_size': 64}})[1] == {
+        'batch_size': 64, 'lr': 5e-4}
+    assert resolve_config('fmcns', {'trainer.lr': 0.1, 'batch_size': 8})[1] == {
+        'lr': 0.1, 'batch_size': 8}
+    assert resolve_config('mdmns', {'epochs': 3})[1] == {
+        'epochs': 3, 'lr': 1e-3, 'batch_size': 1024}
+    assert resolve_config('lightgcn', {}) == ({}, {})
+
+
+def test_unknown_keys_and_sections_are_errors_naming_file_model_and_key(
+        tmp_path):
+    from pyg_mmrec.experiment import load_config, resolve_config
+    path = tmp_path / 'c.yaml'
+    path.write_text('lightgcn:\n  model: {num_layers: 2, knn_k: 3}\n')
+    with pytest.raises(ValueError, match=r"c\.yaml: model 'lightgcn': unknown "
+                       r"model setting 'knn_k'.*allowed in 'model': "
+                       r"embedding_dim, num_layers, reg_weight"):
+        load_config(str(path), 'lightgcn')
+    path.write_text('lightgcn:\n  optim: {lr: 0.1}\n')
+    with pytest.raises(ValueError, match=r"c\.yaml: model 'lightgcn': unknown "
+                       r"section 'optim'; sections: model, trainer, loader, "
+                       r"evaluation"):
+        load_config(str(path), 'lightgcn')
+    with pytest.raises(ValueError, match=r"model 'vbpr': unknown setting "
+                       r"'num_layer'; allowed: model: embedding_dim, "
+                       r"reg_weight; trainer: .*lr"):
+        resolve_config('vbpr', {'num_layer': 2})
+    with pytest.raises(ValueError, match="unknown section 'optim' in "
+                       "'optim.lr'"):
+        resolve_config('vbpr', {'optim.lr': 2})
+    with pytest.raises(ValueError, match="unknown loader setting 'lr'.*'lr' "
+                       "is a trainer setting.*allowed in 'loader': batch_size"):
+        resolve_config('vbpr', {'loader.lr': 2})
+    with pytest.raises(ValueError, match="section 'trainer' must be a mapping"):
+        resolve_config('vbpr', {'trainer': 3})
+
+
+def test_a_key_both_model_and_trainer_setting_is_an_error(monkeypatch):
+    from pyg_mmrec.experiment import resolve_config
+    from pyg_mmrec.models import MODELS, LightGCN
+
+    class Clash(LightGCN):
+        def __init__(self, data, lr=0.1, **kwargs):
+            super().__init__(data, **kwargs)
+
+    Clash.cli_name = 'clash'
+    monkeypatch.setitem(MODELS, 'clash', Clash)
+    with pytest.raises(ValueError, match="'lr' is both a model argument of "
+                       "Clash and a trainer setting.*'model:' or 'trainer:' "
+                       "section.*--model.lr / --trainer.lr"):
+        resolve_config('clash', {'lr': 0.5})
+    assert resolve_config('clash', {'model': {'lr': 0.5}, 'num_layers': 2,
+                                    'trainer.lr': 0.01}) == (
+        {'lr': 0.5, 'num_layers': 2}, {'lr': 0.01})
+
+
+def test_demo_runs_every_registered_model():
+    from pyg_mmrec.demo import FAST, demo_configs
+    from pyg_mmrec.models import MODELS
+    configs = demo_configs()
+    assert list(configs) == list(MODELS)
+    assert configs['pop'] == {} and configs['lightgcn'] == FAST
+    assert all((configs[name] == FAST) == cls.trainable
+               for name, cls in MODELS.items())

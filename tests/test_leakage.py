@@ -15,7 +15,8 @@ pairs only.
 
 Bugs these tests catch (each checked by injecting it alone):
 
-(a) the trainer's :class:`NegativeSampler` built from all interactions;
+(a) the trainer's batch source (its :class:`PairIndex`) built from all
+    interactions;
 (b) Pop's ``item_count`` from all interactions;
 (c) FMCNS's :class:`CausalNegativeSampler` built from all interactions;
 (d) MDMNS's graphs (``adj``, ``norm_interactions``) from all interactions;
@@ -34,7 +35,6 @@ from pyg_mmrec.data.hetero import (INTERACTS, build_hetero_data, item_features,
 from pyg_mmrec.models import MODELS
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
-from pyg_mmrec.train.sampler import bpr_batches
 
 NUM_USERS, NUM_ITEMS = 300, 120  # U != I and U + I != either: shapes tell
 EPOCHS = 3  # FMCNS draws causal negatives from epoch 2 on
@@ -200,6 +200,14 @@ def make_trainer(model, data):
     return Trainer(model, data, batch_size=BATCH_SIZE, progress=False)
 
 
+def epoch_start(trainer, epoch):
+    r"""What an epoch does before the recommender's batches: the model's
+    stages (MDMNS: denoisers, generated graphs), then its epoch hook."""
+    for index, stage in enumerate(trainer.stages, start=1):
+        trainer.run_stage(index, stage, epoch)
+    trainer.net.on_epoch_start(epoch)
+
+
 # 1. Training is blind to the held-out pairs -------------------------------
 @pytest.mark.parametrize('name,kwargs', cases())
 def test_training_is_identical_whatever_the_held_out_pairs(pair, name, kwargs):
@@ -227,18 +235,18 @@ def test_training_is_identical_whatever_the_held_out_pairs(pair, name, kwargs):
 
 # 2. Samplers and graph builders on their own --------------------------------
 def test_trainer_negative_sampler_is_blind_to_held_out_pairs(pair):
-    """The trainer's sampler: training keys only, the same draws."""
-    samplers = [make_trainer(build('pop', {}, data), data).sampler
-                for data in pair]
+    """The trainer's batch source: training keys only, the same draws."""
+    sources = [make_trainer(build('pop', {}, data), data).source
+               for data in pair]
     train = split_edge_index(pair[0], 'train')
     expected = torch.unique(train[0] * NUM_ITEMS + train[1])
     users = train[0].repeat(5)
     draws = []
-    for sampler in samplers:
-        assert torch.equal(sampler.keys, expected)
+    for source in sources:
+        assert torch.equal(source.graph.keys, expected)
         gen = torch.Generator().manual_seed(0)
-        epoch = list(bpr_batches(train, sampler, BATCH_SIZE, gen))
-        draws.append((sampler.sample(users, gen),
+        epoch = list(source.batches(1, gen))
+        draws.append((source.graph.uniform_negatives(users, gen),
                       torch.cat([b.neg for b in epoch])))
     assert torch.equal(draws[0][0], draws[1][0])
     assert torch.equal(draws[0][1], draws[1][1])
@@ -256,7 +264,7 @@ def test_causal_sampler_is_blind_to_held_out_pairs(pair):
     for sampler in samplers:
         gen = torch.Generator().manual_seed(1)
         draws.append((sampler.sample(user, pos, item_emb, generated, gen),
-                      sampler.uniform_negatives(user, gen),
+                      sampler.pairs.uniform_negatives(user, gen),
                       sampler.popularity_mask(torch.arange(NUM_ITEMS))))
     for x, y in zip(*draws):
         assert torch.equal(x, y)
@@ -272,7 +280,7 @@ def test_model_graphs_are_blind_to_held_out_pairs(pair, name, kwargs):
         model = build(name, kwargs, data)
         built = model_state(model)
         seed_everything(1)
-        model.on_epoch_start(1)
+        epoch_start(make_trainer(model, data), 1)
         model.eval()
         scores = model.score(torch.arange(NUM_USERS))
         states.append((built, model_state(model), {'scores': scores}))
@@ -334,14 +342,14 @@ def test_no_held_out_pair_is_stored(pair, name, kwargs):
     data = pair[0]
     model = build(name, kwargs, data)
     trainer = make_trainer(model, data)
-    model.on_epoch_start(1)  # per-epoch graphs (pruning, generation)
+    epoch_start(trainer, 1)  # per-epoch graphs (pruning, generation)
     train = split_edge_index(data, 'train')
     train_keys = torch.unique(train[0] * NUM_ITEMS + train[1])
     held = held_out_pairs(data)
     held_keys = held[0] * NUM_ITEMS + held[1]
 
     buffers = dict(model.named_buffers(remove_duplicate=False))
-    buffers['trainer.sampler.keys'] = trainer.sampler.keys
+    buffers['trainer.source.graph.keys'] = trainer.source.graph.keys
     graphs, lookups = [], []
     for bname, t in buffers.items():
         keys = stored_pairs(bname, t)
@@ -358,7 +366,7 @@ def test_no_held_out_pair_is_stored(pair, name, kwargs):
                         f"buffers {sorted(buffers)}: add {name!r} to NO_GRAPH "
                         f"if it has none")
     if name == 'fmcns':
-        assert 'causal_sampler.keys' in lookups
+        assert 'causal_sampler.pairs.keys' in lookups
 
     counts = {NUM_ITEMS: torch.bincount(train[1], minlength=NUM_ITEMS),
               NUM_USERS: torch.bincount(train[0], minlength=NUM_USERS)}

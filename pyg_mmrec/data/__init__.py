@@ -14,10 +14,11 @@ from .hetero import (
     modalities,
     num_items,
     num_users,
+    require_features,
     split_edge_index,
 )
+from .diffmm import SparseMatrixUnpickler
 from .readers import (
-    SparseMatrixUnpickler,
     detect_format,
     raw_files,
     read_diffmm,
@@ -53,6 +54,7 @@ __all__ = [
     'modalities',
     'item_features',
     'split_edge_index',
+    'require_features',
     'detect_format',
     'raw_files',
     'read_mmrec',

@@ -154,6 +154,18 @@ def item_features(data: HeteroData) -> Dict[str, Tensor]:
     return {m: data[ITEM][f'x_{m}'] for m in modalities(data)}
 
 
+def require_features(data: HeteroData, model: str) -> Dict[str, Tensor]:
+    r"""The item features of :obj:`data`, or a clear error naming
+    :obj:`model` when it has none."""
+    feats = item_features(data)
+    if not feats:
+        raise ValueError(
+            f"{model} needs item features (x_image, x_text, x_audio, ...) but "
+            f"dataset '{getattr(data, 'name', '?')}' has none; use a dataset "
+            f"with *_feat.npy files or an ID-only model such as lightgcn")
+    return feats
+
+
 def split_edge_index(data: HeteroData, split: str = 'train') -> Tensor:
     r"""The :obj:`[2, E_split]` (user, item) pairs of one split, sorted by
     user then item."""

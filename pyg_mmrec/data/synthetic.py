@@ -2,7 +2,7 @@ r"""A seeded synthetic multimodal recommendation dataset with a known
 generative model, for tests, examples and benchmarks."""
 import math
 from types import MappingProxyType
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping
 
 import numpy as np
 import scipy.sparse as sp

@@ -1,6 +1,8 @@
 r"""Graph construction: normalised bipartite adjacencies, modality kNN
 graphs, co-occurrence graphs and edge pruning. Every builder returns a
-coalesced :obj:`torch.sparse_csr` tensor."""
+coalesced :obj:`torch.sparse_csr` tensor. :class:`PairIndex` is the sorted
+pair index every sampler and the evaluator share, and :func:`train_graph`
+the one owner of a dataset's training interactions."""
 from pyg_mmrec.graphs.sparse import (
     to_sparse_csr,
     csr_to_edge_index,
@@ -26,6 +28,7 @@ from pyg_mmrec.graphs.cooccurrence import (
     topk_entries_per_row,
     topk_per_row,
 )
+from pyg_mmrec.graphs.pairs import PairIndex, split_graph, train_graph
 from pyg_mmrec.graphs.pruning import (
     sample_without_replacement,
     pruning_weights,
@@ -56,4 +59,7 @@ __all__ = [
     'sample_without_replacement',
     'pruning_weights',
     'degree_sensitive_pruning',
+    'PairIndex',
+    'split_graph',
+    'train_graph',
 ]

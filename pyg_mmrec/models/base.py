@@ -1,40 +1,158 @@
-"""The base class every recommender derives from."""
-from typing import Any, Dict, Optional, Tuple
+r"""The contract every recommender follows.
+
+A :class:`Recommender` is built from a :class:`~torch_geometric.data.HeteroData`
+(it precomputes its graphs from :func:`~pyg_mmrec.graphs.train_graph`, the
+training interactions only) and implements three methods:
+
+* :meth:`~Recommender.encode` maps the full training graph (no argument) or
+  a sampled :class:`~pyg_mmrec.loader.Subgraph` to user and item
+  representations;
+* :meth:`~Recommender.forward` maps a :class:`~pyg_mmrec.loader.BPRBatch`
+  to a dict of named loss terms: the trainer calls :obj:`model(batch)`, so a
+  :class:`~torch.nn.parallel.DistributedDataParallel` wrapper synchronises
+  the gradients, sums the terms and logs each;
+* :meth:`~Recommender.score` scores all items, :obj:`[B, I]`, or given
+  candidates :obj:`[B, C]`, for the evaluation protocols.
+
+A model that trains more than its main loss (e.g. a denoiser before the
+recommender in every epoch) declares it as a :class:`Stage` in
+:meth:`~Recommender.stages`; the trainer runs, logs, checkpoints and resumes
+every stage the same way.
+
+Example:
+    >>> @register_model('mf')
+    ... class MF(Recommender):
+    ...     def __init__(self, data, embedding_dim=64):
+    ...         super().__init__(data)
+    ...         self.user = torch.nn.Embedding(self.num_users, embedding_dim)
+    ...         self.item = torch.nn.Embedding(self.num_items, embedding_dim)
+    ...
+    ...     def encode(self, subgraph=None):
+    ...         if subgraph is None:
+    ...             return self.user.weight, self.item.weight
+    ...         return self.user(subgraph.user_id), self.item(subgraph.item_id)
+    ...
+    ...     def forward(self, batch):
+    ...         user_emb, item_emb = self.encode(batch.subgraph)
+    ...         u, p, n = batch.node_index()
+    ...         pos = (user_emb[u] * item_emb[p]).sum(-1)
+    ...         neg = (user_emb[u] * item_emb[n]).sum(-1)
+    ...         return {'bpr': bpr_loss(pos, neg)}
+"""
+from dataclasses import dataclass, field
+from typing import (Any, Callable, Dict, Iterable, Mapping, Optional,
+                    Tuple)
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import num_items, num_users
-from ..train.sampler import BPRBatch
+from ..loader import BatchSource, BPRBatch, Subgraph
+
+
+@dataclass
+class Stage:
+    r"""One optimisation stage of a model, run by the trainer in every
+    epoch: its own parameters, optimiser and batches, under the trainer's
+    seed, logging, checkpoints and gradient policy (gradients are freed
+    right after every step).
+
+    In an epoch the trainer runs the stages whose :obj:`when` is
+    :obj:`"before"` (in the order :meth:`Recommender.stages` lists them),
+    then the recommender's own batches, whose parameters are all those that
+    no stage claims. A stage's epoch is :obj:`before()`, then for each batch
+    of :obj:`source` :obj:`loss(batch)` -> backward of the terms' sum ->
+    optimiser step, then :obj:`after()` (e.g. to regenerate a graph with
+    the freshly trained part); the terms' means are logged under the
+    stage's name.
+
+    Args:
+        name (str): The stage's name in logs and checkpoints.
+        modules (Iterable[torch.nn.Module]): The modules it trains (their
+            parameters are excluded from the recommender's optimiser).
+        loss (callable): Maps a batch of :obj:`source` to a dict of named
+            loss terms.
+        source (BatchSource): Its batches.
+        optimizer (str): :obj:`"adam"` or :obj:`"adamw"`.
+            (default: :obj:`"adam"`)
+        optimizer_kwargs (dict): Arguments of the optimiser, *e.g.*
+            :obj:`{'lr': 1e-3}`.
+        when (str): :obj:`"before"` the recommender's batches.
+        before (callable, optional): Called with no argument before the
+            stage's epoch (e.g. to compute inputs fixed during it).
+        after (callable, optional): Called with no argument after the
+            stage's epoch.
+        backward_per_term (bool): Run the backward pass of each loss term in
+            turn (gradients accumulate in the terms' order) instead of once
+            on their sum: for terms on disjoint graphs (one per denoiser),
+            each graph is freed before the next backward. Same gradients up
+            to the order of the floating-point sums. (default: :obj:`False`)
+        offload_dir (str, optional): Keep the modules' tensors and the
+            optimiser state in a file in this folder while the stage is
+            idle (see :class:`~pyg_mmrec.train.DiskOffload`): results are
+            unchanged, peak memory drops by their size.
+
+    Example:
+        >>> Stage('denoiser', [self.denoiser], loss=self.denoiser_loss,
+        ...       source=RowBlockSource(self.num_users, 1024),
+        ...       optimizer_kwargs={'lr': 1e-3}, after=self.rebuild_graph)
+    """
+    name: str
+    modules: Iterable[torch.nn.Module]
+    loss: Callable[[Any], Dict[str, Tensor]]
+    source: BatchSource
+    optimizer: str = 'adam'
+    optimizer_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    when: str = 'before'
+    before: Optional[Callable[[], None]] = None
+    after: Optional[Callable[[], None]] = None
+    backward_per_term: bool = False
+    offload_dir: Optional[str] = None
+
+    def __post_init__(self):
+        self.modules = list(self.modules)
+        if self.when != 'before':
+            raise ValueError(f"stage {self.name!r}: 'when' must be 'before', "
+                             f"got {self.when!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"stage {self.name!r}: optimizer must be one of "
+                             f"{tuple(OPTIMIZERS)}, got {self.optimizer!r}")
+
+    def parameters(self):
+        r"""The parameters the stage trains."""
+        return [p for m in self.modules for p in m.parameters()
+                if p.requires_grad]
+
+
+#: The optimisers a stage or the trainer may use, by name.
+OPTIMIZERS: Dict[str, type] = {
+    'adam': torch.optim.Adam,
+    'adamw': torch.optim.AdamW,
+}
 
 
 class Recommender(torch.nn.Module):
-    r"""Base class of the recommenders.
+    r"""Base class of the recommenders (see the module docstring for the
+    contract).
 
-    A recommender is built from a :class:`~torch_geometric.data.HeteroData`
-    (it precomputes its graphs from the *training* interactions only) and
-    implements
-
-    * :meth:`forward` returning :obj:`(user_emb, item_emb)` of the current
-      graph (the per-epoch training graph in training mode, the full graph
-      in evaluation mode), or overrides :meth:`score` directly;
-    * :meth:`loss` mapping a :class:`~pyg_mmrec.train.BPRBatch` to a dict of
-      named loss terms (the trainer sums and logs them);
-    * optionally :meth:`on_epoch_start` for per-epoch work (graph pruning,
-      denoiser training, graph regeneration) and :meth:`on_epoch_end` for
-      work between training and evaluation (e.g. sampling a generator).
-
-    In evaluation mode the embeddings are computed once and reused by every
-    :meth:`score` call until the model goes back to training mode.
+    In evaluation mode the full-graph representations are computed once and
+    reused by every :meth:`score` call until the model goes back to
+    training mode (or loads a state).
     """
     #: Whether the model has parameters to fit with the trainer.
     trainable: bool = True
     #: Whether the model needs item features.
     requires_features: bool = False
+    #: Whether :meth:`encode` accepts a sampled subgraph (a model whose
+    #: encoder needs the whole graph, e.g. a global diffusion step, says
+    #: :obj:`False`).
+    supports_subgraph: bool = False
     #: Trainer settings of the model's original recipe (e.g. its batch size
     #: and learning rate), used where a configuration does not set them.
     trainer_defaults: Dict[str, Any] = {}
+    #: The CLI name (set by :func:`~pyg_mmrec.models.register_model`).
+    cli_name: str = ''
 
     def __init__(self, data: HeteroData):
         super().__init__()
@@ -42,20 +160,39 @@ class Recommender(torch.nn.Module):
         self.num_items = num_items(data)
         self._embedding_cache: Optional[Tuple[Tensor, Tensor]] = None
 
-    def forward(self) -> Tuple[Tensor, Tensor]:
+    def encode(self, subgraph: Optional[Subgraph] = None
+               ) -> Tuple[Tensor, Tensor]:
+        r"""The :obj:`(user_emb, item_emb)` of the training graph (one row
+        per user and item) or, given a :obj:`subgraph`, of its nodes (one row
+        per :obj:`subgraph.user_id` and :obj:`subgraph.item_id`)."""
         raise NotImplementedError(
-            f"{self.__class__.__name__} must implement forward() or score()")
+            f"{self.__class__.__name__} must implement encode() or score()")
 
-    def loss(self, batch: BPRBatch) -> Dict[str, Tensor]:
+    def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
+        r"""The named loss terms of :obj:`batch` (the trainer sums them)."""
         raise NotImplementedError(
-            f"{self.__class__.__name__} is trainable but has no loss()")
+            f"{self.__class__.__name__} is trainable but has no forward()")
+
+    def stages(self) -> Tuple[Stage, ...]:
+        r"""The model's extra optimisation stages (none by default)."""
+        return ()
 
     def on_epoch_start(self, epoch: int) -> None:
-        r"""Hook called by the trainer before each training epoch."""
+        r"""Hook called by the trainer before the recommender's batches of
+        an epoch (after the :obj:`"before"` stages), *e.g.* edge pruning."""
 
     def on_epoch_end(self, epoch: int) -> None:
         r"""Hook called by the trainer after each training epoch, before
         evaluation."""
+
+    def check_subgraph(self, subgraph: Optional[Subgraph]) -> None:
+        r"""Raises a clear error if :obj:`subgraph` is given to a model that
+        encodes the whole graph only."""
+        if subgraph is not None and not self.supports_subgraph:
+            raise ValueError(
+                f"{self.__class__.__name__} encodes the whole training graph "
+                f"and cannot train on sampled subgraphs; use full-graph "
+                f"batches")
 
     def train(self, mode: bool = True) -> 'Recommender':
         self._embedding_cache = None
@@ -66,21 +203,24 @@ class Recommender(torch.nn.Module):
         return super().load_state_dict(*args, **kwargs)
 
     def embeddings(self) -> Tuple[Tensor, Tensor]:
-        r"""The :obj:`(user_emb, item_emb)` used for scoring; cached in
-        evaluation mode."""
+        r"""The full-graph :obj:`(user_emb, item_emb)` used for scoring;
+        cached in evaluation mode."""
         if self.training:
-            return self()
+            return self.encode()
         if self._embedding_cache is None:
             with torch.no_grad():
-                self._embedding_cache = self()
+                self._embedding_cache = self.encode()
         return self._embedding_cache
 
-    def score(self, users: Tensor) -> Tensor:
-        r"""Scores of all items for the given users, :obj:`[B, num_items]`."""
+    def score(self, users: Tensor, items: Optional[Tensor] = None) -> Tensor:
+        r"""Scores of all items for :obj:`users` :obj:`[B]`, :obj:`[B, I]`,
+        or of the candidates :obj:`items` :obj:`[B, C]`, :obj:`[B, C]`."""
         user_emb, item_emb = self.embeddings()
-        return user_emb[users] @ item_emb.t()
+        u = user_emb[users]
+        if items is None:
+            return u @ item_emb.t()
+        return torch.einsum('bd,bcd->bc', u, item_emb[items])
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_users={self.num_users}, '
                 f'num_items={self.num_items})')
-

@@ -1,14 +1,16 @@
 """FMCNS."""
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from ..graphs import train_graph
+from ..loader import BPRBatch, Subgraph
 from ..nn import CausalNegativeSampler, FlowMatchingGenerator, item_frequency
 from ..nn.losses import bpr_loss
-from ..train.sampler import BPRBatch
 from .freedom import FREEDOM
+from .registry import register_model
 
 
 def last_occurrence(index: Tensor) -> Tuple[Tensor, Tensor]:
@@ -20,6 +22,7 @@ def last_occurrence(index: Tensor) -> Tuple[Tensor, Tensor]:
     return uniq, last
 
 
+@register_model('fmcns')
 class FMCNS(FREEDOM):
     r"""FMCNS from "Flow Matching with Causal-aware Negative Sampling for
     Multimodal Recommendation" (`code <https://github.com/zhaxinji/FMCNS>`_).
@@ -89,14 +92,6 @@ class FMCNS(FREEDOM):
 
     Args:
         data (HeteroData): The dataset; it must carry item features.
-        embedding_dim (int): Embedding size. (default: :obj:`64`)
-        knn_k (int): Neighbours in the modality graphs. (default: :obj:`10`)
-        modality_weights (Mapping[str, float], optional): Weights of the
-            modality graphs (see :class:`FREEDOM`).
-        num_mm_layers (int): Item-graph hops. (default: :obj:`1`)
-        num_ui_layers (int): LightGCN layers. (default: :obj:`3`)
-        dropout (float): Share of training edges pruned each epoch.
-            (default: :obj:`0.8`)
         flow_weight (float): :math:`\gamma`; the original searches
             :obj:`{0.5, 1, 2}`. (default: :obj:`0.5`)
         flow_mix (float): :math:`w`, the generated share of the item input.
@@ -112,6 +107,11 @@ class FMCNS(FREEDOM):
         faithful (bool): Reproduce the original's undetached flow target and
             its sampler (start at step 8 of 10, binarise). (default:
             :obj:`False`)
+        **kwargs: The arguments of :class:`FREEDOM` (:obj:`embedding_dim`,
+            :obj:`knn_k`, :obj:`modality_weights`, :obj:`num_mm_layers`,
+            :obj:`dropout`, ...), with the original's defaults where they
+            differ: :obj:`num_ui_layers=3` and :obj:`reg_weight=0` (no
+            feature BPR terms).
     """
     #: The original's trainer settings (models.md 2.8).
     trainer_defaults = {'lr': 5e-4, 'batch_size': 512}
@@ -119,12 +119,6 @@ class FMCNS(FREEDOM):
     def __init__(
         self,
         data: HeteroData,
-        embedding_dim: int = 64,
-        knn_k: int = 10,
-        modality_weights: Optional[Mapping[str, float]] = None,
-        num_mm_layers: int = 1,
-        num_ui_layers: int = 3,
-        dropout: float = 0.8,
         flow_weight: float = 0.5,
         flow_mix: float = 0.5,
         causal_weight: float = 0.8,
@@ -133,9 +127,12 @@ class FMCNS(FREEDOM):
         sample_k: float = 0.1,
         num_steps: int = 10,
         faithful: bool = False,
+        **kwargs: Any,
     ):
-        super().__init__(data, embedding_dim, knn_k, modality_weights,
-                         num_mm_layers, num_ui_layers, dropout, reg_weight=0.0)
+        kwargs.setdefault('num_ui_layers', 3)
+        kwargs.setdefault('reg_weight', 0.0)
+        super().__init__(data, **kwargs)
+        embedding_dim = self.embedding_dim
         for name, value in (('flow_mix', flow_mix),
                             ('causal_weight', causal_weight)):
             if not 0.0 <= value <= 1.0:
@@ -153,15 +150,15 @@ class FMCNS(FREEDOM):
             for m, lin in self.projections.items()})
         self.flow = FlowMatchingGenerator(embedding_dim,
                                           num_conditions=len(self.projections))
-        freq = item_frequency(self.train_edge_index, self.num_items,
-                              self.num_users)
+        graph = train_graph(data)
+        freq = item_frequency(graph)
         self.register_buffer('item_freq', freq, persistent=False)
         pool = (num_candidates if num_candidates is not None else
                 min(int(0.15 * self.num_items), 1000))
         pool = max(1, min(pool, self.num_items))
         self.causal_sampler = CausalNegativeSampler(
-            self.train_edge_index, self.num_items, freq=freq, beta=beta,
-            num_candidates=pool, top_k=max(1, int(sample_k * pool)))
+            graph, freq=freq, beta=beta, num_candidates=pool,
+            top_k=max(1, int(sample_k * pool)))
         # The generated item embeddings of the last epoch (checkpointed).
         self.register_buffer('generated',
                              torch.zeros(self.num_items, embedding_dim))
@@ -201,14 +198,12 @@ class FMCNS(FREEDOM):
             self.generate()
         self.causal_ready.fill_(True)
 
-    def propagate(self, item_input: Tensor, adj: Tensor) -> Tuple[Tensor, Tensor]:
-        x = torch.cat([self.user_embedding.weight, item_input])
-        return self.encoder(x, adj).split([self.num_users, self.num_items])
-
-    def forward(self) -> Tuple[Tensor, Tensor]:
+    def encode(self, subgraph: Optional[Subgraph] = None
+               ) -> Tuple[Tensor, Tensor]:
         r"""Embeddings with the generated item embeddings mixed into every
         item's input (evaluation); in training mode, without the generator
-        (:meth:`loss` mixes the batch's flow predictions instead)."""
+        (:meth:`forward` mixes the batch's flow predictions instead)."""
+        self.check_subgraph(subgraph)
         h = self.item_graph_embedding()
         if self.training:
             user, item = self.propagate(h, self.train_adj)
@@ -221,7 +216,8 @@ class FMCNS(FREEDOM):
             user, item = self.propagate(mixed, self.adj)
         return user, item + h
 
-    def loss(self, batch: BPRBatch) -> Dict[str, Tensor]:
+    def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
+        self.check_subgraph(batch.subgraph)
         h = self.item_graph_embedding()
         item_input, flow_term, terms = h, None, {}
         if self.use_flow:
@@ -252,4 +248,5 @@ class FMCNS(FREEDOM):
             terms['bpr'] = bpr_uniform
         if flow_term is not None:
             terms['flow'] = flow_term
+        terms.update(self.feature_bpr_terms(u, batch))
         return terms

@@ -5,16 +5,15 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..data.hetero import split_edge_index
+from ..data.hetero import require_features
 from ..graphs import (bipartite_adjacency, csr_transpose,
-                      degree_sensitive_pruning,
-                      knn_adjacency, pruning_weights, unique_pairs,
-                      weighted_sum)
+                      degree_sensitive_pruning, knn_adjacency,
+                      pruning_weights, train_graph, weighted_sum)
+from ..loader import BPRBatch, Subgraph
 from ..nn import LightGCNEncoder, sparse_mm
 from ..nn.losses import bpr_loss
-from ..train.sampler import BPRBatch
 from .base import Recommender
-from .vbpr import require_features
+from .registry import register_model
 
 
 def default_modality_weights(modalities) -> Dict[str, float]:
@@ -30,6 +29,7 @@ def default_modality_weights(modalities) -> Dict[str, float]:
     return {'image': 0.1, **{m: 0.9 / len(rest) for m in rest}}
 
 
+@register_model('freedom')
 class FREEDOM(Recommender):
     r"""FREEDOM from `"A Tale of Two Graphs: Freezing and Denoising Graph
     Structures for Multimodal Recommendation"
@@ -120,8 +120,7 @@ class FREEDOM(Recommender):
         # kNN graphs are not symmetric: keep the transpose for the backward.
         self.register_buffer('item_graph_t', csr_transpose(item_graph),
                              persistent=False)
-        edge_index = unique_pairs(split_edge_index(data, 'train'),
-                                  self.num_users, self.num_items)
+        edge_index = train_graph(data).edge_index
         self.register_buffer('train_edge_index', edge_index, persistent=False)
         self.register_buffer('prune_weight', pruning_weights(
             edge_index, self.num_users, self.num_items), persistent=False)
@@ -149,21 +148,38 @@ class FREEDOM(Recommender):
             h = sparse_mm(self.item_graph, h, self.item_graph_t)
         return h
 
-    def forward(self) -> Tuple[Tensor, Tensor]:
+    def propagate(self, item_input: Tensor,
+                  adj: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""LightGCN over :obj:`adj` from the user ID embeddings and
+        :obj:`item_input`."""
+        x = torch.cat([self.user_embedding.weight, item_input])
+        return self.encoder(x, adj).split([self.num_users, self.num_items])
+
+    def encode(self, subgraph: Optional[Subgraph] = None
+               ) -> Tuple[Tensor, Tensor]:
+        self.check_subgraph(subgraph)
         adj = self.train_adj if self.training else self.adj
-        x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-        user, item = self.encoder(x, adj).split([self.num_users, self.num_items])
+        user, item = self.propagate(self.item_embedding.weight, adj)
         return user, item + self.item_graph_embedding()
 
-    def loss(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        user_emb, item_emb = self()
-        u = user_emb[batch.user]
-        terms = {'bpr': bpr_loss((u * item_emb[batch.pos]).sum(-1),
-                                 (u * item_emb[batch.neg]).sum(-1))}
+    def feature_bpr_terms(self, user_emb: Tensor,
+                          batch: BPRBatch) -> Dict[str, Tensor]:
+        r"""The :obj:`reg_weight`-weighted BPR terms between the batch's
+        user embeddings :obj:`[B, d]` and its items' projected features, one
+        per modality (none when :obj:`reg_weight` is 0)."""
+        terms = {}
         if self.reg_weight > 0:
             for m, lin in self.projections.items():
                 x = getattr(self, f'x_{m}')
                 p, n = lin(x[batch.pos]), lin(x[batch.neg])
                 terms[f'bpr_{m}'] = self.reg_weight * bpr_loss(
-                    (u * p).sum(-1), (u * n).sum(-1))
+                    (user_emb * p).sum(-1), (user_emb * n).sum(-1))
+        return terms
+
+    def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
+        user_emb, item_emb = self.encode(batch.subgraph)
+        u = user_emb[batch.user]
+        terms = {'bpr': bpr_loss((u * item_emb[batch.pos]).sum(-1),
+                                 (u * item_emb[batch.neg]).sum(-1))}
+        terms.update(self.feature_bpr_terms(u, batch))
         return terms

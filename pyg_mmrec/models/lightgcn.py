@@ -1,18 +1,19 @@
 """LightGCN."""
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..data.hetero import split_edge_index
-from ..graphs import bipartite_adjacency
+from ..graphs import bipartite_adjacency, train_graph
+from ..loader import BPRBatch, Subgraph
 from ..nn import LightGCNEncoder
 from ..nn.losses import bpr_loss, l2_reg
-from ..train.sampler import BPRBatch
 from .base import Recommender
+from .registry import register_model
 
 
+@register_model('lightgcn')
 class LightGCN(Recommender):
     r"""LightGCN from `"LightGCN: Simplifying and Powering Graph Convolution
     Network for Recommendation" <https://arxiv.org/abs/2002.02126>`_.
@@ -26,6 +27,9 @@ class LightGCN(Recommender):
         \mathbf{E} = \frac{1}{L+1}\sum_{l=0}^{L} \mathbf{E}^{(l)}
 
     trained with BPR plus an L2 penalty on the batch's layer-0 embeddings.
+    On a sampled :class:`~pyg_mmrec.loader.Subgraph` the same propagation
+    runs on the subgraph, normalised by its own degrees (as PyG's
+    mini-batch :class:`~torch_geometric.nn.models.LightGCN`).
 
     Args:
         data (HeteroData): The dataset (only training interactions are used).
@@ -33,6 +37,8 @@ class LightGCN(Recommender):
         num_layers (int): Propagation layers. (default: :obj:`3`)
         reg_weight (float): Weight of the L2 penalty. (default: :obj:`1e-4`)
     """
+    supports_subgraph = True
+
     def __init__(self, data: HeteroData, embedding_dim: int = 64,
                  num_layers: int = 3, reg_weight: float = 1e-4):
         super().__init__(data)
@@ -41,7 +47,7 @@ class LightGCN(Recommender):
                                             embedding_dim)
         self.encoder = LightGCNEncoder(num_layers, combine='mean',
                                        symmetric=True)
-        adj = bipartite_adjacency(split_edge_index(data, 'train'),
+        adj = bipartite_adjacency(train_graph(data).edge_index,
                                   self.num_users, self.num_items)
         self.register_buffer('adj', adj, persistent=False)
         self.reset_parameters()
@@ -49,16 +55,32 @@ class LightGCN(Recommender):
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.embedding.weight)
 
-    def forward(self) -> Tuple[Tensor, Tensor]:
-        out = self.encoder(self.embedding.weight, self.adj)
-        return out.split([self.num_users, self.num_items])
+    def ego_embeddings(self, subgraph: Optional[Subgraph] = None) -> Tensor:
+        r"""The layer-0 embeddings of all nodes, or of the subgraph's nodes
+        (users first, then items)."""
+        if subgraph is None:
+            return self.embedding.weight
+        return self.embedding(torch.cat([subgraph.user_id,
+                                         self.num_users + subgraph.item_id]))
 
-    def loss(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        user_emb, item_emb = self()
-        u, p, n = user_emb[batch.user], item_emb[batch.pos], item_emb[batch.neg]
-        ego = self.embedding.weight
-        reg = l2_reg(ego[batch.user], ego[self.num_users + batch.pos],
-                     ego[self.num_users + batch.neg])
+    def encode(self, subgraph: Optional[Subgraph] = None
+               ) -> Tuple[Tensor, Tensor]:
+        x = self.ego_embeddings(subgraph)
+        if subgraph is None:
+            return self.encoder(x, self.adj).split(
+                [self.num_users, self.num_items])
+        adj = bipartite_adjacency(subgraph.edge_index, subgraph.num_users,
+                                  subgraph.num_items)
+        return self.encoder(x, adj).split([subgraph.num_users,
+                                           subgraph.num_items])
+
+    def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
+        ego = self.ego_embeddings(batch.subgraph)
+        user_emb, item_emb = self.encode(batch.subgraph)
+        user, pos, neg = batch.node_index()
+        u, p, n = user_emb[user], item_emb[pos], item_emb[neg]
+        num_users = user_emb.size(0)
+        reg = l2_reg(ego[user], ego[num_users + pos], ego[num_users + neg])
         return {'bpr': bpr_loss((u * p).sum(-1), (u * n).sum(-1)),
                 'reg': self.reg_weight * reg}
 

@@ -1,5 +1,4 @@
 """MDMNS."""
-import functools
 import itertools
 from typing import Dict, List, Optional, Tuple
 
@@ -8,62 +7,34 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..data.hetero import split_edge_index
+from ..data.hetero import require_features
 from ..graphs import (bipartite_adjacency, bipartite_degrees, csr_dense_rows,
-                      csr_transpose, drop_entries, unique_pairs,
-                      user_item_matrix)
-from ..nn import LightGCNEncoder
-from ..nn.contrastive import info_nce, mdmns_noise_levels, noisy_view_info_nce
-from ..nn.conv import sparse_mm
-from ..nn.diffusion import BipartiteGuidance, Denoiser, GaussianDiffusion
+                      csr_transpose, train_graph, user_item_matrix)
+from ..loader import BPRBatch, RowBlockSource
+from ..nn import (GaussianDiffusion, LightGCNEncoder, ModalityDiffusion,
+                  info_nce, mdmns_noise_levels, noisy_view_info_nce,
+                  sparse_mm)
 from ..nn.losses import bpr_loss
-from ..train.offload import DiskOffload
-from ..train.sampler import BPRBatch
-from .base import Recommender
-from .vbpr import require_features
+from .base import Recommender, Stage
+from .registry import register_model
 
 FUSED = 'fused'
 
 
-def _diffusion_resident(method):
-    # Runs `method` with the diffusion part (denoisers, guidance, their
-    # optimisers) in memory; with `offload_dir`, it goes back to its file
-    # afterwards if it was there before.
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        offload = self._offload
-        if offload is None or not offload.is_offloaded:
-            return method(self, *args, **kwargs)
-        offload.restore()
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            offload.offload()
-    return wrapper
-
-
+@register_model('mdmns')
 class MDMNS(Recommender):
     r"""MDMNS from "Modal-aware Diffusion-enhanced with Multi-level Negative
     Sampling" for multimodal recommendation (`code
     <https://github.com/HuXianshengNXU/MDMNS-main>`_), a DiffMM derivative.
 
-    **Diffusion.** One :class:`~pyg_mmrec.nn.Denoiser` per modality
-    :math:`m` learns to reconstruct users' interaction rows
-    :math:`\mathbf{x}_0` under the :class:`~pyg_mmrec.nn.GaussianDiffusion`
-    schedule, from rows guided by the other modalities' features
-    (:class:`~pyg_mmrec.nn.BipartiteGuidance`), with the loss
-
-    .. math::
-        \mathcal{L}_m = \mathbb{E}_t\big[w_t \, \mathrm{MSE}(\mathbf{x}_0,
-        \hat{\mathbf{x}}_0)\big] + e \cdot \mathrm{MSE}(\hat{\mathbf{x}}_0
-        \mathbf{F}_m, \mathbf{x}_0 \mathbf{E}_i)
-
-    (the second term, "modality signal injection", compares a
-    modality-weighted and an ID-weighted user profile). Once per epoch the
-    trained denoisers denoise every user's row; its top :obj:`rebuild_k`
-    items give a generated user-item graph :math:`\mathbf{G}_m` per modality
-    (self-looped, GCN-normalised, entries dropped with
-    :obj:`keep_rate`), built block by block over users.
+    **Diffusion.** A :class:`~pyg_mmrec.nn.ModalityDiffusion`
+    (:attr:`diffusion`): one denoiser per modality :math:`m` reconstructs
+    users' interaction rows, guided by the other modalities' features, and
+    generates a user-item graph :math:`\mathbf{G}_m` per modality from each
+    user's top :obj:`rebuild_k` denoised items. The denoisers train in the
+    :obj:`"diffusion"` :class:`~pyg_mmrec.models.Stage` (:meth:`stages`):
+    one pass over all user rows before the recommender's batches in every
+    epoch, after which the graphs are regenerated.
 
     **Recommender.** With :math:`\mathbf{A}` the self-looped GCN-normalised
     training graph, :math:`\bar{\mathbf{F}}_m` the L2-normalised projected
@@ -120,8 +91,8 @@ class MDMNS(Recommender):
       batch by the nominal batch size; :obj:`faithful=True` does so too,
       taking the largest batch seen as the nominal size: the trainer's
       batches are full but for the last of an epoch).
-    * The denoisers' optimisers are saved in checkpoints, so a resumed run
-      continues exactly.
+    * The denoisers' optimiser state is checkpointed (by the trainer, with
+      the stage), so a resumed run continues exactly.
     * Model selection is on validation by default; the original reports
       the best epoch on the test set (:obj:`select_on="test"` in the
       trainer reproduces that, labelled).
@@ -180,11 +151,12 @@ class MDMNS(Recommender):
             stay :obj:`float32`). About twice as fast on CPUs with
             :obj:`avx512_bf16` or AMX, much slower on CPUs without them.
             (default: :obj:`False`)
-        offload_dir (str, optional): If set, the denoisers, the guidance
-            network and their optimiser states wait in a file in this
-            folder (see :class:`~pyg_mmrec.train.offload.DiskOffload`)
-            whenever they are idle: during the recommender's batches and
-            the evaluation. Results are unchanged, bit for bit; peak memory
+        offload_dir (str, optional): If set, the trainer keeps the
+            diffusion stage (the denoisers, the guidance network and their
+            optimiser state) in a file in this folder (see
+            :class:`~pyg_mmrec.train.DiskOffload`) whenever it is idle:
+            during the recommender's batches and the evaluation. Results
+            are unchanged, bit for bit; peak memory
             drops by their size (320 MiB on TikTok, 840 MiB at Sports'
             size) at the cost of writing and reading them two or three
             times per epoch (after the graph rebuild and per checkpoint).
@@ -241,23 +213,17 @@ class MDMNS(Recommender):
         if cl_anchors not in ('batch', 'all'):
             raise ValueError(f"cl_anchors must be 'batch' or 'all', "
                              f"got {cl_anchors!r}")
-        if not 1 <= rebuild_k <= self.num_items:
-            raise ValueError(f"rebuild_k must be in [1, {self.num_items}], "
-                             f"got {rebuild_k}")
         if denoiser_batch_size < 1:
             raise ValueError(f"denoiser_batch_size must be positive, "
                              f"got {denoiser_batch_size}")
-        if not 0.0 < keep_rate <= 1.0:
-            raise ValueError(f"keep_rate must be in (0, 1], got {keep_rate}")
         self.modalities: List[str] = list(feats)
         self.embedding_dim, self.trans = embedding_dim, trans
         self.reg_weight, self.ssl_weight = reg_weight, ssl_weight
-        self.temperature, self.keep_rate = temperature, keep_rate
+        self.temperature = temperature
         self.ris_lambda, self.ris_adj_lambda = ris_lambda, ris_adj_lambda
         self.cl_method, self.cl_anchors = cl_method, cl_anchors
-        self.denoiser_batch_size, self.rebuild_k = denoiser_batch_size, rebuild_k
-        self.e_loss, self.chunk_size = e_loss, chunk_size
-        self.guidance_dim, self.faithful = guidance_dim, faithful
+        self.denoiser_batch_size = denoiser_batch_size
+        self.chunk_size, self.faithful = chunk_size, faithful
         # The largest batch seen: the original's BPR divisor (faithful).
         self._nominal_batch_size = 0
         self.mixed_precision = mixed_precision
@@ -276,8 +242,7 @@ class MDMNS(Recommender):
         self.encoder = LightGCNEncoder(num_layers, combine='sum',
                                        symmetric=True)
 
-        edge_index = unique_pairs(split_edge_index(data, 'train'),
-                                  self.num_users, self.num_items)
+        edge_index = train_graph(data).edge_index
         self.register_buffer('adj', bipartite_adjacency(
             edge_index, self.num_users, self.num_items, self_loops=True),
             persistent=False)
@@ -297,34 +262,15 @@ class MDMNS(Recommender):
         self.register_buffer('loop_item', 1.0 / (deg_i[:, None] + 1.0),
                              persistent=False)
 
-        self.diffusion = GaussianDiffusion(num_steps, noise_scale, noise_min,
-                                           noise_max)
-        self.denoisers = torch.nn.ModuleDict({
-            m: Denoiser(self.num_items, denoiser_hidden, denoiser_time_dim,
-                        denoiser_dropout) for m in feats})
-        self.guidance = (None if faithful else
-                         BipartiteGuidance(embedding_dim, guidance_dim))
-        # One Adam per denoiser, as the original, stepped right after its
-        # backward pass so that only one denoiser holds gradients at a time
-        # (the guidance network, shared, is stepped once per batch).
-        parts = dict(self.denoisers.items())
-        if self.guidance is not None:
-            parts['guidance'] = self.guidance
-        self.diffusion_optimizers = {
-            name: torch.optim.Adam(module.parameters(), lr=denoiser_lr,
-                                   foreach=False)
-            for name, module in parts.items()}
-        self._offload = (None if offload_dir is None else DiskOffload(
-            parts.values(), self.diffusion_optimizers.values(), offload_dir))
-        # The generated graphs: each user's top items per modality, and the
-        # seed of the entry dropout (checkpointed; the CSR is derived).
-        for m in feats:
-            self.register_buffer(
-                f'generated_{m}',
-                torch.zeros(self.num_users, rebuild_k, dtype=torch.long))
-        self.register_buffer('dropout_seed', torch.zeros((), dtype=torch.long))
-        self.register_buffer('has_generated', torch.tensor(False))
-        self._graphs: Dict[str, Tuple[Tensor, Tensor]] = {}
+        #: The denoisers and the generated graphs.
+        self.diffusion = ModalityDiffusion(
+            self.num_users, self.num_items, self.modalities, embedding_dim,
+            denoiser_hidden, denoiser_time_dim, denoiser_dropout,
+            GaussianDiffusion(num_steps, noise_scale, noise_min, noise_max),
+            guidance_dim, trained_guidance=not faithful, e_loss=e_loss,
+            rebuild_k=rebuild_k, keep_rate=keep_rate)
+        self.denoiser_lr, self.offload_dir = denoiser_lr, offload_dir
+        self._denoiser_inputs: Optional[Tuple] = None
         self.reset_parameters()
 
     def _linear_projection(self, modality: str) -> bool:
@@ -341,39 +287,29 @@ class MDMNS(Recommender):
                 torch.nn.init.xavier_uniform_(lin.weight)
         with torch.no_grad():
             self.modal_weight.fill_(1.0 / len(self.modalities))
-        for den in self.denoisers.values():
-            den.reset_parameters()
-        if self.guidance is not None:
-            self.guidance.reset_parameters()
+        self.diffusion.reset_parameters()
 
-    def diffusion_parameters(self) -> List[Tensor]:
-        r"""The parameters trained by the denoiser step (not by the
-        trainer's optimiser: their gradients stay :obj:`None` there)."""
-        params = list(self.denoisers.parameters())
-        if self.guidance is not None:
-            params += list(self.guidance.parameters())
-        return params
-
-    def get_extra_state(self):
-        return {name: opt.state_dict()
-                for name, opt in self.diffusion_optimizers.items()}
-
-    def set_extra_state(self, state):
-        for name, opt in self.diffusion_optimizers.items():
-            opt.load_state_dict(state[name])
-
-    def _apply(self, fn, *args, **kwargs):
-        self._graphs = {}
-        return super()._apply(fn, *args, **kwargs)
-
-    @_diffusion_resident
-    def state_dict(self, *args, **kwargs):
-        return super().state_dict(*args, **kwargs)
-
-    @_diffusion_resident
-    def load_state_dict(self, *args, **kwargs):
-        self._graphs = {}
-        return super().load_state_dict(*args, **kwargs)
+    def stages(self) -> Tuple[Stage, ...]:
+        r"""The diffusion stage, run before the recommender in every epoch:
+        one pass of every denoiser (and the guidance network) over all user
+        rows, then the generated graphs are rebuilt."""
+        # One Adam over the denoisers and the guidance equals the original's
+        # one Adam per part: Adam is elementwise and the parts share no
+        # parameter (foreach=False: the original's kernels). One backward
+        # per denoiser, as the original: the guidance's gradients add up in
+        # the same order. The generated graphs are not offloaded: the
+        # recommender reads them.
+        modules = list(self.diffusion.denoisers.values())
+        if self.diffusion.guidance is not None:
+            modules.append(self.diffusion.guidance)
+        return (Stage('diffusion', modules, loss=self.denoiser_loss,
+                      source=RowBlockSource(self.num_users,
+                                            self.denoiser_batch_size),
+                      optimizer_kwargs={'lr': self.denoiser_lr,
+                                        'foreach': False},
+                      before=self._prepare_denoiser_inputs,
+                      after=self.rebuild_graphs, backward_per_term=True,
+                      offload_dir=self.offload_dir), )
 
     def _autocast(self):
         return torch.autocast(self.item_embedding.weight.device.type,
@@ -400,107 +336,42 @@ class MDMNS(Recommender):
         return out
 
     # Diffusion -----------------------------------------------------------
-    def guided_rows(self, rows: Tensor, guide: Tensor) -> Tensor:
-        r"""The denoiser input :math:`\tilde{\mathbf{x}}_t` for noisy
-        :obj:`rows` (a fresh random network with :obj:`faithful=True`)."""
-        if self.guidance is not None:
-            return self.guidance(rows, guide)
-        with torch.no_grad():
-            guidance = BipartiteGuidance(guide.size(1), self.guidance_dim)
-            return guidance.to(rows.device)(rows, guide)
-
-    def diffusion_loss(self, modality: str, x0: Tensor, guide: Tensor,
-                       feature: Tensor, item_emb: Tensor) -> Tensor:
-        r"""The denoiser loss :math:`\mathcal{L}_m` of one batch of user
-        rows :obj:`x0` (guide, features and embeddings detached)."""
-        t = self.diffusion.sample_timesteps(x0.size(0), device=x0.device)
-        # x_t is not kept: only its guided form is needed from here on.
-        x_hat = self.denoisers[modality](
-            self.guided_rows(self.diffusion.q_sample(x0, t), guide), t)
-        mse = (x0 - x_hat).pow(2).mean(dim=1)
-        if self.faithful:  # the original's constant: a fresh random Linear
-            with torch.no_grad():
-                lin = torch.nn.Linear(guide.size(1), x0.size(0)).to(x0.device)
-                mse = mse + (x0 - lin(guide).t()).pow(2).mean(dim=1)
-        diff = self.diffusion.loss_weight(t) * mse
-        msi = (x_hat @ feature - x0 @ item_emb).pow(2).mean(dim=1)
-        return diff.mean() + self.e_loss * msi.mean()
-
-    @_diffusion_resident
-    def train_denoisers(self) -> Dict[str, float]:
-        r"""One pass of every denoiser over all user rows; returns the mean
-        loss per modality."""
-        with torch.no_grad():
-            feats = self.features()
-            guides = self.guides(feats)
-            item_emb = self.item_embedding.weight.detach()
-        for den in self.denoisers.values():
-            den.train()
-        perm = torch.randperm(self.num_users, device=item_emb.device)
-        sums = dict.fromkeys(self.modalities, 0.0)
-        batches = perm.split(self.denoiser_batch_size)
-        opts = self.diffusion_optimizers
-        for users in batches:
-            x0 = csr_dense_rows(self.interactions, users)
-            for m in self.modalities:
-                with self._autocast():
-                    loss = self.diffusion_loss(m, x0, guides[m], feats[m],
-                                               item_emb)
-                loss.backward()
-                opts[m].step()
-                opts[m].zero_grad(set_to_none=True)
-                sums[m] += float(loss.detach())
-            if 'guidance' in opts:
-                opts['guidance'].step()
-                opts['guidance'].zero_grad(set_to_none=True)
-        return {m: s / len(batches) for m, s in sums.items()}
-
     @torch.no_grad()
-    @_diffusion_resident
+    def _prepare_denoiser_inputs(self) -> None:
+        # Fixed during the diffusion stage (the recommender is not stepped).
+        feats = self.features()
+        self._denoiser_inputs = (feats, self.guides(feats),
+                                 self.item_embedding.weight.detach())
+
+    def denoiser_loss(self, users: Tensor) -> Dict[str, Tensor]:
+        r"""The loss :math:`\mathcal{L}_m` of every modality's denoiser on
+        the interaction rows of :obj:`users` (the diffusion stage's
+        batch)."""
+        if self._denoiser_inputs is None:
+            self._prepare_denoiser_inputs()
+        feats, guides, item_emb = self._denoiser_inputs
+        x0 = csr_dense_rows(self.interactions, users.to(item_emb.device))
+        terms = {}
+        for m in self.modalities:
+            with self._autocast():
+                terms[m] = self.diffusion.loss(m, x0, guides[m], feats[m],
+                                               item_emb)
+        return terms
+
     def rebuild_graphs(self) -> None:
-        r"""Denoises every user's row with each modality's denoiser (the
-        deterministic reverse chain from the clean row), keeps the top
-        :obj:`rebuild_k` items per user, and draws a new entry-dropout
-        seed."""
-        for m, den in self.denoisers.items():
-            was_training = den.training
-            den.eval()
-            out = getattr(self, f'generated_{m}')
-            users = torch.arange(self.num_users, device=out.device)
-            for block in users.split(self.denoiser_batch_size):
-                x0 = csr_dense_rows(self.interactions, block)
-                with self._autocast():
-                    x_hat = self.diffusion.p_sample(den, x0)
-                out[block] = x_hat.topk(self.rebuild_k, dim=1).indices
-            den.train(was_training)
-        self.dropout_seed.fill_(int(torch.randint(2**62, ())))
-        self.has_generated.fill_(True)
-        self._graphs = {}
+        r"""Regenerates the generated graphs from the current denoisers
+        (see :meth:`~pyg_mmrec.nn.ModalityDiffusion.rebuild`).
+        """
+        self.diffusion.rebuild(self.interactions, self.denoiser_batch_size,
+                               self._autocast)
+        self._denoiser_inputs = None
 
     def generated_graph(self, modality: str) -> Tuple[Tensor, Tensor]:
-        r"""The generated graph :math:`\mathbf{G}_m` and its transpose."""
-        if modality not in self._graphs:
-            if not bool(self.has_generated):
-                self.rebuild_graphs()
-            items = getattr(self, f'generated_{modality}')
-            users = torch.arange(self.num_users, device=items.device)
-            edge_index = torch.stack([
-                users.repeat_interleave(self.rebuild_k), items.reshape(-1)])
-            adj = bipartite_adjacency(edge_index, self.num_users,
-                                      self.num_items, self_loops=True)
-            gen = torch.Generator(device=adj.device)
-            gen.manual_seed(int(self.dropout_seed) +
-                            self.modalities.index(modality))
-            adj = drop_entries(adj, self.keep_rate, generator=gen)
-            self._graphs[modality] = (adj, csr_transpose(adj))
-        return self._graphs[modality]
-
-    @_diffusion_resident
-    def on_epoch_start(self, epoch: int) -> None:
-        self.train_denoisers()
-        self.rebuild_graphs()
-        if self._offload is not None:  # idle until the next epoch
-            self._offload.offload()
+        r"""The generated graph :math:`\mathbf{G}_m` and its transpose
+        (generated first if no epoch has run)."""
+        if not bool(self.diffusion.has_generated):
+            self.rebuild_graphs()
+        return self.diffusion.graph(modality)
 
     # Recommender ---------------------------------------------------------
     def _split(self, x: Tensor) -> Tuple[Tensor, Tensor]:
@@ -556,9 +427,10 @@ class MDMNS(Recommender):
         out.update({m: self._encode(hidden[m]) for m in self.modalities})
         return out
 
-    def forward(self) -> Tuple[Tensor, Tensor]:
+    def encode(self, subgraph=None) -> Tuple[Tensor, Tensor]:
         r"""All branches concatenated, so that a dot product is the sum of
         the branches' scores."""
+        self.check_subgraph(subgraph)
         out = self.branches()
         return (torch.cat([u for u, _ in out.values()], dim=1),
                 torch.cat([i for _, i in out.values()], dim=1))
@@ -609,7 +481,8 @@ class MDMNS(Recommender):
                 chunk_size=self.chunk_size, matmul_dtype=self._matmul_dtype())
         return self.ssl_weight * loss
 
-    def loss(self, batch: BPRBatch) -> Dict[str, Tensor]:
+    def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
+        self.check_subgraph(batch.subgraph)
         feats = self.features()  # once per batch, shared with the views
         out = self.branches(feats)
         bpr = 0.0

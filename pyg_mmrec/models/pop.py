@@ -1,12 +1,15 @@
 """Most-popular baseline."""
-import torch
+from typing import Optional
+
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..data.hetero import split_edge_index
+from ..graphs import train_graph
 from .base import Recommender
+from .registry import register_model
 
 
+@register_model('pop')
 class Pop(Recommender):
     r"""Recommends every user the items with the most training interactions:
     the sanity floor any personalised model must clear.
@@ -21,9 +24,10 @@ class Pop(Recommender):
 
     def __init__(self, data: HeteroData):
         super().__init__(data)
-        item = split_edge_index(data, 'train')[1]
-        counts = torch.bincount(item, minlength=self.num_items).float()
+        counts = train_graph(data).item_degree().float()
         self.register_buffer('item_count', counts)
 
-    def score(self, users: Tensor) -> Tensor:
-        return self.item_count.repeat(users.numel(), 1)
+    def score(self, users: Tensor, items: Optional[Tensor] = None) -> Tensor:
+        if items is None:
+            return self.item_count.repeat(users.numel(), 1)
+        return self.item_count[items]

@@ -1,27 +1,18 @@
 """VBPR."""
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..data.hetero import item_features
+from ..data.hetero import require_features
+from ..loader import BPRBatch, Subgraph
 from ..nn.losses import bpr_loss, l2_reg
-from ..train.sampler import BPRBatch
 from .base import Recommender
+from .registry import register_model
 
 
-def require_features(data: HeteroData, model: str) -> Dict[str, Tensor]:
-    r"""The item features of :obj:`data`, or a clear error when it has none."""
-    feats = item_features(data)
-    if not feats:
-        raise ValueError(
-            f"{model} needs item features (x_image, x_text, x_audio, ...) but "
-            f"dataset '{getattr(data, 'name', '?')}' has none; use a dataset "
-            f"with *_feat.npy files or an ID-only model such as lightgcn")
-    return feats
-
-
+@register_model('vbpr')
 class VBPR(Recommender):
     r"""VBPR from `"VBPR: Visual Bayesian Personalized Ranking from Implicit
     Feedback" <https://arxiv.org/abs/1510.01784>`_, with all available
@@ -43,6 +34,7 @@ class VBPR(Recommender):
             item vectors. (default: :obj:`1e-4`)
     """
     requires_features = True
+    supports_subgraph = True
 
     def __init__(self, data: HeteroData, embedding_dim: int = 64,
                  reg_weight: float = 1e-4):
@@ -61,16 +53,26 @@ class VBPR(Recommender):
         torch.nn.init.xavier_uniform_(self.item_embedding.weight)
         self.content.reset_parameters()
 
-    def forward(self) -> Tuple[Tensor, Tensor]:
-        item = torch.cat([self.item_embedding.weight,
-                          self.content(self.features)], dim=-1)
-        return self.user_embedding.weight, item
+    def item_representation(self, items: Optional[Tensor] = None) -> Tensor:
+        r""":math:`[\boldsymbol{\gamma}_i \| \mathbf{W} \mathbf{f}_i]` of
+        :obj:`items` (all items when :obj:`None`)."""
+        if items is None:
+            return torch.cat([self.item_embedding.weight,
+                              self.content(self.features)], dim=-1)
+        return torch.cat([self.item_embedding(items),
+                          self.content(self.features[items])], dim=-1)
 
-    def loss(self, batch: BPRBatch) -> Dict[str, Tensor]:
+    def encode(self, subgraph: Optional[Subgraph] = None
+               ) -> Tuple[Tensor, Tensor]:
+        if subgraph is None:
+            return self.user_embedding.weight, self.item_representation()
+        return (self.user_embedding(subgraph.user_id),
+                self.item_representation(subgraph.item_id))
+
+    def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
+        # No graph: only the batch's rows are computed, whatever the batch.
         user_emb = self.user_embedding(batch.user)
-        items = torch.cat([batch.pos, batch.neg])
-        item_emb = torch.cat([self.item_embedding(items),
-                              self.content(self.features[items])], dim=-1)
-        p, n = item_emb.chunk(2)
+        p, n = self.item_representation(
+            torch.cat([batch.pos, batch.neg])).chunk(2)
         return {'bpr': bpr_loss((user_emb * p).sum(-1), (user_emb * n).sum(-1)),
                 'reg': self.reg_weight * l2_reg(user_emb, p, n)}

@@ -2,11 +2,12 @@ r"""Reusable PyG modules for multimodal recommendation."""
 from pyg_mmrec.nn.contrastive import (info_nce, mdmns_noise_levels,
                                       noisy_view_info_nce)
 from pyg_mmrec.nn.conv import LightGCNConv, LightGCNEncoder, sparse_mm
-from pyg_mmrec.nn.diffusion import (BipartiteGuidance, Denoiser,
-                                    GaussianDiffusion,
-                                    diffusion_time_embedding)
+from pyg_mmrec.nn.denoiser import BipartiteGuidance, Denoiser
+from pyg_mmrec.nn.diffusion import GaussianDiffusion
+from pyg_mmrec.nn.embedding import sinusoidal_time_embedding
 from pyg_mmrec.nn.flow import (FlowMatchingGenerator, frequency_prior,
-                               mask_interpolate, sinusoidal_time_embedding)
+                               mask_interpolate)
+from pyg_mmrec.nn.modality_diffusion import ModalityDiffusion
 from pyg_mmrec.nn.negative_sampling import (CausalNegativeSampler,
                                             item_frequency)
 
@@ -17,12 +18,12 @@ __all__ = [
     'GaussianDiffusion',
     'Denoiser',
     'BipartiteGuidance',
-    'diffusion_time_embedding',
+    'ModalityDiffusion',
+    'sinusoidal_time_embedding',
     'info_nce',
     'noisy_view_info_nce',
     'mdmns_noise_levels',
     'FlowMatchingGenerator',
-    'sinusoidal_time_embedding',
     'frequency_prior',
     'mask_interpolate',
     'CausalNegativeSampler',

@@ -8,34 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def sinusoidal_time_embedding(t: Tensor, dim: int = 64) -> Tensor:
-    r"""Sinusoidal embedding of a continuous time :math:`t \in [0, 1]`,
-
-    .. math::
-        \omega_k = 2\pi \exp\!\left(-\ln(10^4) \frac{k}{d/2}\right), \quad
-        k = 0, \ldots, d/2 - 1, \qquad
-        \mathrm{emb}(t) = [\cos(t \boldsymbol{\omega}) \,\|\,
-        \sin(t \boldsymbol{\omega})].
-
-    Args:
-        t (torch.Tensor): Times :obj:`[N]` (a 0-dim tensor is one time).
-        dim (int, optional): Embedding size :math:`d`; must be even.
-            (default: :obj:`64`)
-
-    Returns:
-        torch.Tensor: :obj:`[N, dim]`, cosines first, then sines.
-    """
-    if dim <= 0 or dim % 2 != 0:
-        raise ValueError(f"'dim' must be a positive even number (got {dim})")
-    t = t.reshape(-1)
-    if not t.is_floating_point():
-        t = t.float()
-    half = dim // 2
-    k = torch.arange(half, device=t.device, dtype=t.dtype)
-    omega = 2 * math.pi * torch.exp(-math.log(1e4) * k / half)
-    arg = t.unsqueeze(-1) * omega
-    return torch.cat([arg.cos(), arg.sin()], dim=-1)
+from .embedding import sinusoidal_time_embedding
 
 
 def frequency_prior(freq: Tensor, dim: int,
@@ -115,9 +88,9 @@ class FlowMatchingGenerator(torch.nn.Module):
     row it builds the :math:`T = M + 2` tokens
     :math:`[\mathbf{x}_t, \mathbf{c}^{(1)}, \ldots, \mathbf{c}^{(M)},
     \mathrm{emb}(t)]` (one condition per modality, e.g. projected image and
-    text features, and :func:`sinusoidal_time_embedding`), layer-normalises
-    each token (no affine parameters) and runs single-head self-attention
-    over them,
+    text features, and :func:`~pyg_mmrec.nn.sinusoidal_time_embedding` with
+    frequency scale :math:`2\pi`), layer-normalises each token (no affine
+    parameters) and runs single-head self-attention over them,
 
     .. math::
         \mathbf{Z} = \mathrm{LN}([\mathbf{x}_t; \mathbf{c}^{(1)}; \ldots;
@@ -200,7 +173,8 @@ class FlowMatchingGenerator(torch.nn.Module):
         """
         self._check(x_t, conditions)
         t = t.to(x_t).reshape(-1).expand(x_t.size(0))
-        emb = sinusoidal_time_embedding(t, self.dim)
+        emb = sinusoidal_time_embedding(t, self.dim,
+                                        frequency_scale=2 * math.pi)
         tokens = self.norm(torch.stack([x_t, *conditions, emb], dim=1))
         q, k, v = self.lin_q(tokens), self.lin_k(tokens), self.lin_v(tokens)
         attn = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.dim),

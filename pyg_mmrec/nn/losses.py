@@ -1,5 +1,4 @@
 """Losses shared by the recommenders."""
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

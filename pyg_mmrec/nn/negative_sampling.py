@@ -4,28 +4,22 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..graphs.pairs import PairIndex
 from ..graphs.sparse import expand_runs
-from ..train.sampler import pair_in_keys
 
 
-def item_frequency(train_edge_index: Tensor, num_items: int,
-                   num_users: int) -> Tensor:
+def item_frequency(graph: PairIndex) -> Tensor:
     r"""The training frequency of every item,
-    :math:`f_i = |\{u : (u, i) \in \mathcal{E}_{\mathrm{train}}\}| / U`
-    (duplicate pairs count once).
+    :math:`f_i = |\{u : (u, i) \in \mathcal{E}_{\mathrm{train}}\}| / U`.
 
     Args:
-        train_edge_index (torch.Tensor): Training (user, item) pairs
-            :obj:`[2, E]`.
-        num_items (int): Number of items :math:`I`.
-        num_users (int): Number of users :math:`U`.
+        graph (PairIndex): The training graph
+            (:func:`~pyg_mmrec.graphs.train_graph`).
 
     Returns:
         torch.Tensor: :obj:`[I]` float frequencies.
     """
-    keys = torch.unique(train_edge_index[0] * num_items + train_edge_index[1])
-    count = torch.bincount(keys % num_items, minlength=num_items)
-    return count.float() / max(num_users, 1)
+    return graph.item_degree().float() / max(graph.num_users, 1)
 
 
 class CausalNegativeSampler(torch.nn.Module):
@@ -57,26 +51,22 @@ class CausalNegativeSampler(torch.nn.Module):
     positive of its user. A row with fewer than :math:`k` valid candidates
     draws among the valid ones only; a row with none (a user with
     (nearly) every item) gets an exactly uniform true negative from all
-    items. Training positives are looked up through the pool items' users
+    items (:meth:`~pyg_mmrec.graphs.PairIndex.uniform_negatives`). Training
+    positives are looked up through the pool items' users
     (an item-major copy of the sorted training pairs), never a dense
     :math:`U \times I` matrix (the original's costs 3.6 GB on Clothing).
     Validation and test items are not excluded (that would leak them).
     Everything runs without gradient and without a loop over rows.
 
-    The module has no parameters; its buffers (the lookup keys and the
-    frequencies) follow :meth:`to` and are not saved in a
-    :obj:`state_dict`.
+    The module has no parameters; its buffers (a copy of the training
+    pairs, their item-major order and the frequencies) follow :meth:`to`
+    and are not saved in a :obj:`state_dict`.
 
     Args:
-        train_edge_index (torch.Tensor): Training (user, item) pairs
-            :obj:`[2, E]`.
-        num_items (int): Number of items :math:`I`.
+        graph (PairIndex): The training graph
+            (:func:`~pyg_mmrec.graphs.train_graph`).
         freq (torch.Tensor, optional): Item frequencies :math:`f`
             :obj:`[I]`; computed by :func:`item_frequency` when omitted.
-            (default: :obj:`None`)
-        num_users (int, optional): Number of users :math:`U`, to compute
-            :math:`f`; inferred as the largest user id + 1 when omitted
-            (wrong if the last users have no training item).
             (default: :obj:`None`)
         beta (float, optional): The intervention strength :math:`\beta`.
             (default: :obj:`3.0`)
@@ -92,32 +82,15 @@ class CausalNegativeSampler(torch.nn.Module):
           embeddings :math:`(I, d)`, generated embeddings :math:`(I, d)`
         - **output:** negatives :math:`(B)`
     """
-    def __init__(self, train_edge_index: Tensor, num_items: int,
-                 freq: Optional[Tensor] = None,
-                 num_users: Optional[int] = None, beta: float = 3.0,
-                 num_candidates: Optional[int] = 1000,
+    def __init__(self, graph: PairIndex, freq: Optional[Tensor] = None,
+                 beta: float = 3.0, num_candidates: Optional[int] = 1000,
                  top_k: Optional[int] = None):
         super().__init__()
-        if num_items < 1:
-            raise ValueError(f"'num_items' must be positive (got {num_items})")
-        if train_edge_index.dim() != 2 or train_edge_index.size(0) != 2:
-            raise ValueError(f"'train_edge_index' must have shape [2, E] "
-                             f"(got {tuple(train_edge_index.shape)})")
-        train_edge_index = train_edge_index.long()
-        if train_edge_index.numel() > 0 and (
-                train_edge_index[1].min() < 0
-                or train_edge_index[1].max() >= num_items
-                or train_edge_index[0].min() < 0):
-            raise ValueError(f"'train_edge_index' has ids out of range "
-                             f"(items must lie in [0, {num_items}))")
+        num_items = graph.num_items
         self.num_items = num_items
         self.beta = beta
-
         if freq is None:
-            if num_users is None:
-                num_users = (int(train_edge_index[0].max()) + 1
-                             if train_edge_index.numel() > 0 else 1)
-            freq = item_frequency(train_edge_index, num_items, num_users)
+            freq = item_frequency(graph)
         freq = freq.reshape(-1).float()
         if freq.numel() != num_items:
             raise ValueError(f"'freq' must have {num_items} entries (got "
@@ -132,27 +105,17 @@ class CausalNegativeSampler(torch.nn.Module):
             raise ValueError(f"'top_k' must be positive (got {top_k})")
         self.top_k = min(top_k, self.num_candidates)
 
-        # Sorted unique keys u * I + i of the training pairs:
-        keys = torch.unique(train_edge_index[0] * num_items +
-                            train_edge_index[1])
-        # For exact uniform fallback negatives: for a user's j-th positive
-        # item p_j (ascending), p_j - j counts the non-positives before it.
-        # Keys u * (I + 1) + (p_j - j) are sorted as well.
-        user, item = keys // num_items, keys % num_items
-        start = torch.searchsorted(keys, user * num_items)
-        rank = torch.arange(keys.numel(), device=keys.device) - start
-        gap_keys = user * (num_items + 1) + (item - rank)
-
+        # Owned (it moves with the module): the training pairs, for the
+        # user-major lookups and the uniform fallback negatives.
+        self.pairs = graph.copy()
         # The same pairs item-major: the users of item i are
         # item_users[item_ptr[i]:item_ptr[i + 1]].
+        user, item = self.pairs.edge_index
         item_users = user[torch.argsort(item, stable=True)]
         item_ptr = torch.zeros(num_items + 1, dtype=torch.long,
-                               device=keys.device)
+                               device=user.device)
         item_ptr[1:] = torch.bincount(item, minlength=num_items).cumsum(0)
-
         self.register_buffer('freq', freq, persistent=False)
-        self.register_buffer('keys', keys, persistent=False)
-        self.register_buffer('gap_keys', gap_keys, persistent=False)
         self.register_buffer('item_users', item_users, persistent=False)
         self.register_buffer('item_ptr', item_ptr, persistent=False)
 
@@ -162,7 +125,7 @@ class CausalNegativeSampler(torch.nn.Module):
     def is_positive(self, user: Tensor, item: Tensor) -> Tensor:
         r"""Whether each (broadcast) :obj:`(user, item)` is a training
         interaction."""
-        return pair_in_keys(self.keys, self.num_items, user, item)
+        return self.pairs.contains(user, item)
 
     def pool_positives(self, users: Tensor, cand: Tensor) -> Tensor:
         r"""The :obj:`[B, N_c]` mask of which candidates :obj:`cand`
@@ -195,28 +158,6 @@ class CausalNegativeSampler(torch.nn.Module):
         std = freq.std() if freq.numel() > 1 else freq.new_zeros(())
         z = (freq[items] - freq.mean()) / (std + 1e-8)
         return torch.sigmoid(-self.beta * z)
-
-    def uniform_negatives(self, users: Tensor,
-                          generator: Optional[torch.Generator] = None
-                          ) -> Tensor:
-        r"""One exactly uniform true negative per entry of :obj:`users`
-        :obj:`[B]` (inverse transform over each user's non-positives, no
-        rejection), for users with any number of positives."""
-        users = users.long()
-        num_items = self.num_items
-        start = torch.searchsorted(self.keys, users * num_items)
-        end = torch.searchsorted(self.keys, (users + 1) * num_items)
-        num_free = num_items - (end - start)
-        if bool((num_free <= 0).any()):
-            bad = users[num_free <= 0].unique().tolist()
-            raise RuntimeError(f"users {bad[:10]} have every item as a "
-                               f"training positive; they have no negative")
-        u = torch.rand(users.shape, generator=generator, device=users.device)
-        r = (u * num_free).long().clamp_(max=num_free - 1)
-        # The r-th non-positive is r + #{j : p_j - j <= r}.
-        below = torch.searchsorted(self.gap_keys,
-                                   users * (num_items + 1) + r, right=True)
-        return r + (below - start)
 
     @torch.no_grad()
     def sample(self, users: Tensor, pos_items: Tensor, item_emb: Tensor,
@@ -274,7 +215,8 @@ class CausalNegativeSampler(torch.nn.Module):
 
         empty = ~valid.any(dim=1)
         if bool(empty.any()):
-            neg[empty] = self.uniform_negatives(users[empty], generator)
+            neg[empty] = self.pairs.uniform_negatives(users[empty],
+                                                      generator)
         return neg
 
     def forward(self, users: Tensor, pos_items: Tensor, item_emb: Tensor,

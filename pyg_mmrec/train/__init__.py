@@ -1,13 +1,16 @@
-from .evaluator import Evaluator
+r"""Training: the :class:`Trainer` (stages, batches, early stopping,
+checkpoints), the evaluation protocols (full ranking and sampled
+leave-one-out) with their metrics, disk offload, and the distributed
+helpers."""
+from .evaluator import Evaluator, build_evaluator
 from .offload import DiskOffload
-from .sampler import BPRBatch, NegativeSampler, bpr_batches
+from .sampled import SampledEvaluator
 from .trainer import Trainer
 
 __all__ = [
     'Evaluator',
+    'SampledEvaluator',
+    'build_evaluator',
     'DiskOffload',
-    'BPRBatch',
-    'NegativeSampler',
-    'bpr_batches',
     'Trainer',
 ]

@@ -1,5 +1,7 @@
-r"""Full-ranking evaluation over all items (MMRec ``full_sort``)."""
+r"""Full-ranking evaluation over all items (MMRec ``full_sort``), and the
+registry of evaluation protocols (:func:`build_evaluator`)."""
 from typing import (
+    Any,
     Callable,
     Dict,
     Iterator,
@@ -17,6 +19,7 @@ from torch_geometric.data import HeteroData
 from pyg_mmrec.data.hetero import num_items as _num_items
 from pyg_mmrec.data.hetero import num_users as _num_users
 from pyg_mmrec.data.hetero import split_edge_index
+from pyg_mmrec.train import distributed
 from pyg_mmrec.train.metrics import METRICS, _check, key_hits, ranking_metrics
 
 ScoreFn = Callable[[Tensor], Tensor]
@@ -29,7 +32,53 @@ TEST_MASKS: Dict[str, Tuple[str, ...]] = {
 }
 
 
-class Evaluator:
+class EvaluationProtocol:
+    r"""What every evaluation protocol shares: its prepared tensors per split
+    (:obj:`_splits`, moved together by :meth:`to`), its metric names and
+    evaluated users. A protocol implements :obj:`evaluate(score_fn, split,
+    test_mask=None) -> Dict[str, float]` and has a :obj:`protocol`
+    description and :obj:`test_masks`.
+
+    Example:
+        >>> evaluator = build_evaluator('sampled', data, num_negatives=99)
+        >>> evaluator.evaluate(model.score, 'val')  # {'hit@10': ..., ...}
+    """
+    _splits: Dict[str, Dict[str, Tensor]]
+    _device: torch.device = torch.device('cpu')
+    metrics: Tuple[str, ...]
+    ks: Tuple[int, ...]
+
+    @property
+    def device(self) -> torch.device:
+        r"""The device of the prepared tensors and of the users (and
+        candidates) passed to :obj:`score_fn`."""
+        return self._device
+
+    def to(self, device: Union[str, torch.device]) -> 'EvaluationProtocol':
+        r"""Moves the prepared tensors to :obj:`device`. :meth:`evaluate`
+        also moves them to the device of the scores it receives."""
+        device = torch.device(device)
+        if device != self._device:
+            self._splits = {
+                split: {k: v.to(device)
+                        for k, v in store.items()}
+                for split, store in self._splits.items()
+            }
+            self._device = device
+        return self
+
+    @property
+    def metric_names(self) -> List[str]:
+        r"""The keys returned by :meth:`evaluate`, *e.g.*,
+        :obj:`"recall@20"`."""
+        return [f'{m}@{k}' for m in self.metrics for k in self.ks]
+
+    def users(self, split: str = 'val') -> Tensor:
+        r"""The evaluated users of :obj:`split`, sorted."""
+        return self._store(split)['users']
+
+
+class Evaluator(EvaluationProtocol):
     r"""Full-ranking evaluator: scores every item for each evaluated user,
     masks the user's known interactions, takes the top-:math:`\max(K)` items
     and averages Recall, NDCG, Precision, MAP and Hit at every :math:`K` over
@@ -50,6 +99,12 @@ class Evaluator:
     Items scored :obj:`-inf` are never recommended: when a user has fewer
     candidates than :math:`K`, the list is padded with empty slots (id
     :obj:`-1`). :math:`K` is clamped to the number of items.
+
+    Under :mod:`torch.distributed`, :meth:`evaluate` scores a contiguous
+    shard of the evaluated users per process (see
+    :func:`~pyg_mmrec.train.distributed.shard`) and all-reduces the metric
+    sums and the user counts, so that every process returns the metrics of
+    a single process; :meth:`topk` is not sharded.
 
     All index structures are precomputed once per split, so
     :meth:`evaluate` only batches, scores, masks and ranks. The score tensor
@@ -74,6 +129,8 @@ class Evaluator:
         test_masks: Sequence[str] = ('train_val', ),
     ) -> None:
         _check(ks, metrics)
+        #: A description of the protocol.
+        self.protocol = 'full ranking'
         self.test_masks = check_test_masks(test_masks)
         if int(batch_size) <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -124,35 +181,6 @@ class Evaluator:
                     gt_ptr=gt_ptr, mask_row=row, mask_col=col,
                     mask_ptr=mask_ptr)
 
-    @property
-    def device(self) -> torch.device:
-        r"""The device of the precomputed indices and of the user batches
-        passed to :obj:`score_fn`."""
-        return self._device
-
-    def to(self, device: Union[str, torch.device]) -> 'Evaluator':
-        r"""Moves the precomputed indices to :obj:`device`. :meth:`evaluate`
-        also moves them to the device of the scores it receives."""
-        device = torch.device(device)
-        if device != self._device:
-            self._splits = {
-                split: {k: v.to(device)
-                        for k, v in store.items()}
-                for split, store in self._splits.items()
-            }
-            self._device = device
-        return self
-
-    @property
-    def metric_names(self) -> List[str]:
-        r"""The keys returned by :meth:`evaluate`, *e.g.*,
-        :obj:`"recall@20"`."""
-        return [f'{m}@{k}' for m in self.metrics for k in self.ks]
-
-    def users(self, split: str = 'val') -> Tensor:
-        r"""The evaluated users of :obj:`split`, sorted."""
-        return self._store(split)['users']
-
     def _store(self, split: str,
                test_mask: Optional[str] = None) -> Dict[str, Tensor]:
         if split not in EVAL_SPLITS:
@@ -167,14 +195,18 @@ class Evaluator:
         return self._splits[f'test:{mask}']
 
     def _ranked(self, score_fn: ScoreFn, split: str, k: int,
-                test_mask: Optional[str] = None
+                test_mask: Optional[str] = None,
+                part: Optional[slice] = None
                 ) -> Iterator[Tuple[int, int, Tensor]]:
-        r"""Yields :obj:`(start, end, topk_items)` per batch of evaluated
-        users."""
+        r"""Yields :obj:`(start, end, topk_items)` per batch of the evaluated
+        users :obj:`part` (positions among the split's users; default:
+        all)."""
         num_eval = self._store(split, test_mask)['users'].numel()
+        if part is None:
+            part = slice(0, num_eval)
         k = min(k, self.num_items)
-        for start in range(0, num_eval, self.batch_size):
-            end = min(start + self.batch_size, num_eval)
+        for start in range(part.start, part.stop, self.batch_size):
+            end = min(start + self.batch_size, part.stop)
             store = self._store(split, test_mask)
             scores = score_fn(store['users'][start:end])
             if scores.shape != (end - start, self.num_items):
@@ -243,9 +275,12 @@ class Evaluator:
         device = _module_device(score_fn)
         if device is not None:
             self.to(device)
+        num_eval = self._store(split, test_mask)['users'].numel()
+        part = distributed.shard(num_eval)
         total: Optional[Tensor] = None
         for start, end, topk_items in self._ranked(score_fn, split,
-                                                   self.max_k, test_mask):
+                                                   self.max_k, test_mask,
+                                                   part):
             store = self._store(split, test_mask)
             glo, ghi = store['gt_ptr'][[start, end]].tolist()
             hits = key_hits(topk_items, store['gt_key'][glo:ghi],
@@ -254,10 +289,7 @@ class Evaluator:
                                   self.metrics, reduce='sum')
             batch = torch.stack([out[name] for name in names])
             total = batch if total is None else total + batch
-        num_eval = self.users(split).numel()
-        if total is None:
-            return {name: 0.0 for name in names}
-        return dict(zip(names, (total / num_eval).tolist()))
+        return _average(total, part.stop - part.start, names, self._device)
 
     def evaluate_embeddings(self, user_emb: Tensor, item_emb: Tensor,
                             split: str = 'val',
@@ -275,7 +307,8 @@ class Evaluator:
         self.to(user_emb.device)
         dtype = torch.result_type(user_emb, item_emb)
         item_t = item_emb.detach().to(dtype).t()
-        size = min(self.batch_size, self.users(split).numel())
+        size = min(self.batch_size,
+                   self._store(split, test_mask)['users'].numel())
         buf: Dict[str, Tensor] = {}
 
         def score_fn(users: Tensor) -> Tensor:
@@ -305,6 +338,76 @@ def check_test_masks(test_masks: Union[str, Sequence[str]]) -> Tuple[str, ...]:
         raise ValueError(f"test_masks must be distinct names among "
                          f"{tuple(TEST_MASKS)}, got {masks!r}")
     return masks
+
+
+def _average(total: Optional[Tensor], count: int, names: Sequence[str],
+             device: torch.device) -> Dict[str, float]:
+    r"""The metric sums :obj:`total` over the :obj:`count` evaluated rows,
+    both summed over the processes first under :mod:`torch.distributed`
+    (one process: :obj:`total / count`, or zeros if :obj:`count` is 0)."""
+    if distributed.world_size() > 1:
+        if total is None:
+            total = torch.zeros(len(names), dtype=torch.float64,
+                                device=device)
+        packed = torch.cat([total, total.new_tensor([float(count)])])
+        distributed.all_reduce_sum(packed)
+        total, count = packed[:-1], int(packed[-1].item())
+    if total is None or count == 0:
+        return {name: 0.0 for name in names}
+    return dict(zip(names, (total / count).tolist()))
+
+
+def build_evaluator(protocol: str, data: HeteroData, *,
+                    ks: Optional[Sequence[int]] = None,
+                    batch_size: Optional[int] = None,
+                    test_masks: Union[str, Sequence[str]] = ('train_val', ),
+                    num_negatives: int = 99, seed: int = 0) -> Any:
+    r"""Builds the evaluator of an evaluation protocol of
+    :obj:`PROTOCOLS`: :obj:`"full"` (:class:`Evaluator`, full ranking;
+    ignores :obj:`num_negatives` and :obj:`seed`) or :obj:`"sampled"`
+    (:class:`~pyg_mmrec.train.SampledEvaluator`, 1 held-out item against
+    :obj:`num_negatives` negatives seeded by :obj:`seed`; it has no test
+    masking rules, so :obj:`test_masks` must be the default).
+
+    Args:
+        protocol (str): :obj:`"full"` or :obj:`"sampled"`.
+        data (HeteroData): The dataset.
+        ks (Sequence[int], optional): Cut-offs. (default: the protocol's)
+        batch_size (int, optional): Users (full) or cases (sampled) per
+            batch. (default: the protocol's)
+        test_masks (Sequence[str] or str): Test masking rules of full
+            ranking. (default: :obj:`("train_val",)`)
+        num_negatives (int): Negatives per case (sampled). (default: :obj:`99`)
+        seed (int): Seed of the negatives (sampled). (default: :obj:`0`)
+    """
+    from pyg_mmrec.train.sampled import PROTOCOLS
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {tuple(PROTOCOLS)}, got "
+                         f"{protocol!r}")
+    kwargs: Dict[str, Any] = {}
+    if ks is not None:
+        kwargs['ks'] = ks
+    if batch_size is not None:
+        kwargs['batch_size'] = batch_size
+    if protocol == 'full':
+        return Evaluator(data, test_masks=test_masks, **kwargs)
+    masks = check_test_masks(test_masks)
+    if masks != ('train_val', ):
+        raise ValueError(
+            f"test_masks={masks!r} does not apply to the sampled protocol "
+            f"(its negatives exclude all of the user's train/val/test items); "
+            f"leave test_masks at its default ('train_val',)")
+    return PROTOCOLS[protocol](data, num_negatives=num_negatives, seed=seed,
+                               **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    # `PROTOCOLS` lives in `sampled` (which imports this module); resolve it
+    # lazily to avoid an import cycle.
+    if name == 'PROTOCOLS':
+        from pyg_mmrec.train.sampled import PROTOCOLS
+        return PROTOCOLS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _module_device(score_fn: ScoreFn) -> Optional[torch.device]:

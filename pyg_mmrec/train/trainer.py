@@ -1,5 +1,7 @@
-"""The training loop: BPR batches, Adam, early stopping on validation,
-test at the best validation epoch, atomic checkpoints and resume."""
+"""The training loop: the model's stages and its batches, early stopping
+on validation, test at the best validation epoch, atomic checkpoints and
+resume."""
+import contextlib
 import copy
 import itertools
 import json
@@ -7,16 +9,20 @@ import logging
 import os
 import resource
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
+import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
-from ..data.hetero import num_items, split_edge_index
+from ..graphs import train_graph
+from ..loader import BatchSource, TripletSource
+from ..models.base import OPTIMIZERS, Stage
+from . import distributed
 from .checkpoint import atomic_save, rng_state, seed_everything, set_rng_state
-from .evaluator import Evaluator
-from .sampler import NegativeSampler, bpr_batches
+from .evaluator import build_evaluator
+from .offload import DiskOffload
 
 log = logging.getLogger('pyg_mmrec')
 
@@ -45,17 +51,32 @@ def memory_allocator() -> str:
 
 
 class Trainer:
-    r"""Fits a :class:`~pyg_mmrec.models.Recommender` with BPR batches and
-    Adam, evaluates it on validation every :obj:`eval_every` epochs, stops
-    after :obj:`patience` evaluations without improving the selection metric
-    and reports the test metrics at the best validation epoch.
+    r"""Fits a :class:`~pyg_mmrec.models.Recommender`: in every epoch its
+    :meth:`~pyg_mmrec.models.Recommender.stages`, then its own batches
+    through :obj:`model(batch)` (the summed loss terms, one optimiser step
+    per batch); evaluates it on validation every :obj:`eval_every` epochs,
+    stops after :obj:`patience` evaluations without improving the selection
+    metric and reports the test metrics at the best validation epoch.
+
+    Every batch source draws an epoch from its own generator, seeded by
+    :obj:`(seed, epoch, stage, rank)`, so that an epoch is reproducible and
+    a resumed run trains exactly as an uninterrupted one. Gradients are
+    freed right after every step, in every stage. Under
+    :mod:`torch.distributed` each process draws its shard of the batches
+    (wrap the model in :class:`~torch.nn.parallel.DistributedDataParallel`
+    to all-reduce gradients), the evaluation is sharded over users, and only
+    the main process writes checkpoints and results.
 
     Args:
-        model (Recommender): The model.
+        model (Recommender): The model (or a
+            :class:`~torch.nn.parallel.DistributedDataParallel` around it).
         data (HeteroData): The dataset it was built from.
-        lr (float): Adam learning rate. (default: :obj:`1e-3`)
-        weight_decay (float): Adam weight decay. (default: :obj:`0.0`)
-        batch_size (int): Training triples per batch. (default: :obj:`2048`)
+        optimizer (str): :obj:`"adam"` or :obj:`"adamw"` (decoupled weight
+            decay) for the recommender's parameters. (default: :obj:`"adam"`)
+        lr (float): Learning rate. (default: :obj:`1e-3`)
+        weight_decay (float): Weight decay. (default: :obj:`0.0`)
+        batch_size (int): Training triples per batch of the default source.
+            (default: :obj:`2048`)
         epochs (int): Maximum number of epochs. (default: :obj:`1000`)
         patience (int): Evaluations without improvement before stopping.
             (default: :obj:`20`)
@@ -63,16 +84,25 @@ class Trainer:
         select_on (str): :obj:`"val"` (the honest protocol) or :obj:`"test"`
             (only to reproduce papers that select on test; labelled as such
             in every output). (default: :obj:`"val"`)
-        metric (str): The selection metric. (default: :obj:`"recall@20"`)
+        metric (str, optional): The selection metric. (default:
+            :obj:`"recall@20"` for full ranking, :obj:`"hit@10"` for the
+            sampled protocol)
         ks (Sequence[int]): Cut-offs of the reported metrics.
-        eval_batch_size (int): Users per evaluation batch.
-        test_masks (Sequence[str] or str): The test masking rules (see
-            :class:`~pyg_mmrec.train.Evaluator`): the first gives the
-            reported :obj:`"test"` metrics; with several, every test
-            evaluation also records each rule's metrics under
+        eval_batch_size (int): Users (or cases) per evaluation batch.
+        test_masks (Sequence[str] or str): The test masking rules of full
+            ranking (see :class:`~pyg_mmrec.train.Evaluator`): the first
+            gives the reported :obj:`"test"` metrics; with several, every
+            test evaluation also records each rule's metrics under
             :obj:`"test_by_mask"`. :obj:`"train"` is MMRec's and DiffMM's
             rule (validation items may be recommended at test).
             (default: :obj:`("train_val",)`)
+        protocol (str): :obj:`"full"` (full ranking, all items) or
+            :obj:`"sampled"` (each held-out item against
+            :obj:`num_negatives` seeded negatives; see
+            :class:`~pyg_mmrec.train.SampledEvaluator`).
+            (default: :obj:`"full"`)
+        num_negatives (int): Negatives per case of the sampled protocol.
+            (default: :obj:`99`)
         seed (int): Seed of every random number generator. (default: :obj:`0`)
         device (str): Device to train on. (default: :obj:`"cpu"`)
         checkpoint_dir (str, optional): Where :obj:`last.pt` (full state,
@@ -85,11 +115,15 @@ class Trainer:
         progress (bool): Show tqdm progress bars. (default: :obj:`True`)
         callbacks (list, optional): Functions :obj:`f(trainer, record)`
             called after every epoch.
+        source (BatchSource, optional): The recommender's batches.
+            (default: :class:`~pyg_mmrec.loader.TripletSource` over the
+            training graph with :obj:`batch_size`, sharded over processes)
     """
     def __init__(
         self,
         model,
         data: HeteroData,
+        optimizer: str = 'adam',
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         batch_size: int = 2048,
@@ -97,10 +131,12 @@ class Trainer:
         patience: int = 20,
         eval_every: int = 1,
         select_on: str = 'val',
-        metric: str = 'recall@20',
+        metric: Optional[str] = None,
         ks: Sequence[int] = (5, 10, 20, 50),
         eval_batch_size: int = 4096,
         test_masks: Sequence[str] = ('train_val', ),
+        protocol: str = 'full',
+        num_negatives: int = 99,
         seed: int = 0,
         device: str = 'cpu',
         checkpoint_dir: Optional[str] = None,
@@ -108,6 +144,7 @@ class Trainer:
         config: Optional[Dict[str, Any]] = None,
         progress: bool = True,
         callbacks: Optional[List[Callable]] = None,
+        source: Optional[BatchSource] = None,
     ):
         if select_on not in ('val', 'test'):
             raise ValueError(f"select_on must be 'val' or 'test', got {select_on!r}")
@@ -118,43 +155,88 @@ class Trainer:
             raise ValueError("epochs and patience must be >= 0")
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
-        self.model = model.to(device)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, "
+                             f"got {optimizer!r}")
         self.device = torch.device(device)
-        self.lr, self.weight_decay = lr, weight_decay
+        self.model = model.to(self.device)
+        #: The recommender itself (inside a DistributedDataParallel wrapper).
+        self.net = getattr(self.model, 'module', self.model)
         self.batch_size, self.epochs, self.patience = batch_size, epochs, patience
-        self.eval_every, self.select_on, self.metric = eval_every, select_on, metric
+        self.eval_every, self.select_on = eval_every, select_on
         self.seed, self.checkpoint_dir, self.resume = seed, checkpoint_dir, resume
         self.progress = progress
         self.callbacks = list(callbacks or [])
         self.config = dict(config or {})
-        self.evaluator = Evaluator(data, ks=ks, batch_size=eval_batch_size,
-                                   test_masks=test_masks)
-        if metric not in self.evaluator.metric_names:
-            raise ValueError(f"metric {metric!r} is not computed; choose one "
-                             f"of {self.evaluator.metric_names}")
-        # Batches are drawn on the CPU and moved to the device.
-        self.train_edge_index = split_edge_index(data, 'train').cpu()
-        self.sampler = NegativeSampler(self.train_edge_index, num_items(data))
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = (torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-                          if params and model.trainable else None)
+        self.evaluator = build_evaluator(
+            protocol, data, ks=ks, batch_size=eval_batch_size,
+            test_masks=test_masks, num_negatives=num_negatives, seed=seed)
+        self.metric = metric or ('recall@20' if protocol == 'full'
+                                 else 'hit@10')
+        if self.metric not in self.evaluator.metric_names:
+            raise ValueError(f"metric {self.metric!r} is not computed; choose "
+                             f"one of {self.evaluator.metric_names}")
+        self.source = source if source is not None else TripletSource(
+            train_graph(data, 'cpu'), batch_size,
+            shard=(distributed.rank(), distributed.world_size()))
+
+        self.stages: List[Stage] = list(self.net.stages())
+        names = [st.name for st in self.stages]
+        if len(set(names)) != len(names) or 'model' in names:
+            raise ValueError(f"stage names must be distinct and not 'model', "
+                             f"got {names}")
+        claimed = {id(p) for st in self.stages for p in st.parameters()}
+        params = [p for p in self.net.parameters()
+                  if p.requires_grad and id(p) not in claimed]
+        self.optimizer = (OPTIMIZERS[optimizer](params, lr=lr,
+                                                weight_decay=weight_decay)
+                          if params and self.net.trainable else None)
+        self.stage_optimizers = {
+            st.name: OPTIMIZERS[st.optimizer](st.parameters(),
+                                              **st.optimizer_kwargs)
+            for st in self.stages}
+        self.offloads = {
+            st.name: DiskOffload(st.modules, [self.stage_optimizers[st.name]],
+                                 st.offload_dir)
+            for st in self.stages if st.offload_dir is not None}
 
     # ------------------------------------------------------------------
     def _path(self, name: str) -> Optional[str]:
-        if self.checkpoint_dir is None:
+        if self.checkpoint_dir is None or not distributed.is_main_process():
             return None
         return os.path.join(self.checkpoint_dir, name)
+
+    @contextlib.contextmanager
+    def resident(self) -> Iterator[None]:
+        r"""Keeps every offloaded stage in memory for the block (its state
+        is read or written), and offloads it again afterwards."""
+        was = [off for off in self.offloads.values() if off.is_offloaded]
+        for off in was:
+            off.restore()
+        try:
+            yield
+        finally:
+            for off in was:
+                off.offload()
+
+    def generator(self, epoch: int, stream: int) -> torch.Generator:
+        r"""The generator of one epoch of one batch stream (0: the
+        recommender, :math:`k`: the :math:`k`-th stage) in this process."""
+        state = np.random.SeedSequence(
+            [self.seed, epoch, stream, distributed.rank()]).generate_state(2)
+        seed = (int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1)
+        return torch.Generator().manual_seed(seed)
 
     def evaluate(self, split: str,
                  test_mask: Optional[str] = None) -> Dict[str, float]:
         r"""Metrics of the current model on :obj:`split` (with the test
         masking rule :obj:`test_mask`, by default the first of
         :obj:`test_masks`)."""
-        self.model.eval()
+        self.net.eval()
         try:
-            return self.evaluator.evaluate(self.model.score, split, test_mask)
+            return self.evaluator.evaluate(self.net.score, split, test_mask)
         finally:
-            self.model.train()
+            self.net.train()
 
     def _evaluate_test(self, record: Dict[str, Any]) -> None:
         masks = self.evaluator.test_masks
@@ -163,45 +245,92 @@ class Trainer:
             record['test_by_mask'] = {masks[0]: record['test'], **{
                 mask: self.evaluate('test', mask) for mask in masks[1:]}}
 
+    def _run(self, name: str, step: Callable[[Any], Dict[str, torch.Tensor]],
+             batches, num_batches: int, optimizer,
+             per_term: bool = False) -> Dict[str, float]:
+        r"""One pass of :obj:`step` over :obj:`batches`, one optimiser step
+        per batch (after one backward pass of the terms' sum, or of each
+        term in turn); the mean of each loss term."""
+        sums: Dict[str, float] = {}
+        bar = tqdm(batches, total=num_batches, desc=name, leave=False,
+                   disable=not self.progress or None)
+        optimizer.zero_grad(set_to_none=True)
+        count = 0
+        for batch in bar:
+            terms = step(batch.to(self.device))
+            if per_term:
+                for term in terms.values():
+                    term.backward()
+            else:
+                sum(terms.values()).backward()
+            optimizer.step()
+            # Free the gradients right away, so that the next forward pass
+            # (and the evaluation, and the other stages) can reuse their
+            # memory.
+            optimizer.zero_grad(set_to_none=True)
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            count += 1
+        return {key: value / max(count, 1) for key, value in sums.items()}
+
+    def run_stage(self, index: int, stage: Stage,
+                  epoch: int) -> Dict[str, float]:
+        r"""One epoch of a model stage (restored from its offload file for
+        the duration, if it has one)."""
+        offload = self.offloads.get(stage.name)
+        if offload is not None:
+            offload.restore()
+        if stage.before is not None:
+            stage.before()
+        means = self._run(f'epoch {epoch} {stage.name}', stage.loss,
+                          stage.source.batches(epoch,
+                                               self.generator(epoch, index)),
+                          len(stage.source),
+                          self.stage_optimizers[stage.name],
+                          per_term=stage.backward_per_term)
+        if stage.after is not None:
+            stage.after()
+        if offload is not None:  # idle until the next epoch
+            offload.offload()
+        return means
+
     def train_epoch(self, epoch: int,
                     max_batches: Optional[int] = None) -> Dict[str, float]:
-        r"""One pass over the training pairs (or its first
-        :obj:`max_batches` batches, for benchmarks); returns the mean of each
-        loss term over the batches."""
-        model = self.model
-        model.train()
-        model.on_epoch_start(epoch)
-        batches = bpr_batches(self.train_edge_index, self.sampler, self.batch_size)
-        num_batches = -(-self.train_edge_index.size(1) // self.batch_size)
+        r"""One epoch: the model's stages, then one pass over the
+        recommender's batches (or their first :obj:`max_batches`, for
+        benchmarks); returns the mean of each loss term over the batches,
+        their sum :obj:`"loss"`, and each stage's terms as
+        :obj:`"<stage>/<term>"`."""
+        net = self.net
+        net.train()
+        stage_means = {}
+        for index, stage in enumerate(self.stages, start=1):
+            for key, value in self.run_stage(index, stage, epoch).items():
+                stage_means[f'{stage.name}/{key}'] = value
+        net.on_epoch_start(epoch)
+        batches = self.source.batches(epoch, self.generator(epoch, 0))
+        num_batches = len(self.source)
         if max_batches is not None:
             num_batches = min(num_batches, max_batches)
             batches = itertools.islice(batches, num_batches)
-        sums: Dict[str, float] = {}
-        bar = tqdm(batches, total=num_batches, desc=f'epoch {epoch}',
-                   leave=False, disable=not self.progress or None)
-        self.optimizer.zero_grad(set_to_none=True)
-        for batch in bar:
-            terms = model.loss(batch.to(self.device))
-            loss = sum(terms.values())
-            loss.backward()
-            self.optimizer.step()
-            # Free the gradients right away, so that the next forward pass
-            # (and the evaluation, and the model's epoch hooks) can reuse
-            # their memory.
-            self.optimizer.zero_grad(set_to_none=True)
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
-        model.on_epoch_end(epoch)
-        means = {name: value / num_batches for name, value in sums.items()}
+        means = self._run(f'epoch {epoch}', self.model, batches, num_batches,
+                          self.optimizer)
+        net.on_epoch_end(epoch)
         means['loss'] = sum(means.values())
+        means.update(stage_means)
         return means
 
     # ------------------------------------------------------------------
-    def _state(self, epoch, history, best, bad_evals) -> Dict[str, Any]:
-        return {'epoch': epoch, 'model': self.model.state_dict(),
-                'optimizer': self.optimizer.state_dict(), 'rng': rng_state(),
-                'history': history, 'best': best, 'bad_evals': bad_evals,
-                'config': self.config}
+    def _save_state(self, path, epoch, history, best, bad_evals) -> None:
+        with self.resident():  # written before the stages go back to disk
+            atomic_save({
+                'epoch': epoch, 'model': self.net.state_dict(),
+                'optimizer': self.optimizer.state_dict(),
+                'stage_optimizers': {
+                    name: opt.state_dict()
+                    for name, opt in self.stage_optimizers.items()},
+                'rng': rng_state(), 'history': history, 'best': best,
+                'bad_evals': bad_evals, 'config': self.config}, path)
 
     def _load_checkpoint(self, path: str) -> Dict[str, Any]:
         state = torch.load(path, map_location=self.device, weights_only=False)
@@ -212,8 +341,11 @@ class Trainer:
                 f"{path}: the checkpoint was written with another configuration "
                 f"(differs in {', '.join(diff)}); use another checkpoint "
                 f"directory or drop --resume")
-        self.model.load_state_dict(state['model'])
-        self.optimizer.load_state_dict(state['optimizer'])
+        with self.resident():
+            self.net.load_state_dict(state['model'])
+            self.optimizer.load_state_dict(state['optimizer'])
+            for name, opt in self.stage_optimizers.items():
+                opt.load_state_dict(state['stage_optimizers'][name])
         set_rng_state(state['rng'])
         return state
 
@@ -224,13 +356,16 @@ class Trainer:
 
         Runs with :func:`torch.use_deterministic_algorithms` (restored
         afterwards): some CPU kernels (e.g. accumulating index writes) are
-        otherwise not reproducible from run to run with several threads."""
+        otherwise not reproducible from run to run with several threads.
+        Offloaded stages are back in memory when it returns."""
         previous = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(True, warn_only=True)
         try:
             return self._fit()
         finally:
             torch.use_deterministic_algorithms(previous)
+            for offload in self.offloads.values():
+                offload.restore()
 
     def _fit(self) -> Dict[str, Any]:
         seed_everything(self.seed)
@@ -238,7 +373,8 @@ class Trainer:
         best: Dict[str, Any] = {'epoch': 0, 'score': float('-inf'),
                                 'val': {}, 'test': {}}
         bad_evals, start = 0, 1
-        last = self._path('last.pt')
+        last = (None if self.checkpoint_dir is None else
+                os.path.join(self.checkpoint_dir, 'last.pt'))
         if self.optimizer is None:  # nothing to fit (e.g. popularity)
             self.epochs = 0
         elif self.resume and os.path.exists(last):
@@ -260,8 +396,9 @@ class Trainer:
                 bad_evals = self._evaluate_epoch(epoch, record, best, bad_evals)
             history.append(record)
             log.info(format_record(record, self.metric))
-            if last is not None:
-                atomic_save(self._state(epoch, history, best, bad_evals), last)
+            if self._path('last.pt') is not None:
+                self._save_state(self._path('last.pt'), epoch, history, best,
+                                 bad_evals)
             for callback in self.callbacks:
                 callback(self, record)
 
@@ -286,9 +423,10 @@ class Trainer:
             if 'test_by_mask' in record:
                 best['test_by_mask'] = record['test_by_mask']
             record['best'] = True
-            if self.checkpoint_dir is not None:
-                atomic_save(copy.deepcopy(self.model.state_dict()),
-                            self._path('best.pt'))
+            if self._path('best.pt') is not None:
+                with self.resident():
+                    atomic_save(copy.deepcopy(self.net.state_dict()),
+                                self._path('best.pt'))
             return 0
         return bad_evals + 1
 
@@ -299,6 +437,7 @@ class Trainer:
             'config': self.config,
             'selection': 'val' if self.select_on == 'val' else SELECT_ON_TEST_LABEL,
             'metric': self.metric,
+            'protocol': self.evaluator.protocol,
             'test_mask': self.evaluator.test_masks[0],
             'best_epoch': best['epoch'],
             'val': best['val'],

@@ -6,7 +6,7 @@ from pyg_mmrec.models import FMCNS
 from pyg_mmrec.models.fmcns import last_occurrence
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
-from pyg_mmrec.train.sampler import BPRBatch
+from pyg_mmrec.loader import BPRBatch
 
 
 @pytest.fixture(scope='module')
@@ -33,7 +33,7 @@ def test_flow_target_is_detached_unless_faithful(data, faithful):
     model = FMCNS(data, faithful=faithful)
     model.train()
     model.on_epoch_start(1)
-    model.loss(batch_of(data))['flow'].backward()
+    model(batch_of(data))['flow'].backward()
     grad = model.item_embedding.weight.grad
     moved = grad is not None and bool(grad.abs().sum() > 0)
     assert moved == faithful
@@ -44,22 +44,22 @@ def test_causal_negatives_start_after_the_first_generation(data):
     model = FMCNS(data)
     model.train()
     model.on_epoch_start(1)
-    assert set(model.loss(batch_of(data))) == {'bpr', 'flow'}
+    assert set(model(batch_of(data))) == {'bpr', 'flow'}
     model.on_epoch_end(1)
     assert bool(model.has_generated)
-    terms = model.loss(batch_of(data))
+    terms = model(batch_of(data))
     assert set(terms) == {'bpr', 'bpr_causal', 'flow'}
     assert all(torch.isfinite(t) for t in terms.values())
     # Without the causal share, plain BPR stays.
     model.causal_weight = 0.0
-    assert set(model.loss(batch_of(data))) == {'bpr', 'flow'}
+    assert set(model(batch_of(data))) == {'bpr', 'flow'}
 
 
 @pytest.mark.parametrize('faithful', [False, True])
 def test_generation_and_evaluation_use_the_generated_embeddings(data, faithful):
     model = FMCNS(data, faithful=faithful).eval()
     assert not bool(model.has_generated)
-    user, item = model()  # generates on first use
+    user, item = model.encode()  # generates on first use
     assert bool(model.has_generated)
     assert torch.isfinite(model.generated).all()
     before = model.generated.clone()
@@ -67,10 +67,10 @@ def test_generation_and_evaluation_use_the_generated_embeddings(data, faithful):
     assert not torch.equal(before, model.generated)  # fresh prior draws
     model.flow_mix = 0.0  # the generated share no longer matters
     model.train().eval()
-    u0, _ = model()
+    u0, _ = model.encode()
     model.generated.normal_()
     model.train().eval()
-    u1, _ = model()
+    u1, _ = model.encode()
     assert torch.allclose(u0, u1)
 
 
@@ -102,32 +102,33 @@ def test_no_flow_ablation_leaves_the_generator_out(data, monkeypatch):
     monkeypatch.setattr(model, 'generate', lambda: pytest.fail('sampled'))
     model.train()
     model.on_epoch_start(1)
-    assert set(model.loss(batch_of(data))) == {'bpr'}
+    assert set(model(batch_of(data))) == {'bpr'}
     model.on_epoch_end(1)
     assert not bool(model.has_generated)
-    terms = model.loss(batch_of(data))
+    terms = model(batch_of(data))
     assert set(terms) == {'bpr', 'bpr_causal'}
     # The causal anchor is the item's graph embedding alone:
     assert anchors == [None]
     # Evaluation propagates the graph-smoothed item input, no generator:
     model.eval()
-    user, item = model()
+    user, item = model.encode()
     h = model.item_graph_embedding()
     ref_user, ref_item = model.propagate(h, model.adj)
     assert torch.allclose(user, ref_user) and torch.allclose(item, ref_item + h)
     # No flow parameter is touched by the loss.
     model.train()
-    sum(model.loss(batch_of(data)).values()).backward()
+    sum(model(batch_of(data)).values()).backward()
     assert all(p.grad is None for p in model.flow.parameters())
 
 
 def test_fmcns_trains_with_its_own_batch_size_and_lr_by_default(data):
-    from pyg_mmrec.experiment import run_experiment, split_config
-    _, trainer_kwargs = split_config('fmcns', {})
+    from pyg_mmrec.experiment import resolve_config, run_experiment
+    _, trainer_kwargs = resolve_config('fmcns', {})
     assert trainer_kwargs == {'lr': 5e-4, 'batch_size': 512}
-    _, trainer_kwargs = split_config('fmcns', {'batch_size': 64})
+    _, trainer_kwargs = resolve_config('fmcns', {'batch_size': 64})
     assert trainer_kwargs == {'lr': 5e-4, 'batch_size': 64}
     res = run_experiment('fmcns', 'synthetic', data=data, progress=False,
                          config={'epochs': 1})
-    assert res['config']['lr'] == 5e-4 and res['config']['batch_size'] == 512
-    assert split_config('lightgcn', {}) == ({}, {})
+    assert res['config']['trainer']['lr'] == 5e-4
+    assert res['config']['loader']['batch_size'] == 512
+    assert resolve_config('lightgcn', {}) == ({}, {})

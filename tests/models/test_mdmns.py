@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from pyg_mmrec.data import add_synthetic_features, make_synthetic
-from pyg_mmrec.graphs import csr_to_edge_index
+from pyg_mmrec.graphs import csr_dense_rows, csr_to_edge_index
 from pyg_mmrec.models import MDMNS, Pop
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
-from pyg_mmrec.train.sampler import BPRBatch
+from pyg_mmrec.loader import BPRBatch
 
 SMALL = dict(embedding_dim=16, denoiser_hidden=32)
 
@@ -47,7 +47,7 @@ def test_generated_graph_has_k_items_per_user_plus_self_loops(data, k):
         assert torch.allclose(dense, dense.t())
         assert torch.allclose(adj_t.to_dense(), dense.t())
         # the items are each user's top-k of the denoised row
-        items = getattr(model, f'generated_{m}')
+        items = getattr(model.diffusion, f'generated_{m}')
         assert items.shape == (num_users, k)
 
 
@@ -70,26 +70,114 @@ def test_generated_graph_drops_entries_reproducibly(data):
 
 
 @pytest.mark.parametrize('faithful', [False, True])
-def test_denoiser_step_trains_only_the_diffusion_part(data, faithful):
+def test_diffusion_stage_trains_only_the_diffusion_part(data, faithful):
     seed_everything(0)
     model = MDMNS(data, faithful=faithful, **SMALL)
+    trainer = Trainer(model, data, progress=False)
+    (stage, ) = trainer.stages
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    losses = [model.train_denoisers() for _ in range(30)]
+    losses = [trainer.run_stage(1, stage, epoch) for epoch in range(1, 31)]
     assert set(losses[0]) == set(model.modalities)
     for m in model.modalities:
-        assert losses[-1][m] < losses[0][m]
-    own = {id(p) for p in model.diffusion_parameters()}
+        if faithful:  # a random, unlearnable term dominates the original's
+            assert all(torch.isfinite(torch.tensor(r[m])) for r in losses)
+        else:
+            assert sum(r[m] for r in losses[-5:]) < \
+                0.7 * sum(r[m] for r in losses[:5])
+    own = {id(p) for p in stage.parameters()}
+    part = model.diffusion
+    assert own == {id(p) for p in part.denoisers.parameters()} | (
+        set() if faithful else {id(p) for p in part.guidance.parameters()})
+    # the recommender's optimiser leaves the stage's parameters alone
+    assert not own & {id(p) for group in trainer.optimizer.param_groups
+                      for p in group['params']}
     for n, p in model.named_parameters():
         assert torch.equal(p, before[n]) != (id(p) in own), n
-    assert (model.guidance is None) == faithful
+    assert (model.diffusion.guidance is None) == faithful
     assert all(p.grad is None for p in model.parameters())
+
+
+def reference_optimizers(model, lr):
+    r"""MDMNS's denoiser optimisers as they were before the trainer ran the
+    denoisers as a stage: one Adam per denoiser and one for the guidance
+    network."""
+    parts = dict(model.diffusion.denoisers.items())
+    if model.diffusion.guidance is not None:
+        parts['guidance'] = model.diffusion.guidance
+    return {name: torch.optim.Adam(part.parameters(), lr=lr, foreach=False)
+            for name, part in parts.items()}
+
+
+def reference_denoiser_epoch(model, blocks, opts):
+    r"""MDMNS's denoiser epoch as it was written before the trainer ran it
+    as a stage: each denoiser stepped right after its own backward pass,
+    the guidance network once per block."""
+    with torch.no_grad():
+        feats = model.features()
+        guides = model.guides(feats)
+        item_emb = model.item_embedding.weight.detach()
+    losses = []
+    for users in blocks:
+        x0 = csr_dense_rows(model.interactions, users)
+        row = {}
+        for m in model.modalities:
+            loss = model.diffusion.loss(m, x0, guides[m], feats[m], item_emb)
+            loss.backward()
+            opts[m].step()
+            opts[m].zero_grad(set_to_none=True)
+            row[m] = float(loss.detach())
+        if 'guidance' in opts:
+            opts['guidance'].step()
+            opts['guidance'].zero_grad(set_to_none=True)
+        losses.append(row)
+    return losses
+
+
+@pytest.mark.parametrize('faithful', [False, True])
+def test_stage_trained_denoisers_equal_the_per_denoiser_loop(data, faithful):
+    """The diffusion stage (one optimiser, one backward of the summed terms
+    per block) gives the losses and weights of the original loop, bit for
+    bit, on a fixed seed."""
+    kwargs = dict(SMALL, faithful=faithful, denoiser_batch_size=40)
+    seed_everything(0)
+    staged = MDMNS(data, **kwargs)
+    trainer = Trainer(staged, data, progress=False)
+    (stage, ) = trainer.stages
+    seed_everything(0)
+    reference = MDMNS(data, **kwargs)
+    staged.train(), reference.train()
+    opts = reference_optimizers(reference, lr=1e-3)
+    blocks = {}
+    for epoch in (1, 2):
+        order = list(stage.source.batches(epoch,
+                                          trainer.generator(epoch, 1)))
+        seed_everything(epoch)
+        expected = reference_denoiser_epoch(reference, order, opts)
+        seed_everything(epoch)
+        got = []
+        original = stage.loss
+
+        def recording(users):
+            terms = original(users)
+            got.append({m: float(t.detach()) for m, t in terms.items()})
+            return terms
+
+        stage.loss = recording
+        trainer.run_stage(1, stage, epoch)
+        stage.loss = original
+        assert got == expected
+        blocks[epoch] = len(order)
+    assert blocks == {1: 4, 2: 4}  # 150 users in blocks of 40
+    for (name, a), b in zip(staged.named_parameters(),
+                            reference.parameters()):
+        assert torch.equal(a, b), name
 
 
 def test_loss_terms_per_cl_method(data):
     for cl_method, anchors in ((0, 'batch'), (1, 'batch'), (1, 'all')):
         model = MDMNS(data, cl_method=cl_method, cl_anchors=anchors, **SMALL)
         model.train()
-        terms = model.loss(batch_of(data))
+        terms = model(batch_of(data))
         assert set(terms) == {'bpr', 'reg', 'cl'}
         assert all(torch.isfinite(t) for t in terms.values())
     # 'all' anchors and 'batch' anchors are different estimates:
@@ -98,8 +186,8 @@ def test_loss_terms_per_cl_method(data):
     seed_everything(1)
     b = MDMNS(data, cl_method=1, cl_anchors='batch', **SMALL)
     b.load_state_dict(a.state_dict())
-    assert not torch.allclose(a.loss(batch_of(data))['cl'],
-                              b.loss(batch_of(data))['cl'])
+    assert not torch.allclose(a(batch_of(data))['cl'],
+                              b(batch_of(data))['cl'])
 
 
 def test_scores_sum_the_branches(data):
@@ -120,7 +208,7 @@ def test_three_modalities_and_bad_arguments(data):
     assert torch.allclose(guides['audio'], (feats['image'] + feats['text']) / 2)
     assert model.noise_levels == [0, 0, 1, 2]
     model.train()
-    assert torch.isfinite(model.loss(batch_of(tri))['cl'])
+    assert torch.isfinite(model(batch_of(tri))['cl'])
     for kwargs, match in (({'cl_method': 2}, 'cl_method'),
                           ({'trans': 3}, 'trans'),
                           ({'keep_rate': 0.0}, 'keep_rate'),
@@ -178,28 +266,55 @@ def test_branches_follow_the_dense_formulas(data):
 
 def test_offloaded_denoisers_train_identically(data, tmp_path):
     results, states = {}, {}
-    for offload_dir in (None, str(tmp_path)):
+    for offload_dir in (None, str(tmp_path / 'offload')):
         seed_everything(0)
         model = MDMNS(data, cl_method=1, offload_dir=offload_dir, **SMALL)
         trainer = Trainer(model, data, batch_size=128, epochs=2,
                           progress=False)
         results[offload_dir] = [trainer.train_epoch(e) for e in (1, 2)]
         if offload_dir is not None:  # idle between epochs: in the file
-            assert all(p.numel() == 0 for p in model.denoisers.parameters())
-        states[offload_dir] = model.state_dict()  # complete either way
-    assert results[None] == results[str(tmp_path)]
-    a, b = states[None], states[str(tmp_path)]
+            assert trainer.offloads['diffusion'].is_offloaded
+            assert all(p.numel() == 0
+                       for p in model.diffusion.denoisers.parameters())
+        with trainer.resident():  # complete either way
+            states[offload_dir] = {k: v.clone() for k, v in
+                                   model.state_dict().items()}
+        if offload_dir is not None:
+            assert trainer.offloads['diffusion'].is_offloaded
+    assert results[None] == results[str(tmp_path / 'offload')]
+    a, b = states.values()
     assert a.keys() == b.keys()
     for key in a:
-        if isinstance(a[key], torch.Tensor):
-            assert torch.equal(a[key], b[key]), key
-    # The denoisers' optimiser states are in the checkpoint, and a model
-    # whose denoisers are offloaded loads them.
-    model.load_state_dict(a)
-    assert model._offload.is_offloaded
-    model._offload.restore()
-    for name, p in model.denoisers.named_parameters():
-        assert torch.equal(p, a[f'denoisers.{name}'])
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_offloaded_stage_resumes_exactly(data, tmp_path):
+    """A run with the diffusion stage offloaded, interrupted and resumed,
+    ends where an uninterrupted one does (stage optimiser included)."""
+    def interrupt(trainer, record):
+        if record['epoch'] == 2:
+            raise KeyboardInterrupt
+
+    def strip_times(history):
+        return [{k: v for k, v in r.items() if not k.endswith('_time')}
+                for r in history]
+
+    def run(out, callbacks=(), resume=False):
+        seed_everything(0)
+        model = MDMNS(data, offload_dir=str(tmp_path / 'offload'), **SMALL)
+        return Trainer(model, data, batch_size=128, epochs=3, patience=3,
+                       progress=False, checkpoint_dir=str(out),
+                       resume=resume, callbacks=list(callbacks)).fit(), model
+
+    full, full_model = run(tmp_path / 'a')
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / 'b', callbacks=[interrupt])
+    resumed, resumed_model = run(tmp_path / 'b', resume=True)
+    assert strip_times(resumed['history']) == strip_times(full['history'])
+    # fit() returns with the stage back in memory
+    for (name, a), b in zip(full_model.named_parameters(),
+                            resumed_model.parameters()):
+        assert torch.equal(a, b), name
 
 
 def test_faithful_multi_level_loss_uses_all_anchors_and_the_nominal_bpr_divisor(data):
@@ -212,10 +327,10 @@ def test_faithful_multi_level_loss_uses_all_anchors_and_the_nominal_bpr_divisor(
     model.rebuild_graphs()
     full, last = batch_of(data, size=64), batch_of(data, size=16)
     with torch.no_grad():
-        bpr_full = model.loss(full)['bpr']
-        bpr_last = model.loss(last)['bpr']  # the epoch's smaller last batch
+        bpr_full = model(full)['bpr']
+        bpr_last = model(last)['bpr']  # the epoch's smaller last batch
         model.faithful = False  # the mean over the batch, for reference
-        mean_full = model.loss(full)['bpr']
-        mean_last = model.loss(last)['bpr']
+        mean_full = model(full)['bpr']
+        mean_last = model(last)['bpr']
     torch.testing.assert_close(bpr_full, mean_full)
     torch.testing.assert_close(bpr_last, mean_last * 16 / 64)

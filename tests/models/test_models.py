@@ -5,9 +5,10 @@ from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.data.hetero import ITEM
 from pyg_mmrec.models import MODELS, get_model
 from pyg_mmrec.models.freedom import default_modality_weights
-from pyg_mmrec.train import Evaluator, Trainer
+from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
-from pyg_mmrec.train.sampler import BPRBatch
+from pyg_mmrec.graphs import train_graph
+from pyg_mmrec.loader import BPRBatch, Subgraph, TripletSource
 
 TRAINABLE = ['lightgcn', 'vbpr', 'freedom', 'fmcns', 'mdmns']
 
@@ -38,12 +39,12 @@ def test_loss_terms_are_finite_and_reach_every_parameter(small, name):
     model = get_model(name)(small, **kwargs)
     model.train()
     model.on_epoch_start(1)
-    terms = model.loss(batch_of(small))
+    terms = model(batch_of(small))
     assert all(t.dim() == 0 and torch.isfinite(t) for t in terms.values())
     sum(terms.values()).backward()
-    # MDMNS's denoisers are trained by their own step (tests/models/
-    # test_mdmns.py), never by the recommender loss:
-    own = {id(p) for p in getattr(model, 'diffusion_parameters', list)()}
+    # A stage's parameters (MDMNS's denoisers) are trained by the stage
+    # (tests/models/test_mdmns.py), never by the recommender loss:
+    own = {id(p) for stage in model.stages() for p in stage.parameters()}
     for pname, p in model.named_parameters():
         if id(p) in own:
             assert p.grad is None, pname
@@ -59,6 +60,56 @@ def test_score_shape_and_eval_cache(small, name):
     assert scores.shape == (3, small[ITEM].num_nodes)
     assert torch.equal(model.score(users), scores)
     assert repr(model).startswith(model.__class__.__name__)
+
+
+@pytest.mark.parametrize('name', list(MODELS))
+def test_candidate_scores_are_the_full_scores_of_the_candidates(small, name):
+    model = get_model(name)(small).eval()
+    users = torch.tensor([0, 3, 7, 3])
+    items = torch.randint(small[ITEM].num_nodes, (4, 6),
+                          generator=torch.Generator().manual_seed(0))
+    expected = model.score(users).gather(1, items)
+    torch.testing.assert_close(model.score(users, items), expected)
+
+
+class WholeGraphSubgraphs:
+    r"""A batch source giving the default source's triples on a subgraph
+    that holds every node, in a shuffled local order."""
+    def __init__(self, graph, batch_size):
+        self.triplets = TripletSource(graph, batch_size)
+        self.graph = graph
+
+    def __len__(self):
+        return len(self.triplets)
+
+    def batches(self, epoch, generator):
+        g = torch.Generator().manual_seed(epoch)
+        sub = Subgraph.induced(
+            self.graph, torch.randperm(self.graph.num_users, generator=g),
+            torch.randperm(self.graph.num_items, generator=g))
+        for batch in self.triplets.batches(epoch, generator):
+            yield batch.with_subgraph(sub)
+
+
+@pytest.mark.parametrize('name', TRAINABLE)
+def test_subgraph_batches_give_the_full_graph_losses(small, name):
+    """Two batch sources on the same ids: the full graph, and a subgraph
+    with every node (local ids shuffled). The same losses, epoch after
+    epoch, for every model that takes subgraphs; a clear error for the
+    others."""
+    cls = get_model(name)
+    kwargs = {'denoiser_hidden': 16} if name == 'mdmns' else {}
+    losses = []
+    for source in (None, WholeGraphSubgraphs(train_graph(small), 256)):
+        seed_everything(0)
+        trainer = Trainer(cls(small, **kwargs), small, batch_size=256,
+                          progress=False, source=source)
+        if source is not None and not cls.supports_subgraph:
+            with pytest.raises(ValueError, match='sampled subgraphs'):
+                trainer.train_epoch(1)
+            return
+        losses.append([trainer.train_epoch(e)['loss'] for e in (1, 2)])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
 def test_eval_cache_is_dropped_in_training_mode(small):
@@ -81,9 +132,9 @@ def test_freedom_prunes_the_training_graph_every_epoch(small):
     assert not torch.equal(first.col_indices(), model.train_adj.col_indices())
     model.eval()  # evaluation uses the full graph
     assert model.training is False
-    u_eval, _ = model()
+    u_eval, _ = model.encode()
     model.train()
-    u_train, _ = model()
+    u_train, _ = model.encode()
     assert not torch.allclose(u_eval, u_train)
 
 

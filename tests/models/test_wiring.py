@@ -29,7 +29,7 @@ from torch.testing import assert_close
 from pyg_mmrec.data.hetero import build_hetero_data
 from pyg_mmrec.models import FMCNS, FREEDOM, MDMNS, LightGCN
 from pyg_mmrec.nn.diffusion import GaussianDiffusion
-from pyg_mmrec.train.sampler import BPRBatch
+from pyg_mmrec.loader import BPRBatch
 
 NUM_USERS, NUM_ITEMS = 6, 5
 TRAIN = [(0, 0), (0, 1), (1, 1), (1, 2), (1, 3), (2, 0), (2, 4), (3, 2),
@@ -119,7 +119,7 @@ def test_lightgcn_forward_is_the_dense_layer_mean(data, num_layers):
     e = model.embedding.weight.detach()
     out = layer_mean(dense_bipartite(TRAIN), e, num_layers)
     with torch.no_grad():
-        user, item = model()
+        user, item = model.encode()
     assert_close(user, out[:NUM_USERS])
     assert_close(item, out[NUM_USERS:])
 
@@ -138,7 +138,7 @@ def test_lightgcn_loss_by_value(data):
     ego = torch.cat([e[BATCH.user], e[NUM_USERS + BATCH.pos],
                      e[NUM_USERS + BATCH.neg]])
     exp_reg = 0.5 * ego.pow(2).sum() / (2 * len(BATCH.user))
-    terms = model.loss(BATCH)
+    terms = model(BATCH)
     assert set(terms) == {'bpr', 'reg'}
     assert_close(terms['bpr'], exp_bpr)
     assert_close(terms['reg'], exp_reg)
@@ -166,7 +166,7 @@ def test_freedom_eval_forward_is_the_dense_formula(data, num_mm_layers):
                                   num_mm_layers) @ e_i
     out = layer_mean(dense_bipartite(TRAIN), torch.cat([e_u, e_i]), 2)
     with torch.no_grad():
-        user, item = model()
+        user, item = model.encode()
     assert_close(user, out[:NUM_USERS])
     assert_close(item, out[NUM_USERS:] + h)
 
@@ -193,7 +193,7 @@ def test_freedom_loss_by_value(data):
         proj = data['item'][f'x_{m}'] @ weight.t()
         expected[f'bpr_{m}'] = 0.3 * bpr((u * proj[BATCH.pos]).sum(-1),
                                          (u * proj[BATCH.neg]).sum(-1))
-    terms = model.loss(BATCH)
+    terms = model(BATCH)
     assert set(terms) == set(expected)
     for name, value in expected.items():
         assert_close(terms[name], value, msg=name)
@@ -219,7 +219,7 @@ def test_fmcns_eval_forward_mixes_the_generated_embeddings(data):
     mixed = 0.3 * generated + 0.7 * h
     out = layer_mean(dense_bipartite(TRAIN), torch.cat([e_u, mixed]), 3)
     with torch.no_grad():
-        user, item = model()
+        user, item = model.encode()
     assert_close(model.generated, generated)  # forward did not regenerate
     assert_close(user, out[:NUM_USERS])
     assert_close(item, out[NUM_USERS:] + h)
@@ -261,7 +261,7 @@ def test_fmcns_loss_terms_by_value(data, monkeypatch):
             model.on_epoch_end(1)
             with torch.no_grad():
                 model.generated.normal_()
-        terms = model.loss(BATCH)
+        terms = model(BATCH)
         mse, x_hat = record['out']
         x_hat = x_hat.detach()
         assert_close(record['target'], e_i[items])
@@ -304,10 +304,10 @@ def test_mdmns_generated_graph_keeps_the_top_denoised_items(data, rebuild_k):
     for u, i in TRAIN:
         x0[u, i] = 1.0
     for m in model.modalities:
-        den = model.denoisers[m].eval()
+        den = model.diffusion.denoisers[m].eval()
         with torch.no_grad():
-            scores = model.diffusion.p_sample(den, x0)
-        kept = getattr(model, f'generated_{m}')
+            scores = model.diffusion.process.p_sample(den, x0)
+        kept = getattr(model.diffusion, f'generated_{m}')
         assert kept.shape == (NUM_USERS, rebuild_k)
         for u in range(NUM_USERS):
             order = scores[u].argsort(descending=True).tolist()

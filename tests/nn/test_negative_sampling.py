@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from pyg_mmrec.graphs import PairIndex
 from pyg_mmrec.nn import CausalNegativeSampler, item_frequency
 
 
@@ -11,29 +12,36 @@ def random_pairs(num_users, num_items, num_edges, seed=0):
     return torch.stack([keys // num_items, keys % num_items])
 
 
+def make(pairs, num_items, num_users=None, **kwargs):
+    r"""The sampler of training pairs :obj:`pairs` (users: largest id + 1
+    unless given)."""
+    if num_users is None:
+        num_users = int(pairs[0].max()) + 1 if pairs.numel() else 1
+    return CausalNegativeSampler(PairIndex(pairs, num_users, num_items),
+                                 **kwargs)
+
+
 def positive_set(pairs):
     return set(map(tuple, pairs.t().tolist()))
 
 
 def test_item_frequency():
     pairs = torch.tensor([[0, 0, 1, 2, 2], [1, 3, 1, 1, 1]])  # (2, 1) twice
-    freq = item_frequency(pairs, num_items=5, num_users=4)
+    freq = item_frequency(PairIndex(pairs, 4, 5))
     assert torch.allclose(freq, torch.tensor([0.0, 0.75, 0.0, 0.25, 0.0]))
-    sampler = CausalNegativeSampler(pairs, 5, num_users=4)
+    sampler = make(pairs, 5, num_users=4)
     assert torch.allclose(sampler.freq, freq)
-    # Inferred number of users: largest id + 1 = 3.
-    assert torch.allclose(CausalNegativeSampler(pairs, 5).freq, freq * 4 / 3)
 
 
 def test_defaults_and_repr():
     pairs = random_pairs(20, 5000, 3000)
-    sampler = CausalNegativeSampler(pairs, 5000)
+    sampler = make(pairs, 5000)
     assert (sampler.num_candidates, sampler.top_k) == (1000, 100)
     assert str(sampler) == ('CausalNegativeSampler(num_items=5000, beta=3.0, '
                             'num_candidates=1000, top_k=100)')
-    original = CausalNegativeSampler(pairs, 5000, num_candidates=None)
+    original = make(pairs, 5000, num_candidates=None)
     assert (original.num_candidates, original.top_k) == (750, 75)
-    small = CausalNegativeSampler(pairs[:, pairs[1] < 30], 30, top_k=50)
+    small = make(pairs[:, pairs[1] < 30], 30, top_k=50)
     assert (small.num_candidates, small.top_k) == (30, 30)
     assert len(list(sampler.parameters())) == 0
     assert len(sampler.state_dict()) == 0
@@ -43,14 +51,14 @@ def test_defaults_and_repr():
 def test_popularity_mask():
     pairs = torch.zeros(2, 0, dtype=torch.long)
     freq = torch.tensor([0.25, 0.5, 0.75])  # mean 0.5 exactly
-    sampler = CausalNegativeSampler(pairs, 3, freq=freq)
+    sampler = make(pairs, 3, freq=freq)
     m = sampler.popularity_mask(torch.arange(3))
     assert m[0] > 0.5 and m[1] == 0.5 and m[2] < 0.5
     expected = torch.sigmoid(-3.0 * (freq - 0.5) / (freq.std() + 1e-8))
     assert torch.allclose(m, expected)
 
     pairs = random_pairs(50, 40, 600, seed=1)
-    sampler = CausalNegativeSampler(pairs, 40, num_users=50, beta=2.0)
+    sampler = make(pairs, 40, num_users=50, beta=2.0)
     items = torch.arange(40)
     m = sampler.popularity_mask(items)
     freq = sampler.freq
@@ -65,7 +73,7 @@ def test_popularity_mask():
 def test_never_returns_a_training_positive(num_users, num_items, num_edges,
                                            num_candidates, top_k):
     pairs = random_pairs(num_users, num_items, num_edges, seed=2)
-    sampler = CausalNegativeSampler(pairs, num_items, num_users=num_users,
+    sampler = make(pairs, num_items, num_users=num_users,
                                     num_candidates=num_candidates,
                                     top_k=top_k)
     positives = positive_set(pairs)
@@ -95,7 +103,7 @@ def test_user_with_all_but_three_items(num_candidates):
                          torch.arange(num_items)[taken]])
     light = torch.tensor([[1, 1, 2], [0, 7, 31]])
     pairs = torch.cat([heavy, light], dim=1)
-    sampler = CausalNegativeSampler(pairs, num_items, num_users=3,
+    sampler = make(pairs, num_items, num_users=3,
                                     num_candidates=num_candidates, top_k=10)
     gen = torch.Generator().manual_seed(4)
     item_emb = torch.randn(num_items, 8, generator=gen)
@@ -113,7 +121,7 @@ def test_user_with_all_but_three_items(num_candidates):
 
 def test_user_with_every_item_raises():
     pairs = torch.stack([torch.zeros(5, dtype=torch.long), torch.arange(5)])
-    sampler = CausalNegativeSampler(pairs, 5, num_users=1)
+    sampler = make(pairs, 5, num_users=1)
     with pytest.raises(RuntimeError, match='every item'):
         sampler.sample(torch.tensor([0]), torch.tensor([2]), torch.randn(5, 4))
 
@@ -121,12 +129,13 @@ def test_user_with_every_item_raises():
 def test_uniform_negatives_are_exact():
     num_items = 10
     pairs = torch.tensor([[0, 0, 0, 0, 1, 2], [0, 1, 3, 9, 5, 0]])
-    sampler = CausalNegativeSampler(pairs, num_items, num_users=4)
+    sampler = make(pairs, num_items, num_users=4)
     gen = torch.Generator().manual_seed(5)
     cases = [(0, [2, 4, 5, 6, 7, 8]), (1, [0, 1, 2, 3, 4, 6, 7, 8, 9]),
              (3, list(range(10)))]
     for user, free in cases:
-        neg = sampler.uniform_negatives(torch.full((6000, ), user), gen)
+        neg = sampler.pairs.uniform_negatives(torch.full((6000, ), user),
+                                              gen)
         counts = torch.bincount(neg, minlength=num_items)
         assert set(neg.unique().tolist()) == set(free)
         share = counts[free].float() / 6000
@@ -153,7 +162,7 @@ def top_k_sets(sampler, users, pos, item_emb, generated, k):
 def test_negative_in_top_k_of_full_pool(with_generated):
     num_users, num_items, k = 6, 25, 4
     pairs = random_pairs(num_users, num_items, 60, seed=6)
-    sampler = CausalNegativeSampler(pairs, num_items, num_users=num_users,
+    sampler = make(pairs, num_items, num_users=num_users,
                                     num_candidates=num_items, top_k=k)
     gen = torch.Generator().manual_seed(7)
     item_emb = torch.randn(num_items, 8, generator=gen)
@@ -176,7 +185,7 @@ def test_fewer_valid_than_k():
     num_items = 9
     pairs = torch.stack([torch.zeros(7, dtype=torch.long),
                          torch.tensor([0, 1, 2, 4, 5, 6, 8])])
-    sampler = CausalNegativeSampler(pairs, num_items, num_users=1,
+    sampler = make(pairs, num_items, num_users=1,
                                     num_candidates=num_items, top_k=5)
     gen = torch.Generator().manual_seed(8)
     item_emb = torch.randn(num_items, 4, generator=gen)
@@ -192,7 +201,7 @@ def test_pool_positives_equals_lookup(num_candidates):
     pairs = random_pairs(num_users, num_items, 150, seed=9)
     heavy = torch.stack([torch.full((38, ), 3), torch.arange(38)])
     pairs = torch.cat([pairs, heavy], dim=1)  # user 3: all but 2 items
-    sampler = CausalNegativeSampler(pairs, num_items, num_users=num_users)
+    sampler = make(pairs, num_items, num_users=num_users)
     gen = torch.Generator().manual_seed(10)
     for users in [torch.randint(num_users, (30, ), generator=gen),
                   torch.full((5, ), 3), torch.tensor([11, 3])]:

@@ -1,0 +1,111 @@
+r"""The training batch every model's :meth:`forward` takes: (user, positive,
+negative) ids and, optionally, the sampled subgraph they live in."""
+from dataclasses import dataclass, replace
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from pyg_mmrec.graphs.pairs import PairIndex
+
+
+@dataclass(frozen=True)
+class Subgraph:
+    r"""A sampled user-item subgraph with local node ids.
+
+    Args:
+        user_id (torch.Tensor): Global ids of its users :obj:`[N_u]` (PyG's
+            :obj:`n_id` of the user nodes), distinct.
+        item_id (torch.Tensor): Global ids of its items :obj:`[N_i]`,
+            distinct.
+        edge_index (torch.Tensor): Its training (user, item) edges in local
+            ids :obj:`[2, E]` (row: position in :obj:`user_id`, column:
+            position in :obj:`item_id`).
+    """
+    user_id: Tensor
+    item_id: Tensor
+    edge_index: Tensor
+
+    @property
+    def num_users(self) -> int:
+        return self.user_id.numel()
+
+    @property
+    def num_items(self) -> int:
+        return self.item_id.numel()
+
+    def to(self, device) -> 'Subgraph':
+        return Subgraph(*(t.to(device) for t in
+                          (self.user_id, self.item_id, self.edge_index)))
+
+    @staticmethod
+    def induced(graph: PairIndex, user_id: Tensor,
+                item_id: Tensor) -> 'Subgraph':
+        r"""The subgraph of :obj:`graph` induced by the given users and
+        items (every pair of :obj:`graph` between them)."""
+        user_id, item_id = user_id.long(), item_id.long()
+        user_pos = torch.full((graph.num_users, ), -1, dtype=torch.long,
+                              device=user_id.device)
+        item_pos = torch.full((graph.num_items, ), -1, dtype=torch.long,
+                              device=item_id.device)
+        user_pos[user_id] = torch.arange(user_id.numel(),
+                                         device=user_id.device)
+        item_pos[item_id] = torch.arange(item_id.numel(),
+                                         device=item_id.device)
+        row, col = user_pos[graph.edge_index[0]], item_pos[graph.edge_index[1]]
+        keep = (row >= 0) & (col >= 0)
+        return Subgraph(user_id, item_id, torch.stack([row[keep], col[keep]]))
+
+
+def _local(ids: Tensor, query: Tensor, what: str) -> Tensor:
+    order = torch.argsort(ids)
+    pos = torch.searchsorted(ids[order], query).clamp_(max=ids.numel() - 1)
+    found = order[pos]
+    if not bool((ids[found] == query).all()):
+        raise ValueError(f"the subgraph lacks some of the batch's {what}")
+    return found
+
+
+@dataclass(frozen=True)
+class BPRBatch:
+    r"""A batch of :obj:`[B]` (user, positive item, negative item) triples.
+
+    The ids are global. With a :obj:`subgraph` (mini-batch training), the
+    model encodes that subgraph instead of the full training graph and
+    reads the batch's nodes at their local positions :meth:`node_index`.
+
+    Example:
+        >>> batch = BPRBatch(torch.tensor([0, 1]), torch.tensor([3, 4]),
+        ...                  torch.tensor([5, 2]))
+        >>> user_emb, item_emb = model.encode(batch.subgraph)
+        >>> u, p, n = batch.node_index()  # global ids: no subgraph
+    """
+    user: Tensor
+    pos: Tensor
+    neg: Tensor
+    subgraph: Optional[Subgraph] = None
+
+    def __len__(self) -> int:
+        return self.user.numel()
+
+    def to(self, device) -> 'BPRBatch':
+        return BPRBatch(self.user.to(device), self.pos.to(device),
+                        self.neg.to(device),
+                        None if self.subgraph is None else
+                        self.subgraph.to(device))
+
+    def with_subgraph(self, subgraph: Subgraph) -> 'BPRBatch':
+        r"""This batch on :obj:`subgraph`, which must hold its nodes."""
+        return replace(self, subgraph=subgraph)
+
+    def node_index(self) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""The rows of the batch's users, positives and negatives in the
+        embeddings of :meth:`Recommender.encode(batch.subgraph)
+        <pyg_mmrec.models.Recommender.encode>`: global ids without a
+        subgraph, local positions with one."""
+        sub = self.subgraph
+        if sub is None:
+            return self.user, self.pos, self.neg
+        return (_local(sub.user_id, self.user, 'users'),
+                _local(sub.item_id, self.pos, 'positive items'),
+                _local(sub.item_id, self.neg, 'negative items'))

@@ -1,0 +1,103 @@
+r"""Batch sources: what the trainer iterates over in an epoch."""
+from typing import Iterator, Optional, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from pyg_mmrec.graphs.pairs import PairIndex
+from pyg_mmrec.loader.batch import BPRBatch
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    r"""Anything the trainer can draw an epoch of batches from.
+
+    :meth:`batches` must take all of its randomness from :obj:`generator`
+    (the trainer seeds one per epoch, stage and process), so that an epoch
+    is reproducible and a resumed run draws what an uninterrupted one
+    would.
+
+    Example:
+        >>> source = TripletSource(train_graph(data), batch_size=2048)
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> for batch in source.batches(epoch=1, generator=gen):
+        ...     terms = model(batch)
+    """
+    def __len__(self) -> int:
+        r"""The number of batches per epoch."""
+
+    def batches(self, epoch: int,
+                generator: torch.Generator) -> Iterator[object]:
+        r"""One epoch of batches."""
+
+
+class TripletSource:
+    r"""Full-graph BPR triples: every training pair once per epoch, in a
+    shuffled order, each with a fresh uniform true negative
+    (:meth:`~pyg_mmrec.graphs.PairIndex.uniform_negatives`: never a
+    training item of its user; validation and test items are not excluded,
+    which would leak them).
+
+    Args:
+        graph (PairIndex): The training graph.
+        batch_size (int): Triples per batch (the last may be smaller).
+        shard (tuple, optional): :obj:`(rank, world_size)`: this process
+            takes every :obj:`world_size`-th batch of the shared shuffled
+            order, from :obj:`rank` on. (default: :obj:`(0, 1)`)
+    """
+    def __init__(self, graph: PairIndex, batch_size: int,
+                 shard: tuple = (0, 1)):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard must be (rank, world_size) with "
+                             f"0 <= rank < world_size, got {shard}")
+        if graph.device.type != 'cpu':  # batches are drawn on the CPU
+            graph = graph.copy().cpu()
+        self.graph, self.batch_size = graph, int(batch_size)
+        self.rank, self.world_size = int(rank), int(world)
+
+    def __len__(self) -> int:
+        total = -(-self.graph.num_pairs // self.batch_size)
+        return len(range(self.rank, total, self.world_size))
+
+    def batches(self, epoch: int,
+                generator: Optional[torch.Generator] = None
+                ) -> Iterator[BPRBatch]:
+        num_pairs = self.graph.num_pairs
+        perm = torch.randperm(num_pairs, generator=generator)
+        user, pos = self.graph.edge_index[:, perm]
+        neg = self.graph.uniform_negatives(user, generator)
+        starts = range(0, num_pairs, self.batch_size)
+        for start in starts[self.rank::self.world_size]:
+            sl = slice(start, start + self.batch_size)
+            yield BPRBatch(user[sl], pos[sl], neg[sl])
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(pairs={self.graph.num_pairs}, '
+                f'batch_size={self.batch_size})')
+
+
+class RowBlockSource:
+    r"""Shuffled blocks of row ids :math:`0, \dots, N - 1` (e.g. the users
+    whose interaction rows a denoiser reconstructs), every row once per
+    epoch.
+
+    Args:
+        num_rows (int): :math:`N`.
+        batch_size (int): Rows per block (the last may be smaller).
+    """
+    def __init__(self, num_rows: int, batch_size: int):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.num_rows, self.batch_size = int(num_rows), int(batch_size)
+
+    def __len__(self) -> int:
+        return -(-self.num_rows // self.batch_size)
+
+    def batches(self, epoch: int,
+                generator: Optional[torch.Generator] = None
+                ) -> Iterator[Tensor]:
+        return iter(torch.randperm(self.num_rows, generator=generator)
+                    .split(self.batch_size))

@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from pyg_mmrec.graphs import PairIndex
+from pyg_mmrec.loader import BPRBatch, RowBlockSource, Subgraph, TripletSource
+
+
+def random_graph(num_users=40, num_items=25, num_edges=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.randperm(num_users * num_items, generator=g)[:num_edges]
+    return PairIndex(torch.stack([keys // num_items, keys % num_items]),
+                     num_users, num_items)
+
+
+def test_triplets_cover_every_training_pair_once_with_true_negatives():
+    graph = random_graph()
+    source = TripletSource(graph, batch_size=64)
+    batches = list(source.batches(1, torch.Generator().manual_seed(0)))
+    assert len(source) == len(batches) == 5
+    assert [len(b) for b in batches] == [64] * 4 + [300 - 256]
+    user = torch.cat([b.user for b in batches])
+    pos = torch.cat([b.pos for b in batches])
+    got = sorted(zip(user.tolist(), pos.tolist()))
+    assert got == sorted(map(tuple, graph.edge_index.t().tolist()))
+    neg = torch.cat([b.neg for b in batches])
+    assert not graph.contains(user, neg).any()
+
+
+def test_an_epoch_is_a_function_of_its_generator():
+    source = TripletSource(random_graph(), batch_size=50)
+
+    def epoch(seed):
+        batches = source.batches(1, torch.Generator().manual_seed(seed))
+        return torch.cat([torch.stack([b.user, b.pos, b.neg])
+                          for b in batches], 1)
+
+    torch.manual_seed(0)
+    a = epoch(3)
+    torch.manual_seed(1)  # the global generator plays no part
+    assert torch.equal(a, epoch(3))
+    assert not torch.equal(a, epoch(4))
+
+
+def test_shards_partition_the_shared_order():
+    graph = random_graph()
+    full = list(TripletSource(graph, 32).batches(
+        1, torch.Generator().manual_seed(0)))
+    shards = [list(TripletSource(graph, 32, shard=(r, 3)).batches(
+        1, torch.Generator().manual_seed(0))) for r in range(3)]
+    assert [len(s) for s in shards] == [len(TripletSource(
+        graph, 32, shard=(r, 3))) for r in range(3)] == [4, 3, 3]
+    for r, shard in enumerate(shards):
+        for j, batch in enumerate(shard):
+            assert torch.equal(batch.user, full[r + 3 * j].user)
+            assert torch.equal(batch.neg, full[r + 3 * j].neg)
+    with pytest.raises(ValueError, match='shard'):
+        TripletSource(graph, 32, shard=(3, 3))
+    with pytest.raises(ValueError, match='batch_size'):
+        TripletSource(graph, 0)
+
+
+def test_row_blocks_cover_every_row_once():
+    source = RowBlockSource(10, 4)
+    blocks = list(source.batches(1, torch.Generator().manual_seed(0)))
+    assert len(source) == 3 and [b.numel() for b in blocks] == [4, 4, 2]
+    assert sorted(torch.cat(blocks).tolist()) == list(range(10))
+
+
+def test_subgraph_induced_and_local_node_index():
+    graph = PairIndex(torch.tensor([[0, 0, 1, 2, 2], [0, 2, 1, 1, 3]]), 3, 4)
+    sub = Subgraph.induced(graph, torch.tensor([2, 0]),
+                           torch.tensor([1, 0, 3]))
+    # pairs between users {2, 0} and items {1, 0, 3}: (0,0), (2,1), (2,3)
+    assert sorted(map(tuple, sub.edge_index.t().tolist())) == \
+        [(0, 0), (0, 2), (1, 1)]
+    batch = BPRBatch(torch.tensor([0, 2]), torch.tensor([0, 3]),
+                     torch.tensor([3, 0]))
+    assert [t.tolist() for t in batch.node_index()] == \
+        [[0, 2], [0, 3], [3, 0]]
+    u, p, n = batch.with_subgraph(sub).node_index()
+    assert (u.tolist(), p.tolist(), n.tolist()) == ([1, 0], [1, 2], [2, 1])
+    with pytest.raises(ValueError, match='lacks'):
+        BPRBatch(torch.tensor([1]), torch.tensor([0]),
+                 torch.tensor([0])).with_subgraph(sub).node_index()
