@@ -44,7 +44,7 @@ def load(dataset, data_root, model):
 def worker(model_name, dataset, data_root, epochs, overrides=None):
     import torch
     from pyg_mmrec.experiment import find_config, load_config
-    from pyg_mmrec.train.trainer import memory_allocator, peak_memory_mb
+    from pyg_mmrec.train.records import memory_allocator, peak_memory_mb
 
     data, label = load(dataset, data_root, model_name)
     config_file, _ = find_config(dataset, model_name)

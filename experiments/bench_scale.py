@@ -33,7 +33,7 @@ def run(args):
 
     from pyg_mmrec.data import make_synthetic
     from pyg_mmrec.experiment import load_config, parse_settings
-    from pyg_mmrec.train.trainer import memory_allocator, peak_memory_mb
+    from pyg_mmrec.train.records import memory_allocator, peak_memory_mb
 
     features = parse_settings(args.features, '--features')
     config = load_config(args.config, args.model) if args.config else {}

@@ -16,9 +16,16 @@ FAST = {'trainer': {'lr': 5e-3, 'epochs': 100, 'patience': 10},
 
 def demo_configs() -> Dict[str, dict]:
     r"""The configuration of every registered model in the demo:
-    :obj:`FAST` for the trainable ones, none for the others (e.g. Pop)."""
-    return {name: (copy.deepcopy(FAST) if cls.trainable else {})
-            for name, cls in MODELS.items()}
+    :obj:`FAST` for the trainable ones, updated by the model's own
+    :attr:`~pyg_mmrec.models.Recommender.demo_settings` (e.g. fewer epochs
+    for a slow recipe), none for the others (e.g. Pop)."""
+    out = {}
+    for name, cls in MODELS.items():
+        config = copy.deepcopy(FAST) if cls.trainable else {}
+        for section, settings in cls.demo_settings.items():
+            config.setdefault(section, {}).update(settings)
+        out[name] = config
+    return out
 
 
 #: :func:`demo_configs` of the models registered at import.
@@ -45,6 +52,11 @@ def run_demo(seed: int = 0) -> Tuple[str, List[dict]]:
     title = (f"synthetic dataset ({data['user'].num_nodes} users, "
              f"{data['item'].num_nodes} items): test metrics at the best "
              f"validation epoch")
+    own = {name: MODELS[name].demo_settings for name in MODELS
+           if MODELS[name].demo_settings}
+    if own:
+        title += '; own demo settings: ' + '; '.join(
+            f"{name} {settings}" for name, settings in own.items())
     return title, rows
 
 

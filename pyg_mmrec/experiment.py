@@ -355,6 +355,9 @@ def format_results_table(results: Mapping[str, Any]) -> str:
              f"{results['val' if sel == 'val' else 'test'][results['metric']]:.4f})")
     if sel != 'val':
         title += f"\n[{sel}]"
+    protocol = results.get('protocol', 'full ranking')
+    if protocol != 'full ranking':
+        title += f"\n[evaluation protocol: {protocol}]"
     if results.get('test_mask') == 'train':
         title += ("\n[test pass masks the training items only (MMRec/DiffMM "
                   "rule): validation items may be recommended]")

@@ -69,6 +69,23 @@ def test_train_select_on_test_is_labelled(tmp_path, capsys):
     assert 'best TEST epoch' in text and 'paper-reproduction' in text
 
 
+def test_train_with_the_sampled_protocol_says_so(tmp_path, capsys):
+    code = main(['train', '--model', 'lightgcn', '--dataset', 'synthetic',
+                 '--config', 'none', '--epochs', '2', '--protocol', 'sampled',
+                 '--num-negatives', '49', '--no-progress',
+                 '--output-dir', str(tmp_path)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert '[evaluation protocol: sampled: 1 held-out + 49 negatives]' in text
+    results = json.loads((tmp_path / 'results.json').read_text())
+    assert results['protocol'] == 'sampled: 1 held-out + 49 negatives'
+    assert results['metric'] == 'hit@10'
+    assert set(results['test']) == {f'{m}@{k}' for m in ('hit', 'ndcg')
+                                    for k in (5, 10, 20, 50)}
+    # a trained model ranks its held-out items far above chance (10/50)
+    assert results['test']['hit@10'] > 0.3
+
+
 def test_train_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(['train', '--model', 'nope', '--output-dir', str(tmp_path)]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
@@ -119,7 +136,8 @@ def test_train_uses_and_prints_the_dataset_config(tmp_path, monkeypatch,
     assert main(argv + ['--trainer.epochs', '1', '--resume']) == 0
     capsys.readouterr()
     assert main(argv + ['--trainer.epochs', '1', '--resume', '--lr', '0.5']) == 2
-    assert 'another configuration' in capsys.readouterr().err
+    assert 'another configuration (differs in trainer.lr)' in \
+        capsys.readouterr().err
 
     # --config none: the model's defaults.
     assert main(argv + ['--config', 'none', '--epochs', '1',

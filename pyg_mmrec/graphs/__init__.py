@@ -1,8 +1,8 @@
 r"""Graph construction: normalised bipartite adjacencies, modality kNN
-graphs, co-occurrence graphs and edge pruning. Every builder returns a
-coalesced :obj:`torch.sparse_csr` tensor. :class:`PairIndex` is the sorted
-pair index every sampler and the evaluator share, and :func:`train_graph`
-the one owner of a dataset's training interactions."""
+graphs, co-occurrence and homography graphs, edge pruning. Every builder
+returns a coalesced :obj:`torch.sparse_csr` tensor. :class:`PairIndex` is
+the sorted pair index every sampler and the evaluator share, and
+:func:`train_graph` the one owner of a dataset's training interactions."""
 from pyg_mmrec.graphs.sparse import (
     to_sparse_csr,
     csr_to_edge_index,
@@ -29,6 +29,12 @@ from pyg_mmrec.graphs.cooccurrence import (
     topk_per_row,
 )
 from pyg_mmrec.graphs.pairs import PairIndex, split_graph, train_graph
+from pyg_mmrec.graphs.homography import (
+    cooccurrence_topk_graph,
+    interest_features,
+    similarity_graph,
+    homography_graphs,
+)
 from pyg_mmrec.graphs.pruning import (
     sample_without_replacement,
     pruning_weights,
@@ -62,4 +68,8 @@ __all__ = [
     'PairIndex',
     'split_graph',
     'train_graph',
+    'cooccurrence_topk_graph',
+    'interest_features',
+    'similarity_graph',
+    'homography_graphs',
 ]

@@ -44,9 +44,12 @@ class TripletSource:
         shard (tuple, optional): :obj:`(rank, world_size)`: this process
             takes every :obj:`world_size`-th batch of the shared shuffled
             order, from :obj:`rank` on. (default: :obj:`(0, 1)`)
+        exclude (PairIndex, optional): The pairs negatives avoid, if not
+            :obj:`graph` (e.g. every interaction, to reproduce an original
+            that leaks the held-out items this way). (default: :obj:`None`)
     """
     def __init__(self, graph: PairIndex, batch_size: int,
-                 shard: tuple = (0, 1)):
+                 shard: tuple = (0, 1), exclude: Optional[PairIndex] = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         rank, world = shard
@@ -57,6 +60,7 @@ class TripletSource:
             graph = graph.copy().cpu()
         self.graph, self.batch_size = graph, int(batch_size)
         self.rank, self.world_size = int(rank), int(world)
+        self.exclude = graph if exclude is None else exclude
 
     def __len__(self) -> int:
         total = -(-self.graph.num_pairs // self.batch_size)
@@ -68,7 +72,7 @@ class TripletSource:
         num_pairs = self.graph.num_pairs
         perm = torch.randperm(num_pairs, generator=generator)
         user, pos = self.graph.edge_index[:, perm]
-        neg = self.graph.uniform_negatives(user, generator)
+        neg = self.exclude.uniform_negatives(user, generator)
         starts = range(0, num_pairs, self.batch_size)
         for start in starts[self.rank::self.world_size]:
             sl = slice(start, start + self.batch_size)

@@ -7,6 +7,7 @@ from .vbpr import VBPR
 from .freedom import FREEDOM
 from .fmcns import FMCNS
 from .mdmns import MDMNS
+from .rearm import REARM
 
 __all__ = ['Recommender', 'Stage', 'Pop', 'LightGCN', 'VBPR', 'FREEDOM',
-           'FMCNS', 'MDMNS', 'MODELS', 'get_model', 'register_model']
+           'FMCNS', 'MDMNS', 'REARM', 'MODELS', 'get_model', 'register_model']

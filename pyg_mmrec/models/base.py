@@ -151,8 +151,15 @@ class Recommender(torch.nn.Module):
     #: Trainer settings of the model's original recipe (e.g. its batch size
     #: and learning rate), used where a configuration does not set them.
     trainer_defaults: Dict[str, Any] = {}
+    #: Sectioned settings the demo (``make run``) applies on top of its fast
+    #: ones, e.g. fewer epochs for a slow recipe.
+    demo_settings: Dict[str, Dict[str, Any]] = {}
     #: The CLI name (set by :func:`~pyg_mmrec.models.register_model`).
     cli_name: str = ''
+    #: The interactions the trainer's negatives avoid: :obj:`"train"` (the
+    #: honest rule) or :obj:`"all"` (also validation and test items: only
+    #: to reproduce an original that leaks them this way).
+    negative_exclusion: str = 'train'
 
     def __init__(self, data: HeteroData):
         super().__init__()

@@ -1,4 +1,5 @@
 r"""Reusable PyG modules for multimodal recommendation."""
+from pyg_mmrec.nn.attention import CoordinateAttention
 from pyg_mmrec.nn.contrastive import (info_nce, mdmns_noise_levels,
                                       noisy_view_info_nce)
 from pyg_mmrec.nn.conv import LightGCNConv, LightGCNEncoder, sparse_mm
@@ -7,6 +8,8 @@ from pyg_mmrec.nn.diffusion import GaussianDiffusion
 from pyg_mmrec.nn.embedding import sinusoidal_time_embedding
 from pyg_mmrec.nn.flow import (FlowMatchingGenerator, frequency_prior,
                                mask_interpolate)
+from pyg_mmrec.nn.losses import bpr_loss, l2_reg, orthogonality_loss
+from pyg_mmrec.nn.meta import MetaLowRankTransform
 from pyg_mmrec.nn.modality_diffusion import ModalityDiffusion
 from pyg_mmrec.nn.negative_sampling import (CausalNegativeSampler,
                                             item_frequency)
@@ -15,6 +18,11 @@ __all__ = [
     'LightGCNConv',
     'LightGCNEncoder',
     'sparse_mm',
+    'CoordinateAttention',
+    'MetaLowRankTransform',
+    'bpr_loss',
+    'l2_reg',
+    'orthogonality_loss',
     'GaussianDiffusion',
     'Denoiser',
     'BipartiteGuidance',

@@ -2,8 +2,9 @@ r"""Training: the :class:`Trainer` (stages, batches, early stopping,
 checkpoints), the evaluation protocols (full ranking and sampled
 leave-one-out) with their metrics, disk offload, and the distributed
 helpers."""
-from .evaluator import Evaluator, build_evaluator
+from .evaluator import Evaluator
 from .offload import DiskOffload
+from .protocols import PROTOCOLS, build_evaluator
 from .sampled import SampledEvaluator
 from .trainer import Trainer
 
@@ -11,6 +12,7 @@ __all__ = [
     'Evaluator',
     'SampledEvaluator',
     'build_evaluator',
+    'PROTOCOLS',
     'DiskOffload',
     'Trainer',
 ]

@@ -1,7 +1,6 @@
-r"""Full-ranking evaluation over all items (MMRec ``full_sort``), and the
-registry of evaluation protocols (:func:`build_evaluator`)."""
+r"""Full-ranking evaluation over all items (MMRec ``full_sort``), and what
+every evaluation protocol shares (:class:`EvaluationProtocol`)."""
 from typing import (
-    Any,
     Callable,
     Dict,
     Iterator,
@@ -18,7 +17,7 @@ from torch_geometric.data import HeteroData
 
 from pyg_mmrec.data.hetero import num_items as _num_items
 from pyg_mmrec.data.hetero import num_users as _num_users
-from pyg_mmrec.data.hetero import split_edge_index
+from pyg_mmrec.graphs.pairs import PairIndex, split_graph
 from pyg_mmrec.train import distributed
 from pyg_mmrec.train.metrics import METRICS, _check, key_hits, ranking_metrics
 
@@ -144,8 +143,10 @@ class Evaluator(EvaluationProtocol):
         #: Length of the ranked lists, :math:`\min(\max(K), I)`.
         self.max_k = min(max(self.ks), self.num_items)
 
-        edges = {s: split_edge_index(data, s).cpu() for s in
-                 ('train', 'val', 'test')}
+        # The splits' sorted pair indices (the training one is the shared
+        # train_graph): pairs sorted by user, then item.
+        graphs = {s: split_graph(data, s, 'cpu') for s in
+                  ('train', 'val', 'test')}
         self._device = torch.device('cpu')
         # One store per (split, masking rule): validation masks the
         # training items; test masks per rule.
@@ -154,25 +155,28 @@ class Evaluator(EvaluationProtocol):
         self._splits: Dict[str, Dict[str, Tensor]] = {}
         for key, masked in rules:
             split = key.split(':')[0]
-            mask_index = torch.cat([edges[s] for s in masked], dim=1)
-            self._splits[key] = self._prepare(edges[split], mask_index)
+            mask = (graphs[masked[0]] if len(masked) == 1 else PairIndex(
+                torch.cat([graphs[s].edge_index for s in masked], dim=1),
+                self.num_users, self.num_items))
+            self._splits[key] = self._prepare(graphs[split].edge_index,
+                                              mask.edge_index)
 
     def _prepare(self, gt_index: Tensor,
                  mask_index: Tensor) -> Dict[str, Tensor]:
+        # Both indices are sorted by user, then item (PairIndex order), so
+        # the keys below come out sorted.
         U, I = self.num_users, self.num_items
-        users, gt_count = torch.unique(gt_index[0], sorted=True,
-                                       return_counts=True)
+        users, gt_count = torch.unique_consecutive(gt_index[0],
+                                                   return_counts=True)
         pos = torch.full((U, ), -1, dtype=torch.long)
         pos[users] = torch.arange(users.numel())
         # Ground truth as sorted keys `position * I + item`:
-        gt_key = (pos[gt_index[0]] * I + gt_index[1]).sort()[0]
+        gt_key = pos[gt_index[0]] * I + gt_index[1]
         gt_ptr = torch.cat([gt_count.new_zeros(1), gt_count.cumsum(0)])
         # Items to mask, grouped by position (CSR over evaluated users):
         row = pos[mask_index[0]]
         keep = row >= 0
         row, col = row[keep], mask_index[1][keep]
-        perm = (row * I + col).argsort()
-        row, col = row[perm], col[perm]
         mask_ptr = torch.cat([
             row.new_zeros(1),
             torch.bincount(row, minlength=users.numel()).cumsum(0)
@@ -355,59 +359,6 @@ def _average(total: Optional[Tensor], count: int, names: Sequence[str],
     if total is None or count == 0:
         return {name: 0.0 for name in names}
     return dict(zip(names, (total / count).tolist()))
-
-
-def build_evaluator(protocol: str, data: HeteroData, *,
-                    ks: Optional[Sequence[int]] = None,
-                    batch_size: Optional[int] = None,
-                    test_masks: Union[str, Sequence[str]] = ('train_val', ),
-                    num_negatives: int = 99, seed: int = 0) -> Any:
-    r"""Builds the evaluator of an evaluation protocol of
-    :obj:`PROTOCOLS`: :obj:`"full"` (:class:`Evaluator`, full ranking;
-    ignores :obj:`num_negatives` and :obj:`seed`) or :obj:`"sampled"`
-    (:class:`~pyg_mmrec.train.SampledEvaluator`, 1 held-out item against
-    :obj:`num_negatives` negatives seeded by :obj:`seed`; it has no test
-    masking rules, so :obj:`test_masks` must be the default).
-
-    Args:
-        protocol (str): :obj:`"full"` or :obj:`"sampled"`.
-        data (HeteroData): The dataset.
-        ks (Sequence[int], optional): Cut-offs. (default: the protocol's)
-        batch_size (int, optional): Users (full) or cases (sampled) per
-            batch. (default: the protocol's)
-        test_masks (Sequence[str] or str): Test masking rules of full
-            ranking. (default: :obj:`("train_val",)`)
-        num_negatives (int): Negatives per case (sampled). (default: :obj:`99`)
-        seed (int): Seed of the negatives (sampled). (default: :obj:`0`)
-    """
-    from pyg_mmrec.train.sampled import PROTOCOLS
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {tuple(PROTOCOLS)}, got "
-                         f"{protocol!r}")
-    kwargs: Dict[str, Any] = {}
-    if ks is not None:
-        kwargs['ks'] = ks
-    if batch_size is not None:
-        kwargs['batch_size'] = batch_size
-    if protocol == 'full':
-        return Evaluator(data, test_masks=test_masks, **kwargs)
-    masks = check_test_masks(test_masks)
-    if masks != ('train_val', ):
-        raise ValueError(
-            f"test_masks={masks!r} does not apply to the sampled protocol "
-            f"(its negatives exclude all of the user's train/val/test items); "
-            f"leave test_masks at its default ('train_val',)")
-    return PROTOCOLS[protocol](data, num_negatives=num_negatives, seed=seed,
-                               **kwargs)
-
-
-def __getattr__(name: str) -> Any:
-    # `PROTOCOLS` lives in `sampled` (which imports this module); resolve it
-    # lazily to avoid an import cycle.
-    if name == 'PROTOCOLS':
-        from pyg_mmrec.train.sampled import PROTOCOLS
-        return PROTOCOLS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _module_device(score_fn: ScoreFn) -> Optional[torch.device]:

@@ -15,10 +15,8 @@ from pyg_mmrec.train import distributed
 from pyg_mmrec.train.evaluator import (
     EVAL_SPLITS,
     EvaluationProtocol,
-    Evaluator,
     _average,
     _module_device,
-    build_evaluator,
 )
 from pyg_mmrec.train.metrics import _check, ranking_metrics
 
@@ -299,8 +297,4 @@ def sample_negatives(index: PairIndex, users: Tensor, num_negatives: int,
     return neg
 
 
-#: The evaluation protocols, by name (see :func:`build_evaluator`).
-PROTOCOLS = {'full': Evaluator, 'sampled': SampledEvaluator}
-
-__all__ = ['SampledEvaluator', 'sample_negatives', 'PROTOCOLS',
-           'build_evaluator', 'SAMPLED_METRICS']
+__all__ = ['SampledEvaluator', 'sample_negatives', 'SAMPLED_METRICS']

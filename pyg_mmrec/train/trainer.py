@@ -4,10 +4,8 @@ resume."""
 import contextlib
 import copy
 import itertools
-import json
 import logging
 import os
-import resource
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
@@ -16,38 +14,20 @@ import torch
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
-from ..graphs import train_graph
+from ..data.hetero import INTERACTS, num_items, num_users
+from ..graphs import PairIndex, train_graph
 from ..loader import BatchSource, TripletSource
 from ..models.base import OPTIMIZERS, Stage
 from . import distributed
 from .checkpoint import atomic_save, rng_state, seed_everything, set_rng_state
-from .evaluator import build_evaluator
+from .protocols import build_evaluator
+from .records import format_record, peak_memory_mb, write_json
 from .offload import DiskOffload
 
 log = logging.getLogger('pyg_mmrec')
 
 SELECT_ON_TEST_LABEL = ('select-on-test (paper-reproduction mode: the best '
                         'epoch is chosen on the test set, which is optimistic)')
-
-
-def peak_memory_mb() -> float:
-    r"""Peak resident memory of this process (MiB), plus the CUDA peak when a
-    GPU was used."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        peak += torch.cuda.max_memory_allocated() / 2**20
-    return peak
-
-
-def memory_allocator() -> str:
-    r"""The CPU memory allocator of this process as its environment sets it
-    (jemalloc through :obj:`LD_PRELOAD` or glibc, with its settings): it
-    changes peak memory and speed a lot, so benchmarks record it."""
-    if 'jemalloc' in os.environ.get('LD_PRELOAD', ''):
-        conf = os.environ.get('MALLOC_CONF')
-        return 'jemalloc' + (f' {conf}' if conf else '')
-    tunables = os.environ.get('GLIBC_TUNABLES')
-    return 'glibc' + (f' {tunables}' if tunables else '')
 
 
 class Trainer:
@@ -178,7 +158,8 @@ class Trainer:
                              f"one of {self.evaluator.metric_names}")
         self.source = source if source is not None else TripletSource(
             train_graph(data, 'cpu'), batch_size,
-            shard=(distributed.rank(), distributed.world_size()))
+            shard=(distributed.rank(), distributed.world_size()),
+            exclude=negative_exclusion(self.net, data))
 
         self.stages: List[Stage] = list(self.net.stages())
         names = [st.name for st in self.stages]
@@ -335,7 +316,7 @@ class Trainer:
     def _load_checkpoint(self, path: str) -> Dict[str, Any]:
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state.get('config') != self.config:
-            old, new = state.get('config') or {}, self.config
+            old, new = _flat(state.get('config') or {}), _flat(self.config)
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise ValueError(
                 f"{path}: the checkpoint was written with another configuration "
@@ -457,35 +438,33 @@ class Trainer:
         return results
 
 
+def negative_exclusion(model, data: HeteroData) -> Optional[PairIndex]:
+    r"""The pairs the default source's negatives avoid besides the training
+    ones: every interaction when the model asks for it
+    (:attr:`~pyg_mmrec.models.Recommender.negative_exclusion`), else
+    :obj:`None`."""
+    rule = getattr(model, 'negative_exclusion', 'train')
+    if rule == 'train':
+        return None
+    if rule != 'all':
+        raise ValueError(f"negative_exclusion must be 'train' or 'all', "
+                         f"got {rule!r}")
+    log.warning("%s: negatives exclude validation and test items too (the "
+                "original's leak, faithful mode)", type(model).__name__)
+    return PairIndex(data[INTERACTS].edge_index.cpu(), num_users(data),
+                     num_items(data))
+
+
+def _flat(config: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
+    r"""Nested sections as dotted keys, *e.g.* :obj:`"trainer.lr"`."""
+    out: Dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f'{prefix}{key}.'))
+        else:
+            out[f'{prefix}{key}'] = value
+    return out
+
+
 def _mean(values):
     return sum(values) / len(values) if values else 0.0
-
-
-def write_json(obj: Any, path: str) -> None:
-    r"""Writes :obj:`obj` as JSON atomically."""
-    tmp = f'{path}.tmp'
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
-def format_record(record: Dict[str, Any], metric: str) -> str:
-    r"""The per-epoch log line: losses, times and the evaluated metrics."""
-    parts = [f"epoch {record['epoch']:4d}"]
-    if 'losses' in record:
-        losses = record['losses']
-        terms = ' '.join(f'{k} {v:.4f}' for k, v in losses.items() if k != 'loss')
-        parts.append(f"loss {losses['loss']:.4f} ({terms})")
-        parts.append(f"train {record['train_time']:.2f}s")
-    for split in ('val', 'test'):
-        if split in record:
-            m = record[split]
-            ndcg = metric.replace('recall', 'ndcg')
-            extra = f" {ndcg} {m[ndcg]:.4f}" if ndcg in m and ndcg != metric else ''
-            parts.append(f"{split} {metric} {m[metric]:.4f}{extra}")
-    if 'eval_time' in record:
-        parts.append(f"eval {record['eval_time']:.2f}s")
-    if record.get('best'):
-        parts.append('*')
-    return ' | '.join(parts)

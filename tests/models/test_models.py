@@ -10,7 +10,7 @@ from pyg_mmrec.train.checkpoint import seed_everything
 from pyg_mmrec.graphs import train_graph
 from pyg_mmrec.loader import BPRBatch, Subgraph, TripletSource
 
-TRAINABLE = ['lightgcn', 'vbpr', 'freedom', 'fmcns', 'mdmns']
+TRAINABLE = ['lightgcn', 'vbpr', 'freedom', 'fmcns', 'mdmns', 'rearm']
 
 
 @pytest.fixture(scope='module')
@@ -149,7 +149,7 @@ def test_freedom_item_graph_mixes_modalities_with_their_weights(small):
     assert default_modality_weights(['text', 'audio']) == {'text': 0.5, 'audio': 0.5}
 
 
-@pytest.mark.parametrize('name', ['vbpr', 'freedom', 'fmcns', 'mdmns'])
+@pytest.mark.parametrize('name', ['vbpr', 'freedom', 'fmcns', 'mdmns', 'rearm'])
 def test_multimodal_models_need_features(small, name):
     data = small.clone()
     for key in [k for k in data[ITEM].keys() if k.startswith('x_')]:

@@ -7,7 +7,8 @@ import torch
 from pyg_mmrec.data import build_hetero_data, make_synthetic
 from pyg_mmrec.data.hetero import INTERACTS, split_edge_index
 from pyg_mmrec.graphs.pairs import PairIndex
-from pyg_mmrec.train.evaluator import PROTOCOLS, Evaluator, build_evaluator
+from pyg_mmrec.train.evaluator import Evaluator
+from pyg_mmrec.train.protocols import PROTOCOLS, build_evaluator
 from pyg_mmrec.train.sampled import SampledEvaluator, sample_negatives
 
 TRAIN, VAL, TEST = 0, 1, 2

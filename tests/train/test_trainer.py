@@ -133,7 +133,7 @@ def test_bad_trainer_arguments(data, kwargs, match):
 
 
 def test_memory_allocator_names_the_allocator_and_its_settings(monkeypatch):
-    from pyg_mmrec.train.trainer import memory_allocator
+    from pyg_mmrec.train.records import memory_allocator
     for name in ('LD_PRELOAD', 'MALLOC_CONF', 'GLIBC_TUNABLES'):
         monkeypatch.delenv(name, raising=False)
     assert memory_allocator() == 'glibc'

@@ -1,0 +1,190 @@
+r"""Homography (user-user and item-item) graphs from the training
+interactions and the item features, as REARM builds them: co-occurrence
+top-:math:`k` graphs, users' interest features and their kNN graphs, and the
+mixtures of both."""
+from typing import Mapping, Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch_geometric.utils import softmax
+
+from pyg_mmrec.graphs.cooccurrence import (cooccurrence_graph,
+                                           topk_entries_per_row)
+from pyg_mmrec.graphs.knn import knn_adjacency
+from pyg_mmrec.graphs.pairs import PairIndex
+from pyg_mmrec.graphs.sparse import expand_runs, to_sparse_csr, weighted_sum
+
+SIDES = ('user', 'item')
+
+
+def cooccurrence_topk_graph(graph: PairIndex, side: str, k: int,
+                            generator: Optional[torch.Generator] = None
+                            ) -> Tensor:
+    r"""REARM's co-occurrence graph: every node keeps :math:`k` co-neighbours
+    (nodes of its side sharing training interactions with it), weighted by a
+    softmax over their co-occurrence counts :math:`c`,
+
+    .. math::
+        a_{ij} = \sum_{s : j_s = j} \frac{\exp(c_s)}{\sum_{t=1}^{k}
+        \exp(c_t)}, \qquad s = 1, \ldots, k,
+
+    over the node's :math:`k` slots :math:`(j_s, c_s)`:
+
+    * with :math:`\ge k` co-neighbours, its top :math:`k` by count (ties:
+      lower id first);
+    * with :math:`1 \ldots k - 1`, all of them, padded to :math:`k` slots by
+      drawing uniformly **with replacement** among them (index and count
+      together; drawn from :obj:`generator`);
+    * with none, the :math:`k` nodes of the side with the most training
+      interactions (possibly the node itself), with :math:`c_s` their
+      degrees divided by the sum of those :math:`k` degrees.
+
+    Slots with the same node add up, so every row has at most :math:`k`
+    entries and sums to :math:`1` (row-stochastic, not symmetric). The counts
+    are a sparse product (:func:`cooccurrence_graph`), never an
+    :math:`n \times n` matrix.
+
+    Args:
+        graph (PairIndex): The training graph
+            (:func:`~pyg_mmrec.graphs.train_graph`).
+        side (str): :obj:`"user"` (:obj:`[U, U]`) or :obj:`"item"`
+            (:obj:`[I, I]`).
+        k (int): Slots per node.
+        generator (torch.Generator, optional): Random generator of the
+            padding draws. (default: :obj:`None`)
+
+    Returns:
+        A CSR tensor :obj:`[n, n]`.
+    """
+    if side not in SIDES:
+        raise ValueError(f"'side' must be one of {SIDES} (got '{side}')")
+    if k < 1:
+        raise ValueError(f"'k' must be positive (got {k})")
+    n = graph.num_users if side == 'user' else graph.num_items
+    counts = cooccurrence_graph(graph.edge_index, graph.num_users,
+                                graph.num_items, side=side,
+                                dtype=torch.float64)
+    (row, col), value = topk_entries_per_row(counts, k)
+    have = torch.bincount(row, minlength=n)
+    starts = torch.cat([have.new_zeros(1), have.cumsum(0)[:-1]])
+
+    # Rows with 1..k-1 co-neighbours: k - have draws among their own.
+    short = ((have > 0) & (have < k)).nonzero().view(-1)
+    need = k - have[short]
+    slot, _ = expand_runs(torch.zeros_like(need), need)
+    pick = torch.rand(slot.numel(), generator=generator, dtype=torch.float64)
+    offset = (pick * have[short][slot]).long().clamp_(
+        max=have[short][slot] - 1)
+    at = starts[short][slot] + offset
+    pad_row, pad_col, pad_value = row[at], col[at], value[at]
+
+    # Rows without co-neighbours: the k most-interacted nodes.
+    degree = (graph.user_degree() if side == 'user' else
+              graph.item_degree()).to(torch.float64)
+    top = torch.sort(degree, descending=True, stable=True).indices[:k]
+    lonely = (have == 0).nonzero().view(-1)
+    top_weight = degree[top] / degree[top].sum().clamp(min=1.0)
+    lone_row = lonely.repeat_interleave(top.numel())
+    lone_col = top.repeat(lonely.numel())
+    lone_value = top_weight.repeat(lonely.numel())
+
+    row = torch.cat([row, pad_row, lone_row])
+    col = torch.cat([col, pad_col, lone_col])
+    weight = softmax(torch.cat([value, pad_value, lone_value]), row,
+                     num_nodes=n)
+    return to_sparse_csr(torch.stack([row, col]),
+                         weight.to(torch.get_default_dtype()), n)
+
+
+def interest_features(graph: PairIndex, x: Tensor) -> Tensor:
+    r"""Users' "interest" features, the mean of their training items'
+    features,
+
+    .. math::
+        \mathbf{u}_u = \frac{1}{|\mathcal{N}(u)|}
+        \sum_{i \in \mathcal{N}(u)} \mathbf{x}_i,
+
+    (a zero row for a user without training items).
+
+    Args:
+        graph (PairIndex): The training graph.
+        x (torch.Tensor): Item features :obj:`[I, F]`.
+
+    Returns:
+        torch.Tensor: :obj:`[U, F]`.
+    """
+    if x.size(0) != graph.num_items:
+        raise ValueError(f"'x' must have {graph.num_items} rows (got "
+                         f"{x.size(0)})")
+    user, item = graph.edge_index.to(x.device)
+    out = x.new_zeros(graph.num_users, x.size(1)).index_add_(0, user, x[item])
+    degree = graph.user_degree().to(x.device).clamp(min=1)
+    return out / degree.view(-1, 1).to(x.dtype)
+
+
+def similarity_graph(features: Mapping[str, Tensor], k: int,
+                     image_weight: float) -> Tensor:
+    r"""REARM's similarity graph of one side: per modality the cosine
+    :math:`k`-NN graph (self included) with entries :math:`s_{ij} / k`
+    (:func:`~pyg_mmrec.graphs.knn_adjacency` with similarity weights and
+    binary degrees), mixed as
+    :math:`w \mathbf{S}_{image} + (1 - w) \mathbf{S}_{other}`.
+
+    Args:
+        features (Mapping[str, torch.Tensor]): Exactly two modalities'
+            features :obj:`[n, F_m]`; :obj:`"image"` is the one weighted by
+            :obj:`image_weight` (or, without image, the first).
+        k (int): Neighbours per node.
+        image_weight (float): :math:`w \in [0, 1]`.
+    """
+    if len(features) != 2:
+        raise ValueError(f"the similarity graph mixes two modalities (got "
+                         f"{list(features)})")
+    if not 0.0 <= image_weight <= 1.0:
+        raise ValueError(f"'image_weight' must be in [0, 1] (got "
+                         f"{image_weight})")
+    first = 'image' if 'image' in features else next(iter(features))
+    other = next(m for m in features if m != first)
+    mats = [knn_adjacency(features[m], k, weighting='similarity',
+                          normalization='sym', degree='binary', loop=True)
+            for m in (first, other)]
+    return weighted_sum(mats, [image_weight, 1.0 - image_weight])
+
+
+def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],
+                      user_k: int, item_k: int, user_image_weight: float,
+                      item_image_weight: float, user_co_weight: float,
+                      item_co_weight: float,
+                      generator: Optional[torch.Generator] = None
+                      ) -> Tuple[Tensor, Tensor]:
+    r"""REARM's homogeneous graphs, from the training interactions only,
+
+    .. math::
+        \mathbf{G}_{uu} = c_u \mathbf{Co}_{user} + (1 - c_u)
+        \mathbf{S}_{user}, \qquad
+        \mathbf{G}_{ii} = c_i \mathbf{Co}_{item} + (1 - c_i)
+        \mathbf{S}_{item},
+
+    with :math:`\mathbf{Co}` the co-occurrence graphs
+    (:func:`cooccurrence_topk_graph`) and :math:`\mathbf{S}` the similarity
+    graphs (:func:`similarity_graph`) of the item features and of the users'
+    interest features (:func:`interest_features`).
+
+    Returns:
+        (G_uu, G_ii): CSR tensors :obj:`[U, U]` and :obj:`[I, I]`.
+    """
+    for name, value in (('user_co_weight', user_co_weight),
+                        ('item_co_weight', item_co_weight)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"'{name}' must be in [0, 1] (got {value})")
+    user_features = {m: interest_features(graph, x)
+                     for m, x in item_features.items()}
+    g_uu = weighted_sum(
+        [cooccurrence_topk_graph(graph, 'user', user_k, generator),
+         similarity_graph(user_features, user_k, user_image_weight)],
+        [user_co_weight, 1.0 - user_co_weight])
+    g_ii = weighted_sum(
+        [cooccurrence_topk_graph(graph, 'item', item_k, generator),
+         similarity_graph(item_features, item_k, item_image_weight)],
+        [item_co_weight, 1.0 - item_co_weight])
+    return g_uu, g_ii

@@ -1,0 +1,58 @@
+r"""What a run reports: per-epoch log lines, results files, peak memory and
+the memory allocator in use."""
+import json
+import os
+import resource
+from typing import Any, Dict
+
+import torch
+
+
+def peak_memory_mb() -> float:
+    r"""Peak resident memory of this process (MiB), plus the CUDA peak when a
+    GPU was used."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak += torch.cuda.max_memory_allocated() / 2**20
+    return peak
+
+
+def memory_allocator() -> str:
+    r"""The CPU memory allocator of this process as its environment sets it
+    (jemalloc through :obj:`LD_PRELOAD` or glibc, with its settings): it
+    changes peak memory and speed a lot, so benchmarks record it."""
+    if 'jemalloc' in os.environ.get('LD_PRELOAD', ''):
+        conf = os.environ.get('MALLOC_CONF')
+        return 'jemalloc' + (f' {conf}' if conf else '')
+    tunables = os.environ.get('GLIBC_TUNABLES')
+    return 'glibc' + (f' {tunables}' if tunables else '')
+
+
+def write_json(obj: Any, path: str) -> None:
+    r"""Writes :obj:`obj` as JSON atomically."""
+    tmp = f'{path}.tmp'
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def format_record(record: Dict[str, Any], metric: str) -> str:
+    r"""The per-epoch log line: losses, times and the evaluated metrics."""
+    parts = [f"epoch {record['epoch']:4d}"]
+    if 'losses' in record:
+        losses = record['losses']
+        terms = ' '.join(f'{k} {v:.4f}' for k, v in losses.items() if k != 'loss')
+        parts.append(f"loss {losses['loss']:.4f} ({terms})")
+        parts.append(f"train {record['train_time']:.2f}s")
+    for split in ('val', 'test'):
+        if split in record:
+            m = record[split]
+            ndcg = metric.replace('recall', 'ndcg')
+            extra = f" {ndcg} {m[ndcg]:.4f}" if ndcg in m and ndcg != metric else ''
+            parts.append(f"{split} {metric} {m[metric]:.4f}{extra}")
+    if 'eval_time' in record:
+        parts.append(f"eval {record['eval_time']:.2f}s")
+    if record.get('best'):
+        parts.append('*')
+    return ' | '.join(parts)

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+
+from pyg_mmrec.data import add_synthetic_features, make_synthetic
+from pyg_mmrec.data.hetero import ITEM, build_hetero_data, split_edge_index
+from pyg_mmrec.loader import BPRBatch
+from pyg_mmrec.models import REARM
+from pyg_mmrec.train import Trainer
+from pyg_mmrec.train.checkpoint import seed_everything
+
+SMALL = dict(embedding_dim=16, user_knn_k=5, item_knn_k=3)
+
+
+@pytest.fixture(scope='module')
+def data():
+    return make_synthetic(num_users=120, num_items=80, seed=2)
+
+
+def test_users_and_items_without_training_interactions_are_finite():
+    # user 3 has only a test item, item 5 no interaction at all
+    rng = np.random.default_rng(0)
+    user = np.array([0, 0, 1, 1, 2, 2, 0, 1, 3])
+    item = np.array([0, 1, 1, 2, 2, 3, 4, 4, 0])
+    split = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2])
+    feats = {'image': rng.normal(size=(6, 4)).astype(np.float32),
+             'text': rng.normal(size=(6, 3)).astype(np.float32)}
+    data = build_hetero_data(user, item, split, 4, 6, feats)
+    model = REARM(data, embedding_dim=8, user_knn_k=2, item_knn_k=2)
+    assert torch.equal(model.user_features[0][3], torch.zeros(4))
+    batch_terms = Trainer(model, data, batch_size=4,
+                          progress=False).train_epoch(1)
+    assert all(np.isfinite(v) for v in batch_terms.values())
+    model.eval()
+    assert torch.isfinite(model.score(torch.arange(4))).all()
+
+
+def test_faithful_negatives_avoid_held_out_items_and_the_default_does_not(
+        data):
+    held = torch.cat([split_edge_index(data, 'val'),
+                      split_edge_index(data, 'test')], dim=1)
+    hits = {}
+    for faithful in (False, True):
+        model = REARM(data, faithful=faithful, **SMALL)
+        source = Trainer(model, data, progress=False).source
+        user = held[0].repeat(200)
+        gen = torch.Generator().manual_seed(0)
+        neg = source.exclude.uniform_negatives(user, gen)
+        keys = set((held[0] * 80 + held[1]).tolist())
+        hits[faithful] = sum(k in keys for k in (user * 80 + neg).tolist())
+        assert not source.graph.contains(user, neg).any()  # never a positive
+    assert hits[True] == 0 and hits[False] > 0
+
+
+def test_faithful_detaches_the_meta_network_and_allows_full_dropout(data):
+    with pytest.raises(ValueError, match='self_dropout'):
+        REARM(data, self_dropout=1.0, **SMALL)
+    for faithful in (False, True):
+        seed_everything(0)
+        model = REARM(data, faithful=faithful, self_dropout=1.0 if faithful
+                      else 0.4, **SMALL).train()
+        user, pos = split_edge_index(data, 'train')[:, :32]
+        terms = model(BPRBatch(user, pos, (pos + 1) % 80))
+        sum(terms.values()).backward()
+        meta_grad = model.item_meta.meta.weight.grad
+        assert (meta_grad is None) == faithful
+        if faithful:  # s_drop = 1: the self-attention adds nothing in training
+            attn = model.self_attention[0]
+            x = torch.randn(4, 16)
+            assert torch.equal(attn(x), torch.zeros(4, 16))
+
+
+def test_two_modalities_are_required(data):
+    tri = add_synthetic_features(data, {'audio': 6}, seed=0)
+    with pytest.raises(ValueError, match='two modalities'):
+        REARM(tri, **SMALL)
+    single = data.clone()
+    del single[ITEM]['x_text']
+    with pytest.raises(ValueError, match='two modalities'):
+        REARM(single, **SMALL)

@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from pyg_mmrec.nn.attention import CoordinateAttention
+
+
+def as_multihead(module: CoordinateAttention) -> torch.nn.MultiheadAttention:
+    mha = torch.nn.MultiheadAttention(1, 1, dropout=module.dropout,
+                                      batch_first=True)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(module.in_weight.view(3, 1))
+        mha.in_proj_bias.copy_(module.in_bias)
+        mha.out_proj.weight.fill_(float(module.out_weight))
+        mha.out_proj.bias.fill_(float(module.out_bias))
+    return mha
+
+
+@pytest.mark.parametrize('mutual', [False, True])
+def test_equals_multihead_attention_over_scalar_tokens(mutual):
+    torch.manual_seed(0)
+    module = CoordinateAttention(chunk_size=7)
+    with torch.no_grad():  # non-trivial biases
+        module.in_bias.normal_()
+        module.out_bias.normal_()
+    mha = as_multihead(module).eval()
+    module.eval()
+    x = torch.randn(20, 16)
+    y = torch.randn(20, 16) if mutual else x
+    expected = mha(x.unsqueeze(-1), y.unsqueeze(-1), y.unsqueeze(-1),
+                   need_weights=False)[0].squeeze(-1)
+    with torch.no_grad():  # chunked path
+        torch.testing.assert_close(module(x, y if mutual else None),
+                                   expected)
+    # gradient path, and the gradients match too
+    xg = x.clone().requires_grad_()
+    out = module(xg, y if mutual else None)
+    torch.testing.assert_close(out, expected.detach(), atol=1e-6, rtol=1e-5)
+    out.square().sum().backward()
+    xm = x.clone().requires_grad_()
+    ym = y.clone() if mutual else xm
+    mha(xm.unsqueeze(-1), ym.unsqueeze(-1), ym.unsqueeze(-1),
+        need_weights=False)[0].square().sum().backward()
+    torch.testing.assert_close(xg.grad, xm.grad, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(module.in_weight.grad,
+                               mha.in_proj_weight.grad.view(3),
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_query_bias_only_is_the_same_block_after_a_layer_norm():
+    # with b_k, b_v, b_o set, x + attention(x) differs from the query-bias
+    # version by a per-node constant, which a LayerNorm removes
+    torch.manual_seed(2)
+    full = CoordinateAttention().eval()
+    with torch.no_grad():
+        full.in_bias.normal_()
+        full.out_bias.normal_()
+    short = CoordinateAttention(bias='query').eval()
+    with torch.no_grad():
+        short.in_weight.copy_(full.in_weight)
+        short.in_bias.copy_(full.in_bias[:1])
+        short.out_weight.copy_(full.out_weight)
+    x = torch.randn(6, 10)
+    norm = torch.nn.LayerNorm(10)
+    torch.testing.assert_close(norm(x + full(x)), norm(x + short(x)),
+                               atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(full(x), short(x))
+    assert short.out_bias is None and short.in_bias.numel() == 1
+    with pytest.raises(ValueError, match='bias'):
+        CoordinateAttention(bias='none')
+
+
+def test_nodes_do_not_see_each_other_and_dropout_only_trains():
+    torch.manual_seed(1)
+    module = CoordinateAttention(dropout=0.5).eval()
+    x = torch.randn(5, 8)
+    single = torch.stack([module(x[i:i + 1])[0] for i in range(5)])
+    torch.testing.assert_close(module(x), single)
+    assert torch.equal(module(x), module(x))  # eval: no dropout
+    module.train()
+    assert not torch.equal(module(x), module(x))
+    with pytest.raises(ValueError, match='dropout'):
+        CoordinateAttention(dropout=1.5)
+    with pytest.raises(ValueError, match=r'\[N, d\]'):
+        module(x, torch.randn(5, 7))
