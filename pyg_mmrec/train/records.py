@@ -3,7 +3,7 @@ the memory allocator in use."""
 import json
 import os
 import resource
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import torch
 
@@ -42,8 +42,16 @@ def format_record(record: Dict[str, Any], metric: str) -> str:
     parts = [f"epoch {record['epoch']:4d}"]
     if 'losses' in record:
         losses = record['losses']
-        terms = ' '.join(f'{k} {v:.4f}' for k, v in losses.items() if k != 'loss')
+        terms = ' '.join(f'{k} {v:.4f}' for k, v in losses.items()
+                         if k != 'loss' and '/' not in k)
         parts.append(f"loss {losses['loss']:.4f} ({terms})")
+        stages: Dict[str, List[str]] = {}
+        for key, value in losses.items():  # "<stage>/<term>"
+            if '/' in key:
+                stage, term = key.split('/', 1)
+                stages.setdefault(stage, []).append(f'{term} {value:.4f}')
+        parts += [f"{stage} ({' '.join(terms)})"
+                  for stage, terms in stages.items()]
         parts.append(f"train {record['train_time']:.2f}s")
     for split in ('val', 'test'):
         if split in record:
