@@ -28,7 +28,8 @@ from pyg_mmrec.graphs.cooccurrence import (
     topk_entries_per_row,
     topk_per_row,
 )
-from pyg_mmrec.graphs.pairs import PairIndex, split_graph, train_graph
+from pyg_mmrec.graphs.pairs import (PairIndex, interaction_graph,
+                                    split_graph, train_graph)
 from pyg_mmrec.graphs.homography import (
     cooccurrence_topk_graph,
     interest_features,
@@ -67,6 +68,7 @@ __all__ = [
     'degree_sensitive_pruning',
     'PairIndex',
     'split_graph',
+    'interaction_graph',
     'train_graph',
     'cooccurrence_topk_graph',
     'interest_features',

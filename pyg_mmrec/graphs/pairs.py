@@ -120,11 +120,24 @@ class PairIndex(torch.nn.Module):
 _CACHE: Dict[Tuple, Tuple[weakref.ref, PairIndex]] = {}
 
 
-def _fingerprint(data: HeteroData, split: str, device) -> Tuple:
+def _cached(data: HeteroData, split: Optional[str], device) -> PairIndex:
+    # The index of one split's pairs (every pair when `split` is None),
+    # cached per dataset object and rebuilt if its edges or masks change.
     store = data[INTERACTS]
-    edge_index, mask = store.edge_index, store[f'{split}_mask']
-    return (id(data), split, id(edge_index), edge_index._version, id(mask),
-            mask._version, str(device))
+    if device is None:
+        device = store.edge_index.device
+    edge_index = store.edge_index
+    mask = None if split is None else store[f'{split}_mask']
+    key = (id(data), split, id(edge_index), edge_index._version,
+           id(mask), None if mask is None else mask._version, str(device))
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0]() is data:
+        return hit[1]
+    pairs = edge_index if mask is None else split_edge_index(data, split)
+    index = PairIndex(pairs.to(device), num_users(data), num_items(data))
+    _CACHE[key] = (weakref.ref(data), index)
+    weakref.finalize(data, _CACHE.pop, key, None)
+    return index
 
 
 def split_graph(data: HeteroData, split: str = 'train',
@@ -134,17 +147,14 @@ def split_graph(data: HeteroData, split: str = 'train',
     :obj:`device` (default: the data's)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if device is None:
-        device = data[INTERACTS].edge_index.device
-    key = _fingerprint(data, split, device)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is data:
-        return hit[1]
-    index = PairIndex(split_edge_index(data, split).to(device),
-                      num_users(data), num_items(data))
-    _CACHE[key] = (weakref.ref(data), index)
-    weakref.finalize(data, _CACHE.pop, key, None)
-    return index
+    return _cached(data, split, device)
+
+
+def interaction_graph(data: HeteroData, device=None) -> PairIndex:
+    r"""The :class:`PairIndex` of every interaction, all splits together
+    (cached like :func:`split_graph`): what the sampled evaluation protocol
+    keeps its negatives out of. Never a training graph."""
+    return _cached(data, None, device)
 
 
 def train_graph(data: HeteroData, device=None) -> PairIndex:

@@ -65,7 +65,12 @@ class LightGCN(Recommender):
 
     def encode(self, subgraph: Optional[Subgraph] = None
                ) -> Tuple[Tensor, Tensor]:
-        x = self.ego_embeddings(subgraph)
+        return self.propagate(self.ego_embeddings(subgraph), subgraph)
+
+    def propagate(self, x: Tensor, subgraph: Optional[Subgraph] = None
+                  ) -> Tuple[Tensor, Tensor]:
+        r"""LightGCN from the layer-0 embeddings :obj:`x` over the training
+        graph or the subgraph."""
         if subgraph is None:
             return self.encoder(x, self.adj).split(
                 [self.num_users, self.num_items])
@@ -76,7 +81,7 @@ class LightGCN(Recommender):
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
         ego = self.ego_embeddings(batch.subgraph)
-        user_emb, item_emb = self.encode(batch.subgraph)
+        user_emb, item_emb = self.propagate(ego, batch.subgraph)
         user, pos, neg = batch.node_index()
         u, p, n = user_emb[user], item_emb[pos], item_emb[neg]
         num_users = user_emb.size(0)

@@ -3,6 +3,7 @@ every evaluation protocol shares (:class:`EvaluationProtocol`)."""
 from typing import (
     Callable,
     Dict,
+    Iterable,
     Iterator,
     List,
     Optional,
@@ -75,6 +76,33 @@ class EvaluationProtocol:
     def users(self, split: str = 'val') -> Tensor:
         r"""The evaluated users of :obj:`split`, sorted."""
         return self._store(split)['users']
+
+    def _follow(self, score_fn: Callable) -> None:
+        # Moves to the device of the module whose method `score_fn` is.
+        device = _module_device(score_fn)
+        if device is not None:
+            self.to(device)
+
+    def _average(self, batches: Iterable[Dict[str, Tensor]],
+                 count: int) -> Dict[str, float]:
+        r"""The mean of every metric over the :obj:`count` evaluated rows,
+        from the per-batch sums :obj:`batches` (summed over the processes
+        first under :mod:`torch.distributed`; zeros without rows)."""
+        names = self.metric_names
+        total: Optional[Tensor] = None
+        for out in batches:
+            batch = torch.stack([out[name] for name in names])
+            total = batch if total is None else total + batch
+        if distributed.world_size() > 1:
+            if total is None:
+                total = torch.zeros(len(names), dtype=torch.float64,
+                                    device=self._device)
+            packed = torch.cat([total, total.new_tensor([float(count)])])
+            distributed.all_reduce_sum(packed)
+            total, count = packed[:-1], int(packed[-1].item())
+        if total is None or count == 0:
+            return {name: 0.0 for name in names}
+        return dict(zip(names, (total / count).tolist()))
 
 
 class Evaluator(EvaluationProtocol):
@@ -246,9 +274,7 @@ class Evaluator(EvaluationProtocol):
             (:obj:`-1` for empty slots).
         """
         k = self.max_k if k is None else int(k)
-        device = _module_device(score_fn)
-        if device is not None:
-            self.to(device)
+        self._follow(score_fn)
         out = [items for _, _, items in
                self._ranked(score_fn, split, k, test_mask)]
         users = self.users(split)
@@ -275,25 +301,21 @@ class Evaluator(EvaluationProtocol):
             A dictionary mapping :obj:`"<metric>@<k>"` (*e.g.*,
             :obj:`"recall@20"`) to the average over the evaluated users.
         """
-        names = self.metric_names
-        device = _module_device(score_fn)
-        if device is not None:
-            self.to(device)
+        self._follow(score_fn)
         num_eval = self._store(split, test_mask)['users'].numel()
         part = distributed.shard(num_eval)
-        total: Optional[Tensor] = None
-        for start, end, topk_items in self._ranked(score_fn, split,
-                                                   self.max_k, test_mask,
-                                                   part):
-            store = self._store(split, test_mask)
-            glo, ghi = store['gt_ptr'][[start, end]].tolist()
-            hits = key_hits(topk_items, store['gt_key'][glo:ghi],
-                            self.num_items, offset=start)
-            out = ranking_metrics(hits, store['gt_count'][start:end], self.ks,
-                                  self.metrics, reduce='sum')
-            batch = torch.stack([out[name] for name in names])
-            total = batch if total is None else total + batch
-        return _average(total, part.stop - part.start, names, self._device)
+
+        def batches():
+            for start, end, topk_items in self._ranked(
+                    score_fn, split, self.max_k, test_mask, part):
+                store = self._store(split, test_mask)
+                glo, ghi = store['gt_ptr'][[start, end]].tolist()
+                hits = key_hits(topk_items, store['gt_key'][glo:ghi],
+                                self.num_items, offset=start)
+                yield ranking_metrics(hits, store['gt_count'][start:end],
+                                      self.ks, self.metrics, reduce='sum')
+
+        return self._average(batches(), part.stop - part.start)
 
     def evaluate_embeddings(self, user_emb: Tensor, item_emb: Tensor,
                             split: str = 'val',
@@ -342,23 +364,6 @@ def check_test_masks(test_masks: Union[str, Sequence[str]]) -> Tuple[str, ...]:
         raise ValueError(f"test_masks must be distinct names among "
                          f"{tuple(TEST_MASKS)}, got {masks!r}")
     return masks
-
-
-def _average(total: Optional[Tensor], count: int, names: Sequence[str],
-             device: torch.device) -> Dict[str, float]:
-    r"""The metric sums :obj:`total` over the :obj:`count` evaluated rows,
-    both summed over the processes first under :mod:`torch.distributed`
-    (one process: :obj:`total / count`, or zeros if :obj:`count` is 0)."""
-    if distributed.world_size() > 1:
-        if total is None:
-            total = torch.zeros(len(names), dtype=torch.float64,
-                                device=device)
-        packed = torch.cat([total, total.new_tensor([float(count)])])
-        distributed.all_reduce_sum(packed)
-        total, count = packed[:-1], int(packed[-1].item())
-    if total is None or count == 0:
-        return {name: 0.0 for name in names}
-    return dict(zip(names, (total / count).tolist()))
 
 
 def _module_device(score_fn: ScoreFn) -> Optional[torch.device]:

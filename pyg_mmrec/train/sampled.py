@@ -6,18 +6,11 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from pyg_mmrec.data.hetero import INTERACTS
 from pyg_mmrec.data.hetero import num_items as _num_items
 from pyg_mmrec.data.hetero import num_users as _num_users
-from pyg_mmrec.data.hetero import split_edge_index
-from pyg_mmrec.graphs.pairs import PairIndex
+from pyg_mmrec.graphs.pairs import PairIndex, interaction_graph, split_graph
 from pyg_mmrec.train import distributed
-from pyg_mmrec.train.evaluator import (
-    EVAL_SPLITS,
-    EvaluationProtocol,
-    _average,
-    _module_device,
-)
+from pyg_mmrec.train.evaluator import EVAL_SPLITS, EvaluationProtocol
 from pyg_mmrec.train.metrics import _check, ranking_metrics
 
 #: :obj:`score_fn(users [B], items [B, C]) -> scores [B, C]`.
@@ -125,13 +118,12 @@ class SampledEvaluator(EvaluationProtocol):
         self.protocol = (f'sampled: 1 held-out + {self.num_negatives} '
                          f'negatives')
 
-        edge_index = data[INTERACTS].edge_index.cpu()
-        index = PairIndex(edge_index, self.num_users, self.num_items)
+        index = interaction_graph(data, 'cpu')
         generator = torch.Generator().manual_seed(self.seed)
         self._device = torch.device('cpu')
         self._splits: Dict[str, Dict[str, Tensor]] = {}
         for split in EVAL_SPLITS:
-            users, items = split_edge_index(data, split).cpu()
+            users, items = split_graph(data, split, 'cpu').edge_index
             neg = sample_negatives(index, users, self.num_negatives,
                                    generator, split)
             self._splits[split] = dict(
@@ -174,9 +166,7 @@ class SampledEvaluator(EvaluationProtocol):
     def ranks(self, score_fn: PairScoreFn, split: str = 'val') -> Tensor:
         r"""The rank :math:`r \in \{0, \ldots, N\}` of the held-out item of
         every case of :obj:`split` :obj:`[C]` (all cases, not sharded)."""
-        device = _module_device(score_fn)
-        if device is not None:
-            self.to(device)
+        self._follow(score_fn)
         num_cases = self._store(split)['cases'].numel()
         out = [self._ranks(score_fn, split, start,
                            min(start + self.batch_size, num_cases))
@@ -204,23 +194,20 @@ class SampledEvaluator(EvaluationProtocol):
             A dictionary mapping :obj:`"<metric>@<k>"` (*e.g.*,
             :obj:`"hit@10"`) to the average over the cases.
         """
-        names = self.metric_names
-        device = _module_device(score_fn)
-        if device is not None:
-            self.to(device)
+        self._follow(score_fn)
         num_cases = self._store(split, test_mask)['cases'].numel()
         part = distributed.shard(num_cases)
-        total: Optional[Tensor] = None
-        for start in range(part.start, part.stop, self.batch_size):
-            end = min(start + self.batch_size, part.stop)
-            rank = self._ranks(score_fn, split, start, end)
-            hits = (torch.arange(self.max_k, device=rank.device) ==
-                    rank.view(-1, 1))
-            out = ranking_metrics(hits, torch.ones_like(rank), self.ks,
-                                  self.metrics, reduce='sum')
-            batch = torch.stack([out[name] for name in names])
-            total = batch if total is None else total + batch
-        return _average(total, part.stop - part.start, names, self._device)
+
+        def batches():
+            for start in range(part.start, part.stop, self.batch_size):
+                end = min(start + self.batch_size, part.stop)
+                rank = self._ranks(score_fn, split, start, end)
+                hits = (torch.arange(self.max_k, device=rank.device) ==
+                        rank.view(-1, 1))
+                yield ranking_metrics(hits, torch.ones_like(rank), self.ks,
+                                      self.metrics, reduce='sum')
+
+        return self._average(batches(), part.stop - part.start)
 
     def evaluate_embeddings(self, user_emb: Tensor, item_emb: Tensor,
                             split: str = 'val',

@@ -14,8 +14,7 @@ import torch
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
-from ..data.hetero import INTERACTS, num_items, num_users
-from ..graphs import PairIndex, train_graph
+from ..graphs import PairIndex, interaction_graph, train_graph
 from ..loader import BatchSource, TripletSource
 from ..models.base import OPTIMIZERS, Stage
 from . import distributed
@@ -451,8 +450,7 @@ def negative_exclusion(model, data: HeteroData) -> Optional[PairIndex]:
                          f"got {rule!r}")
     log.warning("%s: negatives exclude validation and test items too (the "
                 "original's leak, faithful mode)", type(model).__name__)
-    return PairIndex(data[INTERACTS].edge_index.cpu(), num_users(data),
-                     num_items(data))
+    return interaction_graph(data, 'cpu')
 
 
 def _flat(config: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:

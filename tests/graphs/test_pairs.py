@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from pyg_mmrec.data import make_synthetic, split_edge_index
-from pyg_mmrec.graphs import PairIndex, split_graph, train_graph
+from pyg_mmrec.graphs import (PairIndex, interaction_graph, split_graph,
+                              train_graph)
 
 
 def random_edges(num_users, num_items, num_edges, seed=0):
@@ -72,6 +73,12 @@ def test_train_graph_is_one_shared_training_only_index():
     assert not graph.contains(held[0], held[1]).any()
     assert split_graph(data, 'val').num_pairs == \
         split_edge_index(data, 'val').size(1)
+    # every interaction, all splits: the union of the three split graphs
+    every = interaction_graph(data)
+    assert interaction_graph(data) is every
+    union = torch.cat([split_graph(data, s).edge_index
+                       for s in ('train', 'val', 'test')], dim=1)
+    assert torch.equal(every.edge_index, PairIndex(union, 60, 40).edge_index)
     # a changed split is a new graph
     store = data['user', 'interacts', 'item']
     store.train_mask = store.train_mask.clone()
