@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pyg_mmrec.nn.attention import CoordinateAttention
+from pyg_mmrec.nn.attention import CoordinateAttention, dropout_keep_mask
 
 
 def as_multihead(module: CoordinateAttention) -> torch.nn.MultiheadAttention:
@@ -82,3 +82,69 @@ def test_nodes_do_not_see_each_other_and_dropout_only_trains():
         CoordinateAttention(dropout=1.5)
     with pytest.raises(ValueError, match=r'\[N, d\]'):
         module(x, torch.randn(5, 7))
+
+
+def dense_reference(module: CoordinateAttention, x, y, mask=None, scale=1.0):
+    a, b = module.in_weight, module.in_bias
+    q, k, v = a[0] * x + b[0], a[1] * y, a[2] * y
+    weight = torch.softmax(q.unsqueeze(-1) * k.unsqueeze(-2), dim=-1)
+    if mask is not None:
+        weight = weight * mask * scale
+    return module.out_weight * (weight @ v.unsqueeze(-1)).squeeze(-1)
+
+
+@pytest.mark.parametrize('chunk_size', [1, 4, 64])
+def test_fused_gradients_with_dropout_equal_autograd_on_the_same_mask(
+        chunk_size):
+    torch.manual_seed(3)
+    module = CoordinateAttention(dropout=0.4, bias='query',
+                                 chunk_size=chunk_size).double().train()
+    with torch.no_grad():
+        module.in_bias.normal_()
+    x = torch.randn(9, 6, dtype=torch.double, requires_grad=True)
+    y = torch.randn(9, 6, dtype=torch.double, requires_grad=True)
+    grad = torch.randn(9, 6, dtype=torch.double)
+    torch.manual_seed(7)
+    out = module(x, y)
+    got = torch.autograd.grad(out, (x, y, module.in_weight), grad)
+    # the same draws, chunk by chunk, give the same mask
+    torch.manual_seed(7)
+    masks = [dropout_keep_mask((len(rows), 6, 6), 0.4)
+             for rows in torch.arange(9).split(chunk_size)]
+    mask = torch.cat([m for m, _ in masks])
+    expected = dense_reference(module, x, y, mask, masks[0][1])
+    want = torch.autograd.grad(expected, (x, y, module.in_weight), grad)
+    torch.testing.assert_close(out, expected)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    assert 0 < mask.sum() < mask.numel()
+
+
+def test_fused_function_passes_gradcheck_without_dropout():
+    torch.manual_seed(4)
+    module = CoordinateAttention(chunk_size=3).double()
+    x = torch.randn(7, 5, dtype=torch.double, requires_grad=True)
+    y = torch.randn(7, 5, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: module(a, b), (x, y))
+
+
+def test_keep_mask_rate_and_scale():
+    torch.manual_seed(0)
+    mask, scale = dropout_keep_mask((500, 64, 64), 0.4)
+    threshold = round(0.4 * 2 ** 15)
+    assert scale == 2 ** 15 / (2 ** 15 - threshold)
+    # 2M Bernoulli(0.6) draws: std of the mean ~3.5e-4
+    assert abs(mask.float().mean().item() - (1 - threshold / 2 ** 15)) < 2e-3
+    # no bias between the four 16-bit fields of one 64-bit draw
+    fields = mask.view(-1, 4).float().mean(0)
+    assert (fields - 0.6).abs().max() < 3e-3
+    none, one = dropout_keep_mask((1000,), 0.0)
+    assert none.all() and one == 1.0
+
+
+def test_dropout_one_leaves_the_bias_only():
+    module = CoordinateAttention(dropout=1.0).train()
+    with torch.no_grad():
+        module.out_bias.fill_(0.5)
+    out = module(torch.randn(3, 4))
+    torch.testing.assert_close(out, torch.full((3, 4), 0.5))
