@@ -9,12 +9,13 @@ Usage::
         [--config experiments/configs/tiktok.yaml] [--data-root ../shared/data]
 
 Writes ``experiments/results/<dataset>_<tag>.json`` (every run's results
-without the per-epoch history) and ``.md`` (the table).
+without the per-epoch history) and ``.md`` (the table, formatted by
+:mod:`pyg_mmrec.report`; ``python -m pyg_mmrec report`` makes the same
+table, with curves and bar charts, from run directories).
 """
 import argparse
 import json
 import os
-import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -23,32 +24,7 @@ sys.path.insert(0, os.path.join(HERE, '..'))
 from pyg_mmrec.data import load_dataset  # noqa: E402
 from pyg_mmrec.experiment import (load_config, parse_settings,  # noqa: E402
                                   run_experiment)
-
-METRICS = ('recall@20', 'ndcg@20')
-
-
-def summarise(runs):
-    row = {}
-    for m in METRICS:
-        values = [r['test'][m] for r in runs]
-        row[m] = (statistics.mean(values),
-                  statistics.stdev(values) if len(values) > 1 else 0.0)
-    row['best_epoch'] = [r['best_epoch'] for r in runs]
-    row['time_per_epoch'] = statistics.mean(r['time_per_epoch'] for r in runs)
-    return row
-
-
-def to_markdown(dataset, rows, seeds):
-    lines = [f"{dataset}, {len(seeds)} seeds, test metrics at the best "
-             f"validation epoch (mean ± std)", '',
-             '| model | Recall@20 | NDCG@20 | best epochs | s / epoch |',
-             '|---|---|---|---|---|']
-    for model, row in rows.items():
-        cells = ' | '.join(f"{row[m][0]:.4f} ± {row[m][1]:.4f}" for m in METRICS)
-        lines.append(f"| {model} | {cells} | "
-                     f"{', '.join(map(str, row['best_epoch']))} | "
-                     f"{row['time_per_epoch']:.2f} |")
-    return '\n'.join(lines) + '\n'
+from pyg_mmrec.report import format_markdown, summarise  # noqa: E402
 
 
 def main():
@@ -66,7 +42,7 @@ def main():
 
     extra = parse_settings(args.set)
     data = load_dataset(args.dataset, root=args.data_root)
-    runs, rows = {}, {}
+    runs = {}
     for model in args.models:
         config = load_config(args.config, model) if args.config else {}
         config.update(extra)
@@ -79,12 +55,11 @@ def main():
             print(f"{model} seed {seed}: best epoch {res['best_epoch']} "
                   f"test recall@20 {res['test']['recall@20']:.4f} ndcg@20 "
                   f"{res['test']['ndcg@20']:.4f}", flush=True)
-        rows[model] = summarise(runs[model])
     out = os.path.join(HERE, 'results', f'{args.dataset}_{args.tag}')
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out + '.json', 'w') as f:
         json.dump(runs, f, indent=1)
-    table = to_markdown(args.dataset, rows, args.seeds)
+    table = format_markdown(summarise([r for rs in runs.values() for r in rs]))
     with open(out + '.md', 'w') as f:
         f.write(table)
     print(table)

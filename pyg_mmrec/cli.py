@@ -1,4 +1,5 @@
-"""Command line: ``python -m pyg_mmrec {train,datasets,models,demo}``."""
+"""Command line: ``python -m pyg_mmrec {train,datasets,models,demo,report,
+recommend}``."""
 import argparse
 import json
 import logging
@@ -81,6 +82,45 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser('demo', help='train every baseline on the synthetic '
                           'dataset and print a comparison table')
     demo.add_argument('--output', default=None, help='write the table as JSON')
+
+    report = sub.add_parser(
+        'report', help='tables, curves and bar charts of finished runs',
+        description='Group runs by dataset, model variant (the settings in '
+        'which runs of a model differ) and protocol; write report.md (test '
+        'metrics at the selected epoch, mean ± std over seeds; the sampled '
+        'protocol in tables of its own), report.json and PNG curves and bar '
+        'charts.')
+    report.add_argument('runs', nargs='+', metavar='RUN_DIR',
+                        help='run directories (with results.json), folders '
+                        'of them, or glob patterns')
+    report.add_argument('--output', default='report',
+                        help='output folder (default: report/)')
+
+    rec = sub.add_parser(
+        'recommend', help="top-K items per user from a finished run",
+        description="Rebuild a run's model from its results.json, load "
+        "best.pt (else last.pt) and write each user's top-K items (CSV, or "
+        "JSON for a .json --output; CSV on stdout without --output), with "
+        "the original ids when the dataset folder has u_id_mapping.csv / "
+        "i_id_mapping.csv.")
+    rec.add_argument('--run', required=True, metavar='RUN_DIR')
+    who = rec.add_mutually_exclusive_group(required=True)
+    who.add_argument('--users', default=None,
+                     help='comma-separated dataset user ids, e.g. 3,17')
+    who.add_argument('--all-users', action='store_true')
+    rec.add_argument('--k', type=int, default=20)
+    rec.add_argument('--exclude-seen', default=True,
+                     action=argparse.BooleanOptionalAction,
+                     help="never recommend a user's training items "
+                     "(default: on)")
+    rec.add_argument('--data-root', default=None,
+                     help='folder holding the datasets (default: '
+                     '$PYG_MMREC_DATA or datasets/)')
+    rec.add_argument('--dataset', default=None,
+                     help="dataset name or folder instead of the run's")
+    rec.add_argument('--device', default='cpu')
+    rec.add_argument('--batch-size', type=int, default=1024)
+    rec.add_argument('--output', default=None, metavar='FILE.csv|FILE.json')
     return parser
 
 
@@ -152,6 +192,36 @@ def cmd_models() -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import find_runs, format_markdown, write_report
+    report = write_report(find_runs(args.runs), args.output)
+    print(format_markdown(report['tables']))
+    print(f"written to {args.output}/: {', '.join(report['files'])}")
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from .recommend import (format_recommendations, recommend,
+                            write_recommendations)
+    users = None
+    if not args.all_users:
+        try:
+            users = [int(u) for u in args.users.split(',') if u.strip()]
+        except ValueError:
+            raise ValueError(f"--users expects comma-separated integer ids, "
+                             f"got {args.users!r}") from None
+    recs = recommend(args.run, users, k=args.k,
+                     exclude_seen=args.exclude_seen, data_root=args.data_root,
+                     dataset=args.dataset, batch_size=args.batch_size,
+                     device=args.device)
+    if args.output:
+        write_recommendations(recs, args.output)
+        print(f"{recs.users.numel()} users x top-{args.k}: {args.output}")
+    else:
+        print(format_recommendations(recs), end='')
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     parser = build_parser()
@@ -165,6 +235,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_datasets(args)
         if args.command == 'models':
             return cmd_models()
+        if args.command == 'report':
+            return cmd_report(args)
+        if args.command == 'recommend':
+            return cmd_recommend(args)
         if args.command == 'demo':
             from .demo import format_comparison, run_demo
             title, rows = run_demo()

@@ -5,6 +5,7 @@ A configuration has four sections: :obj:`model` (the model constructor's
 keyword arguments), :obj:`trainer`, :obj:`loader` and :obj:`evaluation`
 (together the keyword arguments of :class:`~pyg_mmrec.train.Trainer`)."""
 import inspect
+import json
 import logging
 import os
 from pathlib import Path
@@ -362,3 +363,49 @@ def format_results_table(results: Mapping[str, Any]) -> str:
         title += ("\n[test pass masks the training items only (MMRec/DiffMM "
                   "rule): validation items may be recommended]")
     return title + '\n' + '\n'.join(lines)
+
+
+def read_results(run_dir: str) -> Dict[str, Any]:
+    r"""The :obj:`results.json` of a run directory (see
+    :meth:`pyg_mmrec.train.Trainer.fit`), with the directory added as
+    :obj:`"run_dir"`.
+
+    Raises:
+        FileNotFoundError: If :obj:`run_dir` holds no :obj:`results.json`.
+        ValueError: If it is not valid JSON.
+    """
+    path = os.path.join(run_dir, 'results.json')
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{run_dir}: no results.json (not a run directory, or the run "
+            f"has not finished)")
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(results, dict) or not isinstance(
+            results.get('config'), dict):
+        raise ValueError(f"{path}: expected a results object with a 'config'")
+    results['run_dir'] = run_dir
+    return results
+
+
+def run_config(results: Mapping[str, Any]) -> Dict[str, Any]:
+    r"""The configuration of a run's results: :obj:`{'name', 'dataset',
+    'seed'}` and the sections of :func:`normalize_config`. Results of older
+    runs, whose flat configuration holds the model name under
+    :obj:`"model"` and every setting beside it, are brought to this layout.
+    """
+    config = dict(results['config'])
+    source = results.get('run_dir')
+    if isinstance(config.get('model'), str):  # the older, flat layout
+        config['name'] = config.pop('model')
+    name, dataset = config.get('name'), config.get('dataset')
+    if not name or dataset is None:
+        raise ValueError(f"{source or 'results'}: the configuration names no "
+                         f"model or no dataset")
+    settings = {k: v for k, v in config.items()
+                if k not in ('name', 'dataset', 'seed')}
+    return {'name': name, 'dataset': dataset, 'seed': config.get('seed', 0),
+            **normalize_config(name, settings, source)}

@@ -149,7 +149,14 @@ class MMRecDataset(InMemoryDataset):
         return f'{self.__class__.__name__}({self.name}, {self.format})'
 
 
-def _resolve_folder(name_or_path: str, root: Optional[str]) -> str:
+def dataset_folder(name_or_path: str, root: Optional[str] = None) -> str:
+    r"""The folder of a dataset given by name (:obj:`<root>/<name>`, root
+    :func:`default_root` by default) or path, as :func:`load_dataset` finds
+    it.
+
+    Raises:
+        FileNotFoundError: If there is no such folder.
+    """
     explicit_path = (os.sep in name_or_path or name_or_path.startswith(
         ('.', '~')) or (os.altsep is not None and os.altsep in name_or_path))
     root = root if root is not None else default_root()
@@ -187,7 +194,7 @@ def load_dataset(name_or_path: str, root: Optional[str] = None,
     if synthetic_kwargs:
         raise TypeError(f"keyword arguments {sorted(synthetic_kwargs)} only "
                         f"apply to the 'synthetic' dataset")
-    folder = _resolve_folder(name_or_path, root)
+    folder = dataset_folder(name_or_path, root)
     try:
         dataset = MMRecDataset(folder)
     except (DataFormatError, FileNotFoundError):

@@ -315,8 +315,7 @@ class Trainer:
     def _load_checkpoint(self, path: str) -> Dict[str, Any]:
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state.get('config') != self.config:
-            old, new = _flat(state.get('config') or {}), _flat(self.config)
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            diff = differing_keys([state.get('config') or {}, self.config])
             raise ValueError(
                 f"{path}: the checkpoint was written with another configuration "
                 f"(differs in {', '.join(diff)}); use another checkpoint "
@@ -453,14 +452,28 @@ def negative_exclusion(model, data: HeteroData) -> Optional[PairIndex]:
     return interaction_graph(data, 'cpu')
 
 
-def _flat(config: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
+def flatten_config(config: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
     r"""Nested sections as dotted keys, *e.g.* :obj:`"trainer.lr"`."""
     out: Dict[str, Any] = {}
     for key, value in config.items():
         if isinstance(value, dict):
-            out.update(_flat(value, f'{prefix}{key}.'))
+            out.update(flatten_config(value, f'{prefix}{key}.'))
         else:
             out[f'{prefix}{key}'] = value
+    return out
+
+
+def differing_keys(configs: Sequence[Dict[str, Any]]) -> List[str]:
+    r"""The dotted keys (see :func:`flatten_config`) whose values are not
+    the same in all :obj:`configs` (a key missing from one counts as
+    differing), sorted."""
+    flat = [flatten_config(c) for c in configs]
+    missing = object()
+    out = []
+    for key in sorted(set().union(*flat)):
+        values = [f.get(key, missing) for f in flat]
+        if any(v is missing or v != values[0] for v in values):
+            out.append(key)
     return out
 
 
