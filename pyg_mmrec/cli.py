@@ -1,5 +1,5 @@
-"""Command line: ``python -m pyg_mmrec {train,datasets,models,demo,report,
-recommend}``."""
+"""Command line: ``python -m pyg_mmrec {train,datasets,models,demo,preprocess,
+report,recommend}``."""
 import argparse
 import json
 import logging
@@ -78,6 +78,47 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument('--data-root', default=None)
 
     sub.add_parser('models', help='list the models')
+
+    pre = sub.add_parser(
+        'preprocess', help='turn raw logs into an MMRec dataset folder',
+        description='Read a raw log (Amazon reviews 2014/2018, MovieLens, '
+        'generic CSV; streaming, .gz detected), keep ratings >= '
+        '--min-rating, collapse duplicate pairs to the earliest, iterative '
+        'k-core, re-index by first appearance, split per user and write '
+        '<output>/<name>.inter, u_id_mapping.csv, i_id_mapping.csv, '
+        'stats.json and optional text_feat.npy / image_feat.npy.')
+    pre.add_argument('--format', required=True,
+                     choices=['amazon', 'movielens', 'csv'])
+    pre.add_argument('--input', required=True,
+                     help='raw file (MovieLens: file or folder)')
+    pre.add_argument('--meta', default=None,
+                     help='item metadata for --text-features (Amazon '
+                     'meta_*.json(.gz); MovieLens: default beside --input)')
+    pre.add_argument('--output', required=True, help='dataset folder')
+    pre.add_argument('--name', default=None,
+                     help='dataset name (default: the output folder name)')
+    pre.add_argument('--min-rating', type=float, default=0.0)
+    pre.add_argument('--user-core', type=int, default=5)
+    pre.add_argument('--item-core', type=int, default=5)
+    pre.add_argument('--split', choices=['random', 'chrono', 'loo'],
+                     default='random')
+    pre.add_argument('--seed', type=int, default=0)
+    pre.add_argument('--user-col', default='user', help='csv format')
+    pre.add_argument('--item-col', default='item', help='csv format')
+    pre.add_argument('--rating-col', default=None, help='csv format')
+    pre.add_argument('--time-col', default=None, help='csv format')
+    pre.add_argument('--delimiter', default=',', help='csv format')
+    pre.add_argument('--text-features', action='store_true',
+                     help="all-MiniLM-L6-v2 text features (extra 'text')")
+    pre.add_argument('--text-model', default=None,
+                     help='local sentence-transformers folder (default: '
+                     'the bundled all-MiniLM-L6-v2)')
+    pre.add_argument('--images', default=None,
+                     help="folder of <raw item id>.jpg|png (extra 'image')")
+    pre.add_argument('--image-backbone', default='resnet50')
+    pre.add_argument('--image-weights', default=None,
+                     help='state dict file of the backbone')
+    pre.add_argument('--no-progress', action='store_true')
 
     demo = sub.add_parser('demo', help='train every baseline on the synthetic '
                           'dataset and print a comparison table')
@@ -184,6 +225,38 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+def cmd_preprocess(args) -> int:
+    from .data.preprocess import preprocess
+    csv_kwargs = {}
+    if args.format == 'csv':
+        delimiter = args.delimiter.replace('\\t', '\t')
+        csv_kwargs = dict(user_col=args.user_col, item_col=args.item_col,
+                          rating_col=args.rating_col, time_col=args.time_col,
+                          delimiter=delimiter)
+    try:
+        stats = preprocess(
+            args.format, args.input, args.output, name=args.name,
+            meta=args.meta, min_rating=args.min_rating,
+            user_core=args.user_core, item_core=args.item_core,
+            split=args.split, seed=args.seed, text=args.text_features,
+            text_model=args.text_model, images=args.images,
+            image_backbone=args.image_backbone,
+            image_weights=args.image_weights,
+            progress=not args.no_progress, **csv_kwargs)
+    except ImportError as e:  # a missing optional extra
+        raise ValueError(str(e)) from None
+    print(f"{stats['name']}: {stats['users']} users, {stats['items']} items,"
+          f" {stats['interactions']} interactions (train {stats['train']}, "
+          f"val {stats['val']}, test {stats['test']}), density "
+          f"{stats['density']:.5f}")
+    print(f"raw lines {stats['raw_lines']}, after rating threshold "
+          f"{stats['kept_after_threshold']}, duplicates removed "
+          f"{stats['duplicates_removed']}, after k-core "
+          f"{stats['kept_after_k_core']} ({stats['k_core_rounds']} rounds)")
+    print(f"written to {args.output} (stats.json)")
+    return 0
+
+
 def cmd_models() -> int:
     from .models import MODELS
     for name, cls in MODELS.items():
@@ -235,6 +308,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_datasets(args)
         if args.command == 'models':
             return cmd_models()
+        if args.command == 'preprocess':
+            return cmd_preprocess(args)
         if args.command == 'report':
             return cmd_report(args)
         if args.command == 'recommend':

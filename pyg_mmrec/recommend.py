@@ -31,6 +31,7 @@ from torch_geometric.data import HeteroData
 
 from .data import load_dataset
 from .data.dataset import dataset_folder
+from .data.preprocess import ID_MAPS, read_id_mapping
 from .graphs import PairIndex, train_graph
 from .graphs.sparse import expand_runs
 from .experiment import read_results, run_config
@@ -38,11 +39,6 @@ from .models import Recommender, get_model
 from .train.checkpoint import seed_everything
 
 log = logging.getLogger('pyg_mmrec')
-
-#: MMRec's id maps in a dataset folder: raw id, then the id the dataset
-#: uses, tab-separated.
-ID_MAPS = {'user': 'u_id_mapping.csv', 'item': 'i_id_mapping.csv'}
-
 
 @dataclass
 class Recommendations:
@@ -82,39 +78,6 @@ class Recommendations:
                     record['raw_item'] = self.raw_item_ids.get(item)
                 out.append(record)
         return out
-
-
-def read_id_mapping(path: str) -> Dict[int, str]:
-    r"""Reads an id map (MMRec's :obj:`u_id_mapping.csv` /
-    :obj:`i_id_mapping.csv`): per line the original id, then the dataset's
-    integer id, tab-separated (or comma-separated); a header line (whatever
-    its column names) is skipped. Returns dataset id -> original id.
-
-    Raises:
-        ValueError: If a line is malformed or an id appears twice.
-    """
-    with open(path, newline='') as f:
-        lines = [line.rstrip('\r\n') for line in f]
-    out: Dict[int, str] = {}
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        fields = line.split('\t') if '\t' in line else line.split(',')
-        if len(fields) < 2:
-            raise ValueError(f"{path}:{number}: expected 'raw id<TAB>id', "
-                             f"got {line!r}")
-        raw, new = fields[0].strip(), fields[1].strip()
-        try:
-            new_id = int(new)
-        except ValueError:
-            if number == 1 and not out:  # the header
-                continue
-            raise ValueError(f"{path}:{number}: the id {new!r} is not an "
-                             f"integer") from None
-        if new_id in out:
-            raise ValueError(f"{path}:{number}: id {new_id} appears twice")
-        out[new_id] = raw
-    return out
 
 
 def find_id_mappings(folder: Optional[str]

@@ -1,0 +1,56 @@
+r"""Preprocessing of raw interaction logs (Amazon reviews, MovieLens,
+generic CSV) into the MMRec layout read by
+:func:`pyg_mmrec.data.load_dataset`: streaming readers, rating threshold,
+iterative k-core, per-user splits and optional text/image item features."""
+from .raw import (
+    FORMATS,
+    RawInteractions,
+    amazon_item_text,
+    open_text,
+    read_amazon,
+    read_amazon_meta,
+    read_delimited,
+    read_movielens,
+    read_raw,
+)
+from .filtering import (
+    first_of_duplicates,
+    k_core,
+    keep_min_rating,
+    reindex_by_first_appearance,
+)
+from .split import SPLIT_METHODS, mmrec_split_sizes, split_interactions
+from .features import (
+    default_text_model,
+    image_features,
+    load_text_model,
+    text_features,
+)
+from .pipeline import ID_MAPS, preprocess, read_id_mapping, write_id_map
+
+__all__ = [
+    'FORMATS',
+    'RawInteractions',
+    'open_text',
+    'read_amazon',
+    'read_amazon_meta',
+    'amazon_item_text',
+    'read_delimited',
+    'read_movielens',
+    'read_raw',
+    'keep_min_rating',
+    'first_of_duplicates',
+    'k_core',
+    'reindex_by_first_appearance',
+    'SPLIT_METHODS',
+    'mmrec_split_sizes',
+    'split_interactions',
+    'default_text_model',
+    'load_text_model',
+    'text_features',
+    'image_features',
+    'preprocess',
+    'read_id_mapping',
+    'ID_MAPS',
+    'write_id_map',
+]

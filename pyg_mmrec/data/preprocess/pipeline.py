@@ -1,0 +1,262 @@
+r"""Raw logs to the MMRec layout: read (streaming), keep ratings
+:math:`\geq r_{\min}`, collapse duplicate pairs to the earliest, iterative
+k-core, contiguous re-indexing in order of first appearance (MMRec's
+convention, ``models.md`` section 1.1), per-user split, then write
+
+* ``<name>.inter``: tab-separated, header
+  ``userID itemID rating timestamp x_label`` (``x_label`` 0/1/2 =
+  train/validation/test), readable by :func:`pyg_mmrec.data.load_dataset`;
+* ``u_id_mapping.csv`` / ``i_id_mapping.csv``: tab-separated, headers
+  ``raw_id userID`` / ``raw_id itemID``, rows in new-id order;
+* ``stats.json``; optionally ``text_feat.npy`` and ``image_feat.npy``
+  (float32, row :math:`i` = new item id :math:`i`).
+"""
+import json
+import logging
+import os
+import os.path as osp
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..hetero import SPLITS, DataFormatError
+from .features import image_features, text_features
+from .filtering import (first_of_duplicates, k_core, keep_min_rating,
+                        reindex_by_first_appearance)
+from .raw import (read_amazon_meta, read_delimited_titles,
+                  read_movielens_titles, read_raw)
+from .split import split_interactions
+
+log = logging.getLogger(__name__)
+INTER_HEADER = ('userID', 'itemID', 'rating', 'timestamp', 'x_label')
+_WRITE_CHUNK = 50_000
+#: MMRec's id maps in a dataset folder: raw id, then the id the dataset
+#: uses, tab-separated.
+ID_MAPS = {'user': 'u_id_mapping.csv', 'item': 'i_id_mapping.csv'}
+
+
+def write_id_map(path: str, raw_ids: List[str], column: str) -> None:
+    r"""Writes :obj:`raw_id\t<column>` rows, new id :obj:`i` on row
+    :obj:`i`."""
+    for raw in raw_ids:
+        if '\t' in raw or '\n' in raw:
+            raise DataFormatError(f"{path}: raw id {raw!r} contains a tab or "
+                                  f"newline")
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(f'raw_id\t{column}\n')
+        f.writelines(f'{raw}\t{i}\n' for i, raw in enumerate(raw_ids))
+
+
+def read_id_mapping(path: str) -> Dict[int, str]:
+    r"""Reads an id map (MMRec's :obj:`u_id_mapping.csv` /
+    :obj:`i_id_mapping.csv`): per line the original id, then the dataset's
+    integer id, tab-separated (or comma-separated); a header line (whatever
+    its column names) is skipped. Returns dataset id -> original id.
+
+    Raises:
+        DataFormatError: If a line is malformed or an id appears twice.
+    """
+    with open(path, newline='') as f:
+        lines = [line.rstrip('\r\n') for line in f]
+    out: Dict[int, str] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = line.split('\t') if '\t' in line else line.split(',')
+        if len(fields) < 2:
+            raise DataFormatError(f"{path}:{number}: expected 'raw id<TAB>id', "
+                             f"got {line!r}")
+        raw, new = fields[0].strip(), fields[1].strip()
+        try:
+            new_id = int(new)
+        except ValueError:
+            if number == 1 and not out:  # the header
+                continue
+            raise DataFormatError(f"{path}:{number}: the id {new!r} is not an "
+                             f"integer") from None
+        if new_id in out:
+            raise DataFormatError(f"{path}:{number}: id {new_id} appears twice")
+        out[new_id] = raw
+    return out
+
+
+def write_inter(path: str, user: np.ndarray, item: np.ndarray,
+                rating: np.ndarray, time: np.ndarray,
+                label: np.ndarray) -> None:
+    r"""Writes an MMRec ``.inter`` file, rows sorted by user, split and
+    time."""
+    order = np.lexsort((time, label, user))
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write('\t'.join(INTER_HEADER) + '\n')
+        for s in range(0, len(order), _WRITE_CHUNK):
+            idx = order[s:s + _WRITE_CHUNK]
+            f.writelines(
+                f'{u}\t{i}\t{r:g}\t{t}\t{x}\n' for u, i, r, t, x in zip(
+                    user[idx].tolist(), item[idx].tolist(),
+                    rating[idx].tolist(), time[idx].tolist(),
+                    label[idx].tolist()))
+
+
+def item_texts(fmt: str, input_path: str, meta: Optional[str],
+               raw_item_ids: List[str], progress: bool = False) -> List[str]:
+    r"""The text of each item (in new-id order) from the metadata of a raw
+    format; only the kept items' records are retained.
+
+    Args:
+        fmt (str): :obj:`"amazon"` (``meta_*.json(.gz)`` via :obj:`meta`),
+            :obj:`"movielens"` (the item file beside the ratings, or
+            :obj:`meta`) or :obj:`"csv"` (:obj:`meta`: a tab-separated file
+            with a header whose first column is the raw item id and whose
+            other columns are joined).
+        input_path (str): The raw interaction file or folder.
+        meta (str, optional): The metadata file.
+        raw_item_ids (List[str]): Raw id of each new item id.
+        progress (bool): Show a progress bar. (default: :obj:`False`)
+    """
+    wanted = set(raw_item_ids)
+    if fmt == 'movielens':
+        texts = read_movielens_titles(input_path, wanted, meta)
+    elif meta is None:
+        raise ValueError(f"text features of the {fmt!r} format need --meta "
+                         f"(the item metadata file)")
+    elif fmt == 'amazon':
+        texts = read_amazon_meta(meta, wanted, progress)
+    else:
+        with open(meta, encoding='utf-8') as f:
+            width = len(f.readline().split('\t'))
+        texts = read_delimited_titles(meta, 0, list(range(1, width)), '\t',
+                                      wanted, skip_header=True)
+    return [texts.get(i, '') for i in raw_item_ids]
+
+
+def _select(arrays: Tuple[np.ndarray, ...], index: np.ndarray
+            ) -> Tuple[np.ndarray, ...]:
+    # Rows of each array by mask or ascending indices; no copy when all kept.
+    n = len(arrays[0])
+    if (index.dtype == bool and index.all()) or (
+            index.dtype != bool and len(index) == n):
+        return arrays
+    return tuple(a[index] for a in arrays)
+
+
+def preprocess(
+    fmt: str,
+    input_path: str,
+    output_dir: str,
+    name: Optional[str] = None,
+    meta: Optional[str] = None,
+    min_rating: float = 0.0,
+    user_core: int = 5,
+    item_core: int = 5,
+    split: str = 'random',
+    seed: int = 0,
+    text: bool = False,
+    text_model: Optional[str] = None,
+    images: Optional[str] = None,
+    image_backbone: str = 'resnet50',
+    image_weights: Optional[str] = None,
+    progress: bool = False,
+    **csv_kwargs: Any,
+) -> Dict[str, Any]:
+    r"""Turns a raw interaction log into an MMRec dataset folder (see the
+    module docstring) and returns its statistics (also in ``stats.json``).
+
+    Args:
+        fmt (str): :obj:`"amazon"`, :obj:`"movielens"` or :obj:`"csv"` (see
+            :mod:`pyg_mmrec.data.preprocess.raw`).
+        input_path (str): The raw file (MovieLens: file or folder).
+        output_dir (str): The dataset folder to write.
+        name (str, optional): Dataset name (``<name>.inter``). Defaults to
+            the output folder's name.
+        meta (str, optional): Item metadata for text features (see
+            :func:`item_texts`).
+        min_rating (float): Keep interactions with rating
+            :math:`\geq` this. (default: :obj:`0`, all)
+        user_core, item_core (int): k-core thresholds. (default: :obj:`5`)
+        split (str): :obj:`"random"`, :obj:`"chrono"` or :obj:`"loo"` (see
+            :func:`~pyg_mmrec.data.preprocess.split_interactions`).
+        seed (int): Seed of the random split. (default: :obj:`0`)
+        text (bool): Write ``text_feat.npy``. (default: :obj:`False`)
+        text_model (str, optional): Local sentence-transformers folder.
+            Defaults to the bundled all-MiniLM-L6-v2.
+        images (str, optional): Folder of ``<raw item id>.jpg|png``; writes
+            ``image_feat.npy``.
+        image_backbone (str): torchvision model. (default: :obj:`"resnet50"`)
+        image_weights (str, optional): The backbone's state dict file.
+        progress (bool): Progress bars. (default: :obj:`False`)
+        **csv_kwargs: Column arguments of the :obj:`"csv"` format
+            (:obj:`user_col`, :obj:`item_col`, :obj:`rating_col`,
+            :obj:`time_col`, :obj:`delimiter`).
+    """
+    raw = read_raw(fmt, input_path, progress=progress, **csv_kwargs)
+    source = raw.source
+    arrays = (raw.user, raw.item, raw.rating, raw.time)
+    raw.user = raw.item = raw.rating = raw.time = None  # owned by arrays
+    keep = keep_min_rating(arrays[2], min_rating)
+    after_threshold = int(keep.sum())
+    if after_threshold == 0:
+        raise DataFormatError(f"{source}: no interactions with rating >= "
+                              f"{min_rating:g}")
+    arrays = _select(arrays, keep)
+    first = first_of_duplicates(arrays[0], arrays[1], arrays[3])
+    duplicates = len(arrays[0]) - len(first)
+    arrays = _select(arrays, first)
+    core, rounds = k_core(arrays[0], arrays[1], user_core, item_core)
+    if not core.any():
+        raise DataFormatError(
+            f"{source}: no interactions left after {user_core}-core (users) /"
+            f" {item_core}-core (items) filtering")
+    user, item, rating, time = _select(arrays, core)
+    del arrays, keep, first, core
+    user, user_old = reindex_by_first_appearance(user)
+    item, item_old = reindex_by_first_appearance(item)
+    label = split_interactions(user, time, split, seed)
+    counts = {s: int((label == c).sum()) for c, s in enumerate(SPLITS)}
+    empty = [s for s, c in counts.items() if c == 0]
+    if empty:
+        raise DataFormatError(
+            f"{source}: the {' and '.join(empty)} split(s) would be empty "
+            f"with the {split!r} split of {len(user)} interactions")
+
+    name = name or osp.basename(osp.normpath(osp.abspath(output_dir)))
+    os.makedirs(output_dir, exist_ok=True)
+    raw_users = [raw.user_ids[i] for i in user_old.tolist()]
+    raw_items = [raw.item_ids[i] for i in item_old.tolist()]
+    raw_lines = raw.lines
+    del raw
+    write_inter(osp.join(output_dir, f'{name}.inter'), user, item, rating,
+                time, label)
+    write_id_map(osp.join(output_dir, ID_MAPS['user']), raw_users,
+                 'userID')
+    write_id_map(osp.join(output_dir, ID_MAPS['item']), raw_items,
+                 'itemID')
+    n_users, n_items = len(raw_users), len(raw_items)
+    stats: Dict[str, Any] = {
+        'name': name, 'source': source, 'format': fmt,
+        'users': n_users, 'items': n_items, 'interactions': len(user),
+        **counts, 'density': len(user) / (n_users * n_items),
+        'raw_lines': raw_lines, 'kept_after_threshold': after_threshold,
+        'duplicates_removed': duplicates, 'kept_after_k_core': len(user),
+        'k_core_rounds': rounds, 'min_rating': min_rating,
+        'user_core': user_core, 'item_core': item_core, 'split': split,
+        'seed': seed, 'features': {},
+    }
+    if text:
+        texts = item_texts(fmt, input_path, meta, raw_items, progress)
+        feat = text_features(texts, text_model, progress=progress)
+        np.save(osp.join(output_dir, 'text_feat.npy'), feat)
+        stats['features']['text'] = {
+            'dim': int(feat.shape[1]),
+            'items_without_text': sum(not t.strip() for t in texts)}
+    if images is not None:
+        feat = image_features(raw_items, images, image_backbone,
+                              image_weights, progress=progress)
+        np.save(osp.join(output_dir, 'image_feat.npy'), feat)
+        stats['features']['image'] = {'dim': int(feat.shape[1]),
+                                      'backbone': image_backbone}
+    with open(osp.join(output_dir, 'stats.json'), 'w') as f:
+        json.dump(stats, f, indent=1)
+    log.info("%s: %d users, %d items, %d interactions (train %d, val %d, "
+             "test %d) written to %s", name, n_users, n_items, len(user),
+             counts['train'], counts['val'], counts['test'], output_dir)
+    return stats

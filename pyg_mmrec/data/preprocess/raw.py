@@ -1,0 +1,388 @@
+r"""Streaming readers of raw interaction logs: Amazon review dumps (2014,
+including its python-literal "loose JSON", and 2018), MovieLens
+(``u.data``/``u.item``, ``ratings.csv``/``movies.csv``,
+``ratings.dat``/``movies.dat``) and generic delimited files.
+
+Files are read line by line (gzip detected by its magic bytes), so a
+multi-GB dump is never held in memory: only the interned
+:class:`RawInteractions` (four compact numeric arrays and the raw id
+strings) are kept. Malformed input raises
+:class:`~pyg_mmrec.data.DataFormatError` as ``<file>:<line>: <problem>``.
+"""
+import ast
+import csv
+import gzip
+import io
+import json
+import os.path as osp
+from array import array
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+from tqdm import tqdm
+
+from ..hetero import DataFormatError
+
+FORMATS = ('amazon', 'movielens', 'csv')
+_PROGRESS_EVERY = 100_000
+
+
+def line_error(path: str, lineno: int, problem: str) -> DataFormatError:
+    r"""The error for a bad line: ``<file>:<line>: <problem>``."""
+    return DataFormatError(f"{path}:{lineno}: {problem}")
+
+
+def open_text(path: str, encoding: str = 'utf-8') -> io.TextIOBase:
+    r"""Opens :obj:`path` for streaming text reading, decompressing it when
+    it starts with the gzip magic bytes :obj:`1f 8b` (whatever its name)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, 'rb') as f:
+        gzipped = f.read(2) == b'\x1f\x8b'
+    if gzipped:
+        return gzip.open(path, 'rt', encoding=encoding, errors='replace')
+    return open(path, 'r', encoding=encoding, errors='replace', newline='')
+
+
+def _numbered_lines(path: str, encoding: str = 'utf-8',
+                    progress: bool = False) -> Iterator[Tuple[int, str]]:
+    bar = tqdm(desc=f'reading {osp.basename(path)}', unit=' lines',
+               disable=not progress, unit_scale=True)
+    with open_text(path, encoding) as f, bar:
+        lineno = 0
+        for lineno, line in enumerate(f, start=1):
+            if lineno % _PROGRESS_EVERY == 0:
+                bar.update(_PROGRESS_EVERY)
+            yield lineno, line
+        bar.update(lineno % _PROGRESS_EVERY)
+
+
+@dataclass
+class RawInteractions:
+    r"""Interactions read from a raw log, with ids interned to integers in
+    order of first appearance.
+
+    Attributes:
+        user, item (np.ndarray): :obj:`int32` interned ids per line.
+        rating (np.ndarray): :obj:`float32` rating (:obj:`1.0` when the
+            source has none).
+        time (np.ndarray): :obj:`int64` timestamp (:obj:`0` when the source
+            has none).
+        user_ids, item_ids (List[str]): Raw id of each interned id.
+        source (str): The file read, for messages.
+        lines (int): Non-empty data lines read.
+    """
+    user: np.ndarray
+    item: np.ndarray
+    rating: np.ndarray
+    time: np.ndarray
+    user_ids: List[str]
+    item_ids: List[str]
+    source: str
+    lines: int
+
+
+class _Interner:
+    r"""Collects (user, item, rating, time) rows into compact arrays."""
+    def __init__(self) -> None:
+        self.users: Dict[str, int] = {}
+        self.items: Dict[str, int] = {}
+        # 4-byte ids and ratings, 8-byte times: 20 bytes per interaction.
+        self.user, self.item = array('i'), array('i')
+        self.rating, self.time = array('f'), array('q')
+
+    def add(self, user: str, item: str, rating: float, time: int) -> None:
+        self.user.append(self.users.setdefault(user, len(self.users)))
+        self.item.append(self.items.setdefault(item, len(self.items)))
+        self.rating.append(rating)
+        self.time.append(time)
+
+    def result(self, source: str, lines: int) -> RawInteractions:
+        if not self.user:
+            raise DataFormatError(f"{source}: no interactions found")
+        # Views on the arrays' buffers, no copy.
+        return RawInteractions(
+            np.frombuffer(self.user, np.int32),
+            np.frombuffer(self.item, np.int32),
+            np.frombuffer(self.rating, np.float32),
+            np.frombuffer(self.time, np.int64),
+            list(self.users), list(self.items), source, lines)
+
+
+def _number(path: str, lineno: int, value, what: str, kind=float):
+    try:
+        return kind(float(value)) if kind is int else kind(value)
+    except (TypeError, ValueError):
+        raise line_error(path, lineno,
+                         f"non-numeric {what} {value!r}") from None
+
+
+# Amazon ######################################################################
+
+def parse_json_line(path: str, lineno: int, line: str) -> dict:
+    r"""Parses one JSON line, falling back to :func:`ast.literal_eval` for
+    the python-literal "loose JSON" of the 2014 Amazon dumps."""
+    try:
+        record = json.loads(line)
+    except ValueError as e:
+        try:
+            record = ast.literal_eval(line.strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise line_error(path, lineno,
+                             f"malformed JSON line ({e})") from None
+    if not isinstance(record, dict):
+        raise line_error(path, lineno, f"expected a JSON object, got "
+                         f"{type(record).__name__}")
+    return record
+
+
+def read_amazon(path: str, progress: bool = False) -> RawInteractions:
+    r"""Reads an Amazon review dump (2014 or 2018 JSON lines, gzipped or
+    plain): fields :obj:`reviewerID`, :obj:`asin`, :obj:`overall` and
+    :obj:`unixReviewTime`; other fields (:obj:`vote`, :obj:`style`, ...) are
+    ignored.
+
+    Args:
+        path (str): The review file.
+        progress (bool): Show a progress bar. (default: :obj:`False`)
+    """
+    out, lines = _Interner(), 0
+    for lineno, line in _numbered_lines(path, progress=progress):
+        if not line.strip():
+            continue
+        lines += 1
+        r = parse_json_line(path, lineno, line)
+        try:
+            user, item = r['reviewerID'], r['asin']
+            rating, time = r['overall'], r['unixReviewTime']
+        except KeyError as e:
+            raise line_error(path, lineno,
+                             f"missing field {e.args[0]!r}") from None
+        out.add(str(user), str(item),
+                _number(path, lineno, rating, "rating 'overall'"),
+                _number(path, lineno, time, "time 'unixReviewTime'", int))
+    return out.result(path, lines)
+
+
+def _flatten(value) -> List[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _flatten(v)]
+    text = str(value).strip()
+    return [text] if text else []
+
+
+def amazon_item_text(record: dict) -> str:
+    r"""The text of an Amazon metadata record, as in MMRec: title + brand +
+    categories + description, with the 2014 :obj:`categories` (list of
+    lists) or the 2018 :obj:`category` (list); repeated categories once."""
+    categories = _flatten(record.get('categories', record.get('category')))
+    parts = (_flatten(record.get('title')) + _flatten(record.get('brand')) +
+             list(dict.fromkeys(categories)) +
+             _flatten(record.get('description')))
+    return ' '.join(parts)
+
+
+def read_amazon_meta(path: str, wanted: Set[str],
+                     progress: bool = False) -> Dict[str, str]:
+    r"""Maps each raw item id of :obj:`wanted` found in an Amazon metadata
+    file (``meta_*.json(.gz)``) to its text (see :func:`amazon_item_text`);
+    other items' records are skipped after reading their :obj:`asin`.
+
+    Args:
+        path (str): The metadata file.
+        wanted (Set[str]): Raw item ids to keep.
+        progress (bool): Show a progress bar. (default: :obj:`False`)
+    """
+    texts = {}
+    for lineno, line in _numbered_lines(path, progress=progress):
+        if not line.strip():
+            continue
+        record = parse_json_line(path, lineno, line)
+        if 'asin' not in record:
+            raise line_error(path, lineno, "missing field 'asin'")
+        asin = str(record['asin'])
+        if asin in wanted:
+            texts[asin] = amazon_item_text(record)
+    return texts
+
+
+# Delimited files (MovieLens, generic CSV) ####################################
+
+def read_delimited(path: str, user_col: str, item_col: str,
+                   rating_col: Optional[str] = None,
+                   time_col: Optional[str] = None, delimiter: str = ',',
+                   header: Optional[Sequence[str]] = None,
+                   encoding: str = 'utf-8',
+                   progress: bool = False) -> RawInteractions:
+    r"""Reads a delimited interaction file, columns chosen by name.
+
+    Args:
+        path (str): The file (gzipped or plain).
+        user_col, item_col (str): User and item column names.
+        rating_col, time_col (str, optional): Rating and time column names;
+            absent ones are :obj:`1.0` and :obj:`0`.
+        delimiter (str): Field separator; several characters (e.g.
+            :obj:`"::"`) split literally. (default: :obj:`","`)
+        header (Sequence[str], optional): Column names of a file without a
+            header line. Defaults to reading the first line.
+        encoding (str): Text encoding. (default: :obj:`"utf-8"`)
+        progress (bool): Show a progress bar. (default: :obj:`False`)
+    """
+    rows = _split_rows(path, delimiter, encoding, progress)
+    if header is None:
+        first = next(rows, None)
+        if first is None:
+            raise DataFormatError(f"{path}: the file is empty, expected a "
+                                  f"header line")
+        header = [c.strip() for c in first[1]]
+    header = list(header)
+    wanted = [('user', user_col), ('item', item_col), ('rating', rating_col),
+              ('time', time_col)]
+    index = {}
+    for role, name in wanted:
+        if name is None:
+            continue
+        if name not in header:
+            raise DataFormatError(f"{path}: missing {role} column {name!r}; "
+                                  f"found columns {header}")
+        index[role] = header.index(name)
+    need = max(index.values()) + 1
+    u, i = index['user'], index['item']
+    r, t = index.get('rating'), index.get('time')
+    out, lines = _Interner(), 0
+    for lineno, fields in rows:
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue
+        lines += 1
+        if len(fields) < need:
+            raise line_error(path, lineno, f"{len(fields)} field(s), "
+                             f"expected at least {need}")
+        rating = 1.0 if r is None else _number(
+            path, lineno, fields[r], "rating")
+        time = 0 if t is None else _number(path, lineno, fields[t], 'time',
+                                           int)
+        out.add(fields[u].strip(), fields[i].strip(), rating, time)
+    return out.result(path, lines)
+
+
+def _split_rows(path: str, delimiter: str, encoding: str,
+                progress: bool) -> Iterator[Tuple[int, List[str]]]:
+    lines = _numbered_lines(path, encoding, progress)
+    if len(delimiter) == 1:
+        # csv handles quoting; the line number is that of the record start.
+        numbered = iter(lines)
+        current = [0]
+
+        def text() -> Iterator[str]:
+            for lineno, line in numbered:
+                current[0] = lineno
+                yield line
+        for fields in csv.reader(text(), delimiter=delimiter):
+            yield current[0], fields
+    else:
+        for lineno, line in lines:
+            yield lineno, line.rstrip('\r\n').split(delimiter)
+
+
+def read_delimited_titles(path: str, id_col: int, text_cols: Sequence[int],
+                          delimiter: str, wanted: Set[str],
+                          skip_header: bool, encoding: str = 'utf-8'
+                          ) -> Dict[str, str]:
+    r"""Maps raw item ids of :obj:`wanted` to the space-joined text columns
+    of a delimited item file (MovieLens ``u.item``, ``movies.csv``)."""
+    texts = {}
+    rows = _split_rows(path, delimiter, encoding, False)
+    if skip_header:
+        next(rows, None)
+    for lineno, fields in rows:
+        if not fields or not ''.join(fields).strip():
+            continue
+        if len(fields) <= max([id_col, *text_cols]):
+            raise line_error(path, lineno, f"{len(fields)} field(s), expected"
+                             f" at least {max([id_col, *text_cols]) + 1}")
+        item = fields[id_col].strip()
+        if item in wanted:
+            texts[item] = ' '.join(
+                fields[c].replace('|', ' ').strip() for c in text_cols)
+    return texts
+
+
+# MovieLens ###################################################################
+
+#: file name -> (delimiter, header or None to read it, encoding, item file,
+#: item-file delimiter, text columns, item file has a header)
+MOVIELENS_FILES = {
+    'u.data': ('\t', ['userId', 'movieId', 'rating', 'timestamp'], 'utf-8',
+               'u.item', '|', [1], False),
+    'ratings.csv': (',', None, 'utf-8', 'movies.csv', ',', [1, 2], True),
+    'ratings.dat': ('::', ['userId', 'movieId', 'rating', 'timestamp'],
+                    'latin-1', 'movies.dat', '::', [1, 2], False),
+}
+
+
+def movielens_ratings_file(path: str) -> str:
+    r"""The ratings file of a MovieLens folder or file (``u.data``,
+    ``ratings.csv`` or ``ratings.dat``)."""
+    if osp.isdir(path):
+        for name in MOVIELENS_FILES:
+            if osp.isfile(osp.join(path, name)):
+                return osp.join(path, name)
+        raise FileNotFoundError(f"{path}: no MovieLens ratings file "
+                                f"({', '.join(MOVIELENS_FILES)})")
+    if osp.basename(path) not in MOVIELENS_FILES:
+        raise DataFormatError(f"{path}: not a MovieLens ratings file; "
+                              f"expected one of {', '.join(MOVIELENS_FILES)}")
+    return path
+
+
+def read_movielens(path: str, progress: bool = False) -> RawInteractions:
+    r"""Reads MovieLens ratings: ``u.data`` (tab-separated user, item,
+    rating, timestamp; no header), ``ratings.csv`` (header
+    :obj:`userId,movieId,rating,timestamp`) or ``ratings.dat``
+    (:obj:`::`-separated).
+
+    Args:
+        path (str): The ratings file or its folder.
+        progress (bool): Show a progress bar. (default: :obj:`False`)
+    """
+    path = movielens_ratings_file(path)
+    delimiter, header, encoding = MOVIELENS_FILES[osp.basename(path)][:3]
+    return read_delimited(path, 'userId', 'movieId', 'rating', 'timestamp',
+                          delimiter, header, encoding, progress)
+
+
+def read_movielens_titles(ratings_path: str, wanted: Set[str],
+                          meta: Optional[str] = None) -> Dict[str, str]:
+    r"""Maps raw movie ids of :obj:`wanted` to "title genres" from the item
+    file beside the ratings (``u.item``: latin-1, pipe-separated, title
+    only; ``movies.csv``/``movies.dat``: title and genres).
+
+    Args:
+        ratings_path (str): The ratings file or its folder.
+        wanted (Set[str]): Raw movie ids to keep.
+        meta (str, optional): The item file. Defaults to the one beside
+            the ratings.
+    """
+    ratings_path = movielens_ratings_file(ratings_path)
+    (_, _, _, item_file, delimiter, cols,
+     has_header) = MOVIELENS_FILES[osp.basename(ratings_path)]
+    meta = meta or osp.join(osp.dirname(ratings_path), item_file)
+    encoding = 'utf-8' if item_file == 'movies.csv' else 'latin-1'
+    return read_delimited_titles(meta, 0, cols, delimiter, wanted,
+                                 has_header, encoding)
+
+
+def read_raw(fmt: str, path: str, progress: bool = False,
+             **csv_kwargs) -> RawInteractions:
+    r"""Reads a raw log of format :obj:`fmt` (one of :obj:`FORMATS`);
+    :obj:`csv_kwargs` are :func:`read_delimited`'s column arguments."""
+    if fmt == 'amazon':
+        return read_amazon(path, progress)
+    if fmt == 'movielens':
+        return read_movielens(path, progress)
+    if fmt == 'csv':
+        return read_delimited(path, progress=progress, **csv_kwargs)
+    raise ValueError(f"unknown raw format {fmt!r}; expected one of {FORMATS}")

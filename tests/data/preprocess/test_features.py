@@ -1,0 +1,106 @@
+"""Text features use the MiniLM bundled by the 'text' extra (skipped when
+it is not installed). The image test uses generated Pillow images and a
+randomly initialised torchvision resnet18 whose state dict it saves as the
+weights file; it is skipped when torchvision cannot be imported beside this
+torch (PyPI's torchvision fails with torch 2.13.0 on the CPU dev machine:
+"operator torchvision::nms does not exist")."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pyg_mmrec.data.preprocess import image_features, text_features
+from pyg_mmrec.data.preprocess.features import (default_text_model,
+                                                fill_missing_with_mean)
+
+
+def test_fill_missing_with_mean():
+    feat = np.array([[1., 2.], [0., 0.], [3., 4.]], dtype=np.float32)
+    out = fill_missing_with_mean(feat, np.array([True, False, True]), 'x')
+    assert out[1].tolist() == [2., 3.]
+    with pytest.raises(ValueError, match='no item has x'):
+        fill_missing_with_mean(feat, np.zeros(3, dtype=bool), 'x')
+
+
+def text_model_or_skip():
+    pytest.importorskip('sentence_transformers', reason="extra 'text' not "
+                        "installed: pip install -e '.[text]'")
+    try:
+        path = default_text_model()
+    except ImportError as e:
+        pytest.skip(str(e))
+    from pyg_mmrec.data.preprocess import load_text_model
+    return load_text_model(path)
+
+
+@pytest.fixture(scope='module')
+def minilm():
+    return text_model_or_skip()
+
+
+def test_minilm_near_duplicates_are_closer(minilm):
+    texts = ['Soft cotton baby blanket, blue',
+             'Soft cotton baby blanket in blue',
+             'Stainless steel kitchen knife set', '']
+    feat = text_features(texts, model=minilm)
+    assert feat.shape == (4, 384) and feat.dtype == np.float32
+    unit = feat / np.linalg.norm(feat, axis=1, keepdims=True)
+    assert unit[0] @ unit[1] > unit[0] @ unit[2] + 0.3
+    assert np.allclose(feat[3], feat[:3].mean(axis=0), atol=1e-6)
+
+
+def test_text_features_in_preprocess(tmp_path, minilm, monkeypatch):
+    monkeypatch.setenv('PYG_MMREC_CACHE', str(tmp_path / 'cache'))
+    from pyg_mmrec.data import load_dataset
+    from pyg_mmrec.data.preprocess import preprocess
+    rows = [(f'U{u}', f'I{(u + k) % 8}') for u in range(12) for k in range(5)]
+    (tmp_path / 'r.json').write_text(''.join(json.dumps(
+        {'reviewerID': u, 'asin': i, 'overall': 5.0, 'unixReviewTime': n})
+        + '\n' for n, (u, i) in enumerate(rows)))
+    (tmp_path / 'meta.json').write_text(''.join(
+        json.dumps({'asin': f'I{i}', 'title': f'toy number {i}'}) + '\n'
+        for i in range(7)))  # I7 has no metadata: the mean
+    stats = preprocess('amazon', str(tmp_path / 'r.json'),
+                       str(tmp_path / 'out'), meta=str(tmp_path / 'meta.json'),
+                       user_core=1, item_core=1, text=True)
+    assert stats['features']['text'] == {'dim': 384, 'items_without_text': 1}
+    feat = np.load(tmp_path / 'out' / 'text_feat.npy')
+    assert feat.shape == (8, 384) and feat.dtype == np.float32
+    assert load_dataset(str(tmp_path / 'out'))['item'].x_text.shape == (8,
+                                                                          384)
+
+
+def torchvision_or_skip():
+    try:
+        import torchvision
+        torchvision.models.resnet18  # noqa: B018
+    except Exception as e:
+        pytest.skip(f"torchvision not importable beside this torch "
+                    f"({type(e).__name__}: {str(e).splitlines()[0]})")
+    return torchvision
+
+
+def test_image_features(tmp_path):
+    torchvision = torchvision_or_skip()
+    import torch
+    from PIL import Image
+    torch.manual_seed(0)
+    weights = tmp_path / 'resnet18.pth'
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(),
+               weights)  # a random backbone, saved as the user's file
+    folder = tmp_path / 'images'
+    os.makedirs(folder)
+    rng = np.random.default_rng(0)
+    for name, ext in (('A', 'jpg'), ('B', 'png')):
+        Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)
+                        ).save(folder / f'{name}.{ext}')
+    feat = image_features(['A', 'B', 'C'], str(folder), 'resnet18',
+                          str(weights), image_size=64)
+    assert feat.shape == (3, 512) and feat.dtype == np.float32
+    assert np.allclose(feat[2], feat[:2].mean(axis=0), atol=1e-5)
+
+
+def test_image_features_need_weights(tmp_path):
+    with pytest.raises(ValueError, match='need --image-weights'):
+        image_features(['A'], str(tmp_path), 'resnet50', None)

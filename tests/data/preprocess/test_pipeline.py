@@ -1,0 +1,160 @@
+import gzip
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pyg_mmrec.data import DataFormatError, load_dataset, split_edge_index
+from pyg_mmrec.data.preprocess import preprocess, read_id_mapping
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv('PYG_MMREC_CACHE', str(tmp_path / 'cache'))
+
+
+def read_id_map(path):
+    ids = read_id_mapping(str(path))
+    assert sorted(ids) == list(range(len(ids)))  # contiguous new ids
+    return [ids[i] for i in range(len(ids))]
+
+
+def write_reviews(path, users=40, items=25, per_user=12, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    with gzip.open(path, 'wt') as f:
+        for u in range(users):
+            for i in rng.choice(items, per_user, replace=False):
+                r, t = int(rng.integers(1, 6)), int(rng.integers(0, 10**6))
+                r = r if rows else 5  # the duplicated pair survives
+                rows.append((f'U{u:03d}', f'I{i:03d}', r, t))
+                f.write(json.dumps({'reviewerID': f'U{u:03d}',
+                                    'asin': f'I{i:03d}', 'overall': float(r),
+                                    'unixReviewTime': t}) + '\n')
+        # a duplicate pair, later in time: collapsed to the earliest
+        u, i, r, t = rows[0]
+        f.write(json.dumps({'reviewerID': u, 'asin': i, 'overall': 5.0,
+                            'unixReviewTime': t + 1}) + '\n')
+    return rows
+
+
+def read_inter(path):
+    with open(path) as f:
+        header = f.readline().rstrip('\n').split('\t')
+        table = np.array([line.split('\t') for line in f], dtype=float)
+    return header, table
+
+
+def test_amazon_to_mmrec_layout_loads_and_trains(tmp_path):
+    raw = tmp_path / 'reviews.json.gz'
+    rows = write_reviews(raw)
+    out = tmp_path / 'toy'
+    stats = preprocess('amazon', str(raw), str(out), min_rating=2)
+    assert sorted(os.listdir(out)) == ['i_id_mapping.csv', 'stats.json',
+                                       'toy.inter', 'u_id_mapping.csv']
+    header, table = read_inter(out / 'toy.inter')
+    assert header == ['userID', 'itemID', 'rating', 'timestamp', 'x_label']
+    assert (table[:, 2] >= 2).all()
+    assert stats == json.load(open(out / 'stats.json'))
+    assert stats['raw_lines'] == len(rows) + 1
+    assert stats['kept_after_threshold'] == sum(r >= 2 for *_, r, _ in rows) \
+        + 1
+    assert stats['duplicates_removed'] == 1
+    assert stats['train'] + stats['val'] + stats['test'] == \
+        stats['interactions'] == len(table)
+
+    data = load_dataset(str(out))
+    assert data['user'].num_nodes == stats['users']
+    assert data['item'].num_nodes == stats['items']
+    assert split_edge_index(data, 'test').size(1) == stats['test']
+
+    from pyg_mmrec.experiment import run_experiment
+    res = run_experiment('lightgcn', str(out), progress=False, config={
+        'epochs': 1, 'batch_size': 64}, output_dir=str(tmp_path / 'run'))
+    assert np.isfinite(res['test']['recall@20'])
+
+
+def test_id_maps_round_trip(tmp_path):
+    raw = tmp_path / 'reviews.json.gz'
+    rows = write_reviews(raw)
+    out = tmp_path / 'd'
+    preprocess('amazon', str(raw), str(out), user_core=3, item_core=3)
+    users = read_id_map(out / 'u_id_mapping.csv')
+    items = read_id_map(out / 'i_id_mapping.csv')
+    assert open(out / 'u_id_mapping.csv').readline() == 'raw_id\tuserID\n'
+    assert open(out / 'i_id_mapping.csv').readline() == 'raw_id\titemID\n'
+    _, table = read_inter(out / 'd.inter')
+    raw_pairs = {(u, i): t for u, i, _, t in reversed(rows)}
+    for u, i, _, t, _ in table.astype(np.int64):
+        assert raw_pairs[(users[u], items[i])] == t  # the earliest time
+    # new ids are by first appearance in the filtered log
+    first_users = list(dict.fromkeys(u for u, *_ in rows if u in users))
+    assert users == first_users
+    u_new = {raw_id: k for k, raw_id in enumerate(users)}
+    assert [users[u_new[r]] for r in users] == users
+
+
+@pytest.mark.parametrize('split', ['random', 'chrono', 'loo'])
+def test_deterministic_for_seed(tmp_path, split):
+    raw = tmp_path / 'reviews.json.gz'
+    write_reviews(raw)
+    for name, seed in (('a', 1), ('b', 1), ('c', 2)):
+        preprocess('amazon', str(raw), str(tmp_path / name), split=split,
+                   seed=seed)
+    a, b, c = (open(tmp_path / n / f'{n}.inter').read() for n in 'abc')
+    assert a == b
+    assert (a != c) == (split == 'random')
+
+
+def test_empty_after_k_core(tmp_path):
+    raw = tmp_path / 'reviews.json.gz'
+    write_reviews(raw, users=3, per_user=3)
+    with pytest.raises(DataFormatError, match=r"reviews\.json\.gz: no "
+                       r"interactions left after 5-core"):
+        preprocess('amazon', str(raw), str(tmp_path / 'x'))
+    with pytest.raises(DataFormatError, match=r"no interactions with rating "
+                       r">= 9"):
+        preprocess('amazon', str(raw), str(tmp_path / 'x'), min_rating=9)
+
+
+def test_movielens_and_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = [f'{u}\t{i}\t{rng.integers(1, 6)}\t{rng.integers(10**8)}'
+             for u in range(1, 21) for i in rng.choice(30, 10, replace=False)
+             + 1]
+    (tmp_path / 'u.data').write_text('\n'.join(lines) + '\n')
+    stats = preprocess('movielens', str(tmp_path / 'u.data'),
+                       str(tmp_path / 'ml'), user_core=1, item_core=1,
+                       split='loo')
+    assert stats['interactions'] == 200 and stats['test'] == 20
+    csv = tmp_path / 'log.csv'
+    csv.write_text('u;i\n' + '\n'.join(
+        ';'.join(line.split('\t')[:2]) for line in lines) + '\n')
+    stats = preprocess('csv', str(csv), str(tmp_path / 'c'), user_col='u',
+                       item_col='i', delimiter=';', split='random')
+    assert stats['raw_lines'] == 200 and stats['kept_after_k_core'] > 0
+    assert load_dataset(str(tmp_path / 'c'))['user'].num_nodes == \
+        stats['users']
+
+
+def test_cli(tmp_path, capsys):
+    from pyg_mmrec.cli import main
+    raw = tmp_path / 'reviews.json.gz'
+    write_reviews(raw)
+    assert main(['preprocess', '--format', 'amazon', '--input', str(raw),
+                 '--output', str(tmp_path / 'out'), '--name', 'baby',
+                 '--split', 'chrono', '--no-progress']) == 0
+    out = capsys.readouterr().out
+    assert 'users' in out and 'k-core' in out
+    assert (tmp_path / 'out' / 'baby.inter').is_file()
+    assert main(['preprocess', '--format', 'amazon', '--input',
+                 str(tmp_path / 'nope.json'), '--output',
+                 str(tmp_path / 'o')]) == 2
+    assert 'error: ' in capsys.readouterr().err
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"reviewerID": "A", "asin": "B", "overall": 1, '
+                   '"unixReviewTime": 1}\n{oops\n')
+    assert main(['preprocess', '--format', 'amazon', '--input', str(bad),
+                 '--output', str(tmp_path / 'o')]) == 2
+    assert 'bad.json:2: malformed JSON line' in capsys.readouterr().err
