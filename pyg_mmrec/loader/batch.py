@@ -84,6 +84,9 @@ class BPRBatch:
     pos: Tensor
     neg: Tensor
     subgraph: Optional[Subgraph] = None
+    #: Optional per-row "intervention" items (MCLN's counterfactual inputs:
+    #: uninteracted items drawn independently of :obj:`neg`).
+    intervention: Optional[Tensor] = None
 
     def __len__(self) -> int:
         return self.user.numel()
@@ -92,7 +95,9 @@ class BPRBatch:
         return BPRBatch(self.user.to(device), self.pos.to(device),
                         self.neg.to(device),
                         None if self.subgraph is None else
-                        self.subgraph.to(device))
+                        self.subgraph.to(device),
+                        None if self.intervention is None else
+                        self.intervention.to(device))
 
     def with_subgraph(self, subgraph: Subgraph) -> 'BPRBatch':
         r"""This batch on :obj:`subgraph`, which must hold its nodes."""

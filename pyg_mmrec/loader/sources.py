@@ -83,6 +83,55 @@ class TripletSource:
                 f'batch_size={self.batch_size})')
 
 
+class DistinctUserSource:
+    r"""MCLN's batches (``models.md`` 6.2): each step draws
+    :obj:`batch_size` **distinct** users among those with training items,
+    and for each one training positive (uniform over the user's items), one
+    uniform true negative and, independently, one uniform "intervention"
+    item that is not a training item of the user either (both from
+    :meth:`~pyg_mmrec.graphs.PairIndex.uniform_negatives`). An epoch has
+    :math:`\lfloor |\mathcal{E}_{train}| / B \rfloor + 1` steps, as the
+    original; users are drawn afresh at every step, so an epoch need not
+    visit every pair. With fewer eligible users than :obj:`batch_size`
+    (the original then fails), a batch holds every eligible user.
+
+    Args:
+        graph (PairIndex): The training graph.
+        batch_size (int): Users per batch :math:`B`.
+    """
+    def __init__(self, graph: PairIndex, batch_size: int):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if graph.device.type != 'cpu':
+            graph = graph.copy().cpu()
+        self.graph, self.batch_size = graph, int(batch_size)
+        self.users = (graph.user_degree() > 0).nonzero().view(-1)
+        if self.users.numel() == 0:
+            raise ValueError("the training graph has no interactions")
+
+    def __len__(self) -> int:
+        return self.graph.num_pairs // self.batch_size + 1
+
+    def batches(self, epoch: int,
+                generator: Optional[torch.Generator] = None
+                ) -> Iterator[BPRBatch]:
+        graph, size = self.graph, min(self.batch_size, self.users.numel())
+        degree = graph.user_degree()
+        for _ in range(len(self)):
+            pick = torch.randperm(self.users.numel(), generator=generator)
+            user = self.users[pick[:size]]
+            offset = (torch.rand(size, generator=generator) *
+                      degree[user]).long().clamp_(max=degree[user] - 1)
+            pos = graph.edge_index[1, graph.ptr[user] + offset]
+            neg = graph.uniform_negatives(user, generator)
+            intervention = graph.uniform_negatives(user, generator)
+            yield BPRBatch(user, pos, neg, intervention=intervention)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(users={self.users.numel()}, '
+                f'batch_size={self.batch_size})')
+
+
 class RowBlockSource:
     r"""Shuffled blocks of row ids :math:`0, \dots, N - 1` (e.g. the users
     whose interaction rows a denoiser reconstructs), every row once per

@@ -2,6 +2,8 @@ r"""Reusable PyG modules for multimodal recommendation."""
 from pyg_mmrec.nn.attention import CoordinateAttention
 from pyg_mmrec.nn.contrastive import (info_nce, mdmns_noise_levels,
                                       noisy_view_info_nce)
+from pyg_mmrec.nn.counterfactual import (CounterfactualAttention,
+                                        CounterfactualEncoder)
 from pyg_mmrec.nn.conv import LightGCNConv, LightGCNEncoder, sparse_mm
 from pyg_mmrec.nn.denoiser import BipartiteGuidance, Denoiser
 from pyg_mmrec.nn.diffusion import GaussianDiffusion
@@ -20,6 +22,8 @@ __all__ = [
     'sparse_mm',
     'CoordinateAttention',
     'MetaLowRankTransform',
+    'CounterfactualAttention',
+    'CounterfactualEncoder',
     'bpr_loss',
     'l2_reg',
     'orthogonality_loss',

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from pyg_mmrec.graphs import PairIndex
-from pyg_mmrec.loader import BPRBatch, RowBlockSource, Subgraph, TripletSource
+from pyg_mmrec.loader import (BPRBatch, DistinctUserSource, RowBlockSource,
+                              Subgraph, TripletSource)
 
 
 def random_graph(num_users=40, num_items=25, num_edges=300, seed=0):
@@ -82,3 +83,35 @@ def test_subgraph_induced_and_local_node_index():
     with pytest.raises(ValueError, match='lacks'):
         BPRBatch(torch.tensor([1]), torch.tensor([0]),
                  torch.tensor([0])).with_subgraph(sub).node_index()
+
+
+def test_distinct_user_batches_follow_mcln_sampling_rules():
+    graph = random_graph(num_users=40, num_items=25, num_edges=300)
+    # a user without training items is never drawn
+    keep = graph.edge_index[0] != 7
+    graph = PairIndex(graph.edge_index[:, keep], 40, 25)
+    source = DistinctUserSource(graph, batch_size=16)
+    batches = list(source.batches(1, torch.Generator().manual_seed(0)))
+    assert len(source) == len(batches) == graph.num_pairs // 16 + 1
+    drawn = torch.zeros(40, dtype=torch.long)
+    for b in batches:
+        assert len(b) == 16 and b.user.unique().numel() == 16  # distinct
+        assert graph.contains(b.user, b.pos).all()  # training positives
+        assert not graph.contains(b.user, b.neg).any()  # true negatives
+        assert not graph.contains(b.user, b.intervention).any()
+        drawn += torch.bincount(b.user, minlength=40)
+    assert drawn[7] == 0 and (drawn[graph.user_degree() > 0] > 0).all()
+    # the intervention items are drawn independently of the negatives
+    neg = torch.cat([b.neg for b in batches])
+    inter = torch.cat([b.intervention for b in batches])
+    assert (neg != inter).float().mean() > 0.5
+    # every positive of a user is reachable: the draws cover user 0's items
+    pos0 = torch.cat([b.pos[b.user == 0] for b in batches[:1]] + [
+        b.pos[b.user == 0] for b in source.batches(
+            2, torch.Generator().manual_seed(1))])
+    items0 = graph.edge_index[1, graph.edge_index[0] == 0]
+    assert set(pos0.tolist()) <= set(items0.tolist())
+    # fewer eligible users than the batch size: every one of them per batch
+    small = DistinctUserSource(graph, batch_size=1000)
+    b = next(iter(small.batches(1, torch.Generator().manual_seed(0))))
+    assert len(b) == 39 and b.to('cpu').intervention is not None
