@@ -80,3 +80,18 @@ def test_freedom_trains_on_baby_with_generated_features(real_dataset):
                          config={**SHORT, 'epochs': 8})
     assert res['test']['recall@20'] > 1.3 * pop['test']['recall@20'], (
         res['test'], pop['test'])
+
+
+def test_rearm_trains_on_baby_with_generated_features(real_dataset):
+    # As above; REARM's whole-catalogue attention makes an epoch slow, so
+    # large batches, a few epochs and lr 1e-3 (not its 5e-5 default, which
+    # needs hundreds of epochs) keep the test to a few minutes.
+    from pyg_mmrec.data import add_synthetic_features
+    data = add_synthetic_features(load_dataset(str(real_dataset('baby'))),
+                                  modalities={'image': 256, 'text': 64}, seed=0)
+    pop = run_experiment('pop', 'baby', data=data, progress=False)
+    res = run_experiment('rearm', 'baby', data=data, progress=False,
+                         config={**SHORT, 'epochs': 3, 'lr': 1e-3,
+                                 'batch_size': 8192})
+    assert res['test']['recall@20'] > 1.3 * pop['test']['recall@20'], (
+        res['test'], pop['test'])
