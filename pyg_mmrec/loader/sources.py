@@ -98,19 +98,32 @@ class DistinctUserSource:
     Args:
         graph (PairIndex): The training graph.
         batch_size (int): Users per batch :math:`B`.
+        shard (tuple, optional): :obj:`(rank, world_size)`: this process
+            takes every :obj:`world_size`-th step, from :obj:`rank` on.
+            (default: :obj:`(0, 1)`)
+        exclude (PairIndex, optional): The pairs negatives and intervention
+            items avoid, if not :obj:`graph`. (default: :obj:`None`)
     """
-    def __init__(self, graph: PairIndex, batch_size: int):
+    def __init__(self, graph: PairIndex, batch_size: int,
+                 shard: tuple = (0, 1), exclude: Optional[PairIndex] = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard must be (rank, world_size) with "
+                             f"0 <= rank < world_size, got {shard}")
         if graph.device.type != 'cpu':
             graph = graph.copy().cpu()
         self.graph, self.batch_size = graph, int(batch_size)
+        self.rank, self.world_size = int(rank), int(world)
+        self.exclude = graph if exclude is None else exclude
         self.users = (graph.user_degree() > 0).nonzero().view(-1)
         if self.users.numel() == 0:
             raise ValueError("the training graph has no interactions")
 
     def __len__(self) -> int:
-        return self.graph.num_pairs // self.batch_size + 1
+        steps = self.graph.num_pairs // self.batch_size + 1
+        return len(range(self.rank, steps, self.world_size))
 
     def batches(self, epoch: int,
                 generator: Optional[torch.Generator] = None
@@ -123,8 +136,8 @@ class DistinctUserSource:
             offset = (torch.rand(size, generator=generator) *
                       degree[user]).long().clamp_(max=degree[user] - 1)
             pos = graph.edge_index[1, graph.ptr[user] + offset]
-            neg = graph.uniform_negatives(user, generator)
-            intervention = graph.uniform_negatives(user, generator)
+            neg = self.exclude.uniform_negatives(user, generator)
+            intervention = self.exclude.uniform_negatives(user, generator)
             yield BPRBatch(user, pos, neg, intervention=intervention)
 
     def __repr__(self) -> str:

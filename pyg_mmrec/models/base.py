@@ -48,7 +48,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import num_items, num_users
-from ..loader import BatchSource, BPRBatch, Subgraph
+from ..graphs.pairs import PairIndex
+from ..loader import BatchSource, BPRBatch, Subgraph, TripletSource
 
 
 @dataclass
@@ -160,6 +161,10 @@ class Recommender(torch.nn.Module):
     #: honest rule) or :obj:`"all"` (also validation and test items: only
     #: to reproduce an original that leaks them this way).
     negative_exclusion: str = 'train'
+    #: Whether :obj:`score(users, items)` of a candidate depends on the
+    #: other candidates (MCLN's transductive scoring); such scores are not
+    #: the full-ranking scores of the candidates, and results say so.
+    candidate_dependent: bool = False
 
     def __init__(self, data: HeteroData):
         super().__init__()
@@ -183,6 +188,14 @@ class Recommender(torch.nn.Module):
     def stages(self) -> Tuple[Stage, ...]:
         r"""The model's extra optimisation stages (none by default)."""
         return ()
+
+    def batch_source(self, graph: PairIndex, batch_size: int,
+                     shard: Tuple[int, int] = (0, 1),
+                     exclude: Optional[PairIndex] = None) -> BatchSource:
+        r"""The recommender's batches when the trainer is given none:
+        :class:`~pyg_mmrec.loader.TripletSource` (every training pair once
+        per epoch) unless the model's recipe samples otherwise."""
+        return TripletSource(graph, batch_size, shard=shard, exclude=exclude)
 
     def on_epoch_start(self, epoch: int) -> None:
         r"""Hook called by the trainer before the recommender's batches of

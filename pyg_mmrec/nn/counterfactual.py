@@ -44,9 +44,10 @@ class CounterfactualAttention(torch.nn.Module):
         dim (int): :math:`D`.
 
     Shapes:
-        - **input:** :obj:`x` :math:`(B, D)`, :obj:`x_int` :math:`(B, D)` or
-          :obj:`None`
-        - **output:** :math:`(B, D)`
+        - **input:** :obj:`x` :math:`(*, B, D)`, :obj:`x_int` :math:`(*, B,
+          D)` or :obj:`None` (leading dimensions: independent sets, *e.g.*
+          the candidate lists of several users)
+        - **output:** :math:`(*, B, D)`
     """
     def __init__(self, dim: int):
         super().__init__()
@@ -73,17 +74,18 @@ class CounterfactualAttention(torch.nn.Module):
 
     def scores(self, x: Tensor, x_int: Optional[Tensor] = None) -> Tensor:
         r"""The attention logits :math:`\mathbf{S} - \mathbf{S}_c`
-        :obj:`[B, B]`."""
+        :obj:`[..., B, B]`."""
         scale = 1.0 / math.sqrt(self.dim)
-        s = self.query(x) @ self.key(x).t() * scale
+        s = self.query(x) @ self.key(x).transpose(-1, -2) * scale
         if x_int is not None:
-            s = s - self.query_int(x_int) @ self.key_int(x_int).t() * scale
+            s = s - (self.query_int(x_int) @
+                     self.key_int(x_int).transpose(-1, -2) * scale)
         return s
 
     def forward(self, x: Tensor, x_int: Optional[Tensor] = None,
                 diagonal: bool = False) -> Tensor:
-        if x.dim() != 2 or x.size(1) != self.dim:
-            raise ValueError(f"'x' must be [B, {self.dim}] (got "
+        if x.dim() < 2 or x.size(-1) != self.dim:
+            raise ValueError(f"'x' must be [..., B, {self.dim}] (got "
                              f"{tuple(x.shape)})")
         if x_int is not None and x_int.shape != x.shape:
             raise ValueError(f"'x_int' must have the shape of 'x' "

@@ -15,7 +15,7 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from ..graphs import PairIndex, interaction_graph, train_graph
-from ..loader import BatchSource, TripletSource
+from ..loader import BatchSource
 from ..models.base import OPTIMIZERS, Stage
 from . import distributed
 from .checkpoint import atomic_save, rng_state, seed_everything, set_rng_state
@@ -95,8 +95,10 @@ class Trainer:
         callbacks (list, optional): Functions :obj:`f(trainer, record)`
             called after every epoch.
         source (BatchSource, optional): The recommender's batches.
-            (default: :class:`~pyg_mmrec.loader.TripletSource` over the
-            training graph with :obj:`batch_size`, sharded over processes)
+            (default: the model's
+            :meth:`~pyg_mmrec.models.Recommender.batch_source` over the
+            training graph with :obj:`batch_size`, sharded over processes;
+            :class:`~pyg_mmrec.loader.TripletSource` for most models)
     """
     def __init__(
         self,
@@ -155,7 +157,7 @@ class Trainer:
         if self.metric not in self.evaluator.metric_names:
             raise ValueError(f"metric {self.metric!r} is not computed; choose "
                              f"one of {self.evaluator.metric_names}")
-        self.source = source if source is not None else TripletSource(
+        self.source = source if source is not None else self.net.batch_source(
             train_graph(data, 'cpu'), batch_size,
             shard=(distributed.rank(), distributed.world_size()),
             exclude=negative_exclusion(self.net, data))
@@ -409,6 +411,17 @@ class Trainer:
             return 0
         return bad_evals + 1
 
+    def protocol_label(self) -> str:
+        r"""The evaluation protocol as results and tables name it; a model
+        whose candidate scores depend on the other candidates (see
+        :attr:`~pyg_mmrec.models.Recommender.candidate_dependent`) is
+        labelled transductive under the sampled protocol."""
+        label = self.evaluator.protocol
+        if (label != 'full ranking'
+                and getattr(self.net, 'candidate_dependent', False)):
+            label += ' (transductive: candidates attend to each other)'
+        return label
+
     def _results(self, history, best, stopped_early) -> Dict[str, Any]:
         train_times = [r['train_time'] for r in history if 'train_time' in r]
         eval_times = [r['eval_time'] for r in history if 'eval_time' in r]
@@ -416,7 +429,7 @@ class Trainer:
             'config': self.config,
             'selection': 'val' if self.select_on == 'val' else SELECT_ON_TEST_LABEL,
             'metric': self.metric,
-            'protocol': self.evaluator.protocol,
+            'protocol': self.protocol_label(),
             'test_mask': self.evaluator.test_masks[0],
             'best_epoch': best['epoch'],
             'val': best['val'],

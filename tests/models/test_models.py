@@ -10,7 +10,7 @@ from pyg_mmrec.train.checkpoint import seed_everything
 from pyg_mmrec.graphs import train_graph
 from pyg_mmrec.loader import BPRBatch, Subgraph, TripletSource
 
-TRAINABLE = ['lightgcn', 'vbpr', 'freedom', 'fmcns', 'mdmns', 'rearm']
+TRAINABLE = ['lightgcn', 'vbpr', 'freedom', 'fmcns', 'mdmns', 'rearm', 'mcln']
 
 
 @pytest.fixture(scope='module')
@@ -69,7 +69,16 @@ def test_candidate_scores_are_the_full_scores_of_the_candidates(small, name):
     items = torch.randint(small[ITEM].num_nodes, (4, 6),
                           generator=torch.Generator().manual_seed(0))
     expected = model.score(users).gather(1, items)
-    torch.testing.assert_close(model.score(users, items), expected)
+    got = model.score(users, items)
+    if not model.candidate_dependent:
+        torch.testing.assert_close(got, expected)
+        return
+    # transductive scores (MCLN): not the full scores, but equivariant to
+    # the order of a user's candidates
+    assert not torch.allclose(got, expected)
+    perm = torch.randperm(6, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(model.score(users, items[:, perm]),
+                               got[:, perm])
 
 
 class WholeGraphSubgraphs:
@@ -149,7 +158,8 @@ def test_freedom_item_graph_mixes_modalities_with_their_weights(small):
     assert default_modality_weights(['text', 'audio']) == {'text': 0.5, 'audio': 0.5}
 
 
-@pytest.mark.parametrize('name', ['vbpr', 'freedom', 'fmcns', 'mdmns', 'rearm'])
+@pytest.mark.parametrize('name', ['vbpr', 'freedom', 'fmcns', 'mdmns', 'rearm',
+                                  'mcln'])
 def test_multimodal_models_need_features(small, name):
     data = small.clone()
     for key in [k for k in data[ITEM].keys() if k.startswith('x_')]:

@@ -88,3 +88,11 @@ def test_encoder_shares_blocks_and_keeps_intervention_inputs_fixed():
         m_neg, torch.relu(expected @ enc.neg_head.weight.t()))
     with pytest.raises(ValueError, match='num_blocks'):
         CounterfactualEncoder(6, 4, num_blocks=0)
+
+
+def test_leading_dimensions_are_independent_sets():
+    torch.manual_seed(3)
+    block = CounterfactualAttention(5)
+    x, x_int = torch.randn(3, 4, 5), torch.randn(3, 4, 5)
+    stacked = torch.stack([block(x[i], x_int[i]) for i in range(3)])
+    torch.testing.assert_close(block(x, x_int), stacked)
