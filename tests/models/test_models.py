@@ -8,7 +8,7 @@ from pyg_mmrec.models.freedom import default_modality_weights
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
 from pyg_mmrec.graphs import train_graph
-from pyg_mmrec.loader import BPRBatch, Subgraph, TripletSource
+from pyg_mmrec.loader import Subgraph, TripletSource
 
 TRAINABLE = ['lightgcn', 'vbpr', 'freedom', 'fmcns', 'mdmns', 'rearm', 'mcln']
 
@@ -24,10 +24,10 @@ def medium():
                           seed=0)
 
 
-def batch_of(data, size=64):
-    edge_index = data['user', 'interacts', 'item'].edge_index[:, :size]
-    neg = torch.randint(data[ITEM].num_nodes, (edge_index.size(1), ))
-    return BPRBatch(edge_index[0], edge_index[1], neg)
+def batch_of(model, data, size=64):
+    r"""The first batch of the model's own batch source."""
+    source = model.batch_source(train_graph(data), size)
+    return next(iter(source.batches(1, torch.Generator().manual_seed(0))))
 
 
 @pytest.mark.parametrize('name', TRAINABLE)
@@ -39,7 +39,7 @@ def test_loss_terms_are_finite_and_reach_every_parameter(small, name):
     model = get_model(name)(small, **kwargs)
     model.train()
     model.on_epoch_start(1)
-    terms = model(batch_of(small))
+    terms = model(batch_of(model, small))
     assert all(t.dim() == 0 and torch.isfinite(t) for t in terms.values())
     sum(terms.values()).backward()
     # A stage's parameters (MDMNS's denoisers) are trained by the stage
