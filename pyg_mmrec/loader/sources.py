@@ -31,6 +31,24 @@ class BatchSource(Protocol):
         r"""One epoch of batches."""
 
 
+def _init_sharded(source, graph: PairIndex, batch_size: int, shard: tuple,
+                  exclude: Optional[PairIndex]) -> None:
+    r"""Checks and sets the shared state of the pair-drawing sources:
+    :obj:`graph` (on the CPU, where batches are drawn), :obj:`batch_size`,
+    :obj:`rank` / :obj:`world_size` and the pairs negatives avoid."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rank, world = shard
+    if not 0 <= rank < world:
+        raise ValueError(f"shard must be (rank, world_size) with "
+                         f"0 <= rank < world_size, got {shard}")
+    if graph.device.type != 'cpu':
+        graph = graph.copy().cpu()
+    source.graph, source.batch_size = graph, int(batch_size)
+    source.rank, source.world_size = int(rank), int(world)
+    source.exclude = graph if exclude is None else exclude
+
+
 class TripletSource:
     r"""Full-graph BPR triples: every training pair once per epoch, in a
     shuffled order, each with a fresh uniform true negative
@@ -50,17 +68,7 @@ class TripletSource:
     """
     def __init__(self, graph: PairIndex, batch_size: int,
                  shard: tuple = (0, 1), exclude: Optional[PairIndex] = None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        rank, world = shard
-        if not 0 <= rank < world:
-            raise ValueError(f"shard must be (rank, world_size) with "
-                             f"0 <= rank < world_size, got {shard}")
-        if graph.device.type != 'cpu':  # batches are drawn on the CPU
-            graph = graph.copy().cpu()
-        self.graph, self.batch_size = graph, int(batch_size)
-        self.rank, self.world_size = int(rank), int(world)
-        self.exclude = graph if exclude is None else exclude
+        _init_sharded(self, graph, batch_size, shard, exclude)
 
     def __len__(self) -> int:
         total = -(-self.graph.num_pairs // self.batch_size)
@@ -106,18 +114,8 @@ class DistinctUserSource:
     """
     def __init__(self, graph: PairIndex, batch_size: int,
                  shard: tuple = (0, 1), exclude: Optional[PairIndex] = None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        rank, world = shard
-        if not 0 <= rank < world:
-            raise ValueError(f"shard must be (rank, world_size) with "
-                             f"0 <= rank < world_size, got {shard}")
-        if graph.device.type != 'cpu':
-            graph = graph.copy().cpu()
-        self.graph, self.batch_size = graph, int(batch_size)
-        self.rank, self.world_size = int(rank), int(world)
-        self.exclude = graph if exclude is None else exclude
-        self.users = (graph.user_degree() > 0).nonzero().view(-1)
+        _init_sharded(self, graph, batch_size, shard, exclude)
+        self.users = (self.graph.user_degree() > 0).nonzero().view(-1)
         if self.users.numel() == 0:
             raise ValueError("the training graph has no interactions")
 
