@@ -22,6 +22,7 @@ from pyg_mmrec.graphs.bipartite import (
     user_item_values,
     bipartite_adjacency,
     user_item_matrix,
+    generated_adjacency,
 )
 from pyg_mmrec.graphs.cooccurrence import (
     cooccurrence_graph,
@@ -36,6 +37,8 @@ from pyg_mmrec.graphs.homography import (
     similarity_graph,
     homography_graphs,
 )
+from pyg_mmrec.graphs.clusters import (GENREC_CLUSTERS, kmeans_clusters,
+                                       elbow_num_clusters, modality_clusters)
 from pyg_mmrec.graphs.pruning import (
     sample_without_replacement,
     pruning_weights,
@@ -60,6 +63,7 @@ __all__ = [
     'user_item_values',
     'bipartite_adjacency',
     'user_item_matrix',
+    'generated_adjacency',
     'cooccurrence_graph',
     'topk_entries_per_row',
     'topk_per_row',
@@ -74,4 +78,8 @@ __all__ = [
     'interest_features',
     'similarity_graph',
     'homography_graphs',
+    'GENREC_CLUSTERS',
+    'kmeans_clusters',
+    'elbow_num_clusters',
+    'modality_clusters',
 ]

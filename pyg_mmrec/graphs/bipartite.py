@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from pyg_mmrec.graphs.sparse import degree_power, to_sparse_csr
+from pyg_mmrec.graphs.sparse import degree_power, drop_entries, to_sparse_csr
 
 NORMALIZATIONS = ('sym', 'row', 'asym', 'none')
 
@@ -206,3 +206,29 @@ def user_item_matrix(
         value, _ = user_item_values(edge_index, num_users, num_items, ab,
                                     self_loops, eps)
     return to_sparse_csr(edge_index, value, (num_users, num_items))
+
+
+def generated_adjacency(items: Tensor, num_users: int, num_items: int,
+                        keep_rate: float = 1.0,
+                        seed: Optional[int] = None) -> Tensor:
+    r"""The graph of generated user-item edges (DiffMM, MDMNS, GenRec):
+    user :math:`u` to each item :obj:`items[u]` (:obj:`[U, k]`; negative
+    entries mean no edge), self-looped and GCN-normalised by
+    :func:`bipartite_adjacency`, then every entry (self-loops included)
+    kept with probability :obj:`keep_rate` and rescaled by its inverse
+    (:func:`~pyg_mmrec.graphs.drop_entries`, under a generator seeded with
+    :obj:`seed`)."""
+    if items.dim() != 2 or items.size(0) != num_users:
+        raise ValueError(f"'items' must have shape [{num_users}, k] "
+                         f"(got {tuple(items.shape)})")
+    users = torch.arange(num_users, device=items.device)
+    edge_index = torch.stack([users.repeat_interleave(items.size(1)),
+                              items.reshape(-1)])
+    if bool((items < 0).any()):
+        edge_index = edge_index[:, edge_index[1] >= 0]
+    adj = bipartite_adjacency(edge_index, num_users, num_items,
+                              self_loops=True)
+    gen = torch.Generator(device=adj.device)
+    if seed is not None:
+        gen.manual_seed(int(seed))
+    return drop_entries(adj, keep_rate, generator=gen)

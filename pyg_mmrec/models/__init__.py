@@ -8,7 +8,8 @@ from .freedom import FREEDOM
 from .fmcns import FMCNS
 from .mdmns import MDMNS
 from .rearm import REARM
+from .genrec import GenRec
 from .mcln import MCLN
 
 __all__ = ['Recommender', 'Stage', 'Pop', 'LightGCN', 'VBPR', 'FREEDOM',
-           'FMCNS', 'MDMNS', 'REARM', 'MCLN', 'MODELS', 'get_model', 'register_model']
+           'FMCNS', 'MDMNS', 'REARM', 'GenRec', 'MCLN', 'MODELS', 'get_model', 'register_model']

@@ -179,3 +179,199 @@ class BipartiteGuidance(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'hidden_channels={self.hidden_channels})')
+
+
+class _DecoderLayer(torch.nn.Module):
+    # The parameters of one post-norm nn.TransformerDecoderLayer that a
+    # length-1 sequence with a zero memory uses (see FlipTransformerDenoiser).
+    def __init__(self, channels: int, heads: int, ff_channels: int,
+                 dropout: float):
+        super().__init__()
+        self.heads, self.p = heads, dropout
+        self.self_value = torch.nn.Linear(channels, channels)
+        self.self_out = torch.nn.Linear(channels, channels)
+        self.cross_value_bias = torch.nn.Parameter(torch.empty(channels))
+        self.cross_out = torch.nn.Linear(channels, channels)
+        self.lin1 = torch.nn.Linear(channels, ff_channels)
+        self.lin2 = torch.nn.Linear(ff_channels, channels)
+        self.norms = torch.nn.ModuleList(
+            [torch.nn.LayerNorm(channels) for _ in range(3)])
+
+    def _heads_dropped(self, v: Tensor) -> Tensor:
+        # Dropout on the attention weights (all ones for one key): each
+        # head's value is kept (scaled by 1 / (1 - p)) or zeroed.
+        if not self.training or self.p == 0:
+            return v
+        b, d = v.shape
+        keep = torch.rand(b, self.heads, 1, device=v.device) >= self.p
+        scale = keep.to(v.dtype) / (1 - self.p)
+        return (v.view(b, self.heads, d // self.heads) * scale).view(b, d)
+
+    def forward(self, h: Tensor) -> Tensor:
+        drop = lambda x: F.dropout(x, self.p, self.training)  # noqa: E731
+        sa = self.self_out(self._heads_dropped(self.self_value(h)))
+        h = self.norms[0](h + drop(sa))
+        bias = self.cross_value_bias.expand_as(h)
+        ca = self.cross_out(self._heads_dropped(bias))
+        h = self.norms[1](h + drop(ca))
+        ff = self.lin2(drop(F.relu(self.lin1(h))))
+        return self.norms[2](h + drop(ff))
+
+    @torch.no_grad()
+    def load_from(self, layer: torch.nn.TransformerDecoderLayer) -> None:
+        d = self.self_value.in_features
+        sa, ca = layer.self_attn, layer.multihead_attn
+        self.self_value.weight.copy_(sa.in_proj_weight[2 * d:])
+        self.self_value.bias.copy_(sa.in_proj_bias[2 * d:])
+        self.self_out.load_state_dict(sa.out_proj.state_dict())
+        self.cross_value_bias.copy_(ca.in_proj_bias[2 * d:])
+        self.cross_out.load_state_dict(ca.out_proj.state_dict())
+        self.lin1.load_state_dict(layer.linear1.state_dict())
+        self.lin2.load_state_dict(layer.linear2.state_dict())
+        for norm, ref in zip(self.norms,
+                             (layer.norm1, layer.norm2, layer.norm3)):
+            norm.load_state_dict(ref.state_dict())
+
+
+class FlipTransformerDenoiser(torch.nn.Module):
+    r"""The adaLN Transformer denoiser of GenRec-V1: it maps flipped binary
+    rows :math:`\mathbf{x}_t` and their steps :math:`t` to the logits of
+    :math:`P(x_0 = 1)` (see :class:`~pyg_mmrec.nn.BitFlipDiffusion`),
+
+    .. math::
+        \mathbf{e}_t = \mathbf{W}_e \, \mathrm{emb}(t) + \mathbf{b}_e,
+        \quad
+        \mathbf{h} = \mathbf{W}_{in} [\mathbf{x}_t \,\|\, \mathbf{e}_t] +
+        \mathbf{b}_{in}, \quad
+        [\boldsymbol{\beta} \,\|\, \boldsymbol{\sigma}] =
+        \mathbf{W}_a \, \mathrm{SiLU}(\mathbf{e}_t) + \mathbf{b}_a, \quad
+        \mathbf{h} \leftarrow \mathbf{h} \odot (1 + \boldsymbol{\sigma}) +
+        \boldsymbol{\beta},
+
+    then :obj:`num_layers` post-norm :class:`torch.nn.TransformerDecoder`
+    layers (ReLU feed-forward) on :math:`\mathbf{h}` as a sequence of
+    length one with a zero memory, and the head
+    :math:`\mathrm{Linear} \to \mathrm{LayerNorm} \to \mathrm{GELU} \to
+    \mathrm{Linear}` to :math:`I` logits.
+
+    **Length one.** With one query and one key the attention weights are
+    all one, so self-attention is :math:`\mathbf{W}_o (\mathbf{W}_v
+    \mathbf{h} + \mathbf{b}_v) + \mathbf{b}_o` (queries and keys cancel)
+    and the cross-attention on the zero memory is the constant
+    :math:`\mathbf{W}_o \mathbf{b}_v + \mathbf{b}_o`; attention dropout on
+    the single weight keeps or zeroes each head's value. Each layer is
+    computed that way here, which is :class:`torch.nn.TransformerDecoder`
+    exactly (in evaluation mode; in training mode in distribution), with
+    only the parameters it uses: the query/key projections and the
+    cross-attention's value weights have no effect on the output and do
+    not exist here (:meth:`load_transformer_decoder` copies the others
+    from a :class:`torch.nn.TransformerDecoder`). Every linear layer is
+    Xavier-uniform with bias :math:`0.01`, the value projections as
+    PyTorch initialises the packed :obj:`in_proj_weight` (Xavier over its
+    :math:`[3d, d]` shape, bias zero), as in the original.
+
+    Args:
+        num_items (int): Row length :math:`I`.
+        hidden_channels (int, optional): :math:`d`. (default: :obj:`512`)
+        time_channels (int, optional): Size of the step embedding.
+            (default: :obj:`10`)
+        num_layers (int, optional): Decoder layers. (default: :obj:`6`)
+        heads (int, optional): Attention heads. (default: :obj:`8`)
+        ff_channels (int, optional): Feed-forward size. (default:
+            :obj:`512`)
+        head_channels (int, optional): Hidden size of the output head.
+            (default: :obj:`256`)
+        dropout (float, optional): Dropout of the decoder layers.
+            (default: :obj:`0.2`)
+
+    Shapes:
+        - **input:** rows :math:`(B, I)`, steps :math:`(B)`
+        - **output:** logits :math:`(B, I)`
+    """
+    def __init__(self, num_items: int, hidden_channels: int = 512,
+                 time_channels: int = 10, num_layers: int = 6,
+                 heads: int = 8, ff_channels: int = 512,
+                 head_channels: int = 256, dropout: float = 0.2):
+        super().__init__()
+        for name, value in (('num_items', num_items),
+                            ('hidden_channels', hidden_channels),
+                            ('time_channels', time_channels),
+                            ('heads', heads), ('ff_channels', ff_channels),
+                            ('head_channels', head_channels)):
+            if value < 1:
+                raise ValueError(f"'{name}' must be positive (got {value})")
+        if num_layers < 0:
+            raise ValueError(f"'num_layers' must be non-negative "
+                             f"(got {num_layers})")
+        if hidden_channels % heads != 0:
+            raise ValueError(f"'hidden_channels' ({hidden_channels}) must be "
+                             f"divisible by 'heads' ({heads})")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"'dropout' must be in [0, 1) (got {dropout})")
+        self.num_items, self.hidden_channels = num_items, hidden_channels
+        self.time_channels, self.num_layers = time_channels, num_layers
+        self.heads = heads
+        self.time_lin = torch.nn.Linear(time_channels, time_channels)
+        self.lin_in = torch.nn.Linear(num_items + time_channels,
+                                      hidden_channels)
+        self.ada_ln = torch.nn.Linear(time_channels, 2 * hidden_channels)
+        self.layers = torch.nn.ModuleList([
+            _DecoderLayer(hidden_channels, heads, ff_channels, dropout)
+            for _ in range(num_layers)])
+        self.head = torch.nn.Sequential(
+            torch.nn.Linear(hidden_channels, head_channels),
+            torch.nn.LayerNorm(head_channels), torch.nn.GELU(),
+            torch.nn.Linear(head_channels, num_items))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        r"""Resets all learnable parameters of the module."""
+        d = self.hidden_channels
+        bound = math.sqrt(6.0 / (4 * d))  # Xavier over the packed [3d, d]
+        for module in self.modules():
+            if isinstance(module, torch.nn.Linear):
+                torch.nn.init.xavier_uniform_(module.weight)
+                torch.nn.init.constant_(module.bias, 0.01)
+            elif isinstance(module, torch.nn.LayerNorm):
+                module.reset_parameters()
+        for layer in self.layers:
+            torch.nn.init.uniform_(layer.self_value.weight, -bound, bound)
+            torch.nn.init.zeros_(layer.self_value.bias)
+            torch.nn.init.zeros_(layer.cross_value_bias)
+
+    def load_transformer_decoder(self,
+                                 decoder: torch.nn.TransformerDecoder
+                                 ) -> None:
+        r"""Copies the parameters this module uses from a post-norm
+        :class:`torch.nn.TransformerDecoder` of the same sizes."""
+        if len(decoder.layers) != len(self.layers):
+            raise ValueError(f"'decoder' has {len(decoder.layers)} layers, "
+                             f"this module {len(self.layers)}")
+        for layer, ref in zip(self.layers, decoder.layers):
+            if ref.norm_first:
+                raise ValueError("'decoder' must be post-norm "
+                                 "(norm_first=False)")
+            layer.load_from(ref)
+
+    def adaln_input(self, x: Tensor, t: Tensor) -> Tensor:
+        r"""The modulated input :math:`\mathbf{h}` of the decoder."""
+        if x.dim() != 2 or x.size(-1) != self.num_items:
+            raise ValueError(f"'x' must have shape [B, {self.num_items}] "
+                             f"(got {tuple(x.shape)})")
+        t = t.to(x.device).reshape(-1).expand(x.size(0))
+        emb = self.time_lin(sinusoidal_time_embedding(t.float(),
+                                                      self.time_channels))
+        h = self.lin_in(torch.cat([x, emb.to(x.dtype)], dim=-1))
+        shift, scale = self.ada_ln(F.silu(emb)).chunk(2, dim=-1)
+        return h * (1 + scale) + shift
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        h = self.adaln_input(x, t)
+        for layer in self.layers:
+            h = layer(h)
+        return self.head(h)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.num_items}, '
+                f'hidden_channels={self.hidden_channels}, '
+                f'num_layers={self.num_layers}, heads={self.heads})')

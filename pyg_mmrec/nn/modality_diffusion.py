@@ -6,8 +6,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ..graphs import (bipartite_adjacency, csr_dense_rows, csr_transpose,
-                      drop_entries)
+from ..graphs import csr_dense_rows, csr_transpose, generated_adjacency
 from .denoiser import BipartiteGuidance, Denoiser
 from .diffusion import GaussianDiffusion
 
@@ -159,16 +158,10 @@ class ModalityDiffusion(torch.nn.Module):
         if not bool(self.has_generated):
             raise RuntimeError("no generated graph yet: call rebuild() first")
         if getattr(self, f'graph_{modality}') is None:
-            items = getattr(self, f'generated_{modality}')
-            users = torch.arange(self.num_users, device=items.device)
-            edge_index = torch.stack([
-                users.repeat_interleave(self.rebuild_k), items.reshape(-1)])
-            adj = bipartite_adjacency(edge_index, self.num_users,
-                                      self.num_items, self_loops=True)
-            gen = torch.Generator(device=adj.device)
-            gen.manual_seed(int(self.dropout_seed) +
-                            self.modalities.index(modality))
-            adj = drop_entries(adj, self.keep_rate, generator=gen)
+            adj = generated_adjacency(
+                getattr(self, f'generated_{modality}'), self.num_users,
+                self.num_items, self.keep_rate,
+                int(self.dropout_seed) + self.modalities.index(modality))
             setattr(self, f'graph_{modality}', adj)
             setattr(self, f'graph_{modality}_t', csr_transpose(adj))
         return (getattr(self, f'graph_{modality}'),
