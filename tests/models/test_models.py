@@ -10,7 +10,8 @@ from pyg_mmrec.train.checkpoint import seed_everything
 from pyg_mmrec.graphs import train_graph
 from pyg_mmrec.loader import Subgraph, TripletSource
 
-TRAINABLE = ['lightgcn', 'vbpr', 'freedom', 'fmcns', 'mdmns', 'rearm', 'mcln']
+TRAINABLE = ['lightgcn', 'vbpr', 'freedom', 'fmcns', 'mdmns', 'rearm',
+             'genrec', 'mcln']
 
 
 @pytest.fixture(scope='module')
@@ -107,7 +108,8 @@ def test_subgraph_batches_give_the_full_graph_losses(small, name):
     epoch, for every model that takes subgraphs; a clear error for the
     others."""
     cls = get_model(name)
-    kwargs = {'denoiser_hidden': 16} if name == 'mdmns' else {}
+    kwargs = ({'denoiser_hidden': 16} if name in ('mdmns', 'genrec')
+              else {})
     losses = []
     for source in (None, WholeGraphSubgraphs(train_graph(small), 256)):
         seed_everything(0)
@@ -159,7 +161,7 @@ def test_freedom_item_graph_mixes_modalities_with_their_weights(small):
 
 
 @pytest.mark.parametrize('name', ['vbpr', 'freedom', 'fmcns', 'mdmns', 'rearm',
-                                  'mcln'])
+                                  'genrec', 'mcln'])
 def test_multimodal_models_need_features(small, name):
     data = small.clone()
     for key in [k for k in data[ITEM].keys() if k.startswith('x_')]:
@@ -187,7 +189,10 @@ def pop_recall(medium):
 
 @pytest.mark.parametrize('name', TRAINABLE)
 def test_models_learn_beyond_popularity(medium, pop_recall, name):
-    res = fit(medium, name, epochs=15)
+    # GenRec's default 6-layer, 512-wide denoiser alone takes a minute here
+    kwargs = (dict(denoiser_hidden=32, denoiser_layers=1, denoiser_ff=32)
+              if name == 'genrec' else {})
+    res = fit(medium, name, epochs=15, **kwargs)
     assert res['test']['recall@20'] > 1.3 * pop_recall, (res['test'], pop_recall)
 
 
