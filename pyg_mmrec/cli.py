@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument('--image-backbone', default='resnet50')
     pre.add_argument('--image-weights', default=None,
                      help='state dict file of the backbone')
+    pre.add_argument('--item-features', action='append', default=[],
+                     metavar='MODALITY=FILE',
+                     help='precomputed item features keyed by raw item id '
+                     '(Amazon image_features_*.b, or text lines "<id> v1 '
+                     '... vd"), written as <MODALITY>_feat.npy; repeatable')
     pre.add_argument('--no-progress', action='store_true')
 
     demo = sub.add_parser('demo', help='train every baseline on the synthetic '
@@ -225,6 +230,19 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+def _modality_files(pairs: List[str]) -> Dict[str, str]:
+    out = {}
+    for pair in pairs:
+        modality, sep, path = pair.partition('=')
+        if not sep or not modality or not path:
+            raise ValueError(f"--item-features expects MODALITY=FILE, got "
+                             f"{pair!r}")
+        if modality in out:
+            raise ValueError(f"--item-features: {modality!r} given twice")
+        out[modality] = path
+    return out
+
+
 def cmd_preprocess(args) -> int:
     from .data.preprocess import preprocess
     csv_kwargs = {}
@@ -242,6 +260,7 @@ def cmd_preprocess(args) -> int:
             text_model=args.text_model, images=args.images,
             image_backbone=args.image_backbone,
             image_weights=args.image_weights,
+            item_features=_modality_files(args.item_features),
             progress=not args.no_progress, **csv_kwargs)
     except ImportError as e:  # a missing optional extra
         raise ValueError(str(e)) from None

@@ -1,11 +1,13 @@
 r"""Preprocessing of raw interaction logs (Amazon reviews, MovieLens,
 generic CSV) into the MMRec layout read by
 :func:`pyg_mmrec.data.load_dataset`: streaming readers, rating threshold,
-iterative k-core, per-user splits and optional text/image item features."""
+iterative k-core, per-user splits and optional item features (text, images,
+or precomputed files)."""
 from .raw import (
     FORMATS,
     RawInteractions,
     amazon_item_text,
+    numbered_lines,
     open_text,
     read_amazon,
     read_amazon_meta,
@@ -24,6 +26,7 @@ from .features import (
     default_text_model,
     image_features,
     load_text_model,
+    read_item_features,
     text_features,
 )
 from .pipeline import ID_MAPS, preprocess, read_id_mapping, write_id_map
@@ -31,6 +34,7 @@ from .pipeline import ID_MAPS, preprocess, read_id_mapping, write_id_map
 __all__ = [
     'FORMATS',
     'RawInteractions',
+    'numbered_lines',
     'open_text',
     'read_amazon',
     'read_amazon_meta',
@@ -49,6 +53,7 @@ __all__ = [
     'load_text_model',
     'text_features',
     'image_features',
+    'read_item_features',
     'preprocess',
     'read_id_mapping',
     'ID_MAPS',

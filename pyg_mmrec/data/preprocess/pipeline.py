@@ -8,19 +8,21 @@ convention, ``models.md`` section 1.1), per-user split, then write
   train/validation/test), readable by :func:`pyg_mmrec.data.load_dataset`;
 * ``u_id_mapping.csv`` / ``i_id_mapping.csv``: tab-separated, headers
   ``raw_id userID`` / ``raw_id itemID``, rows in new-id order;
-* ``stats.json``; optionally ``text_feat.npy`` and ``image_feat.npy``
-  (float32, row :math:`i` = new item id :math:`i`).
+* ``stats.json``; optionally ``text_feat.npy``, ``image_feat.npy`` and
+  ``<modality>_feat.npy`` of precomputed features (float32, row :math:`i`
+  = new item id :math:`i`).
 """
 import json
 import logging
 import os
 import os.path as osp
+import re
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..hetero import SPLITS, DataFormatError
-from .features import image_features, text_features
+from .features import image_features, read_item_features, text_features
 from .filtering import (first_of_duplicates, k_core, keep_min_rating,
                         reindex_by_first_appearance)
 from .raw import (read_amazon_meta, read_delimited_titles,
@@ -155,6 +157,7 @@ def preprocess(
     images: Optional[str] = None,
     image_backbone: str = 'resnet50',
     image_weights: Optional[str] = None,
+    item_features: Optional[Dict[str, str]] = None,
     progress: bool = False,
     **csv_kwargs: Any,
 ) -> Dict[str, Any]:
@@ -183,11 +186,27 @@ def preprocess(
             ``image_feat.npy``.
         image_backbone (str): torchvision model. (default: :obj:`"resnet50"`)
         image_weights (str, optional): The backbone's state dict file.
+        item_features (dict, optional): Precomputed features by modality,
+            :obj:`{modality: file}` (see :func:`read_item_features`);
+            writes ``<modality>_feat.npy``.
         progress (bool): Progress bars. (default: :obj:`False`)
         **csv_kwargs: Column arguments of the :obj:`"csv"` format
             (:obj:`user_col`, :obj:`item_col`, :obj:`rating_col`,
             :obj:`time_col`, :obj:`delimiter`).
     """
+    item_features = dict(item_features or {})
+    clash = {'text'} & set(item_features) if text else set()
+    clash |= {'image'} & set(item_features) if images is not None else set()
+    for modality, path in item_features.items():
+        if not re.fullmatch(r'\w+', modality):
+            raise ValueError(f"item_features: modality name {modality!r} "
+                             f"must be a word (letters, digits, '_')")
+        if not osp.isfile(path):
+            raise FileNotFoundError(f"{path}: no such feature file (item "
+                                    f"features {modality!r})")
+    if clash:
+        raise ValueError(f"item_features: {sorted(clash)} would overwrite "
+                         f"the features computed by the text/image options")
     raw = read_raw(fmt, input_path, progress=progress, **csv_kwargs)
     source = raw.source
     arrays = (raw.user, raw.item, raw.rating, raw.time)
@@ -254,6 +273,11 @@ def preprocess(
         np.save(osp.join(output_dir, 'image_feat.npy'), feat)
         stats['features']['image'] = {'dim': int(feat.shape[1]),
                                       'backbone': image_backbone}
+    for modality, path in item_features.items():
+        feat = read_item_features(path, raw_items, progress=progress)
+        np.save(osp.join(output_dir, f'{modality}_feat.npy'), feat)
+        stats['features'][modality] = {'dim': int(feat.shape[1]),
+                                       'file': path}
     with open(osp.join(output_dir, 'stats.json'), 'w') as f:
         json.dump(stats, f, indent=1)
     log.info("%s: %d users, %d items, %d interactions (train %d, val %d, "

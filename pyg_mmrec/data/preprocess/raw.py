@@ -45,8 +45,10 @@ def open_text(path: str, encoding: str = 'utf-8') -> io.TextIOBase:
     return open(path, 'r', encoding=encoding, errors='replace', newline='')
 
 
-def _numbered_lines(path: str, encoding: str = 'utf-8',
+def numbered_lines(path: str, encoding: str = 'utf-8',
                     progress: bool = False) -> Iterator[Tuple[int, str]]:
+    r"""Streams :obj:`(line number, line)` of a text file (gzipped or not,
+    see :func:`open_text`), with a progress bar of lines read."""
     bar = tqdm(desc=f'reading {osp.basename(path)}', unit=' lines',
                disable=not progress, unit_scale=True)
     with open_text(path, encoding) as f, bar:
@@ -148,7 +150,7 @@ def read_amazon(path: str, progress: bool = False) -> RawInteractions:
         progress (bool): Show a progress bar. (default: :obj:`False`)
     """
     out, lines = _Interner(), 0
-    for lineno, line in _numbered_lines(path, progress=progress):
+    for lineno, line in numbered_lines(path, progress=progress):
         if not line.strip():
             continue
         lines += 1
@@ -197,7 +199,7 @@ def read_amazon_meta(path: str, wanted: Set[str],
         progress (bool): Show a progress bar. (default: :obj:`False`)
     """
     texts = {}
-    for lineno, line in _numbered_lines(path, progress=progress):
+    for lineno, line in numbered_lines(path, progress=progress):
         if not line.strip():
             continue
         record = parse_json_line(path, lineno, line)
@@ -270,7 +272,7 @@ def read_delimited(path: str, user_col: str, item_col: str,
 
 def _split_rows(path: str, delimiter: str, encoding: str,
                 progress: bool) -> Iterator[Tuple[int, List[str]]]:
-    lines = _numbered_lines(path, encoding, progress)
+    lines = numbered_lines(path, encoding, progress)
     if len(delimiter) == 1:
         # csv handles quoting; the line number is that of the record start.
         numbered = iter(lines)

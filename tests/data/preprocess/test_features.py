@@ -10,7 +10,9 @@ import os
 import numpy as np
 import pytest
 
-from pyg_mmrec.data.preprocess import image_features, text_features
+from pyg_mmrec.data import DataFormatError
+from pyg_mmrec.data.preprocess import (image_features, read_item_features,
+                                       text_features)
 from pyg_mmrec.data.preprocess.features import (default_text_model,
                                                 fill_missing_with_mean)
 
@@ -104,3 +106,55 @@ def test_image_features(tmp_path):
 def test_image_features_need_weights(tmp_path):
     with pytest.raises(ValueError, match='need --image-weights'):
         image_features(['A'], str(tmp_path), 'resnet50', None)
+
+
+def write_amazon_binary(path, rows):
+    r"""The Amazon 2014 image_features_*.b layout: 10-byte ASIN, 4096 f4."""
+    with open(path, 'wb') as f:
+        for asin, feat in rows:
+            f.write(asin.encode().ljust(10))
+            f.write(np.asarray(feat, '<f4').tobytes())
+
+
+def test_read_amazon_binary_features(tmp_path):
+    rng = np.random.default_rng(0)
+    a, b, other = (rng.normal(size=4096).astype(np.float32)
+                   for _ in range(3))
+    path = tmp_path / 'image_features_Toy.b'
+    write_amazon_binary(path, [('B000000001', a), ('B00000000X', other),
+                               ('B000000002', b)])
+    feat = read_item_features(str(path), ['B000000002', 'B000000003',
+                                          'B000000001'])
+    assert feat.shape == (3, 4096) and feat.dtype == np.float32
+    assert np.array_equal(feat[0], b) and np.array_equal(feat[2], a)
+    assert np.allclose(feat[1], (a + b) / 2)  # absent: the mean
+
+    with open(path, 'ab') as f:
+        f.write(b'B000000004' + b'\0' * 100)  # a truncated record
+    with pytest.raises(DataFormatError, match='not a whole number of'):
+        read_item_features(str(path), ['B000000001'])
+
+
+def test_read_text_features(tmp_path):
+    import gzip
+    path = tmp_path / 'item2imgfeat.txt.gz'
+    with gzip.open(path, 'wt') as f:
+        f.write('7 1.0 2.0 3.0\n\n9,4.0,5.0,6.0\n8\t0\t0\t0\n')
+    feat = read_item_features(str(path), ['9', '7', '5'])
+    assert feat.tolist() == [[4., 5., 6.], [1., 2., 3.], [2.5, 3.5, 4.5]]
+
+
+@pytest.mark.parametrize('content,match', [
+    ('7 1 2\n8 1\n', r'item2imgfeat.txt:2: 1 values, the first line has 2'),
+    ('7 1 2\n8 1 x\n', r'item2imgfeat.txt:2: non-numeric'),
+    ('7\n', r'item2imgfeat.txt:1: expected'),
+    ('5 1 2\n', r'no row for any of the 2 items'),
+    ('7 1 nan\n', r"NaN or inf in the features of item '7'"),
+])
+def test_read_text_features_errors(tmp_path, content, match):
+    path = tmp_path / 'item2imgfeat.txt'
+    path.write_text(content)
+    with pytest.raises(DataFormatError, match=match):
+        read_item_features(str(path), ['7', '8'])
+    with pytest.raises(FileNotFoundError, match='no such feature file'):
+        read_item_features(str(tmp_path / 'missing.txt'), ['7'])

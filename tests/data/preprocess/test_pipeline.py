@@ -7,6 +7,7 @@ import pytest
 
 from pyg_mmrec.data import DataFormatError, load_dataset, split_edge_index
 from pyg_mmrec.data.preprocess import preprocess, read_id_mapping
+from pyg_mmrec.models import MODELS
 
 
 @pytest.fixture(autouse=True)
@@ -158,3 +159,73 @@ def test_cli(tmp_path, capsys):
     assert main(['preprocess', '--format', 'amazon', '--input', str(bad),
                  '--output', str(tmp_path / 'o')]) == 2
     assert 'bad.json:2: malformed JSON line' in capsys.readouterr().err
+
+
+@pytest.fixture(scope='module')
+def amazon_with_features(tmp_path_factory):
+    r"""A preprocessed Amazon dataset with MiniLM text features (extra
+    'text') and image features from an Amazon ``.b`` file, made by the CLI
+    (items I000 has no image row: the mean)."""
+    pytest.importorskip('sentence_transformers', reason="extra 'text' not "
+                        "installed: pip install -e '.[text]'")
+    from pyg_mmrec.cli import main
+    from test_features import write_amazon_binary
+    tmp = tmp_path_factory.mktemp('amazon')
+    write_reviews(tmp / 'reviews.json.gz')
+    (tmp / 'meta.json').write_text(''.join(json.dumps(
+        {'asin': f'I{i:03d}', 'title': f'toy number {i}', 'brand': 'ACME'})
+        + '\n' for i in range(25)))
+    rng = np.random.default_rng(1)
+    write_amazon_binary(tmp / 'image_features_Toy.b', [
+        (f'I{i:03d}', rng.normal(size=4096)) for i in range(1, 25)])
+    out = tmp / 'toy'
+    assert main(['preprocess', '--format', 'amazon', '--input',
+                 str(tmp / 'reviews.json.gz'), '--meta', str(tmp / 'meta.json'),
+                 '--output', str(out), '--text-features', '--item-features',
+                 f'image={tmp / "image_features_Toy.b"}', '--no-progress']) == 0
+    return out
+
+
+def test_precomputed_item_features(amazon_with_features):
+    stats = json.load(open(amazon_with_features / 'stats.json'))
+    assert stats['features']['text']['dim'] == 384
+    assert stats['features']['image']['dim'] == 4096
+    items = read_id_map(amazon_with_features / 'i_id_mapping.csv')
+    image = np.load(amazon_with_features / 'image_feat.npy')
+    rng = np.random.default_rng(1)
+    rows = {f'I{i:03d}': rng.normal(size=4096).astype(np.float32)
+            for i in range(1, 25)}
+    for new, raw in enumerate(items):
+        expected = rows.get(raw, np.mean([rows[r] for r in items
+                                          if r in rows], axis=0))
+        assert np.allclose(image[new], expected, atol=1e-6)
+
+
+def test_item_features_errors(tmp_path):
+    raw = tmp_path / 'reviews.json.gz'
+    write_reviews(raw)
+    with pytest.raises(FileNotFoundError, match=r"no such feature file "
+                       r"\(item features 'audio'\)"):
+        preprocess('amazon', str(raw), str(tmp_path / 'x'),
+                   item_features={'audio': str(tmp_path / 'nope.npy')})
+    with pytest.raises(ValueError, match=r"\['text'\] would overwrite"):
+        preprocess('amazon', str(raw), str(tmp_path / 'x'), text=True,
+                   item_features={'text': str(raw)})
+    from pyg_mmrec.cli import main
+    assert main(['preprocess', '--format', 'amazon', '--input', str(raw),
+                 '--output', str(tmp_path / 'o'), '--item-features',
+                 'image']) == 2
+
+
+@pytest.mark.parametrize('name', list(MODELS))
+def test_preprocessed_output_trains_with_every_model(amazon_with_features,
+                                                     tmp_path, name):
+    from pyg_mmrec.experiment import run_experiment
+    data = load_dataset(str(amazon_with_features))
+    assert data['item'].x_text.shape[1] == 384
+    assert data['item'].x_image.shape[1] == 4096
+    res = run_experiment(name, str(amazon_with_features), progress=False,
+                         config={'epochs': 1, 'batch_size': 64},
+                         output_dir=str(tmp_path / 'run'), data=data)
+    assert len(res['history']) == 1
+    assert all(np.isfinite(v) for v in res['test'].values())
