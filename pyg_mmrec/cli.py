@@ -171,6 +171,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args, overrides: Dict[str, Any]) -> int:
+    r"""Trains one model; under ``torchrun`` every process trains its shard
+    (:mod:`pyg_mmrec.train.distributed`) and only rank 0 prints and
+    writes."""
+    from .train import distributed
+    device = distributed.init_from_env(args.device)
+    try:
+        if not distributed.is_main_process():
+            log.setLevel(logging.WARNING)
+        return _train(args, overrides, device,
+                      say=print if distributed.is_main_process() else
+                      _silent)
+    finally:
+        distributed.destroy()
+
+
+def _silent(*args, **kwargs) -> None:
+    pass
+
+
+def _train(args, overrides: Dict[str, Any], device: str, say) -> int:
     from .experiment import (find_config, format_results_table, load_config,
                              run_experiment)
     from .models import get_model
@@ -179,15 +199,15 @@ def cmd_train(args, overrides: Dict[str, Any]) -> int:
     if path is None:
         path, looked = find_config(args.dataset, model)
         if path is None:
-            print(f"config: none found with a section for '{model}' "
-                  f"(looked at {', '.join(looked)}); using the model's "
-                  f"defaults")
+            say(f"config: none found with a section for '{model}' "
+                f"(looked at {', '.join(looked)}); using the model's "
+                f"defaults")
     elif path.lower() == 'none':
         path = None
-        print("config: none (--config none); using the model's defaults")
+        say("config: none (--config none); using the model's defaults")
     config = load_config(path, model) if path else {}
     if path:
-        print(f"config: {path} [{model}]")
+        say(f"config: {path} [{model}]")
     config.update(overrides)
     config['select_on'] = args.select_on
     out = args.output_dir or os.path.join(
@@ -195,18 +215,18 @@ def cmd_train(args, overrides: Dict[str, Any]) -> int:
         f'-seed{args.seed}')
     try:
         results = run_experiment(model, args.dataset, args.data_root,
-                                 config, seed=args.seed, device=args.device,
+                                 config, seed=args.seed, device=device,
                                  output_dir=out, resume=args.resume,
                                  progress=not args.no_progress)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; the last finished epoch is saved in {out}/last.pt: "
-              f"rerun the same command with --resume to continue",
-              file=sys.stderr)
+        say(f"\ninterrupted; the last finished epoch is saved in "
+            f"{out}/last.pt: rerun the same command with --resume to "
+            f"continue", file=sys.stderr)
         return 130
-    print(format_results_table(results))
-    print(f"time per epoch {results['time_per_epoch']:.2f}s | evaluation "
-          f"{results['eval_time']:.2f}s | peak memory "
-          f"{results['peak_memory_mb']:.0f} MiB | results: {out}/results.json")
+    say(format_results_table(results))
+    say(f"time per epoch {results['time_per_epoch']:.2f}s | evaluation "
+        f"{results['eval_time']:.2f}s | peak memory "
+        f"{results['peak_memory_mb']:.0f} MiB | results: {out}/results.json")
     return 0
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from .data import load_dataset
 from .models import MODELS, get_model
-from .train import Trainer
+from .train import Trainer, distributed
 from .train.checkpoint import seed_everything
 
 log = logging.getLogger('pyg_mmrec')
@@ -32,6 +32,10 @@ NON_SETTINGS = ('self', 'model', 'data', 'seed', 'device', 'checkpoint_dir',
 #: :obj:`trainer` section; every other one is in :obj:`trainer`.
 SECTION_OF = {
     'batch_size': 'loader',
+    'sampler': 'loader',
+    'num_neighbors': 'loader',
+    'negatives': 'loader',
+    'loader_workers': 'loader',
     'protocol': 'evaluation',
     'num_negatives': 'evaluation',
     'eval_batch_size': 'evaluation',
@@ -324,8 +328,9 @@ def run_experiment(
     for section, keys in trainer_sections().items():
         full_config[section] = {k: v for k, v in trainer_kwargs.items()
                                 if k in keys}
-    trainer = Trainer(net, data, seed=seed, device=device,
-                      checkpoint_dir=output_dir, resume=resume,
+    # Under torchrun: one DistributedDataParallel replica per process.
+    trainer = Trainer(distributed.wrap_model(net), data, seed=seed,
+                      device=device, checkpoint_dir=output_dir, resume=resume,
                       config=full_config, progress=progress, **trainer_kwargs)
     num_parameters = sum(p.numel() for p in net.parameters())
     results = trainer.fit()

@@ -170,3 +170,42 @@ def test_train_reports_a_bad_config_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(path) in err and "unknown trainer setting 'num_layers'" in err
     assert "'num_layers' is a model setting" in err
+
+
+def test_train_mini_batch_and_refusal(tmp_path, capsys):
+    out = tmp_path / 'run'
+    assert main(['train', '--model', 'lightgcn', '--config', 'none',
+                 '--epochs', '1', '--no-progress', '--output-dir', str(out),
+                 '--sampler', 'neighbor', '--num-neighbors', '5,5',
+                 '--batch-size', '4096']) == 0
+    results = json.loads((out / 'results.json').read_text())
+    assert results['config']['loader'] == {
+        'sampler': 'neighbor', 'num_neighbors': '5,5', 'batch_size': 4096}
+    assert main(['train', '--model', 'freedom', '--config', 'none',
+                 '--epochs', '1', '--no-progress', '--output-dir',
+                 str(tmp_path / 'f'), '--sampler', 'neighbor']) == 2
+    assert 'FREEDOM encodes the whole training graph' in \
+        capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_and_resume(tmp_path):
+    import subprocess
+    import sys
+    out = tmp_path / 'run'
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+           '--nproc_per_node', '2', '-m', 'pyg_mmrec', 'train', '--model',
+           'lightgcn', '--config', 'none', '--epochs', '2', '--no-progress',
+           '--output-dir', str(out)]
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.count('best validation epoch') == 1  # rank 0 only
+    results = json.loads((out / 'results.json').read_text())
+    assert results['epochs_run'] == 2
+    again = subprocess.run(cmd + ['--resume'], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((out / 'results.json').read_text())['test'] == \
+        results['test']

@@ -81,6 +81,18 @@ class PairIndex(torch.nn.Module):
         r"""The number of users of every item :obj:`[I]`."""
         return torch.bincount(self.edge_index[1], minlength=self.num_items)
 
+    def item_csr(self) -> Tuple[Tensor, Tensor]:
+        r"""The pairs item-major: :obj:`(ptr, order)` with the users of item
+        :math:`i` at :obj:`edge_index[0, order[ptr[i]:ptr[i + 1]]]`
+        (:obj:`order` are positions in :obj:`edge_index`, by item, then
+        user)."""
+        item = self.edge_index[1]
+        order = torch.argsort(item, stable=True)
+        ptr = torch.zeros(self.num_items + 1, dtype=torch.long,
+                          device=item.device)
+        ptr[1:] = torch.bincount(item, minlength=self.num_items).cumsum(0)
+        return ptr, order
+
     def contains(self, user: Tensor, item: Tensor) -> Tensor:
         r"""Whether each (broadcast) :obj:`(user, item)` is in the index."""
         query = (user * self.num_items + item).contiguous()

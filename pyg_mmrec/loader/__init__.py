@@ -1,8 +1,14 @@
 r"""Training batches and the sources that draw them (full-graph triples,
-row blocks; sampled subgraphs plug in through :class:`Subgraph`)."""
+row blocks, LinkNeighborLoader subgraphs)."""
 from pyg_mmrec.loader.batch import BPRBatch, Subgraph
+from pyg_mmrec.loader.neighbor import (CausalNegatives, NeighborSource,
+                                       PopularityNegatives, ReplaceNegatives,
+                                       UniformNegatives, to_bpr_batch)
 from pyg_mmrec.loader.sources import (BatchSource, DistinctUserSource,
-                                      RowBlockSource, TripletSource)
+                                      RowBlockSource, TripletSource,
+                                      shard_slices)
 
 __all__ = ['BPRBatch', 'Subgraph', 'BatchSource', 'TripletSource',
-           'DistinctUserSource', 'RowBlockSource']
+           'DistinctUserSource', 'RowBlockSource', 'shard_slices', 'NeighborSource',
+           'ReplaceNegatives', 'UniformNegatives', 'PopularityNegatives',
+           'CausalNegatives', 'to_bpr_batch']

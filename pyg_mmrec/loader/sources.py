@@ -1,5 +1,5 @@
 r"""Batch sources: what the trainer iterates over in an epoch."""
-from typing import Iterator, Optional, Protocol, runtime_checkable
+from typing import Iterator, List, Optional, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -49,6 +49,34 @@ def _init_sharded(source, graph: PairIndex, batch_size: int, shard: tuple,
     source.exclude = graph if exclude is None else exclude
 
 
+def shard_slices(num: int, batch_size: int, rank: int = 0,
+                 world_size: int = 1) -> List[slice]:
+    r"""The batches of one process among :obj:`world_size` over positions
+    :math:`0, \dots, N - 1` of a shared order, :math:`W` batches of
+    :obj:`batch_size` :math:`B` per round: in round :math:`k` rank
+    :math:`r` takes :math:`[kWB + rB, kWB + (r + 1)B)`, so that the round
+    is the :math:`k`-th batch of :math:`WB` of one process. The last,
+    incomplete round is split into :math:`W` near-equal parts
+    (:func:`~pyg_mmrec.train.distributed.shard`'s rule); with fewer than
+    :math:`W` positions left it is dropped (every process must take the
+    same number of steps). With one process: consecutive batches of
+    :math:`B`, the last one smaller.
+
+    Example:
+        >>> shard_slices(10, 2, rank=1, world_size=2)
+        [slice(2, 4, None), slice(6, 8, None), slice(9, 10, None)]
+    """
+    size = batch_size * world_size
+    rounds, rest = divmod(num, size)
+    out = [slice(k * size + rank * batch_size,
+                 k * size + (rank + 1) * batch_size) for k in range(rounds)]
+    if rest >= world_size:
+        lo = rounds * size
+        out.append(slice(lo + rest * rank // world_size,
+                         lo + rest * (rank + 1) // world_size))
+    return out
+
+
 class TripletSource:
     r"""Full-graph BPR triples: every training pair once per epoch, in a
     shuffled order, each with a fresh uniform true negative
@@ -60,8 +88,10 @@ class TripletSource:
         graph (PairIndex): The training graph.
         batch_size (int): Triples per batch (the last may be smaller).
         shard (tuple, optional): :obj:`(rank, world_size)`: this process
-            takes every :obj:`world_size`-th batch of the shared shuffled
-            order, from :obj:`rank` on. (default: :obj:`(0, 1)`)
+            takes its batches of the shared shuffled order by
+            :func:`shard_slices` (with the same generator in every process,
+            :math:`W` processes at batch size :math:`B` draw the batches of
+            one process at :math:`WB`). (default: :obj:`(0, 1)`)
         exclude (PairIndex, optional): The pairs negatives avoid, if not
             :obj:`graph` (e.g. every interaction, to reproduce an original
             that leaks the held-out items this way). (default: :obj:`None`)
@@ -70,9 +100,13 @@ class TripletSource:
                  shard: tuple = (0, 1), exclude: Optional[PairIndex] = None):
         _init_sharded(self, graph, batch_size, shard, exclude)
 
+    def slices(self) -> List[slice]:
+        r"""This process's batches as slices of the epoch's order."""
+        return shard_slices(self.graph.num_pairs, self.batch_size,
+                            self.rank, self.world_size)
+
     def __len__(self) -> int:
-        total = -(-self.graph.num_pairs // self.batch_size)
-        return len(range(self.rank, total, self.world_size))
+        return len(self.slices())
 
     def batches(self, epoch: int,
                 generator: Optional[torch.Generator] = None
@@ -81,9 +115,7 @@ class TripletSource:
         perm = torch.randperm(num_pairs, generator=generator)
         user, pos = self.graph.edge_index[:, perm]
         neg = self.exclude.uniform_negatives(user, generator)
-        starts = range(0, num_pairs, self.batch_size)
-        for start in starts[self.rank::self.world_size]:
-            sl = slice(start, start + self.batch_size)
+        for sl in self.slices():
             yield BPRBatch(user[sl], pos[sl], neg[sl])
 
     def __repr__(self) -> str:
@@ -106,9 +138,11 @@ class DistinctUserSource:
     Args:
         graph (PairIndex): The training graph.
         batch_size (int): Users per batch :math:`B`.
-        shard (tuple, optional): :obj:`(rank, world_size)`: this process
-            takes every :obj:`world_size`-th step, from :obj:`rank` on.
-            (default: :obj:`(0, 1)`)
+        shard (tuple, optional): :obj:`(rank, world_size)`: every process
+            draws the steps of all (the same with the same generator) and
+            takes every :obj:`world_size`-th, from :obj:`rank` on; the
+            steps are rounded up to a multiple of :obj:`world_size`, so
+            that every process takes as many. (default: :obj:`(0, 1)`)
         exclude (PairIndex, optional): The pairs negatives and intervention
             items avoid, if not :obj:`graph`. (default: :obj:`None`)
     """
@@ -121,14 +155,14 @@ class DistinctUserSource:
 
     def __len__(self) -> int:
         steps = self.graph.num_pairs // self.batch_size + 1
-        return len(range(self.rank, steps, self.world_size))
+        return -(-steps // self.world_size)
 
     def batches(self, epoch: int,
                 generator: Optional[torch.Generator] = None
                 ) -> Iterator[BPRBatch]:
         graph, size = self.graph, min(self.batch_size, self.users.numel())
         degree = graph.user_degree()
-        for _ in range(len(self)):
+        for step in range(len(self) * self.world_size):
             pick = torch.randperm(self.users.numel(), generator=generator)
             user = self.users[pick[:size]]
             offset = (torch.rand(size, generator=generator) *
@@ -136,7 +170,8 @@ class DistinctUserSource:
             pos = graph.edge_index[1, graph.ptr[user] + offset]
             neg = self.exclude.uniform_negatives(user, generator)
             intervention = self.exclude.uniform_negatives(user, generator)
-            yield BPRBatch(user, pos, neg, intervention=intervention)
+            if step % self.world_size == self.rank:
+                yield BPRBatch(user, pos, neg, intervention=intervention)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(users={self.users.numel()}, '

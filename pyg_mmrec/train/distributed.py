@@ -1,9 +1,17 @@
 r"""Thin seams over :mod:`torch.distributed`: every helper falls back to the
 single-process behaviour (rank :obj:`0`, world size :obj:`1`, no-op
 collectives) when no process group is initialised, so that library code can
-call them unconditionally."""
+call them unconditionally.
+
+Multi-process training is started by ``torchrun``, which sets
+:obj:`WORLD_SIZE`, :obj:`RANK`, :obj:`LOCAL_RANK`, :obj:`MASTER_ADDR` and
+:obj:`MASTER_PORT` in every process; :func:`init_from_env` joins that
+process group (gloo on CPU, NCCL on GPU) and :func:`wrap_model` wraps the
+model in :class:`~torch.nn.parallel.DistributedDataParallel`."""
+import os
 from typing import Optional
 
+import torch
 import torch.distributed as dist
 from torch import Tensor
 
@@ -68,5 +76,64 @@ def shard(n: int, rank_: Optional[int] = None,
     return slice(n * r // w, n * (r + 1) // w)
 
 
+def init_from_env(device: str = 'cpu') -> str:
+    r"""Joins the process group ``torchrun`` describes in the environment
+    when it has more than one process (:obj:`WORLD_SIZE` > 1): backend
+    :obj:`"nccl"` for a CUDA :obj:`device`, else :obj:`"gloo"`; rendezvous
+    through :obj:`MASTER_ADDR` / :obj:`MASTER_PORT` (``env://``).
+    Returns the device of this process: :obj:`"cuda:<LOCAL_RANK>"` for
+    :obj:`"cuda"` (one GPU per process), :obj:`device` otherwise. Without
+    ``torchrun`` (or with one process) nothing happens."""
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    cuda = torch.device(device).type == 'cuda'
+    if world > 1 and cuda and torch.device(device).index is None:
+        local = int(os.environ.get('LOCAL_RANK', '0'))
+        torch.cuda.set_device(local)
+        device = f'cuda:{local}'
+    if world > 1 and not is_initialized():
+        dist.init_process_group('nccl' if cuda else 'gloo')
+    return device
+
+
+def wrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    r""":obj:`model` in :class:`~torch.nn.parallel.DistributedDataParallel`
+    when several processes train (else :obj:`model` itself): the
+    parameters are broadcast from rank :obj:`0` once, and the gradients of
+    every step are averaged over the processes. Buffers (normalised
+    adjacencies, kNN graphs) are built from the same data in every process
+    and are never broadcast.
+
+    Raises:
+        ValueError: If the model trains stages of its own (their optimisers
+            run outside the wrapper, so their gradients would not be
+            all-reduced).
+    """
+    if world_size() == 1:
+        return model
+    stages = model.stages() if hasattr(model, 'stages') else ()
+    if stages:
+        raise ValueError(
+            f"{type(model).__name__} trains the stages "
+            f"{[st.name for st in stages]} besides its batches; multi-process "
+            f"training supports models without stages (their gradients are "
+            f"not all-reduced); run it in one process")
+    from torch.nn.parallel import DistributedDataParallel
+    for param in model.parameters():  # not the (sparse) buffers
+        dist.broadcast(param.data, src=0)
+    # static_graph: the parameters a step leaves out of its loss (e.g.
+    # feature projections with a zero loss weight) are found once, not by
+    # a traversal of the autograd graph at every step.
+    return DistributedDataParallel(model, init_sync=False,
+                                   forward_sync_buffers=False,
+                                   static_graph=True)
+
+
+def destroy() -> None:
+    r"""Leaves the process group, if any."""
+    if is_initialized():
+        dist.destroy_process_group()
+
+
 __all__ = ['is_initialized', 'rank', 'world_size', 'is_main_process',
-           'all_reduce_sum', 'barrier', 'shard']
+           'all_reduce_sum', 'barrier', 'shard', 'init_from_env',
+           'wrap_model', 'destroy']

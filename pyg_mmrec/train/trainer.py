@@ -15,7 +15,7 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from ..graphs import PairIndex, interaction_graph, train_graph
-from ..loader import BatchSource
+from ..loader import BatchSource, NeighborSource
 from ..models.base import OPTIMIZERS, Stage
 from . import distributed
 from .checkpoint import atomic_save, rng_state, seed_everything, set_rng_state
@@ -38,13 +38,23 @@ class Trainer:
     metric and reports the test metrics at the best validation epoch.
 
     Every batch source draws an epoch from its own generator, seeded by
-    :obj:`(seed, epoch, stage, rank)`, so that an epoch is reproducible and
-    a resumed run trains exactly as an uninterrupted one. Gradients are
+    :obj:`(seed, epoch, stage)`, so that an epoch is reproducible and a
+    resumed run trains exactly as an uninterrupted one. Gradients are
     freed right after every step, in every stage. Under
-    :mod:`torch.distributed` each process draws its shard of the batches
-    (wrap the model in :class:`~torch.nn.parallel.DistributedDataParallel`
-    to all-reduce gradients), the evaluation is sharded over users, and only
-    the main process writes checkpoints and results.
+    :mod:`torch.distributed` every process draws the same shuffled order
+    and takes its shard of the batches
+    (:func:`~pyg_mmrec.loader.shard_slices`; wrap the model with
+    :func:`~pyg_mmrec.train.distributed.wrap_model` to all-reduce
+    gradients), the evaluation is sharded over users, and only the main
+    process writes checkpoints and results.
+
+    The recommender's batches are full-graph triples by default
+    (:obj:`sampler="full"`, the model's
+    :meth:`~pyg_mmrec.models.Recommender.batch_source`), or sampled
+    subgraphs (:obj:`sampler="neighbor"`,
+    :class:`~pyg_mmrec.loader.NeighborSource`: LinkNeighborLoader over the
+    training graph) for models whose encoder is local
+    (:attr:`~pyg_mmrec.models.Recommender.supports_subgraph`).
 
     Args:
         model (Recommender): The model (or a
@@ -94,11 +104,23 @@ class Trainer:
         progress (bool): Show tqdm progress bars. (default: :obj:`True`)
         callbacks (list, optional): Functions :obj:`f(trainer, record)`
             called after every epoch.
-        source (BatchSource, optional): The recommender's batches.
-            (default: the model's
+        source (BatchSource, optional): The recommender's batches, instead
+            of those :obj:`sampler` chooses.
+        sampler (str): :obj:`"full"`: the model's
             :meth:`~pyg_mmrec.models.Recommender.batch_source` over the
-            training graph with :obj:`batch_size`, sharded over processes;
-            :class:`~pyg_mmrec.loader.TripletSource` for most models)
+            training graph with :obj:`batch_size`, sharded over processes
+            (:class:`~pyg_mmrec.loader.TripletSource` for most models);
+            :obj:`"neighbor"`: :class:`~pyg_mmrec.loader.NeighborSource`
+            mini-batches. (default: :obj:`"full"`)
+        num_neighbors (str or list): Neighbours per hop of
+            :obj:`"neighbor"`, *e.g.* :obj:`"10,10"`. (default:
+            :obj:`"10,10"`)
+        negatives (str): Negatives of :obj:`"neighbor"` batches:
+            :obj:`"uniform"` or :obj:`"popularity"` true negatives, or
+            :obj:`"loader"` (LinkNeighborLoader's own, which may be
+            positives). (default: :obj:`"uniform"`)
+        loader_workers (int): Worker processes of :obj:`"neighbor"`.
+            (default: :obj:`0`)
     """
     def __init__(
         self,
@@ -126,6 +148,10 @@ class Trainer:
         progress: bool = True,
         callbacks: Optional[List[Callable]] = None,
         source: Optional[BatchSource] = None,
+        sampler: str = 'full',
+        num_neighbors: Any = '10,10',
+        negatives: str = 'uniform',
+        loader_workers: int = 0,
     ):
         if select_on not in ('val', 'test'):
             raise ValueError(f"select_on must be 'val' or 'test', got {select_on!r}")
@@ -146,7 +172,7 @@ class Trainer:
         self.batch_size, self.epochs, self.patience = batch_size, epochs, patience
         self.eval_every, self.select_on = eval_every, select_on
         self.seed, self.checkpoint_dir, self.resume = seed, checkpoint_dir, resume
-        self.progress = progress
+        self.progress = progress and distributed.is_main_process()
         self.callbacks = list(callbacks or [])
         self.config = dict(config or {})
         self.evaluator = build_evaluator(
@@ -157,10 +183,9 @@ class Trainer:
         if self.metric not in self.evaluator.metric_names:
             raise ValueError(f"metric {self.metric!r} is not computed; choose "
                              f"one of {self.evaluator.metric_names}")
-        self.source = source if source is not None else self.net.batch_source(
-            train_graph(data, 'cpu'), batch_size,
-            shard=(distributed.rank(), distributed.world_size()),
-            exclude=negative_exclusion(self.net, data))
+        self.source = source if source is not None else default_source(
+            self.net, data, sampler, batch_size, num_neighbors=num_neighbors,
+            negatives=negatives, num_workers=loader_workers)
 
         self.stages: List[Stage] = list(self.net.stages())
         names = [st.name for st in self.stages]
@@ -203,9 +228,11 @@ class Trainer:
 
     def generator(self, epoch: int, stream: int) -> torch.Generator:
         r"""The generator of one epoch of one batch stream (0: the
-        recommender, :math:`k`: the :math:`k`-th stage) in this process."""
+        recommender, :math:`k`: the :math:`k`-th stage), the same in every
+        process (the sources shard what it draws)."""
+        # The trailing 0 was the rank: single-process runs draw as before.
         state = np.random.SeedSequence(
-            [self.seed, epoch, stream, distributed.rank()]).generate_state(2)
+            [self.seed, epoch, stream, 0]).generate_state(2)
         seed = (int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1)
         return torch.Generator().manual_seed(seed)
 
@@ -447,6 +474,35 @@ class Trainer:
         if path is not None:
             write_json(results, path)
         return results
+
+
+#: The batch samplers of :class:`Trainer` (see its :obj:`sampler`).
+SAMPLERS = ('full', 'neighbor')
+
+
+def default_source(model, data: HeteroData, sampler: str, batch_size: int,
+                   **neighbor_kwargs) -> BatchSource:
+    r"""The recommender's batches of :class:`Trainer` for :obj:`sampler`
+    over the training graph, sharded over the processes; a model whose
+    encoder needs the whole graph refuses :obj:`"neighbor"`."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got "
+                         f"{sampler!r}")
+    graph = train_graph(data, 'cpu')
+    shard = (distributed.rank(), distributed.world_size())
+    exclude = negative_exclusion(model, data)
+    if sampler == 'full':
+        return model.batch_source(graph, batch_size, shard=shard,
+                                  exclude=exclude)
+    if not getattr(model, 'supports_subgraph', False):
+        raise ValueError(
+            f"sampler='neighbor': {type(model).__name__} encodes the whole "
+            f"training graph (or draws batches of its own) and cannot train "
+            f"on sampled subgraphs; use the default full-graph batches "
+            f"(mini-batch models: those with supports_subgraph, e.g. "
+            f"lightgcn)")
+    return NeighborSource(graph, batch_size, shard=shard, exclude=exclude,
+                          **neighbor_kwargs)
 
 
 def negative_exclusion(model, data: HeteroData) -> Optional[PairIndex]:

@@ -3,7 +3,7 @@ import torch
 
 from pyg_mmrec.graphs import PairIndex
 from pyg_mmrec.loader import (BPRBatch, DistinctUserSource, RowBlockSource,
-                              Subgraph, TripletSource)
+                              Subgraph, TripletSource, shard_slices)
 
 
 def random_graph(num_users=40, num_items=25, num_edges=300, seed=0):
@@ -43,21 +43,54 @@ def test_an_epoch_is_a_function_of_its_generator():
 
 
 def test_shards_partition_the_shared_order():
-    graph = random_graph()
-    full = list(TripletSource(graph, 32).batches(
+    graph = random_graph()  # 300 pairs: 3 rounds of 3 x 32, 12 left over
+    wide = list(TripletSource(graph, 96).batches(
         1, torch.Generator().manual_seed(0)))
     shards = [list(TripletSource(graph, 32, shard=(r, 3)).batches(
         1, torch.Generator().manual_seed(0))) for r in range(3)]
+    # Every process takes as many steps (DDP needs it): 3 full, then 4 of
+    # the 12 left over.
     assert [len(s) for s in shards] == [len(TripletSource(
-        graph, 32, shard=(r, 3))) for r in range(3)] == [4, 3, 3]
-    for r, shard in enumerate(shards):
-        for j, batch in enumerate(shard):
-            assert torch.equal(batch.user, full[r + 3 * j].user)
-            assert torch.equal(batch.neg, full[r + 3 * j].neg)
+        graph, 32, shard=(r, 3))) for r in range(3)] == [4, 4, 4]
+    assert [len(b) for b in shards[2]] == [32, 32, 32, 4]
+    # Round j of the 3 processes is batch j of one process at 3 x 32.
+    for j, batch in enumerate(wide):
+        for field in ('user', 'pos', 'neg'):
+            assert torch.equal(getattr(batch, field), torch.cat(
+                [getattr(s[j], field) for s in shards]))
     with pytest.raises(ValueError, match='shard'):
         TripletSource(graph, 32, shard=(3, 3))
     with pytest.raises(ValueError, match='batch_size'):
         TripletSource(graph, 0)
+
+
+@pytest.mark.parametrize('num,size,world', [(10, 2, 2), (10, 3, 4),
+                                            (7, 10, 3), (2, 1, 3), (96, 32, 3)])
+def test_shard_slices(num, size, world):
+    parts = [shard_slices(num, size, r, world) for r in range(world)]
+    assert len({len(p) for p in parts}) == 1  # the same number of steps
+    taken = sorted(i for p in parts for sl in p for i in range(num)[sl])
+    assert len(taken) == len(set(taken))  # disjoint
+    assert len(taken) >= num - world + 1  # at most world - 1 dropped
+    assert all(0 < sl.stop - sl.start <= size for p in parts for sl in p)
+    # Step j of all processes is batch j of one process at size x world
+    # (whose last batch the processes drop if it has fewer than world).
+    rounds = [(min(p[j].start for p in parts), max(p[j].stop for p in parts))
+              for j in range(len(parts[0]))]
+    single = [(sl.start, sl.stop) for sl in shard_slices(num, size * world)]
+    dropped = 0 < num % (size * world) < world
+    assert rounds == (single[:-1] if dropped else single)
+
+
+def test_distinct_user_shards_take_turns():
+    graph = random_graph()
+    one = list(DistinctUserSource(graph, 16).batches(
+        1, torch.Generator().manual_seed(0)))
+    two = [list(DistinctUserSource(graph, 16, shard=(r, 2)).batches(
+        1, torch.Generator().manual_seed(0))) for r in range(2)]
+    assert len(two[0]) == len(two[1]) == -(-len(one) // 2)
+    for j, batch in enumerate(one):
+        assert torch.equal(batch.user, two[j % 2][j // 2].user)
 
 
 def test_row_blocks_cover_every_row_once():

@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from pyg_mmrec.graphs import PairIndex
-from pyg_mmrec.nn import CausalNegativeSampler, item_frequency
+from pyg_mmrec.nn import (CausalNegativeSampler, PopularityNegativeSampler,
+                          item_frequency)
+from sampling_helpers import top_k_sets
 
 
 def random_pairs(num_users, num_items, num_edges, seed=0):
@@ -143,21 +145,6 @@ def test_uniform_negatives_are_exact():
                               atol=0.03)
 
 
-def top_k_sets(sampler, users, pos, item_emb, generated, k):
-    m = torch.sigmoid(-sampler.beta * (sampler.freq[pos] - sampler.freq.mean())
-                      / (sampler.freq.std() + 1e-8)).view(-1, 1)
-    anchor = item_emb[pos]
-    if generated is not None:
-        anchor = m * generated[pos] + (1 - m) * anchor
-    score = anchor @ item_emb.t()
-    score[sampler.is_positive(users.view(-1, 1),
-                              torch.arange(item_emb.size(0)).view(1, -1))] = \
-        float('-inf')
-    top = score.topk(k, dim=1)
-    return [set(i for i, s in zip(idx.tolist(), val.tolist()) if s > -1e30)
-            for idx, val in zip(top.indices, top.values)]
-
-
 @pytest.mark.parametrize('with_generated', [True, False])
 def test_negative_in_top_k_of_full_pool(with_generated):
     num_users, num_items, k = 6, 25, 4
@@ -208,3 +195,39 @@ def test_pool_positives_equals_lookup(num_candidates):
         cand = torch.randperm(num_items, generator=gen)[:num_candidates]
         expected = sampler.is_positive(users.view(-1, 1), cand.view(1, -1))
         assert torch.equal(sampler.pool_positives(users, cand), expected)
+
+
+def test_popularity_negatives_are_true_and_degree_weighted():
+    # Item degrees 0..4 (item i has i users among users 1..4); user 0 owns
+    # item 4, so its negatives follow (d + 1)^0.75 over items 0..3.
+    pairs = torch.tensor([[0, 1, 1, 2, 2, 3, 3, 4, 1, 2, 3, 4],
+                          [4, 1, 2, 2, 3, 3, 4, 4, 3, 4, 4, 2]])
+    graph = PairIndex(pairs, 5, 5)
+    sampler = PopularityNegativeSampler(graph)
+    gen = torch.Generator().manual_seed(0)
+    neg = sampler.sample(torch.zeros(20000, dtype=torch.long), gen)
+    assert not graph.contains(torch.zeros_like(neg), neg).any()
+    weight = (graph.item_degree()[:4].double() + 1).pow(0.75)
+    share = torch.bincount(neg, minlength=5)[:4].double() / neg.numel()
+    assert torch.allclose(share, weight / weight.sum(), atol=0.015)
+    users = torch.randint(5, (3000, ), generator=gen)
+    assert not graph.contains(users, sampler(users, gen)).any()
+    assert 'exponent=0.75' in repr(sampler)
+
+
+def test_popularity_negatives_fall_back_to_uniform():
+    # User 0 owns the two popular items (almost all the mass): after one
+    # rejection round the rest comes from the exact uniform sampler.
+    pairs = torch.stack([torch.tensor([0, 0] + [1] * 50 + [2] * 50),
+                         torch.tensor([0, 1] + [0] * 50 + [1] * 50)])
+    pairs[0, 2:52] = torch.arange(1, 51)
+    pairs[0, 52:] = torch.arange(1, 51)
+    graph = PairIndex(pairs, 51, 5)
+    sampler = PopularityNegativeSampler(graph, exponent=4.0, max_rounds=1)
+    neg = sampler.sample(torch.zeros(500, dtype=torch.long),
+                         torch.Generator().manual_seed(1))
+    assert set(neg.tolist()) == {2, 3, 4}
+    with pytest.raises(ValueError, match='smoothing'):
+        PopularityNegativeSampler(graph, smoothing=0)
+    with pytest.raises(ValueError, match='max_rounds'):
+        PopularityNegativeSampler(graph, max_rounds=0)

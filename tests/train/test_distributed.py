@@ -156,3 +156,95 @@ def test_shard():
         distributed.shard(5, 2, 2)
     with pytest.raises(ValueError, match='n must be'):
         distributed.shard(-1, 0, 1)
+
+
+# ---------------------------------------------------------------------------
+# Data-parallel training: 2 processes against 1.
+
+TRAIN = dict(epochs=4, patience=50, lr=5e-3, eval_batch_size=64)
+
+
+def fit(data, batch_size, checkpoint_dir=None, resume=False, callbacks=None,
+        **kwargs):
+    from pyg_mmrec.models import get_model
+    from pyg_mmrec.train import Trainer
+    from pyg_mmrec.train.checkpoint import seed_everything
+    seed_everything(0)
+    model = distributed.wrap_model(get_model('lightgcn')(data))
+    return Trainer(model, data, batch_size=batch_size, progress=False,
+                   checkpoint_dir=checkpoint_dir, resume=resume,
+                   callbacks=callbacks, **{**TRAIN, **kwargs}).fit()
+
+
+def train_worker(rank, init_method, out_dir):
+    from trainer_helpers import Interrupt
+    dist.init_process_group('gloo', init_method=init_method, rank=rank,
+                            world_size=WORLD_SIZE)
+    try:
+        torch.set_num_threads(1)
+        data = synthetic()
+        out = {'full': fit(data, 64, os.path.join(out_dir, 'full'))}
+        # Interrupted after epoch 2 in both processes, then resumed.
+        ckpt = os.path.join(out_dir, 'resumed')
+        try:
+            fit(data, 64, ckpt, callbacks=[Interrupt(after_epoch=2)])
+        except KeyboardInterrupt:
+            pass
+        out['resumed'] = fit(data, 64, ckpt, resume=True)
+        out['neighbor'] = fit(data, 64, os.path.join(out_dir, f'nb{rank}'),
+                              sampler='neighbor', num_neighbors='5,5')
+        with open(os.path.join(out_dir, f'train{rank}.json'), 'w') as f:
+            json.dump({k: {'test': v['test'], 'history': [
+                {'epoch': r['epoch'], 'losses': r['losses']}
+                for r in v['history']]} for k, v in out.items()}, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_data_parallel_training_matches_one_process(tmp_path):
+    r"""2 processes at batch size B train as 1 process at 2B: the same
+    triples in every step (up to the order of the floating-point sums of
+    the averaged gradients), so the same metrics; resuming an interrupted
+    2-process run gives the uninterrupted one's; mini-batch DDP samples
+    other subgraphs than 1 process and matches within noise."""
+    mp.spawn(train_worker, args=('file://' + str(tmp_path / 'init'),
+                                 str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    runs = []
+    for rank in range(WORLD_SIZE):
+        with open(tmp_path / f'train{rank}.json') as f:
+            runs.append(json.load(f))
+    data = synthetic()
+    one = fit(data, 128)
+    for run in runs:  # every process returns the same (all-reduced) metrics
+        for name, value in one['test'].items():
+            assert run['full']['test'][name] == pytest.approx(value, abs=1e-4)
+        assert run['resumed']['test'] == run['full']['test']
+    # The loss each process logs is that of its half of the batches.
+    mean_loss = [sum(r['full']['history'][e]['losses']['loss']
+                     for r in runs) / 2 for e in range(TRAIN['epochs'])]
+    assert mean_loss == pytest.approx(
+        [r['losses']['loss'] for r in one['history']], rel=1e-3)
+    # Only rank 0 writes: checkpoints and results in the shared folder, no
+    # folder of rank 1's own.
+    assert {'last.pt', 'best.pt', 'results.json'} <= set(
+        os.listdir(tmp_path / 'full'))
+    assert (tmp_path / 'nb0' / 'results.json').exists()
+    assert not (tmp_path / 'nb1').exists()
+    neighbor = fit(data, 128, sampler='neighbor', num_neighbors='5,5')
+    for key in ('recall@20', 'ndcg@20'):
+        assert runs[0]['neighbor']['test'][key] == pytest.approx(
+            neighbor['test'][key], abs=0.05)
+        assert runs[0]['neighbor']['test'][key] == pytest.approx(
+            one['test'][key], abs=0.05)
+
+
+def test_wrap_model_without_process_group_and_stages_refused(monkeypatch):
+    from pyg_mmrec.models import get_model
+    data = synthetic()
+    model = get_model('lightgcn')(data)
+    assert distributed.wrap_model(model) is model
+    assert distributed.init_from_env('cpu') == 'cpu'  # no torchrun: no-op
+    monkeypatch.setattr(distributed, 'world_size', lambda: 2)
+    mdmns = get_model('mdmns')(data)
+    with pytest.raises(ValueError, match='stages'):
+        distributed.wrap_model(mdmns)

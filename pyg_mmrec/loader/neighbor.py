@@ -1,0 +1,329 @@
+r"""Mini-batch training on sampled subgraphs: PyG's
+:class:`~torch_geometric.loader.LinkNeighborLoader` over the training graph
+in triplet mode, with our true-negative samplers in its batches."""
+import math
+import warnings
+from typing import Callable, Iterator, List, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+from torch_geometric.loader import LinkNeighborLoader
+from torch_geometric.sampler import NeighborSampler
+
+from pyg_mmrec.graphs.pairs import PairIndex
+from pyg_mmrec.graphs.sparse import expand_runs
+from pyg_mmrec.loader.batch import BPRBatch, Subgraph
+from pyg_mmrec.loader.sources import _init_sharded, shard_slices
+from pyg_mmrec.nn.negative_sampling import (CausalNegativeSampler,
+                                            PopularityNegativeSampler)
+
+#: The edge types of the loader's graph: training pairs and their reverse.
+EDGE_TYPE = ('user', 'interacts', 'item')
+REV_EDGE_TYPE = ('item', 'rev_interacts', 'user')
+
+#: Maps the batch's (user, positive) global ids :obj:`[B]` to negative
+#: items :obj:`[B]`, drawing from the global random number generator (which
+#: the loader seeds per epoch and worker).
+NegativeFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class UniformNegatives:
+    r"""Uniform true negatives
+    (:meth:`~pyg_mmrec.graphs.PairIndex.uniform_negatives`): never a pair
+    of :obj:`graph`."""
+    def __init__(self, graph: PairIndex):
+        self.graph = graph
+
+    def __call__(self, user: Tensor, pos: Tensor) -> Tensor:
+        return self.graph.uniform_negatives(user)
+
+
+class PopularityNegatives:
+    r"""Popularity-weighted true negatives
+    (:class:`~pyg_mmrec.nn.PopularityNegativeSampler` over :obj:`graph`,
+    keyword arguments passed on)."""
+    def __init__(self, graph: PairIndex, **kwargs):
+        self.sampler = PopularityNegativeSampler(graph, **kwargs)
+
+    def __call__(self, user: Tensor, pos: Tensor) -> Tensor:
+        return self.sampler.sample(user)
+
+
+class CausalNegatives:
+    r"""FMCNS's causal-aware hard negatives
+    (:class:`~pyg_mmrec.nn.CausalNegativeSampler`) in sampled batches.
+
+    A batch's subgraph does not hold the embeddings of the candidate pool,
+    so the candidates are scored on a snapshot of all item embeddings
+    :obj:`[I, d]` (and, optionally, generated ones): :obj:`item_emb` is a
+    tensor or a function returning one, called once per batch (with loader
+    workers, in the worker: the snapshot of when the epoch's workers
+    started).
+
+    Args:
+        sampler (CausalNegativeSampler): The sampler (its training pairs are
+            the ones negatives avoid).
+        item_emb (torch.Tensor or callable): The item embeddings.
+        generated_emb (torch.Tensor or callable, optional): Generated item
+            embeddings mixed into the anchors. (default: :obj:`None`)
+    """
+    def __init__(self, sampler: CausalNegativeSampler,
+                 item_emb: Union[Tensor, Callable[[], Tensor]],
+                 generated_emb: Union[None, Tensor,
+                                      Callable[[], Tensor]] = None):
+        self.sampler = sampler
+        self.item_emb, self.generated_emb = item_emb, generated_emb
+
+    def __call__(self, user: Tensor, pos: Tensor) -> Tensor:
+        def get(x):
+            return x() if callable(x) else x
+        return self.sampler.sample(user, pos, get(self.item_emb).detach(),
+                                   get(self.generated_emb))
+
+
+#: The negatives of :class:`NeighborSource` by name (the causal ones need a
+#: model's embeddings and are passed as a :class:`CausalNegatives`).
+NEGATIVES = {'uniform': UniformNegatives, 'popularity': PopularityNegatives,
+             'loader': None}
+
+
+class ReplaceNegatives:
+    r"""A :class:`~torch_geometric.loader.LinkNeighborLoader` transform for
+    triplet batches (:obj:`neg_sampling="triplet"`) over a user-item graph:
+    replaces the loader's negatives :obj:`dst_neg_index` (uniform over all
+    items, never checked against existing edges) with those of
+    :obj:`negatives`, and adds the items that are not yet in the subgraph
+    to :obj:`n_id`, with their edges of :obj:`graph` to the subgraph's users
+    (both edge types, with their :obj:`e_id`). The added items have no
+    sampled neighbourhood of their own: they see the sampled users only.
+
+    Args:
+        graph (PairIndex): The loader's (user, item) edges: position
+            :math:`e` of :obj:`graph.edge_index` is edge :math:`e` of both
+            edge types.
+        negatives (callable): See :obj:`NegativeFn`.
+        edge_types (tuple): The forward and reverse edge types.
+            (default: :obj:`(EDGE_TYPE, REV_EDGE_TYPE)`)
+    """
+    def __init__(self, graph: PairIndex, negatives: NegativeFn,
+                 edge_types=(EDGE_TYPE, REV_EDGE_TYPE)):
+        self.graph, self.negatives = graph, negatives
+        self.edge_types = edge_types
+        self.item_ptr, self.item_order = graph.item_csr()
+
+    def __call__(self, batch: HeteroData) -> HeteroData:
+        fwd, rev = self.edge_types
+        src, dst = fwd[0], fwd[-1]
+        user_id, item_id = batch[src].n_id, batch[dst].n_id
+        user = user_id[batch[src].src_index]
+        pos = item_id[batch[dst].dst_pos_index]
+        neg = self.negatives(user, pos)
+        if neg.shape != user.shape:
+            raise ValueError(f"negatives must return one item per row "
+                             f"{tuple(user.shape)}, got {tuple(neg.shape)}")
+        # Local positions of the negatives, appending the new items.
+        order = torch.argsort(item_id)
+        at = torch.searchsorted(item_id[order], neg).clamp_(
+            max=item_id.numel() - 1)
+        found = item_id[order[at]] == neg
+        new, inverse = torch.unique(neg[~found], return_inverse=True)
+        local = order[at]
+        local[~found] = item_id.numel() + inverse
+        batch[dst].dst_neg_index = local
+        if new.numel() > 0:
+            self._add_items(batch, new)
+        return batch
+
+    def _add_items(self, batch: HeteroData, new: Tensor) -> None:
+        fwd, rev = self.edge_types
+        src, dst = fwd[0], fwd[-1]
+        user_id = batch[src].n_id
+        start = self.item_ptr[new]
+        run, at = expand_runs(start, self.item_ptr[new + 1] - start)
+        e_id = self.item_order[at]
+        users = self.graph.edge_index[0, e_id]
+        order = torch.argsort(user_id)
+        pos = torch.searchsorted(user_id[order], users).clamp_(
+            max=user_id.numel() - 1)
+        keep = user_id[order[pos]] == users
+        row = order[pos[keep]]
+        col = batch[dst].n_id.numel() + run[keep]
+        e_id = e_id[keep]
+        batch[dst].n_id = torch.cat([batch[dst].n_id, new])
+        batch[dst].num_nodes = batch[dst].n_id.numel()
+        for edge_type, index in ((fwd, torch.stack([row, col])),
+                                 (rev, torch.stack([col, row]))):
+            store = batch[edge_type]
+            store.edge_index = torch.cat([store.edge_index, index], dim=1)
+            if 'e_id' in store:
+                store.e_id = torch.cat([store.e_id, e_id])
+
+
+def to_bpr_batch(batch: HeteroData,
+                 edge_types=(EDGE_TYPE, REV_EDGE_TYPE)) -> BPRBatch:
+    r"""The :class:`~pyg_mmrec.loader.BPRBatch` of a triplet batch of
+    :class:`~torch_geometric.loader.LinkNeighborLoader`: global (user,
+    positive, negative) ids on a :class:`~pyg_mmrec.loader.Subgraph` whose
+    edges are the sampled edges of both directions, each pair once."""
+    fwd, rev = edge_types
+    src, dst = fwd[0], fwd[-1]
+    user_id, item_id = batch[src].n_id, batch[dst].n_id
+    pairs = torch.cat([batch[fwd].edge_index,
+                       batch[rev].edge_index.flip(0)], dim=1)
+    keys = torch.unique(pairs[0] * item_id.numel() + pairs[1])
+    edge_index = torch.stack([keys // item_id.numel(),
+                              keys % item_id.numel()])
+    return BPRBatch(user_id[batch[src].src_index],
+                    item_id[batch[dst].dst_pos_index],
+                    item_id[batch[dst].dst_neg_index],
+                    Subgraph(user_id, item_id, edge_index))
+
+
+class _Transform:
+    # The loader's transform (a class, so that workers can pickle it).
+    def __init__(self, replace: Optional[ReplaceNegatives]):
+        self.replace = replace
+
+    def __call__(self, batch: HeteroData) -> BPRBatch:
+        if self.replace is not None:
+            batch = self.replace(batch)
+        return to_bpr_batch(batch)
+
+
+def parse_num_neighbors(num_neighbors: Union[str, int, Sequence[int]]
+                        ) -> List[int]:
+    r"""Neighbours per hop from :obj:`"10,10"`, :obj:`10` or
+    :obj:`[10, 10]` (:obj:`-1`: all)."""
+    if isinstance(num_neighbors, str):
+        parts = [p.strip() for p in num_neighbors.split(',') if p.strip()]
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"num_neighbors must be comma-separated "
+                             f"integers such as '10,10', got "
+                             f"{num_neighbors!r}") from None
+    elif isinstance(num_neighbors, int):
+        values = [num_neighbors]
+    else:
+        values = [int(v) for v in num_neighbors]
+    if not values or any(v == 0 or v < -1 for v in values):
+        raise ValueError(f"num_neighbors must be one positive count (or -1, "
+                         f"all) per hop, got {num_neighbors!r}")
+    return values
+
+
+class NeighborSource:
+    r"""Mini-batches of sampled subgraphs: every training pair once per
+    epoch as the positive of a triplet, in a shuffled order, on the
+    neighbourhood PyG's :class:`~torch_geometric.loader.LinkNeighborLoader`
+    samples around the batch's users, positives and negatives
+    (:obj:`num_neighbors` per hop, over the training graph only, with
+    torch-sparse's sampler when pyg-lib is absent).
+
+    The loader's own triplet negatives are uniform over all items and may
+    be training positives; :class:`ReplaceNegatives` replaces them with
+    :obj:`negatives`: :obj:`"uniform"` (true negatives, as
+    :class:`~pyg_mmrec.loader.TripletSource`), :obj:`"popularity"`
+    (:class:`PopularityNegatives`), a :obj:`NegativeFn` such as
+    :class:`CausalNegatives`, or :obj:`"loader"` (keep the loader's, for
+    comparison only).
+
+    The shuffled order, the shard of every process (:func:`shard_slices`)
+    and the seeds of the neighbour sampling (of the main process, or of each
+    loader worker) come from the epoch's generator, so an epoch is a
+    function of it; the sampling runs on a random number generator of its
+    own, apart from the global one.
+
+    Args:
+        graph (PairIndex): The training graph.
+        batch_size (int): Triples per batch.
+        num_neighbors (str or list): Neighbours per hop, *e.g.*
+            :obj:`"10,10"` (see :func:`parse_num_neighbors`).
+        negatives (str or callable): See above. (default: :obj:`"uniform"`)
+        shard (tuple, optional): :obj:`(rank, world_size)`.
+            (default: :obj:`(0, 1)`)
+        exclude (PairIndex, optional): The pairs negatives avoid, if not
+            :obj:`graph`. (default: :obj:`None`)
+        num_workers (int): Loader worker processes. (default: :obj:`0`)
+    """
+    def __init__(self, graph: PairIndex, batch_size: int,
+                 num_neighbors: Union[str, Sequence[int]] = (10, 10),
+                 negatives: Union[str, NegativeFn] = 'uniform',
+                 shard: tuple = (0, 1), exclude: Optional[PairIndex] = None,
+                 num_workers: int = 0):
+        _init_sharded(self, graph, batch_size, shard, exclude)
+        self.num_neighbors = parse_num_neighbors(num_neighbors)
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.num_workers = int(num_workers)
+        if isinstance(negatives, str):
+            if negatives not in NEGATIVES:
+                raise ValueError(f"negatives must be one of "
+                                 f"{tuple(NEGATIVES)} or a function, got "
+                                 f"{negatives!r}")
+            self.negatives_name = negatives
+            negatives = (None if NEGATIVES[negatives] is None else
+                         NEGATIVES[negatives](self.exclude))
+        else:
+            self.negatives_name = type(negatives).__name__
+        data = HeteroData()
+        data['user'].num_nodes = graph.num_users
+        data['item'].num_nodes = graph.num_items
+        data[EDGE_TYPE].edge_index = self.graph.edge_index
+        data[REV_EDGE_TYPE].edge_index = self.graph.edge_index.flip(0)
+        self.data = data
+        with warnings.catch_warnings():  # "without pyg-lib is deprecated"
+            warnings.filterwarnings('ignore', message='.*pyg-lib.*')
+            self.sampler = NeighborSampler(data, self.num_neighbors)
+        self.transform = _Transform(None if negatives is None else
+                                    ReplaceNegatives(self.graph, negatives))
+
+    def slices(self) -> List[slice]:
+        return shard_slices(self.graph.num_pairs, self.batch_size,
+                            self.rank, self.world_size)
+
+    def __len__(self) -> int:
+        return len(self.slices())
+
+    def loader(self, edge_label_index: Tensor, seed: int
+               ) -> LinkNeighborLoader:
+        r"""The loader of the given (user, item) positives, in order, with
+        its sampling seeded by :obj:`seed`."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='.*pyg-lib.*')
+            return LinkNeighborLoader(
+                self.data, self.num_neighbors,
+                edge_label_index=(EDGE_TYPE, edge_label_index),
+                neg_sampling='triplet', batch_size=self.batch_size,
+                shuffle=False, neighbor_sampler=self.sampler,
+                transform=self.transform, num_workers=self.num_workers,
+                generator=torch.Generator().manual_seed(seed))
+
+    def batches(self, epoch: int,
+                generator: Optional[torch.Generator] = None
+                ) -> Iterator[BPRBatch]:
+        perm = torch.randperm(self.graph.num_pairs, generator=generator)
+        seed = int(torch.randint(2**62, (1, ), generator=generator))
+        slices = self.slices()
+        if not slices:
+            return
+        mine = torch.cat([perm[sl] for sl in slices])
+        loader = self.loader(self.graph.edge_index[:, mine],
+                             seed + self.rank)
+        if self.num_workers > 0:  # workers seed themselves from `seed`
+            yield from loader
+            return
+        state = torch.Generator().manual_seed(seed + self.rank).get_state()
+        batches = iter(loader)
+        for _ in range(math.ceil(mine.numel() / self.batch_size)):
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(state)
+                batch = next(batches)
+                state = torch.get_rng_state()
+            yield batch
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(pairs={self.graph.num_pairs}, '
+                f'batch_size={self.batch_size}, num_neighbors='
+                f'{self.num_neighbors}, negatives={self.negatives_name!r})')

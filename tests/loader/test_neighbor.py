@@ -1,0 +1,196 @@
+import pytest
+import torch
+
+from pyg_mmrec.graphs import PairIndex
+from torch_geometric.loader import LinkNeighborLoader
+
+from pyg_mmrec.loader import (CausalNegatives, NeighborSource,
+                              ReplaceNegatives, to_bpr_batch)
+from pyg_mmrec.loader.neighbor import EDGE_TYPE, parse_num_neighbors
+from pyg_mmrec.nn import CausalNegativeSampler
+from sampling_helpers import top_k_sets
+
+
+def power_law_graph(num_users=120, num_items=60, num_edges=900, seed=0):
+    # Skewed item degrees, so that popularity negatives differ from uniform.
+    gen = torch.Generator().manual_seed(seed)
+    weight = 1.0 / torch.arange(1, num_items + 1).float()
+    item = torch.multinomial(weight, num_edges, replacement=True,
+                             generator=gen)
+    user = torch.randint(num_users, (num_edges, ), generator=gen)
+    return PairIndex(torch.stack([user, item]), num_users, num_items)
+
+
+def epoch(source, seed=0, epoch_=1):
+    return list(source.batches(epoch_, torch.Generator().manual_seed(seed)))
+
+
+def check_batch(graph, batch):
+    r"""A mini-batch's invariants: its nodes are in its subgraph, the
+    subgraph's edges are training pairs, positives are training pairs and
+    negatives never are."""
+    sub = batch.subgraph
+    assert sub.user_id.unique().numel() == sub.num_users
+    assert sub.item_id.unique().numel() == sub.num_items
+    u, p, n = batch.node_index()  # raises if a node is missing
+    assert torch.equal(sub.user_id[u], batch.user)
+    assert torch.equal(sub.item_id[n], batch.neg)
+    row, col = sub.edge_index
+    assert graph.contains(sub.user_id[row], sub.item_id[col]).all()
+    assert graph.contains(batch.user, batch.pos).all()
+    assert not graph.contains(batch.user, batch.neg).any()
+
+
+@pytest.mark.parametrize('negatives', ['uniform', 'popularity'])
+def test_an_epoch_covers_every_pair_with_true_negatives(negatives):
+    graph = power_law_graph()
+    source = NeighborSource(graph, 64, '3,2', negatives=negatives)
+    batches = epoch(source)
+    assert len(source) == len(batches) == -(-graph.num_pairs // 64)
+    for batch in batches:
+        check_batch(graph, batch)
+    user = torch.cat([b.user for b in batches])
+    pos = torch.cat([b.pos for b in batches])
+    assert sorted(zip(user.tolist(), pos.tolist())) == sorted(
+        map(tuple, graph.edge_index.t().tolist()))
+    # The subgraph holds the sampled neighbourhood, not just the triples.
+    assert batches[0].subgraph.num_users > batches[0].user.unique().numel()
+
+
+def test_loader_negatives_are_not_true_negatives_ours_are():
+    # A dense graph: the loader's uniform draws often hit positives.
+    graph = power_law_graph(num_users=30, num_items=12, num_edges=300)
+    loader = torch.cat([b.neg[graph.contains(b.user, b.neg)] for b in
+                        epoch(NeighborSource(graph, 32, [2],
+                                             negatives='loader'))])
+    assert loader.numel() > 0
+    for batch in epoch(NeighborSource(graph, 32, [2])):
+        check_batch(graph, batch)
+
+
+def test_popularity_negatives_follow_degrees():
+    graph = power_law_graph(num_users=400, num_items=50, num_edges=1500)
+    neg = {name: torch.cat([b.neg for b in epoch(
+        NeighborSource(graph, 256, [2], negatives=name))])
+        for name in ('uniform', 'popularity')}
+    degree = graph.item_degree().float()
+    head = degree >= degree.median()
+    share = {k: head[v].float().mean().item() for k, v in neg.items()}
+    assert share['popularity'] > share['uniform'] + 0.1
+
+
+@pytest.mark.parametrize('with_generated', [True, False])
+def test_causal_negatives_obey_the_pool_rule_in_loader_batches(
+        with_generated):
+    graph = power_law_graph(num_users=40, num_items=30, num_edges=300)
+    k = 4
+    sampler = CausalNegativeSampler(graph, num_candidates=30, top_k=k)
+    gen = torch.Generator().manual_seed(1)
+    item_emb = torch.randn(30, 8, generator=gen)
+    generated = torch.randn(30, 8, generator=gen) if with_generated else None
+    source = NeighborSource(graph, 50, [3, 3], negatives=CausalNegatives(
+        sampler, lambda: item_emb, generated))
+    for batch in epoch(source):
+        check_batch(graph, batch)
+        allowed = top_k_sets(sampler, batch.user, batch.pos, item_emb,
+                             generated, k)
+        assert all(n in a for n, a in zip(batch.neg.tolist(), allowed))
+
+
+def test_replaced_negatives_join_the_subgraph_with_their_edges():
+    graph = power_law_graph()
+    source = NeighborSource(graph, 32, [1])
+    torch.manual_seed(0)
+    raw = next(iter(LinkNeighborLoader(
+        source.data, [1], edge_label_index=(EDGE_TYPE,
+                                            graph.edge_index[:, :32]),
+        neg_sampling='triplet', batch_size=32,
+        neighbor_sampler=source.sampler)))
+    old_items = raw['item'].n_id.clone()
+    old_edges = {t: raw[t].edge_index.size(1) for t in raw.edge_types}
+    # Deterministic true negatives, many of them outside the subgraph.
+    user = raw['user'].n_id[raw['user'].src_index]
+    far = torch.stack([graph.uniform_negatives(user) for _ in range(50)]
+                      ).max(0).values
+    batch = ReplaceNegatives(graph, lambda u, p: far)(raw)
+    item_id = batch['item'].n_id
+    assert torch.equal(item_id[:old_items.numel()], old_items)
+    added = item_id[old_items.numel():]
+    assert set(added.tolist()) == set(far.tolist()) - set(old_items.tolist())
+    assert added.numel() > 0 and batch['item'].num_nodes == item_id.numel()
+    assert torch.equal(item_id[batch['item'].dst_neg_index], far)
+    # Each added item brings its training edges to the subgraph's users,
+    # in both edge types, with their e_id.
+    user_id = batch['user'].n_id
+    for t in batch.edge_types:
+        store = batch[t]
+        assert store.e_id.numel() == store.edge_index.size(1)
+        row, col = store.edge_index if t == EDGE_TYPE else \
+            store.edge_index.flip(0)
+        assert torch.equal(graph.edge_index[:, store.e_id],
+                           torch.stack([user_id[row], item_id[col]]))
+        new_items = col[old_edges[t]:]
+        assert (new_items >= old_items.numel()).all()
+    fwd = batch[EDGE_TYPE].edge_index[:, old_edges[EDGE_TYPE]:]
+    for local, item in enumerate(added.tolist(), start=old_items.numel()):
+        users = graph.edge_index[0, graph.edge_index[1] == item]
+        expected = set(users[torch.isin(users, user_id)].tolist())
+        assert set(user_id[fwd[0, fwd[1] == local]].tolist()) == expected
+    check_batch(graph, to_bpr_batch(batch))
+
+
+def test_an_epoch_is_a_function_of_its_generator():
+    source = NeighborSource(power_law_graph(), 100, [3, 3])
+
+    def flat(batches):
+        return [torch.cat([b.user, b.pos, b.neg, b.subgraph.user_id,
+                           b.subgraph.item_id, b.subgraph.edge_index.view(-1)])
+                for b in batches]
+
+    torch.manual_seed(0)
+    a = flat(epoch(source, seed=3))
+    torch.manual_seed(1)  # the global generator plays no part ...
+    state = torch.get_rng_state()
+    b = flat(epoch(source, seed=3))
+    assert torch.equal(torch.get_rng_state(), state)  # ... nor changes
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    c = flat(epoch(source, seed=4))
+    assert not all(x.shape == y.shape and torch.equal(x, y)
+                   for x, y in zip(a, c))
+
+
+def test_shards_take_the_rounds_of_the_shared_order():
+    graph = power_law_graph()
+    assert graph.num_pairs % 200 >= 2  # no pair dropped from the last round
+    wide = epoch(NeighborSource(graph, 200, [2]))
+    shards = [epoch(NeighborSource(graph, 100, [2], shard=(r, 2)))
+              for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == len(wide)
+    for j, batch in enumerate(wide):
+        pairs = torch.cat([torch.stack([s[j].user, s[j].pos]) for s in shards],
+                          dim=1)
+        assert torch.equal(pairs, torch.stack([batch.user, batch.pos]))
+
+
+def test_workers_reproducible():
+    source = NeighborSource(power_law_graph(), 200, [2, 2], num_workers=2)
+    a, b = epoch(source), epoch(source)
+    assert len(a) == len(source) > 1
+    for x, y in zip(a, b):
+        assert torch.equal(x.neg, y.neg)
+        assert torch.equal(x.subgraph.edge_index, y.subgraph.edge_index)
+
+
+def test_errors():
+    graph = power_law_graph()
+    with pytest.raises(ValueError, match='num_neighbors'):
+        NeighborSource(graph, 10, '10,x')
+    with pytest.raises(ValueError, match='num_neighbors'):
+        parse_num_neighbors([10, 0])
+    assert parse_num_neighbors('10, 5') == [10, 5]
+    assert parse_num_neighbors(-1) == [-1]
+    with pytest.raises(ValueError, match='negatives'):
+        NeighborSource(graph, 10, [2], negatives='hard')
+    with pytest.raises(ValueError, match='num_workers'):
+        NeighborSource(graph, 10, [2], num_workers=-1)
+    assert 'negatives=' in repr(NeighborSource(graph, 10, [2]))
