@@ -14,7 +14,7 @@ from .base import Recommender
 from .registry import register_model
 
 #: How full-ranking scores get the counterfactual term (see :class:`MCLN`).
-SCORINGS = ('diagonal', 'chunks')
+SCORINGS = ('chunks', 'diagonal')
 
 
 @register_model('mcln')
@@ -64,7 +64,15 @@ class MCLN(Recommender):
       the attention to the item itself, :obj:`scoring="chunks"` lets every
       item attend within a fixed random partition of the catalogue into
       chunks of :obj:`chunk_size` (seeded by :obj:`chunk_seed`), as the
-      original's 100 candidates would.
+      original's 100 candidates would. The default, :obj:`"chunks"`, is the
+      better of the two on TikTok: on the same trained weights (training
+      does not depend on the scoring) validation Recall@20 is 0.0842 with
+      chunks of 100 and 0.0708 with the diagonal; chunk sizes from 25 to
+      2,048 and other chunk seeds move it by less than 0.0015
+      (``experiments/mcln_scoring.py``). The model is trained with every
+      item attending to a whole batch; the diagonal takes that context away
+      at test. Chunks cost :math:`O(I \cdot \text{chunk\_size})`, never
+      :math:`O(I^2)`.
 
     Differences from the original code, and why: validation-based
     selection and early stopping (the original has no validation set and
@@ -85,8 +93,8 @@ class MCLN(Recommender):
         exponents (tuple): :math:`(a, b)`. (default: :obj:`(-0.5, -0.4)`)
         image_test_weight (float): :math:`\lambda` of the image modality at
             test. (default: :obj:`1.0`)
-        scoring (str): :obj:`"diagonal"` or :obj:`"chunks"`.
-            (default: :obj:`"diagonal"`)
+        scoring (str): :obj:`"chunks"` or :obj:`"diagonal"`.
+            (default: :obj:`"chunks"`)
         chunk_size (int): Items per chunk for :obj:`"chunks"`.
             (default: :obj:`100`)
         chunk_seed (int): Seed of the chunks. (default: :obj:`0`)
@@ -109,7 +117,7 @@ class MCLN(Recommender):
         decay: float = 1e-2,
         exponents: Sequence[float] = (-0.5, -0.4),
         image_test_weight: float = 1.0,
-        scoring: str = 'diagonal',
+        scoring: str = 'chunks',
         chunk_size: int = 100,
         chunk_seed: int = 0,
         transductive: bool = True,
