@@ -198,6 +198,8 @@ class GenRec(Recommender):
     requires_features = True
     #: The original's trainer settings (models.md 5.7).
     trainer_defaults = {'lr': 1e-3, 'batch_size': 1024, 'epochs': 50}
+    #: The 6-layer denoiser makes a demo epoch slow: fewer of them.
+    demo_settings = {'trainer': {'epochs': 20}}
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ from typing import Callable, Mapping, NamedTuple, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 LOSSES = ('focal', 'bce')
 
@@ -247,9 +248,11 @@ class BitFlipDiffusion(torch.nn.Module):
         (one per row)."""
         t = self.sample_timesteps(x0.size(0), x0.device, generator)
         logits = denoiser(self.q_sample(x0, t, generator=generator), t)
-        return flip_denoising_loss(logits, x0, self.loss_type,
-                                   self.focal_alpha, self.focal_gamma,
-                                   self.faithful)
+        # The loss's [B, I] temporaries are recomputed in the backward pass
+        # instead of kept (about ten of them: most of the stage's memory).
+        return checkpoint(flip_denoising_loss, logits, x0, self.loss_type,
+                          self.focal_alpha, self.focal_gamma, self.faithful,
+                          use_reentrant=False)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_steps={self.num_steps}, '

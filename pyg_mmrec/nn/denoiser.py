@@ -197,23 +197,44 @@ class _DecoderLayer(torch.nn.Module):
         self.norms = torch.nn.ModuleList(
             [torch.nn.LayerNorm(channels) for _ in range(3)])
 
-    def _heads_dropped(self, v: Tensor) -> Tensor:
+    def _head_keep(self, b: int, device) -> Optional[Tensor]:
         # Dropout on the attention weights (all ones for one key): each
         # head's value is kept (scaled by 1 / (1 - p)) or zeroed.
         if not self.training or self.p == 0:
+            return None
+        keep = torch.rand(b, self.heads, device=device) >= self.p
+        return keep.float() / (1 - self.p)
+
+    def _heads_dropped(self, v: Tensor) -> Tensor:
+        scale = self._head_keep(v.size(0), v.device)
+        if scale is None:
             return v
         b, d = v.shape
-        keep = torch.rand(b, self.heads, 1, device=v.device) >= self.p
-        scale = keep.to(v.dtype) / (1 - self.p)
+        scale = scale.to(v.dtype).unsqueeze(-1)
         return (v.view(b, self.heads, d // self.heads) * scale).view(b, d)
+
+    def _cross_attention(self, h: Tensor) -> Tensor:
+        # W_o drop(b_v) + b_o: the per-head parts of W_o b_v, mixed by the
+        # rows' head masks, never a [B, d] x [d, d] product of a constant.
+        d = h.size(1)
+        w = self.cross_out.weight.view(d, self.heads, d // self.heads)
+        parts = torch.einsum('ohk,hk->ho', w, self.cross_value_bias.view(
+            self.heads, d // self.heads))  # [H, d]
+        scale = self._head_keep(h.size(0), h.device)
+        if scale is None:
+            return (parts.sum(0) + self.cross_out.bias).expand_as(h)
+        return torch.addmm(self.cross_out.bias, scale.to(h.dtype), parts)
 
     def forward(self, h: Tensor) -> Tensor:
         drop = lambda x: F.dropout(x, self.p, self.training)  # noqa: E731
-        sa = self.self_out(self._heads_dropped(self.self_value(h)))
+        if self.training and self.p > 0 or h.size(0) < h.size(1):
+            sa = self.self_out(self._heads_dropped(self.self_value(h)))
+        else:  # W_o (W_v h + b_v) + b_o as one product (no dropout)
+            v, o = self.self_value, self.self_out
+            sa = F.linear(h, o.weight @ v.weight,
+                          torch.addmv(o.bias, o.weight, v.bias))
         h = self.norms[0](h + drop(sa))
-        bias = self.cross_value_bias.expand_as(h)
-        ca = self.cross_out(self._heads_dropped(bias))
-        h = self.norms[1](h + drop(ca))
+        h = self.norms[1](h + drop(self._cross_attention(h)))
         ff = self.lin2(drop(F.relu(self.lin1(h))))
         return self.norms[2](h + drop(ff))
 
@@ -361,7 +382,10 @@ class FlipTransformerDenoiser(torch.nn.Module):
         t = t.to(x.device).reshape(-1).expand(x.size(0))
         emb = self.time_lin(sinusoidal_time_embedding(t.float(),
                                                       self.time_channels))
-        h = self.lin_in(torch.cat([x, emb.to(x.dtype)], dim=-1))
+        # lin_in([x || e]) without the [B, I + 10] copy of the rows:
+        w = self.lin_in.weight
+        h = x @ w[:, :self.num_items].t() + F.linear(
+            emb.to(x.dtype), w[:, self.num_items:], self.lin_in.bias)
         shift, scale = self.ada_ln(F.silu(emb)).chunk(2, dim=-1)
         return h * (1 + scale) + shift
 

@@ -25,18 +25,23 @@ def test_length_one_decoder_equals_torch_transformer_decoder(layers, train):
     den.load_transformer_decoder(dec)
     den.train(train), dec.train(train)
     g = torch.Generator().manual_seed(1)
-    x = (torch.rand(7, 30, generator=g) < 0.3).float()
-    t = torch.randint(0, 5, (7, ), generator=g)
+    n = 20  # more rows than channels: the fused product in eval mode
+    x = (torch.rand(n, 30, generator=g) < 0.3).float()
+    t = torch.randint(0, 5, (n, ), generator=g)
     h = den.adaln_input(x, t)
-    ref = dec(h[:, None], torch.zeros(7, 1, 16))[:, 0]
+    ref = dec(h[:, None], torch.zeros(n, 1, 16))[:, 0]
     out = h
     for layer in den.layers:
         out = layer(out)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     # the memory is zero: another memory gives another output
-    other = dec(h[:, None], torch.ones(7, 1, 16))[:, 0]
+    other = dec(h[:, None], torch.ones(n, 1, 16))[:, 0]
     assert not torch.allclose(other, ref, atol=1e-3)
-    assert den(x, t).shape == (7, 30)
+    assert den(x, t).shape == (n, 30)
+    few = h[:5]  # fewer rows than channels: the two products
+    for layer in den.layers:
+        few = layer(few)
+    torch.testing.assert_close(few, out[:5], atol=1e-5, rtol=1e-5)
 
 
 def test_attention_dropout_keeps_or_zeroes_whole_heads():
