@@ -7,6 +7,10 @@ Usage (on a machine with a GPU)::
 
     python experiments/check_distributed_cuda.py [--epochs 3]
 
+``--device cpu`` runs the same comparison on the CPU (gloo, 2 processes),
+which is what CI's 2-process test checks in small; its results go to
+``experiments/results/distributed_cpu_check.json`` / ``.md``.
+
 With two or more GPUs it runs ``torchrun --standalone --nproc_per_node 2 -m
 pyg_mmrec train ... --device cuda`` (NCCL, one GPU per process); with one
 GPU, NCCL refuses two processes on the same device, so it checks a
@@ -33,14 +37,15 @@ SYNTHETIC = ['--model', 'lightgcn', '--dataset', 'synthetic', '--config',
              'none', '--no-progress', '--lr', '5e-3', '--patience', '50']
 
 
-def train_cli(out_dir, nproc, batch_size, epochs, extra=()):
-    r"""One ``python -m pyg_mmrec train`` run on CUDA (under ``torchrun``
-    for :obj:`nproc` > 1); returns its results and wall time."""
+def train_cli(out_dir, nproc, batch_size, epochs, extra=(), device='cuda'):
+    r"""One ``python -m pyg_mmrec train`` run on :obj:`device` (under
+    ``torchrun`` for :obj:`nproc` > 1); returns its results and wall
+    time."""
     launcher = ([sys.executable, '-m', 'torch.distributed.run', '--standalone',
                  f'--nproc_per_node={nproc}'] if nproc > 1 else
                 [sys.executable])
     cmd = launcher + ['-m', 'pyg_mmrec', 'train', *SYNTHETIC, '--device',
-                      'cuda', '--epochs', str(epochs), '--batch-size',
+                      device, '--epochs', str(epochs), '--batch-size',
                       str(batch_size), '--output-dir', out_dir, *extra]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=REPO)
@@ -75,37 +80,41 @@ def check_one_process_nccl(epochs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--epochs', type=int, default=3)
+    parser.add_argument('--device', choices=['cuda', 'cpu'], default='cuda')
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    cpu = args.device == 'cpu'
+    if not cpu and not torch.cuda.is_available():
         print('no CUDA device: nothing to check')
         return 2
-    gpus = torch.cuda.device_count()
-    report = {'device': torch.cuda.get_device_name(0), 'gpus': gpus,
-              'checks': {}}
+    # On the CPU, two gloo processes.
+    gpus = 2 if cpu else torch.cuda.device_count()
+    report = {'device': 'cpu (gloo)' if cpu else
+              torch.cuda.get_device_name(0), 'gpus': gpus, 'checks': {}}
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         for sampler in ('full', 'neighbor'):
             extra = ['--sampler', sampler, '--num-neighbors', '10,10']
             one, t1 = train_cli(os.path.join(tmp, f'{sampler}1'), 1, 1024,
-                                args.epochs, extra)
+                                args.epochs, extra, args.device)
             row = {'1 process recall@20': one['test']['recall@20'],
                    '1 process s': t1}
             passed = math.isfinite(one['test']['recall@20'])
             if gpus >= 2:
                 two, t2 = train_cli(os.path.join(tmp, f'{sampler}2'), 2, 512,
-                                    args.epochs, extra)
+                                    args.epochs, extra, args.device)
                 diff = abs(two['test']['recall@20'] - one['test']['recall@20'])
                 # Full graph: the same triples per step (float order only);
                 # mini-batch: other sampled subgraphs (noise).
                 passed &= diff < (1e-3 if sampler == 'full' else 0.03)
-                row.update({'2 processes (NCCL) recall@20':
-                            two['test']['recall@20'], '2 processes s': t2})
+                row.update({'2 processes recall@20': two['test']['recall@20'],
+                            '2 processes s': t2, 'best epochs (1, 2)': [
+                                one['best_epoch'], two['best_epoch']]})
             report['checks'][sampler] = {**row, 'passed': bool(passed)}
             ok &= passed
             print(f"{sampler:<9} " + ' | '.join(
-                f'{k} {v:.4f}' for k, v in row.items()) +
+                f'{k} {v}' for k, v in row.items()) +
                 f" | {'ok' if passed else 'FAILED'}")
-    if gpus < 2:
+    if not cpu and gpus < 2:
         recall = check_one_process_nccl(args.epochs)
         passed = math.isfinite(recall)
         ok &= passed
@@ -116,9 +125,16 @@ def main():
               f"{recall:.4f} | {'ok' if passed else 'FAILED'}")
     report['passed'] = bool(ok)
     os.makedirs(os.path.join(HERE, 'results'), exist_ok=True)
-    with open(os.path.join(HERE, 'results',
-                           'distributed_cuda_check.json'), 'w') as f:
+    name = os.path.join(HERE, 'results',
+                        f'distributed_{args.device}_check')
+    with open(name + '.json', 'w') as f:
         json.dump(report, f, indent=1)
+    with open(name + '.md', 'w') as f:
+        f.write(f"# 1 vs 2 processes, LightGCN on synthetic, "
+                f"{args.epochs} epochs, {report['device']}\n\n")
+        for sampler, row in report['checks'].items():
+            f.write(f"- {sampler}: " + '; '.join(
+                f'{k} {v}' for k, v in row.items()) + '\n')
     return 0 if ok else 1
 
 
