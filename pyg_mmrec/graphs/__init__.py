@@ -15,7 +15,7 @@ from pyg_mmrec.graphs.sparse import (
     csr_transpose,
     drop_entries,
 )
-from pyg_mmrec.graphs.knn import knn_graph, knn_adjacency
+from pyg_mmrec.graphs.knn import knn_graph, knn_adjacency, principal_projection
 from pyg_mmrec.graphs.bipartite import (
     unique_pairs,
     bipartite_degrees,
@@ -58,6 +58,7 @@ __all__ = [
     'drop_entries',
     'knn_graph',
     'knn_adjacency',
+    'principal_projection',
     'unique_pairs',
     'bipartite_degrees',
     'user_item_values',

@@ -123,7 +123,8 @@ def interest_features(graph: PairIndex, x: Tensor) -> Tensor:
 
 
 def similarity_graph(features: Mapping[str, Tensor], k: int,
-                     image_weight: float) -> Tensor:
+                     image_weight: float,
+                     max_dim: Optional[int] = None) -> Tensor:
     r"""REARM's similarity graph of one side: per modality the cosine
     :math:`k`-NN graph (self included) with entries :math:`s_{ij} / k`
     (:func:`~pyg_mmrec.graphs.knn_adjacency` with similarity weights and
@@ -136,6 +137,9 @@ def similarity_graph(features: Mapping[str, Tensor], k: int,
             :obj:`image_weight` (or, without image, the first).
         k (int): Neighbours per node.
         image_weight (float): :math:`w \in [0, 1]`.
+        max_dim (int, optional): Search the neighbours of features wider
+            than this in a principal projection (approximate, see
+            :func:`~pyg_mmrec.graphs.knn_graph`). (default: :obj:`None`)
     """
     if len(features) != 2:
         raise ValueError(f"the similarity graph mixes two modalities (got "
@@ -146,7 +150,8 @@ def similarity_graph(features: Mapping[str, Tensor], k: int,
     first = 'image' if 'image' in features else next(iter(features))
     other = next(m for m in features if m != first)
     mats = [knn_adjacency(features[m], k, weighting='similarity',
-                          normalization='sym', degree='binary', loop=True)
+                          normalization='sym', degree='binary', loop=True,
+                          max_dim=max_dim)
             for m in (first, other)]
     return weighted_sum(mats, [image_weight, 1.0 - image_weight])
 
@@ -155,7 +160,8 @@ def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],
                       user_k: int, item_k: int, user_image_weight: float,
                       item_image_weight: float, user_co_weight: float,
                       item_co_weight: float,
-                      generator: Optional[torch.Generator] = None
+                      generator: Optional[torch.Generator] = None,
+                      max_dim: Optional[int] = None
                       ) -> Tuple[Tensor, Tensor]:
     r"""REARM's homogeneous graphs, from the training interactions only,
 
@@ -168,7 +174,8 @@ def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],
     with :math:`\mathbf{Co}` the co-occurrence graphs
     (:func:`cooccurrence_topk_graph`) and :math:`\mathbf{S}` the similarity
     graphs (:func:`similarity_graph`) of the item features and of the users'
-    interest features (:func:`interest_features`).
+    interest features (:func:`interest_features`); :obj:`max_dim` makes
+    their neighbour search approximate (see :func:`similarity_graph`).
 
     Returns:
         (G_uu, G_ii): CSR tensors :obj:`[U, U]` and :obj:`[I, I]`.
@@ -181,10 +188,12 @@ def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],
                      for m, x in item_features.items()}
     g_uu = weighted_sum(
         [cooccurrence_topk_graph(graph, 'user', user_k, generator),
-         similarity_graph(user_features, user_k, user_image_weight)],
+         similarity_graph(user_features, user_k, user_image_weight,
+                          max_dim)],
         [user_co_weight, 1.0 - user_co_weight])
     g_ii = weighted_sum(
         [cooccurrence_topk_graph(graph, 'item', item_k, generator),
-         similarity_graph(item_features, item_k, item_image_weight)],
+         similarity_graph(item_features, item_k, item_image_weight,
+                          max_dim)],
         [item_co_weight, 1.0 - item_co_weight])
     return g_uu, g_ii

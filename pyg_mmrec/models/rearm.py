@@ -117,6 +117,11 @@ class REARM(Recommender):
         diff_weight (float): :obj:`diff_loss_weight`. (default: :obj:`5e-5`)
         graph_seed (int): Seed of the co-occurrence padding draws.
             (default: :obj:`0`)
+        knn_max_dim (int, optional): Search the kNN neighbours of features
+            wider than this in a principal projection of that dimension
+            (approximate: see :func:`~pyg_mmrec.graphs.knn_graph`; for 4096-d
+            features on a Clothing-size graph).
+            (default: :obj:`None`, exact)
         faithful (bool): Keep the original's negatives, detached
             meta-network and unrestricted dropout. (default: :obj:`False`)
 
@@ -150,6 +155,7 @@ class REARM(Recommender):
         cl_weight: float = 5e-6,
         diff_weight: float = 5e-5,
         graph_seed: int = 0,
+        knn_max_dim: Optional[int] = None,
         faithful: bool = False,
     ):
         super().__init__(data)
@@ -210,7 +216,8 @@ class REARM(Recommender):
             graph, {m: feats[m] for m in self.modalities}, user_knn_k,
             item_knn_k, user_image_weight, item_image_weight, user_co_weight,
             item_co_weight,
-            generator=torch.Generator().manual_seed(graph_seed))
+            generator=torch.Generator().manual_seed(graph_seed),
+            max_dim=knn_max_dim)
         for name, adj in (('user_graph', g_uu), ('item_graph', g_ii)):
             # Not symmetric: keep the transpose for the backward pass.
             self.register_buffer(name, adj, persistent=False)

@@ -183,3 +183,42 @@ def test_knn_errors():
     with pytest.raises(ValueError, match='degree'):
         knn_adjacency(x, 2, degree='count')
     assert knn_graph(x, 5, loop=True)[0].size(1) == 25
+
+
+@pytest.mark.parametrize('loop', [True, False])
+def test_knn_projection_is_exact_on_low_rank_rows(loop):
+    # Rows spanning 6 dimensions of a 64-d space: a 6-d principal projection
+    # keeps every inner product, so the neighbours are the exact ones.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 6, generator=gen) @ torch.randn(6, 64, generator=gen)
+    exact = knn_graph(x, 5, loop=loop)
+    approx = knn_graph(x, 5, loop=loop, max_dim=6)
+    assert torch.equal(approx[0], exact[0])
+    assert torch.allclose(approx[1], exact[1], atol=1e-6)
+    same = knn_graph(x, 5, loop=loop, max_dim=64)  # d <= max_dim: exact path
+    assert torch.equal(same[0], exact[0]) and torch.equal(same[1], exact[1])
+
+
+def test_knn_projection_keeps_exact_values_and_order():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 256, generator=gen)
+    (row, col), sim = knn_graph(x, 8, max_dim=16)
+    unit = torch.nn.functional.normalize(x, dim=-1)
+    assert torch.allclose(sim, (unit[row] * unit[col]).sum(-1), atol=1e-6)
+    sim = sim.view(200, 8)
+    assert torch.equal(col.view(200, 8)[:, 0], torch.arange(200))  # itself
+    assert (sim[:, 1:-1] >= sim[:, 2:]).all()  # decreasing after itself
+    # approximate: a random 256-d cloud loses most of its neighbours in 16-d
+    # (this checks the projection is really used), and the result is seeded
+    exact = knn_graph(x, 8)[0][1].view(200, 8)
+    overlap = (col.view(200, 8)[:, :, None] == exact[:, None]).any(-1)
+    assert overlap[:, 1:].float().mean() < 0.9
+    assert torch.equal(col, knn_graph(x, 8, max_dim=16)[0][1])
+
+
+def test_knn_projection_errors():
+    x = torch.randn(10, 8)
+    with pytest.raises(ValueError, match="'max_dim' needs cosine=True"):
+        knn_graph(x, 3, cosine=False, max_dim=4)
+    with pytest.raises(ValueError, match="'max_dim' must be positive"):
+        knn_graph(x, 3, max_dim=0)
