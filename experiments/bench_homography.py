@@ -7,7 +7,14 @@ Usage::
 
     python experiments/bench_homography.py --label clothing-size \\
         --users 39387 --items 23033 --interactions 280000 \\
-        --features image=4096 text=384 [--threads 1]
+        --features image=4096 text=384 [--threads 1] [--max-dim 256]
+    python experiments/bench_homography.py --dataset baby \\
+        --data-root ../shared/data --max-dim 256
+
+``--max-dim`` searches the kNN neighbours of wider features in a principal
+projection (:func:`pyg_mmrec.graphs.knn_graph`); the recall of those
+neighbours against the exact ones is measured on ``--recall-sample`` query
+rows per side and modality (exact top-k of those rows by a direct product).
 
 The peak is the process's resident peak (``ru_maxrss``) after the synthetic
 data is built and after the graphs, so both are reported. Appends a row to
@@ -28,10 +35,32 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def neighbour_recall(x, k, max_dim, sample, seed=0):
+    r"""Mean fraction of the exact cosine top-(k - 1) neighbours (self
+    excluded) of :obj:`sample` random rows found by the projected search of
+    :func:`~pyg_mmrec.graphs.knn_graph` (same projection, same rule)."""
+    import torch
+
+    from pyg_mmrec.graphs import principal_projection
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(x.size(0), generator=gen)[:sample]
+
+    def top(z):
+        z = torch.nn.functional.normalize(z, dim=-1)
+        sim = z[rows] @ z.t()
+        sim[torch.arange(rows.numel()), rows] = float('-inf')
+        return sim.topk(k - 1, dim=1)[1]
+
+    unit = torch.nn.functional.normalize(x, dim=-1)
+    exact, approx = top(unit), top(principal_projection(unit, max_dim))
+    return (approx[:, :, None] == exact[:, None]).any(-1).float().mean().item()
+
+
 def run(args):
     import torch
 
-    from pyg_mmrec.data import make_synthetic
+    from pyg_mmrec.data import load_dataset, make_synthetic
+    from pyg_mmrec.data.hetero import item_features
     from pyg_mmrec.experiment import parse_settings
     from pyg_mmrec.graphs import train_graph
     from pyg_mmrec.graphs.homography import (cooccurrence_topk_graph,
@@ -40,10 +69,15 @@ def run(args):
     from pyg_mmrec.graphs.sparse import weighted_sum
 
     torch.set_num_threads(args.threads)
-    features = parse_settings(args.features, '--features')
-    data = make_synthetic(num_users=args.users, num_items=args.items,
-                          mean_interactions=args.interactions / args.users,
-                          modalities=features, seed=0)
+    if args.dataset:
+        data = load_dataset(args.dataset, root=args.data_root)
+        features = {m: v.size(1) for m, v in item_features(data).items()}
+        args.label = args.dataset
+    else:
+        features = parse_settings(args.features, '--features')
+        data = make_synthetic(num_users=args.users, num_items=args.items,
+                              mean_interactions=args.interactions /
+                              args.users, modalities=features, seed=0)
     graph = train_graph(data)
     x = {m: data['item'][f'x_{m}'] for m in features}
     rss_data = rss_mib()
@@ -63,17 +97,30 @@ def run(args):
         graph, 'item', args.item_k, gen))
     interest = timed('interest_features', lambda: {
         m: interest_features(graph, v) for m, v in x.items()})
-    s_u = timed('knn_user', lambda: similarity_graph(interest, args.user_k,
-                                                     0.2))
-    s_i = timed('knn_item', lambda: similarity_graph(x, args.item_k, 0.0))
+    s_u = timed('knn_user', lambda: similarity_graph(
+        interest, args.user_k, 0.2, max_dim=args.max_dim))
+    s_i = timed('knn_item', lambda: similarity_graph(
+        x, args.item_k, 0.0, max_dim=args.max_dim))
     timed('mixtures', lambda: (weighted_sum([co_u, s_u], [0.4, 0.6]),
                                weighted_sum([co_i, s_i], [0.2, 0.8])))
-    row = {'label': args.label, 'users': args.users, 'items': args.items,
+    peak = rss_mib()
+    recall = {}
+    if args.max_dim is not None:
+        for side, feats, k in (('user', interest, args.user_k),
+                               ('item', x, args.item_k)):
+            for m, v in feats.items():
+                if v.size(1) > args.max_dim:
+                    recall[f'{side}_{m}'] = neighbour_recall(
+                        v, k, args.max_dim, args.recall_sample)
+                    print(f'recall {side} {m}: {recall[f"{side}_{m}"]:.3f}')
+    row = {'label': args.label, 'users': data['user'].num_nodes,
+           'items': data['item'].num_nodes,
            'train_interactions': graph.edge_index.size(1), 'features': features,
-           'threads': args.threads, 'times': times,
+           'threads': args.threads, 'max_dim': args.max_dim,
+           'neighbour_recall': recall, 'times': times,
            'total_time': sum(times.values()),
            'peak_rss_after_data_mib': rss_data,
-           'peak_rss_after_graphs_mib': rss_mib()}
+           'peak_rss_after_graphs_mib': peak}
     print(json.dumps(row, indent=1))
     return row
 
@@ -89,6 +136,11 @@ def main():
     parser.add_argument('--user-k', type=int, default=40)
     parser.add_argument('--item-k', type=int, default=10)
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--max-dim', type=int, default=None)
+    parser.add_argument('--recall-sample', type=int, default=2000)
+    parser.add_argument('--dataset', default=None,
+                        help='a real dataset instead of the synthetic graph')
+    parser.add_argument('--data-root', default=None)
     args = parser.parse_args()
     row = run(args)
     out = os.path.join(HERE, 'results', 'bench_homography')
@@ -100,19 +152,23 @@ def main():
     with open(out + '.json', 'w') as f:
         json.dump(rows, f, indent=1)
     with open(out + '.md', 'w') as f:
-        f.write('| graph | threads | co-occ. u/i (s) | interest (s) | kNN '
-                'user (s) | kNN item (s) | total (s) | peak RSS data / after '
-                '(MiB) |\n|---|---|---|---|---|---|---|---|\n')
+        f.write('| graph | threads | kNN max dim | co-occ. u/i (s) | '
+                'interest (s) | kNN user (s) | kNN item (s) | total (s) | '
+                'peak RSS data / after (MiB) | neighbour recall vs exact |\n'
+                '|---|---|---|---|---|---|---|---|---|---|\n')
         for r in rows:
             t = r['times']
+            recall = ', '.join(f'{k} {v:.3f}' for k, v in
+                               r.get('neighbour_recall', {}).items()) or '-'
             f.write(f"| {r['label']} ({r['users']}u/{r['items']}i/"
                     f"{r['train_interactions']} train) | {r['threads']} | "
+                    f"{r.get('max_dim') or 'exact'} | "
                     f"{t['cooccurrence_user']:.1f} / "
                     f"{t['cooccurrence_item']:.1f} | "
                     f"{t['interest_features']:.1f} | {t['knn_user']:.1f} | "
                     f"{t['knn_item']:.1f} | {r['total_time']:.1f} | "
                     f"{r['peak_rss_after_data_mib']:.0f} / "
-                    f"{r['peak_rss_after_graphs_mib']:.0f} |\n")
+                    f"{r['peak_rss_after_graphs_mib']:.0f} | {recall} |\n")
 
 
 if __name__ == '__main__':
