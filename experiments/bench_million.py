@@ -142,6 +142,9 @@ def main():
                         default=[2000, 8000, 32000])
     parser.add_argument('--batch-size', type=int, default=256)
     parser.add_argument('--knn-chunks', type=int, default=200)
+    parser.add_argument('--parts', nargs='+', choices=['eval', 'knn'],
+                        default=['eval', 'knn'],
+                        help='what to run (rows of the others are kept)')
     parser.add_argument('--worker', nargs='+', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:  # one row in this process, as JSON
@@ -151,7 +154,11 @@ def main():
         print(json.dumps(row))
         return
     rows = []
-    jobs = [('eval', n) for n in args.users] + [('knn', 0)]
+    if os.path.exists(OUT + '.json'):
+        with open(OUT + '.json') as f:
+            rows = [r for r in json.load(f) if r['part'] not in args.parts]
+    jobs = ([('eval', n) for n in args.users] if 'eval' in args.parts
+            else []) + ([('knn', 0)] if 'knn' in args.parts else [])
     for part, n in jobs:
         out = subprocess.run(
             [sys.executable, __file__, '--items', str(args.items),
@@ -160,6 +167,7 @@ def main():
             capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(to_markdown(rows[-1:]), flush=True)
+    rows.sort(key=lambda r: (r['part'], r.get('users', 0)))
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT + '.json', 'w') as f:
         json.dump(rows, f, indent=1)

@@ -108,7 +108,11 @@ def _knn_matmul(x: Tensor, k: int, loop: bool, cosine: bool,
         sq_norm = (x * x).sum(dim=-1)
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ELEMENTS // max(n, 1))
-    vals, cols = [], []
+    # Written in place: many small per-block outputs between the large
+    # temporary blocks would fragment glibc's heap (measured at 1M items:
+    # +15 MiB of peak per block with lists of blocks).
+    val = x.new_empty(n, k)
+    col = torch.empty(n, k, dtype=torch.long, device=x.device)
     for start in range(0, n, chunk_size):
         end = min(start + chunk_size, n)
         sim = x[start:end] @ x.t()
@@ -119,12 +123,11 @@ def _knn_matmul(x: Tensor, k: int, loop: bool, cosine: bool,
         self_sim = sim[arange, diag].clone()
         # Rank the node itself first (loop=True) or last (loop=False):
         sim[arange, diag] = float('inf') if loop else float('-inf')
-        val, idx = _chunk_topk(sim, k)
+        block_val, block_col = _chunk_topk(sim, k)
         if loop:
-            val[:, 0] = self_sim
-        vals.append(val)
-        cols.append(idx)
-    val, col = torch.cat(vals, dim=0), torch.cat(cols, dim=0)
+            block_val[:, 0] = self_sim
+        val[start:end], col[start:end] = block_val, block_col
+        del sim, block_val, block_col
     if not cosine:  # exact distances of the kept pairs (no cancellation):
         val = _pair_values(x, col, cosine=False)
     return val, col
