@@ -66,7 +66,8 @@ def test_every_trainer_argument_is_in_exactly_one_section():
     assert sorted(k for keys in sections.values() for k in keys) == sorted(
         settings)
     assert set(SECTION_OF) <= set(settings), 'stale SECTION_OF entries'
-    assert sections['loader'] == ('batch_size', )
+    assert sections['loader'] == ('batch_size', 'sampler', 'num_neighbors',
+                                  'negatives', 'loader_workers')
     assert {'lr', 'epochs', 'patience', 'select_on'} <= set(sections['trainer'])
 
 
