@@ -32,7 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
 OUT = os.path.join(HERE, 'results', 'scale_modes')
-DATA_DIR = os.environ.get('PYG_MMREC_SCALE_DATA', '/work/runs/scale-data')
+DATA_DIR = os.environ.get('PYG_MMREC_SCALE_DATA',
+                          os.path.join(HERE, '..', 'runs', 'scale-data'))
 MODES = ('full', 'neighbor', 'ddp2')
 
 
@@ -212,17 +213,27 @@ def to_markdown(rows):
         lines.append(
             f"| {r['interactions']:,} | {r['users']:,} | {r['items']:,} | "
             f"{r['mode']} | {r['batches_per_epoch']} | "
-            f"{r['time_per_batch']:.3f} | {r['time_per_epoch']:.0f}{ext} | "
+            f"{r['time_per_batch']:.3f} | {r['time_per_epoch']:.1f}{ext} | "
             f"{r['time_to_first_batch']:.2f} | {r['build_time']:.1f} | "
             f"{r['peak_memory_mb']:.0f} |")
-    lines.append('')
+    lines += ['', 'full: full-graph batches; neighbor: LinkNeighborLoader '
+              'mini-batches (torch-sparse sampler); ddp2: 2 processes of '
+              'neighbor (gloo), the slower one\'s time, both processes\' '
+              'memory summed. One thread per process, on a shared machine.',
+              '']
     for mode in MODES:
         ok = [r for r in rows if r['mode'] == mode and 'error' not in r]
         t, m = fit_exponent(ok, 'time_per_epoch'), fit_exponent(
             ok, 'peak_memory_mb')
         if t is not None:
-            lines.append(f"- {mode}: time per epoch ~ E^{t:.2f}, peak memory "
-                         f"~ E^{m:.2f} ({len(ok)} sizes)")
+            line = (f"- {mode}: time per epoch ~ E^{t:.2f}, peak memory "
+                    f"~ E^{m:.2f} ({len(ok)} sizes)")
+            large = [r for r in ok if r['interactions'] >= 5e5]
+            if 1 < len(large) < len(ok):  # without the fixed overheads
+                line += (f"; from 1e6 on: E^"
+                         f"{fit_exponent(large, 'time_per_epoch'):.2f} and "
+                         f"E^{fit_exponent(large, 'peak_memory_mb'):.2f}")
+            lines.append(line)
     return '\n'.join(lines) + '\n'
 
 
