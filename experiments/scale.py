@@ -228,7 +228,7 @@ def to_markdown(rows):
         if t is not None:
             line = (f"- {mode}: time per epoch ~ E^{t:.2f}, peak memory "
                     f"~ E^{m:.2f} ({len(ok)} sizes)")
-            large = [r for r in ok if r['interactions'] >= 5e5]
+            large = [r for r in ok if r['target'] >= 1e6]
             if 1 < len(large) < len(ok):  # without the fixed overheads
                 line += (f"; from 1e6 on: E^"
                          f"{fit_exponent(large, 'time_per_epoch'):.2f} and "
