@@ -12,6 +12,7 @@ from pyg_mmrec.graphs.sparse import (
     weighted_sum,
     expand_runs,
     csr_dense_rows,
+    csr_rows_mm,
     csr_transpose,
     drop_entries,
 )
@@ -43,6 +44,7 @@ from pyg_mmrec.graphs.pruning import (
     sample_without_replacement,
     pruning_weights,
     degree_sensitive_pruning,
+    degree_sensitive_edges,
 )
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     'weighted_sum',
     'expand_runs',
     'csr_dense_rows',
+    'csr_rows_mm',
     'csr_transpose',
     'drop_entries',
     'knn_graph',
@@ -71,6 +74,7 @@ __all__ = [
     'sample_without_replacement',
     'pruning_weights',
     'degree_sensitive_pruning',
+    'degree_sensitive_edges',
     'PairIndex',
     'split_graph',
     'interaction_graph',

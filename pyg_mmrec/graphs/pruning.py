@@ -86,6 +86,23 @@ def degree_sensitive_pruning(
     Returns:
         A coalesced CSR tensor :obj:`[U + I, U + I]`.
     """
+    kept = degree_sensitive_edges(edge_index, num_users, num_items,
+                                  keep_ratio, edge_weight, generator)
+    return bipartite_adjacency(kept, num_users, num_items,
+                               normalization='sym', eps=eps)
+
+
+def degree_sensitive_edges(
+    edge_index: Tensor,
+    num_users: int,
+    num_items: int,
+    keep_ratio: float,
+    edge_weight: Optional[Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    r"""The edges that :func:`degree_sensitive_pruning` keeps (same
+    arguments, same random draws), as (user, item) pairs :obj:`[2, E']` in
+    sorted (user, item) order, before re-normalisation."""
     if not 0.0 <= keep_ratio <= 1.0:
         raise ValueError(f"'keep_ratio' must lie in [0, 1] "
                          f"(got {keep_ratio})")
@@ -97,8 +114,7 @@ def degree_sensitive_pruning(
                          f"for {edge_index.size(1)} unique edges")
     num_keep = int(edge_index.size(1) * keep_ratio)
     kept = sample_without_replacement(edge_weight, num_keep, generator)
-    return bipartite_adjacency(edge_index[:, kept], num_users, num_items,
-                               normalization='sym', eps=eps)
+    return edge_index[:, kept.sort().values]
 
 
 def pruning_weights(edge_index: Tensor, num_users: int,

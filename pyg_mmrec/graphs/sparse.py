@@ -181,6 +181,24 @@ def expand_runs(start: Tensor, count: Tensor) -> Tuple[Tensor, Tensor]:
     return run, position
 
 
+def csr_rows_mm(adj: Tensor, rows: Tensor, x: Tensor) -> Tensor:
+    r"""The rows :obj:`rows` of the product :math:`\mathbf{A}\mathbf{X}`
+    of a CSR matrix and a dense one, :obj:`[R, F]`, touching only those
+    rows' entries (differentiable in :obj:`x`; e.g. one graph hop for the
+    items of a sampled subgraph).
+
+    Args:
+        adj (torch.Tensor): A :obj:`torch.sparse_csr` matrix :obj:`[M, N]`.
+        rows (torch.Tensor): Row indices :obj:`[R]`.
+        x (torch.Tensor): Dense :math:`\mathbf{X}` :obj:`[N, F]`.
+    """
+    crow = adj.crow_indices()
+    start = crow[rows]
+    run, position = expand_runs(start, crow[rows + 1] - start)
+    src = adj.values()[position].unsqueeze(-1) * x[adj.col_indices()[position]]
+    return x.new_zeros(rows.numel(), x.size(1)).index_add(0, run, src)
+
+
 def csr_dense_rows(adj: Tensor, rows: Tensor) -> Tensor:
     r"""The rows :obj:`rows` of a CSR matrix as a dense :obj:`[R, N]`
     tensor, without densifying anything else (e.g. a batch of users'

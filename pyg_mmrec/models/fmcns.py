@@ -115,6 +115,9 @@ class FMCNS(FREEDOM):
     """
     #: The original's trainer settings (models.md 2.8).
     trainer_defaults = {'lr': 5e-4, 'batch_size': 512}
+    # The causal sampler ranks every item and the generator mixes into
+    # every item's input: not local to a sampled subgraph.
+    supports_subgraph = False
 
     def __init__(
         self,

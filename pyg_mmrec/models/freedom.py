@@ -6,9 +6,9 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
-from ..graphs import (bipartite_adjacency, csr_transpose,
-                      degree_sensitive_pruning, knn_adjacency,
-                      pruning_weights, train_graph, weighted_sum)
+from ..graphs import (bipartite_adjacency, csr_rows_mm, csr_transpose,
+                      degree_sensitive_edges, knn_adjacency, pruning_weights,
+                      train_graph, weighted_sum)
 from ..loader import BPRBatch, Subgraph
 from ..nn import LightGCNEncoder, sparse_mm
 from ..nn.losses import bpr_loss
@@ -61,6 +61,13 @@ class FREEDOM(Recommender):
     same :math:`\langle \mathbf{e}_u, \mathbf{b} \rangle` to positive and
     negative scores, so it cancels in BPR and never receives a gradient).
 
+    On a sampled :class:`~pyg_mmrec.loader.Subgraph` (mini-batch training)
+    the LightGCN runs on the subgraph's edges that this epoch's pruning
+    kept, normalised by their own degrees, and the item-item hops are exact:
+    the last hop reads only the subgraph items' rows of
+    :math:`\mathbf{S}` (:math:`k` neighbours each, from the whole item
+    table; earlier hops, if any, run on all items).
+
     Args:
         data (HeteroData): The dataset; it must carry item features.
         embedding_dim (int): ID embedding size. (default: :obj:`64`)
@@ -76,6 +83,7 @@ class FREEDOM(Recommender):
             searches :obj:`{0, 1e-5, 1e-4, 1e-3}`. (default: :obj:`1e-4`)
     """
     requires_features = True
+    supports_subgraph = True
 
     def __init__(
         self,
@@ -127,6 +135,8 @@ class FREEDOM(Recommender):
         adj = bipartite_adjacency(edge_index, self.num_users, self.num_items)
         self.register_buffer('adj', adj, persistent=False)
         self.register_buffer('train_adj', adj, persistent=False)
+        # Keys u * I + i of this epoch's kept edges, sorted (None: all kept).
+        self.kept_keys: Optional[Tensor] = None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -137,16 +147,35 @@ class FREEDOM(Recommender):
 
     def on_epoch_start(self, epoch: int) -> None:
         if self.dropout > 0:
-            self.train_adj = degree_sensitive_pruning(
+            kept = degree_sensitive_edges(
                 self.train_edge_index, self.num_users, self.num_items,
                 keep_ratio=1.0 - self.dropout, edge_weight=self.prune_weight)
+            self.train_adj = bipartite_adjacency(kept, self.num_users,
+                                                 self.num_items)
+            self.kept_keys = kept[0] * self.num_items + kept[1]
 
-    def item_graph_embedding(self) -> Tensor:
-        r"""The item ID embeddings smoothed on the item-item graph."""
+    def item_graph_embedding(self, items: Optional[Tensor] = None) -> Tensor:
+        r"""The item ID embeddings smoothed on the item-item graph, of all
+        items or of :obj:`items` only."""
         h = self.item_embedding.weight
-        for _ in range(self.num_mm_layers):
+        for layer in range(self.num_mm_layers):
+            if items is not None and layer == self.num_mm_layers - 1:
+                return csr_rows_mm(self.item_graph, items, h)
             h = sparse_mm(self.item_graph, h, self.item_graph_t)
-        return h
+        return h if items is None else h[items]
+
+    def subgraph_adjacency(self, subgraph: Subgraph) -> Tensor:
+        r"""The normalised adjacency of :obj:`subgraph`'s edges, without
+        those this epoch's pruning dropped (in training mode)."""
+        edge_index = subgraph.edge_index
+        if self.training and self.kept_keys is not None:
+            keys = (subgraph.user_id[edge_index[0]] * self.num_items +
+                    subgraph.item_id[edge_index[1]])
+            pos = torch.searchsorted(self.kept_keys, keys).clamp_(
+                max=self.kept_keys.numel() - 1)
+            edge_index = edge_index[:, self.kept_keys[pos] == keys]
+        return bipartite_adjacency(edge_index, subgraph.num_users,
+                                   subgraph.num_items)
 
     def propagate(self, item_input: Tensor,
                   adj: Tensor) -> Tuple[Tensor, Tensor]:
@@ -158,6 +187,12 @@ class FREEDOM(Recommender):
     def encode(self, subgraph: Optional[Subgraph] = None
                ) -> Tuple[Tensor, Tensor]:
         self.check_subgraph(subgraph)
+        if subgraph is not None:
+            x = torch.cat([self.user_embedding(subgraph.user_id),
+                           self.item_embedding(subgraph.item_id)])
+            user, item = self.encoder(x, self.subgraph_adjacency(
+                subgraph)).split([subgraph.num_users, subgraph.num_items])
+            return user, item + self.item_graph_embedding(subgraph.item_id)
         adj = self.train_adj if self.training else self.adj
         user, item = self.propagate(self.item_embedding.weight, adj)
         return user, item + self.item_graph_embedding()
@@ -178,8 +213,9 @@ class FREEDOM(Recommender):
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
         user_emb, item_emb = self.encode(batch.subgraph)
-        u = user_emb[batch.user]
-        terms = {'bpr': bpr_loss((u * item_emb[batch.pos]).sum(-1),
-                                 (u * item_emb[batch.neg]).sum(-1))}
+        user, pos, neg = batch.node_index()
+        u = user_emb[user]
+        terms = {'bpr': bpr_loss((u * item_emb[pos]).sum(-1),
+                                 (u * item_emb[neg]).sum(-1))}
         terms.update(self.feature_bpr_terms(u, batch))
         return terms

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from pyg_mmrec.graphs import (bipartite_adjacency, csr_to_edge_index,
-                              degree_sensitive_pruning, pruning_weights,
+                              degree_sensitive_edges, degree_sensitive_pruning,
+                              pruning_weights,
                               sample_without_replacement, unique_pairs)
 
 
@@ -47,6 +48,16 @@ def test_pruning_keeps_int_e_keep_distinct_edges(keep_ratio):
         assert torch.allclose(value, expected)
         ref = bipartite_adjacency(kept, num_users, num_items)
         assert torch.allclose(ref.to_dense(), dense)
+
+
+def test_pruned_edges_are_those_of_the_pruned_adjacency():
+    pairs = random_pairs(50, 40, 500, seed=3)
+    gen = torch.Generator().manual_seed(5)
+    adj = degree_sensitive_pruning(pairs, 50, 40, 0.3, generator=gen)
+    gen = torch.Generator().manual_seed(5)
+    edges = degree_sensitive_edges(pairs, 50, 40, 0.3, generator=gen)
+    assert edges.size(1) == int(pairs.size(1) * 0.3)
+    assert torch.equal(edges, kept_pairs(adj, 50)[0])  # sorted, same draws
 
 
 def test_pruning_generator_reproducible():

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from pyg_mmrec.graphs import (csr_dense_rows, csr_transpose, drop_entries,
-                              expand_runs, to_sparse_csr)
+from pyg_mmrec.graphs import (csr_dense_rows, csr_rows_mm, csr_transpose,
+                              drop_entries, expand_runs, to_sparse_csr)
 from pyg_mmrec.nn import sparse_mm
 
 
@@ -26,6 +26,19 @@ def test_csr_dense_rows_and_transpose():
     t = csr_transpose(csr)
     assert t.layout == torch.sparse_csr
     assert torch.equal(t.to_dense(), dense.t())
+
+
+def test_csr_rows_mm_equals_the_rows_of_the_dense_product():
+    dense, csr = random_csr(6, 5)
+    rows = torch.tensor([4, 1, 4, 0])
+    x = torch.randn(5, 3, requires_grad=True)
+    out = csr_rows_mm(csr, rows, x)
+    assert torch.allclose(out, (dense @ x)[rows], atol=1e-6)
+    weight = torch.randn(4, 3)
+    grad, = torch.autograd.grad((out * weight).sum(), x)
+    ref = x.detach().requires_grad_()
+    expected, = torch.autograd.grad(((dense @ ref)[rows] * weight).sum(), ref)
+    assert torch.allclose(grad, expected, atol=1e-6)
 
 
 @pytest.mark.parametrize('symmetric', [False, True])

@@ -149,6 +149,29 @@ def test_freedom_prunes_the_training_graph_every_epoch(small):
     assert not torch.allclose(u_eval, u_train)
 
 
+def test_freedom_on_a_subgraph_keeps_only_this_epochs_edges(small):
+    model = get_model('freedom')(small, dropout=0.5)
+    model.on_epoch_start(1)
+    graph = train_graph(small)
+    users, items = torch.arange(0, graph.num_users, 3), torch.arange(1, 40)
+    sub = Subgraph.induced(graph, users, items)
+    kept = set(map(tuple, torch.stack(
+        [sub.user_id[sub.edge_index[0]], sub.item_id[sub.edge_index[1]]]
+    ).t().tolist())) & set(map(tuple, torch.stack(
+        [model.kept_keys // model.num_items,
+         model.kept_keys % model.num_items]).t().tolist()))
+    adj = model.subgraph_adjacency(sub)
+    assert 0 < len(kept) < sub.edge_index.size(1)
+    assert adj._nnz() == 2 * len(kept)
+    # Item-item hops are exact: the subgraph's items get their full rows.
+    _, item = model.encode(sub)
+    assert item.shape == (items.numel(), model.embedding_dim)
+    assert torch.allclose(model.item_graph_embedding(items),
+                          model.item_graph_embedding()[items], atol=1e-6)
+    model.eval()  # evaluation: every edge of the subgraph
+    assert model.subgraph_adjacency(sub)._nnz() == 2 * sub.edge_index.size(1)
+
+
 def test_freedom_item_graph_mixes_modalities_with_their_weights(small):
     model = get_model('freedom')(small, knn_k=5)
     # Each modality graph has k entries of 1/k per row; the weighted sum of
@@ -175,11 +198,11 @@ def test_unknown_model_lists_the_available_ones():
         get_model('nope')
 
 
-def fit(data, name, epochs, **kwargs):
+def fit(data, name, epochs, trainer_kwargs=None, **kwargs):
     seed_everything(0)
     model = get_model(name)(data, **kwargs)
     return Trainer(model, data, epochs=epochs, patience=epochs, progress=False,
-                   batch_size=1024, lr=5e-3).fit()
+                   batch_size=1024, lr=5e-3, **(trainer_kwargs or {})).fit()
 
 
 @pytest.fixture(scope='module')
@@ -193,6 +216,14 @@ def test_models_learn_beyond_popularity(medium, pop_recall, name):
     kwargs = (dict(denoiser_hidden=32, denoiser_layers=1, denoiser_ff=32)
               if name == 'genrec' else {})
     res = fit(medium, name, epochs=15, **kwargs)
+    assert res['test']['recall@20'] > 1.3 * pop_recall, (res['test'], pop_recall)
+
+
+@pytest.mark.parametrize('name', [n for n in TRAINABLE
+                                  if get_model(n).supports_subgraph])
+def test_mini_batch_models_learn_beyond_popularity(medium, pop_recall, name):
+    res = fit(medium, name, epochs=15, trainer_kwargs=dict(
+        sampler='neighbor', num_neighbors='10,10'))
     assert res['test']['recall@20'] > 1.3 * pop_recall, (res['test'], pop_recall)
 
 
