@@ -181,10 +181,10 @@ def test_train_mini_batch_and_refusal(tmp_path, capsys):
     results = json.loads((out / 'results.json').read_text())
     assert results['config']['loader'] == {
         'sampler': 'neighbor', 'num_neighbors': '5,5', 'batch_size': 4096}
-    assert main(['train', '--model', 'freedom', '--config', 'none',
+    assert main(['train', '--model', 'fmcns', '--config', 'none',
                  '--epochs', '1', '--no-progress', '--output-dir',
                  str(tmp_path / 'f'), '--sampler', 'neighbor']) == 2
-    assert 'FREEDOM encodes the whole training graph' in \
+    assert 'FMCNS encodes the whole training graph' in \
         capsys.readouterr().err
 
 
