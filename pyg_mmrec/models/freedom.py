@@ -9,6 +9,7 @@ from ..data.hetero import require_features
 from ..graphs import (bipartite_adjacency, csr_rows_mm, csr_transpose,
                       degree_sensitive_edges, knn_adjacency, pruning_weights,
                       train_graph, weighted_sum)
+from ..graphs.pairs import PairIndex
 from ..loader import BPRBatch, Subgraph
 from ..nn import LightGCNEncoder, sparse_mm
 from ..nn.losses import bpr_loss
@@ -135,8 +136,8 @@ class FREEDOM(Recommender):
         adj = bipartite_adjacency(edge_index, self.num_users, self.num_items)
         self.register_buffer('adj', adj, persistent=False)
         self.register_buffer('train_adj', adj, persistent=False)
-        # Keys u * I + i of this epoch's kept edges, sorted (None: all kept).
-        self.kept_keys: Optional[Tensor] = None
+        # This epoch's kept edges (None: all kept).
+        self.kept_pairs: Optional[PairIndex] = None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -152,7 +153,7 @@ class FREEDOM(Recommender):
                 keep_ratio=1.0 - self.dropout, edge_weight=self.prune_weight)
             self.train_adj = bipartite_adjacency(kept, self.num_users,
                                                  self.num_items)
-            self.kept_keys = kept[0] * self.num_items + kept[1]
+            self.kept_pairs = PairIndex(kept, self.num_users, self.num_items)
 
     def item_graph_embedding(self, items: Optional[Tensor] = None) -> Tensor:
         r"""The item ID embeddings smoothed on the item-item graph, of all
@@ -168,12 +169,10 @@ class FREEDOM(Recommender):
         r"""The normalised adjacency of :obj:`subgraph`'s edges, without
         those this epoch's pruning dropped (in training mode)."""
         edge_index = subgraph.edge_index
-        if self.training and self.kept_keys is not None:
-            keys = (subgraph.user_id[edge_index[0]] * self.num_items +
-                    subgraph.item_id[edge_index[1]])
-            pos = torch.searchsorted(self.kept_keys, keys).clamp_(
-                max=self.kept_keys.numel() - 1)
-            edge_index = edge_index[:, self.kept_keys[pos] == keys]
+        if self.training and self.kept_pairs is not None:
+            edge_index = edge_index[:, self.kept_pairs.contains(
+                subgraph.user_id[edge_index[0]],
+                subgraph.item_id[edge_index[1]])]
         return bipartite_adjacency(edge_index, subgraph.num_users,
                                    subgraph.num_items)
 
