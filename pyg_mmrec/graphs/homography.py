@@ -116,10 +116,13 @@ def interest_features(graph: PairIndex, x: Tensor) -> Tensor:
     if x.size(0) != graph.num_items:
         raise ValueError(f"'x' must have {graph.num_items} rows (got "
                          f"{x.size(0)})")
-    user, item = graph.edge_index.to(x.device)
-    out = x.new_zeros(graph.num_users, x.size(1)).index_add_(0, user, x[item])
-    degree = graph.user_degree().to(x.device).clamp(min=1)
-    return out / degree.view(-1, 1).to(x.dtype)
+    # A sparse product with the row-normalised interactions: no [E, F]
+    # gather of the items' rows (3 GB for Clothing's 4096-d features).
+    edge_index = graph.edge_index.to(x.device)
+    degree = graph.user_degree().to(x.device).clamp(min=1).to(x.dtype)
+    mean = to_sparse_csr(edge_index, degree[edge_index[0]].reciprocal(),
+                         (graph.num_users, graph.num_items))
+    return torch.sparse.mm(mean, x)
 
 
 def similarity_graph(features: Mapping[str, Tensor], k: int,
