@@ -78,3 +78,25 @@ def test_two_modalities_are_required(data):
     del single[ITEM]['x_text']
     with pytest.raises(ValueError, match='two modalities'):
         REARM(single, **SMALL)
+
+
+def test_normalize_features_gives_unit_item_rows_and_keeps_the_item_graph(
+        data):
+    raw = data.clone()
+    for m in ('image', 'text'):  # rows of very different lengths
+        raw[ITEM][f'x_{m}'] = raw[ITEM][f'x_{m}'] * torch.linspace(
+            0.5, 40.0, 80).view(-1, 1)
+    plain = REARM(raw, **SMALL)
+    unit = REARM(raw, normalize_features=True, **SMALL)
+    for x, y in zip(unit.item_features, plain.item_features):
+        torch.testing.assert_close(x.norm(dim=1), torch.ones(80))
+        torch.testing.assert_close(x, torch.nn.functional.normalize(y))
+    # the users' interest features are the means of the unit rows
+    user, item = split_edge_index(raw, 'train')
+    u = int(user[0])
+    rows = unit.item_features[0][item[user == u]]
+    torch.testing.assert_close(unit.user_features[0][u], rows.mean(0))
+    # cosine kNN: the similarity part of the item graph does not change
+    # (item_co_weight and the co-occurrence part are the same in both)
+    assert torch.allclose(unit.item_graph.to_dense(),
+                          plain.item_graph.to_dense(), atol=1e-6)
