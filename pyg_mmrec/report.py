@@ -230,6 +230,8 @@ def _name_rows(rows: List[Dict[str, Any]]) -> None:
 def _cell(stat: Mapping[str, Any]) -> str:
     if stat['mean'] is None:
         return 'n/a'
+    if len(stat['values']) == 1:  # one seed: no spread to show
+        return f"{stat['mean']:.4f}"
     return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
 
 
@@ -239,7 +241,7 @@ def format_table(table: Mapping[str, Any]) -> str:
     metrics = table['metrics']
     sampled = table['protocol'] == 'sampled'
     title = (f"{table['dataset']}: test metrics at the selected epoch, mean "
-             f"± std over seeds, "
+             f"± std over seeds (one seed: its value), "
              + ('sampled protocol (1 held-out item against sampled '
                 'negatives; not comparable with full ranking)' if sampled
                 else 'full ranking over all items'))

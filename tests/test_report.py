@@ -127,6 +127,23 @@ def test_pngs_markdown_and_json_are_written(report):
     assert (out / 'report.md').read_text() == format_markdown(rep['tables'])
 
 
+def test_one_seed_rows_print_the_value_without_a_spread(runs, report):
+    _, dirs = runs
+    _, rep = report
+    where = rows_by_run(rep)
+    text = format_markdown(rep['tables'])
+    for key, one_seed in (('lightgcn select-on-test', True),
+                          ('lightgcn', False)):
+        _, row = where[dirs[key][0]]
+        stat = row['metrics']['recall@20']
+        cell = (f"{stat['mean']:.4f} |" if one_seed else
+                f"{stat['mean']:.4f} ± {stat['std']:.4f} |")
+        line = next(ln for ln in text.splitlines()
+                    if ln.startswith(f"| {row['label']} |")
+                    and (row['selection'] == 'test') == ('**test**' in ln))
+        assert cell in line and ('±' in line) != one_seed, line
+
+
 def test_variants_show_only_the_settings_off_the_common_value():
     def results(seed, **model):
         return {'config': {'name': 'lightgcn', 'dataset': 'd', 'seed': seed,
