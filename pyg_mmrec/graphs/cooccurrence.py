@@ -12,7 +12,8 @@ SIDES = ('item', 'user')
 
 def _csr_from_parts(crow: Tensor, col: Tensor, value: Tensor,
                     size: Tuple[int, int]) -> Tensor:
-    return torch.sparse_csr_tensor(crow, col, value, size)
+    return torch.sparse_csr_tensor(crow, col, value, size,
+                                   check_invariants=False)
 
 
 def _drop_diagonal(crow: Tensor, col: Tensor,
@@ -47,9 +48,11 @@ def _product_torch(left_index: Tensor, num_left: int, num_right: int,
                    dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
     ones = torch.ones(left_index.size(1), dtype=dtype,
                       device=left_index.device)
-    mat = torch.sparse_coo_tensor(left_index, ones, (num_left, num_right))
+    mat = torch.sparse_coo_tensor(left_index, ones, (num_left, num_right),
+                                  check_invariants=False)
     mat_t = torch.sparse_coo_tensor(left_index.flip(0), ones,
-                                    (num_right, num_left))
+                                    (num_right, num_left),
+                                    check_invariants=False)
     prod = torch.sparse.mm(mat.coalesce().to_sparse_csr(),
                            mat_t.coalesce().to_sparse_csr())
     # The product's columns need not be sorted within a row: sort them.

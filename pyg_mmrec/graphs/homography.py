@@ -152,11 +152,15 @@ def similarity_graph(features: Mapping[str, Tensor], k: int,
                          f"{image_weight})")
     first = 'image' if 'image' in features else next(iter(features))
     other = next(m for m in features if m != first)
+    # A modality weighted 0 is not searched (Baby's item graph is text only:
+    # its 4096-d image kNN would be most of the build):
+    weights = {m: w for m, w in ((first, image_weight),
+                                 (other, 1.0 - image_weight)) if w > 0}
     mats = [knn_adjacency(features[m], k, weighting='similarity',
                           normalization='sym', degree='binary', loop=True,
                           max_dim=max_dim)
-            for m in (first, other)]
-    return weighted_sum(mats, [image_weight, 1.0 - image_weight])
+            for m in weights]
+    return weighted_sum(mats, list(weights.values()))
 
 
 def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],
@@ -187,16 +191,19 @@ def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],
                         ('item_co_weight', item_co_weight)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"'{name}' must be in [0, 1] (got {value})")
+    def mix(co: Tensor, weight: float, similarity) -> Tensor:
+        # Co-occurrence is always built (cheap, and its padding draws keep
+        # the generator's order); the kNN search only when it is weighted.
+        if weight == 1.0:
+            return co
+        return weighted_sum([co, similarity()], [weight, 1.0 - weight])
+
     user_features = {m: interest_features(graph, x)
                      for m, x in item_features.items()}
-    g_uu = weighted_sum(
-        [cooccurrence_topk_graph(graph, 'user', user_k, generator),
-         similarity_graph(user_features, user_k, user_image_weight,
-                          max_dim)],
-        [user_co_weight, 1.0 - user_co_weight])
-    g_ii = weighted_sum(
-        [cooccurrence_topk_graph(graph, 'item', item_k, generator),
-         similarity_graph(item_features, item_k, item_image_weight,
-                          max_dim)],
-        [item_co_weight, 1.0 - item_co_weight])
+    g_uu = mix(cooccurrence_topk_graph(graph, 'user', user_k, generator),
+               user_co_weight, lambda: similarity_graph(
+                   user_features, user_k, user_image_weight, max_dim))
+    g_ii = mix(cooccurrence_topk_graph(graph, 'item', item_k, generator),
+               item_co_weight, lambda: similarity_graph(
+                   item_features, item_k, item_image_weight, max_dim))
     return g_uu, g_ii

@@ -124,3 +124,34 @@ def test_homography_graphs_mix_cooccurrence_and_similarity(graph):
     torch.testing.assert_close(dense(g_ii), expected_ii, atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match='user_co_weight'):
         homography_graphs(graph, feats, 2, 2, 0.2, 0.0, 1.5, 0.2)
+
+
+def test_a_zero_weight_skips_its_knn_search_and_keeps_the_graph(
+        graph, monkeypatch):
+    import pyg_mmrec.graphs.homography as homography
+    gen = torch.Generator().manual_seed(2)
+    feats = {'image': torch.randn(5, 4, generator=gen),
+             'text': torch.randn(5, 3, generator=gen)}
+    searched = []
+    knn = homography.knn_adjacency
+
+    def counting_knn(x, *args, **kwargs):
+        searched.append(x.size(1))
+        return knn(x, *args, **kwargs)
+
+    monkeypatch.setattr(homography, 'knn_adjacency', counting_knn)
+    text_only = dense(similarity_graph(feats, 2, 0.0))
+    assert searched == [3]
+    image_only = dense(similarity_graph(feats, 2, 1.0))
+    assert searched == [3, 4]
+    mixed = dense(similarity_graph(feats, 2, 0.5))
+    torch.testing.assert_close(mixed, 0.5 * image_only + 0.5 * text_only,
+                               atol=1e-6, rtol=0)
+    searched.clear()
+    # Co-occurrence weight 1 on both sides: no kNN search at all.
+    g_uu, g_ii = homography_graphs(graph, feats, 2, 2, 0.2, 0.0, 1.0, 1.0)
+    assert searched == []
+    torch.testing.assert_close(
+        dense(g_uu), dense(cooccurrence_topk_graph(graph, 'user', 2)))
+    torch.testing.assert_close(
+        dense(g_ii), dense(cooccurrence_topk_graph(graph, 'item', 2)))
