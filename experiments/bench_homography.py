@@ -11,16 +11,25 @@ Usage::
     python experiments/bench_homography.py --dataset baby \\
         --data-root ../shared/data --max-dim 256
 
-``--max-dim`` searches the kNN neighbours of wider features in a principal
-projection (:func:`pyg_mmrec.graphs.knn_graph`); the recall of those
-neighbours against the exact ones is measured on ``--recall-sample`` query
-rows per side and modality (exact top-k of those rows by a direct product).
+The weights and neighbour counts default to REARM's Clothing settings
+(models.md 4.6: user/item k 45/10, image weights 0.1/0.1, co-occurrence
+weights 0.7/0.1); a modality or part weighted 0 is not searched.
 
-The peak is the process's resident peak (``ru_maxrss``) after the synthetic
-data is built and after the graphs, so both are reported. Appends a row to
+``--max-dim`` searches the kNN neighbours of wider features in a principal
+projection (:func:`pyg_mmrec.graphs.knn_graph`: its default ``rerank``
+times k candidates per node, re-ranked by their exact cosine); the recall of the
+neighbours against the exact ones is measured on ``--recall-sample`` query
+rows per side and modality (the same search for those rows against the
+exact top-k by a direct product).
+
+Memory: the process's resident peak (``ru_maxrss``) after the synthetic
+data is built and after the graphs, and the build's own peak above the
+resident memory it starts from (``VmHWM`` reset through
+``/proc/self/clear_refs`` before the build, Linux). Appends a row to
 ``experiments/results/bench_homography.json`` and ``.md``.
 """
 import argparse
+import inspect
 import json
 import os
 import resource
@@ -35,24 +44,46 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def neighbour_recall(x, k, max_dim, sample, seed=0):
+def _status_mib(key):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def reset_peak():
+    r"""Resets the resident high-water mark to the current resident size
+    and returns that size (MiB); :obj:`None` where Linux does not allow it."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        return None
+    return _status_mib('VmRSS')
+
+
+def neighbour_recall(x, k, max_dim, rerank, sample, seed=0):
     r"""Mean fraction of the exact cosine top-(k - 1) neighbours (self
     excluded) of :obj:`sample` random rows found by the projected search of
-    :func:`~pyg_mmrec.graphs.knn_graph` (same projection, same rule)."""
+    :func:`~pyg_mmrec.graphs.knn_graph` (same projection, the same
+    :obj:`rerank * k` candidates re-ranked exactly)."""
     import torch
 
     from pyg_mmrec.graphs import principal_projection
     gen = torch.Generator().manual_seed(seed)
     rows = torch.randperm(x.size(0), generator=gen)[:sample]
+    unit = torch.nn.functional.normalize(x, dim=-1)
 
-    def top(z):
-        z = torch.nn.functional.normalize(z, dim=-1)
+    def top(z, num):
         sim = z[rows] @ z.t()
         sim[torch.arange(rows.numel()), rows] = float('-inf')
-        return sim.topk(k - 1, dim=1)[1]
+        return sim.topk(num, dim=1)[1]
 
-    unit = torch.nn.functional.normalize(x, dim=-1)
-    exact, approx = top(unit), top(principal_projection(unit, max_dim))
+    exact = top(unit, k - 1)
+    candidates = top(principal_projection(unit, max_dim), rerank * k - 1)
+    exact_sim = (unit[rows, None] * unit[candidates]).sum(-1)
+    approx = candidates.gather(1, exact_sim.topk(k - 1, dim=1)[1])
     return (approx[:, :, None] == exact[:, None]).any(-1).float().mean().item()
 
 
@@ -62,13 +93,14 @@ def run(args):
     from pyg_mmrec.data import load_dataset, make_synthetic
     from pyg_mmrec.data.hetero import item_features
     from pyg_mmrec.experiment import parse_settings
-    from pyg_mmrec.graphs import train_graph
+    from pyg_mmrec.graphs import knn_graph, train_graph
     from pyg_mmrec.graphs.homography import (cooccurrence_topk_graph,
                                              interest_features,
                                              similarity_graph)
     from pyg_mmrec.graphs.sparse import weighted_sum
 
     torch.set_num_threads(args.threads)
+    rerank = inspect.signature(knn_graph).parameters['rerank'].default
     if args.dataset:
         data = load_dataset(args.dataset, root=args.data_root)
         features = {m: v.size(1) for m, v in item_features(data).items()}
@@ -81,6 +113,7 @@ def run(args):
     graph = train_graph(data)
     x = {m: data['item'][f'x_{m}'] for m in features}
     rss_data = rss_mib()
+    rss_start = reset_peak()
     times = {}
 
     def timed(name, fn):
@@ -97,30 +130,42 @@ def run(args):
         graph, 'item', args.item_k, gen))
     interest = timed('interest_features', lambda: {
         m: interest_features(graph, v) for m, v in x.items()})
-    s_u = timed('knn_user', lambda: similarity_graph(
-        interest, args.user_k, 0.2, max_dim=args.max_dim))
-    s_i = timed('knn_item', lambda: similarity_graph(
-        x, args.item_k, 0.0, max_dim=args.max_dim))
-    timed('mixtures', lambda: (weighted_sum([co_u, s_u], [0.4, 0.6]),
-                               weighted_sum([co_i, s_i], [0.2, 0.8])))
+    search = {'user': (interest, args.user_k, args.user_image_weight,
+                       args.user_co_weight),
+              'item': (x, args.item_k, args.item_image_weight,
+                       args.item_co_weight)}
+    mixed = {}
+    for side, (feats, k, image_weight, co_weight) in search.items():
+        sim = timed(f'knn_{side}', lambda: similarity_graph(
+            feats, k, image_weight, max_dim=args.max_dim)
+        ) if co_weight < 1 else None
+        mixed[side] = (sim, co_weight)
+    timed('mixtures', lambda: [
+        weighted_sum([co, sim], [w, 1 - w]) for co, (sim, w) in
+        zip((co_u, co_i), mixed.values()) if sim is not None])
     peak = rss_mib()
+    build_peak = _status_mib('VmHWM') if rss_start is not None else None
     recall = {}
     if args.max_dim is not None:
-        for side, feats, k in (('user', interest, args.user_k),
-                               ('item', x, args.item_k)):
+        for side, (feats, k, image_weight, co_weight) in search.items():
             for m, v in feats.items():
-                if v.size(1) > args.max_dim:
+                weight = image_weight if m == 'image' else 1 - image_weight
+                if v.size(1) > args.max_dim and weight > 0 and co_weight < 1:
                     recall[f'{side}_{m}'] = neighbour_recall(
-                        v, k, args.max_dim, args.recall_sample)
+                        v, k, args.max_dim, rerank, args.recall_sample)
                     print(f'recall {side} {m}: {recall[f"{side}_{m}"]:.3f}')
     row = {'label': args.label, 'users': data['user'].num_nodes,
            'items': data['item'].num_nodes,
            'train_interactions': graph.edge_index.size(1), 'features': features,
            'threads': args.threads, 'max_dim': args.max_dim,
+           'rerank': rerank if args.max_dim is not None else None,
+           'settings': {k: getattr(args, k) for k in SETTINGS},
            'neighbour_recall': recall, 'times': times,
            'total_time': sum(times.values()),
            'peak_rss_after_data_mib': rss_data,
-           'peak_rss_after_graphs_mib': peak}
+           'peak_rss_after_graphs_mib': peak,
+           'rss_before_build_mib': rss_start,
+           'build_peak_rss_mib': build_peak}
     print(json.dumps(row, indent=1))
     return row
 
@@ -133,8 +178,12 @@ def main():
     parser.add_argument('--interactions', type=int, default=280000)
     parser.add_argument('--features', nargs='+',
                         default=['image=4096', 'text=384'])
-    parser.add_argument('--user-k', type=int, default=40)
+    parser.add_argument('--user-k', type=int, default=45)
     parser.add_argument('--item-k', type=int, default=10)
+    parser.add_argument('--user-image-weight', type=float, default=0.1)
+    parser.add_argument('--item-image-weight', type=float, default=0.1)
+    parser.add_argument('--user-co-weight', type=float, default=0.7)
+    parser.add_argument('--item-co-weight', type=float, default=0.1)
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--max-dim', type=int, default=None)
     parser.add_argument('--recall-sample', type=int, default=2000)
@@ -152,23 +201,42 @@ def main():
     with open(out + '.json', 'w') as f:
         json.dump(rows, f, indent=1)
     with open(out + '.md', 'w') as f:
-        f.write('| graph | threads | kNN max dim | co-occ. u/i (s) | '
-                'interest (s) | kNN user (s) | kNN item (s) | total (s) | '
-                'peak RSS data / after (MiB) | neighbour recall vs exact |\n'
-                '|---|---|---|---|---|---|---|---|---|---|\n')
+        f.write('| graph | settings k u/i, image w u/i, co w u/i | threads | '
+                'kNN search | co-occ. u/i (s) | interest (s) | kNN user (s) | '
+                'kNN item (s) | total (s) | peak RSS data / after (MiB) | '
+                'build peak above start (MiB) | neighbour recall vs exact |\n'
+                '|---|---|---|---|---|---|---|---|---|---|---|---|\n')
         for r in rows:
-            t = r['times']
-            recall = ', '.join(f'{k} {v:.3f}' for k, v in
-                               r.get('neighbour_recall', {}).items()) or '-'
-            f.write(f"| {r['label']} ({r['users']}u/{r['items']}i/"
-                    f"{r['train_interactions']} train) | {r['threads']} | "
-                    f"{r.get('max_dim') or 'exact'} | "
-                    f"{t['cooccurrence_user']:.1f} / "
-                    f"{t['cooccurrence_item']:.1f} | "
-                    f"{t['interest_features']:.1f} | {t['knn_user']:.1f} | "
-                    f"{t['knn_item']:.1f} | {r['total_time']:.1f} | "
-                    f"{r['peak_rss_after_data_mib']:.0f} / "
-                    f"{r['peak_rss_after_graphs_mib']:.0f} | {recall} |\n")
+            f.write(markdown_row(r))
+
+
+#: The rows written before the settings were recorded used Baby's.
+SETTINGS = ('user_k', 'item_k', 'user_image_weight', 'item_image_weight',
+            'user_co_weight', 'item_co_weight')
+_BABY = dict(zip(SETTINGS, (40, 10, 0.2, 0.0, 0.4, 0.2)))
+
+
+def markdown_row(r):
+    t = r['times']
+    c = r.get('settings', _BABY)
+    recall = ', '.join(f'{k} {v:.3f}' for k, v in
+                       r.get('neighbour_recall', {}).items()) or '-'
+    search = ('exact' if r.get('max_dim') is None else
+              f"{r['max_dim']}-d" + (f", rerank {r['rerank']}"
+                                      if r.get('rerank') else ''))
+    start, peak = r.get('rss_before_build_mib'), r.get('build_peak_rss_mib')
+    build = f'{peak - start:.0f}' if start is not None and peak else '-'
+    seconds = ' | '.join(f"{t[k]:.1f}" if k in t else '-' for k in
+                         ('knn_user', 'knn_item'))
+    return (f"| {r['label']} ({r['users']}u/{r['items']}i/"
+            f"{r['train_interactions']} train) | {c['user_k']}/{c['item_k']}, "
+            f"{c['user_image_weight']:g}/{c['item_image_weight']:g}, "
+            f"{c['user_co_weight']:g}/{c['item_co_weight']:g} | "
+            f"{r['threads']} | {search} | {t['cooccurrence_user']:.1f} / "
+            f"{t['cooccurrence_item']:.1f} | {t['interest_features']:.1f} | "
+            f"{seconds} | {r['total_time']:.1f} | "
+            f"{r['peak_rss_after_data_mib']:.0f} / "
+            f"{r['peak_rss_after_graphs_mib']:.0f} | {build} | {recall} |\n")
 
 
 if __name__ == '__main__':

@@ -216,9 +216,32 @@ def test_knn_projection_keeps_exact_values_and_order():
     assert torch.equal(col, knn_graph(x, 8, max_dim=16)[0][1])
 
 
+@pytest.mark.parametrize('loop', [True, False])
+def test_knn_projection_reranks_more_candidates_exactly(loop):
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(200, 256, generator=gen)
+    exact = knn_graph(x, 8, loop=loop)
+    first = 1 if loop else 0
+
+    def overlap(rerank):
+        col = knn_graph(x, 8, loop=loop, max_dim=16,
+                        rerank=rerank)[0][1].view(200, 8)
+        want = exact[0][1].view(200, 8)
+        return (col[:, first:, None] == want[:, None, first:]).any(-1).float(
+            ).mean().item()
+
+    assert overlap(1) < overlap(4) < 1.0
+    # Candidates covering every node: the exact neighbours, values and order.
+    every = knn_graph(x, 8, loop=loop, max_dim=16, rerank=25)
+    assert torch.equal(every[0], exact[0])
+    torch.testing.assert_close(every[1], exact[1], atol=1e-6, rtol=0)
+
+
 def test_knn_projection_errors():
     x = torch.randn(10, 8)
     with pytest.raises(ValueError, match="'max_dim' needs cosine=True"):
         knn_graph(x, 3, cosine=False, max_dim=4)
     with pytest.raises(ValueError, match="'max_dim' must be positive"):
         knn_graph(x, 3, max_dim=0)
+    with pytest.raises(ValueError, match="'rerank' must be positive"):
+        knn_graph(x, 3, max_dim=4, rerank=0)
