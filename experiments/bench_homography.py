@@ -23,9 +23,10 @@ rows per side and modality (the same search for those rows against the
 exact top-k by a direct product).
 
 Memory: the process's resident peak (``ru_maxrss``) after the synthetic
-data is built and after the graphs, and the build's own peak above the
-resident memory it starts from (``VmHWM`` reset through
-``/proc/self/clear_refs`` before the build, Linux). Appends a row to
+data is built; then the high-water mark is reset to the resident size
+(``/proc/self/clear_refs``, Linux; this resets ``ru_maxrss`` too), so the
+second peak is the process's during the build alone, and the build's own
+peak is that minus the resident memory it starts from. Appends a row to
 ``experiments/results/bench_homography.json`` and ``.md``.
 """
 import argparse
@@ -203,7 +204,7 @@ def main():
     with open(out + '.md', 'w') as f:
         f.write('| graph | settings k u/i, image w u/i, co w u/i | threads | '
                 'kNN search | co-occ. u/i (s) | interest (s) | kNN user (s) | '
-                'kNN item (s) | total (s) | peak RSS data / after (MiB) | '
+                'kNN item (s) | total (s) | peak RSS data / build (MiB) | '
                 'build peak above start (MiB) | neighbour recall vs exact |\n'
                 '|---|---|---|---|---|---|---|---|---|---|---|---|\n')
         for r in rows:

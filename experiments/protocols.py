@@ -91,7 +91,8 @@ def main():
         cells = []
         for m in REPORTED:
             mean, std = mean_std([r[key]['test'][m] for r in rows])
-            cells.append(f'{mean:.4f} ± {std:.4f}')
+            cells.append(f'{mean:.4f} ± {std:.4f}' if len(rows) > 1 else
+                         f'{mean:.4f}')  # one run: no spread to show
         epochs = ', '.join(str(r[key]['epoch']) for r in rows)
         lines.append(f"| {label} | {' | '.join(cells)} | {epochs} |")
     table = '\n'.join(lines) + '\n'

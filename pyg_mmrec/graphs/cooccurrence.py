@@ -1,4 +1,5 @@
 r"""Co-occurrence graphs: users sharing items, items sharing users."""
+import warnings
 from typing import Optional, Tuple
 
 import numpy as np
@@ -12,8 +13,10 @@ SIDES = ('item', 'user')
 
 def _csr_from_parts(crow: Tensor, col: Tensor, value: Tensor,
                     size: Tuple[int, int]) -> Tensor:
-    return torch.sparse_csr_tensor(crow, col, value, size,
-                                   check_invariants=False)
+    with warnings.catch_warnings():  # "CSR support is in beta": it is our format
+        warnings.filterwarnings('ignore', 'Sparse CSR tensor support')
+        return torch.sparse_csr_tensor(crow, col, value, size,
+                                       check_invariants=False)
 
 
 def _drop_diagonal(crow: Tensor, col: Tensor,
