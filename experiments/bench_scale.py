@@ -37,7 +37,8 @@ def run(args):
 
     features = parse_settings(args.features, '--features')
     config = load_config(args.config, args.model) if args.config else {}
-    config.update(parse_settings(args.set))
+    overrides = parse_settings(args.set)
+    config.update(overrides)
 
     t0 = time.perf_counter()
     data = make_synthetic(num_users=args.users, num_items=args.items,
@@ -54,7 +55,7 @@ def run(args):
         'label': args.label, 'model': args.model,
         'users': args.users, 'items': args.items,
         'interactions': int(store.edge_index.size(1)),
-        'features': features, 'settings': config,
+        'features': features, 'settings': config, 'overrides': overrides,
         'batch_size': trainer.batch_size,
         'max_batches': args.max_batches,
         'threads': torch.get_num_threads(),
@@ -101,9 +102,10 @@ def main():
     rows = []
     if os.path.exists(args.out + '.json'):
         with open(args.out + '.json') as f:
-            rows = [r for r in json.load(f)
-                    if (r['label'], r['model']) != (row['label'],
-                                                    row['model'])]
+            # a new measurement replaces the one of the same variant
+            rows = [r for r in json.load(f) if (
+                r['label'], r['model'], r.get('overrides', {})) != (
+                row['label'], row['model'], row['overrides'])]
     rows.append(row)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + '.json', 'w') as f:

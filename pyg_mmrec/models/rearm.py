@@ -131,6 +131,12 @@ class REARM(Recommender):
             against 0.8) and 7x longer than the audio block, so the ID and
             audio parts enter the model at a few percent of the row.
             (default: :obj:`False`, the original's raw features)
+        train_features (bool): Train the item feature and user preference
+            tables, as the original. :obj:`False` keeps them fixed: with
+            Clothing's 4096-d features they are 280M entries, whose
+            gradients and AdamW moments take 3.3 GiB beside the 1.1 GiB of
+            the tables themselves (``experiments/results/scale.md``).
+            (default: :obj:`True`)
         faithful (bool): Keep the original's negatives, detached
             meta-network and unrestricted dropout. (default: :obj:`False`)
 
@@ -166,6 +172,7 @@ class REARM(Recommender):
         graph_seed: int = 0,
         knn_max_dim: Optional[int] = None,
         normalize_features: bool = False,
+        train_features: bool = True,
         faithful: bool = False,
     ):
         super().__init__(data)
@@ -196,11 +203,14 @@ class REARM(Recommender):
         x_v, x_t = (feats[m] for m in self.modalities)
         # Trainable copies of the item features and the user preference
         # tables (initialised to the users' interest features), as the
-        # original.
+        # original; fixed with train_features=False (no gradient, so AdamW
+        # keeps no state for them and does not decay them).
         self.item_features = torch.nn.ParameterList([
-            torch.nn.Parameter(x.clone()) for x in (x_v, x_t)])
+            torch.nn.Parameter(x.clone(), requires_grad=train_features)
+            for x in (x_v, x_t)])
         self.user_features = torch.nn.ParameterList([
-            torch.nn.Parameter(interest_features(graph, x))
+            torch.nn.Parameter(interest_features(graph, x),
+                               requires_grad=train_features)
             for x in (x_v, x_t)])
         self.user_embedding = torch.nn.Embedding(self.num_users, embedding_dim)
         self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)

@@ -100,3 +100,22 @@ def test_normalize_features_gives_unit_item_rows_and_keeps_the_item_graph(
     # (item_co_weight and the co-occurrence part are the same in both)
     assert torch.allclose(unit.item_graph.to_dense(),
                           plain.item_graph.to_dense(), atol=1e-6)
+
+
+@pytest.mark.parametrize('train_features', [True, False])
+def test_train_features_false_keeps_the_tables_fixed_without_state(
+        data, train_features):
+    seed_everything(0)
+    model = REARM(data, train_features=train_features, **SMALL)
+    tables = [*model.item_features, *model.user_features]
+    before = [t.detach().clone() for t in tables]
+    proj = model.item_projections[0].weight.detach().clone()
+    trainer = Trainer(model, data, batch_size=256, progress=False)
+    trainer.train_epoch(1, max_batches=2)
+    moved = [not torch.equal(t, b) for t, b in zip(tables, before)]
+    assert all(moved) if train_features else not any(moved)
+    # Only trained tables hold AdamW moments; the rest of the model trains.
+    assert all((t in trainer.optimizer.state) == train_features
+               for t in tables)
+    assert not torch.equal(model.item_projections[0].weight, proj)
+    assert all(t.requires_grad == train_features for t in tables)
