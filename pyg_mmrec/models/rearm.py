@@ -134,7 +134,7 @@ class REARM(Recommender):
         train_features (bool): Train the item feature and user preference
             tables, as the original. :obj:`False` keeps them fixed: with
             Clothing's 4096-d features they are 280M entries, whose
-            gradients and AdamW moments take 3.3 GiB beside the 1.1 GiB of
+            gradients and AdamW moments take 3.2 GiB beside the 1.1 GiB of
             the tables themselves (``experiments/results/scale.md``).
             (default: :obj:`True`)
         faithful (bool): Keep the original's negatives, detached
