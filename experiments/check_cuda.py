@@ -1,6 +1,8 @@
 """Checks the CUDA paths on a GPU machine (never run in CI): the kNN item
 graphs are built on the GPU by torch-cluster when a model is trained with
-``device='cuda'``, they match the CPU build, and every registered model
+``device='cuda'``, they match the CPU build, the projected search
+(``max_dim``, exact re-ranking by ``torch.sparse.sampled_addmm``) gives exact
+similarities and the CPU's neighbours on the GPU, and every registered model
 trains and evaluates on the GPU.
 
 Usage (on a machine with a GPU)::
@@ -55,6 +57,23 @@ def item_graph_agreement(data):
     return len(cpu & gpu) / max(len(cpu), 1)
 
 
+def projected_knn_check(k=10, max_dim=16):
+    r"""On GPU, :func:`~pyg_mmrec.graphs.knn_graph` with :obj:`max_dim`: the
+    largest error of its similarities against the exact cosine of the
+    returned pairs, and the share of its neighbours the CPU build also
+    finds (both searches are seeded, on different devices' generators)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1500, 24, generator=gen) @ torch.randn(24, 256,
+                                                           generator=gen)
+    (row, col), sim = knn_module.knn_graph(x.cuda(), k, max_dim=max_dim)
+    unit = torch.nn.functional.normalize(x.cuda(), dim=-1)
+    error = (sim - (unit[row] * unit[col]).sum(-1)).abs().max().item()
+    cpu = knn_module.knn_graph(x, k, max_dim=max_dim)[0][1].view(-1, k)
+    gpu = col.cpu().view(-1, k)
+    overlap = (gpu[:, :, None] == cpu[:, None]).any(-1).float().mean().item()
+    return error, overlap
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--epochs', type=int, default=2)
@@ -88,6 +107,12 @@ def main():
     ok &= agreement > 0.99
     print(f"FREEDOM item graph: {agreement:.4%} of the entries agree between "
           f"the GPU (torch-cluster) and CPU (matmul) builds")
+    error, overlap = projected_knn_check()
+    report['projected_knn'] = {'max_similarity_error': error,
+                               'cpu_neighbour_overlap': overlap}
+    ok &= error < 1e-4 and overlap > 0.95
+    print(f"projected kNN on GPU: similarity error {error:.2e}, "
+          f"{overlap:.2%} of the neighbours as on the CPU")
     report['passed'] = bool(ok)
     os.makedirs(os.path.join(HERE, 'results'), exist_ok=True)
     with open(os.path.join(HERE, 'results', 'cuda_check.json'), 'w') as f:

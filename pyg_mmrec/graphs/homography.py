@@ -191,6 +191,7 @@ def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],
                         ('item_co_weight', item_co_weight)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"'{name}' must be in [0, 1] (got {value})")
+
     def mix(co: Tensor, weight: float, similarity) -> Tensor:
         # Co-occurrence is always built (cheap, and its padding draws keep
         # the generator's order); the kNN search only when it is weighted.

@@ -164,11 +164,11 @@ def _pair_values(x: Tensor, col: Tensor, cosine: bool) -> Tensor:
         # copy of the neighbours' rows (10x faster at 4096-d, no memory):
         sorted_col, order = col.sort(dim=1)
         crow = torch.arange(0, n * k + 1, k, device=col.device)
-        pattern = torch.sparse_csr_tensor(crow, sorted_col.reshape(-1),
-                                          x.new_zeros(n * k), (n, n),
-                                          check_invariants=False)
         with warnings.catch_warnings():  # "CSR support is in beta"
             warnings.filterwarnings('ignore', 'Sparse CSR tensor support')
+            pattern = torch.sparse_csr_tensor(crow, sorted_col.reshape(-1),
+                                              x.new_zeros(n * k), (n, n),
+                                              check_invariants=False)
             dots = torch.sparse.sampled_addmm(pattern, x, x.t(), beta=0.0)
         out = torch.empty_like(dots.values().view(n, k))
         return out.scatter_(1, order, dots.values().view(n, k))
