@@ -45,23 +45,18 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _status_mib(key):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(key + ':'):
-                return int(line.split()[1]) / 1024
-    return None
-
-
 def reset_peak():
-    r"""Resets the resident high-water mark to the current resident size
-    and returns that size (MiB); :obj:`None` where Linux does not allow it."""
+    r"""Resets the resident high-water mark (and with it ``ru_maxrss``) to
+    the current resident size and returns that size (MiB); :obj:`None` where
+    Linux does not allow it."""
     try:
         with open('/proc/self/clear_refs', 'w') as f:
             f.write('5')
+        with open('/proc/self/status') as f:
+            return next(int(line.split()[1]) / 1024 for line in f
+                        if line.startswith('VmRSS:'))
     except OSError:
         return None
-    return _status_mib('VmRSS')
 
 
 def neighbour_recall(x, k, max_dim, rerank, sample, seed=0):
@@ -131,29 +126,32 @@ def run(args):
         graph, 'item', args.item_k, gen))
     interest = timed('interest_features', lambda: {
         m: interest_features(graph, v) for m, v in x.items()})
-    search = {'user': (interest, args.user_k, args.user_image_weight,
-                       args.user_co_weight),
-              'item': (x, args.item_k, args.item_image_weight,
-                       args.item_co_weight)}
-    mixed = {}
-    for side, (feats, k, image_weight, co_weight) in search.items():
-        sim = timed(f'knn_{side}', lambda: similarity_graph(
-            feats, k, image_weight, max_dim=args.max_dim)
-        ) if co_weight < 1 else None
-        mixed[side] = (sim, co_weight)
+    # As homography_graphs: a side whose co-occurrence weight is 1 is not
+    # searched.
+    sides = {'user': dict(feats=interest, k=args.user_k, co=co_u,
+                          image_weight=args.user_image_weight,
+                          co_weight=args.user_co_weight),
+             'item': dict(feats=x, k=args.item_k, co=co_i,
+                          image_weight=args.item_image_weight,
+                          co_weight=args.item_co_weight)}
+    sims = {side: timed(f'knn_{side}', lambda: similarity_graph(
+        s['feats'], s['k'], s['image_weight'], max_dim=args.max_dim))
+        for side, s in sides.items() if s['co_weight'] < 1}
     timed('mixtures', lambda: [
-        weighted_sum([co, sim], [w, 1 - w]) for co, (sim, w) in
-        zip((co_u, co_i), mixed.values()) if sim is not None])
-    peak = rss_mib()
-    build_peak = _status_mib('VmHWM') if rss_start is not None else None
+        weighted_sum([sides[side]['co'], sim], [sides[side]['co_weight'],
+                                                1 - sides[side]['co_weight']])
+        for side, sim in sims.items()])
+    peak = rss_mib()  # since reset_peak: the process's peak in the build
     recall = {}
     if args.max_dim is not None:
-        for side, (feats, k, image_weight, co_weight) in search.items():
-            for m, v in feats.items():
-                weight = image_weight if m == 'image' else 1 - image_weight
-                if v.size(1) > args.max_dim and weight > 0 and co_weight < 1:
+        for side in sims:
+            s = sides[side]
+            for m, v in s['feats'].items():
+                weight = (s['image_weight'] if m == 'image' else
+                          1 - s['image_weight'])
+                if v.size(1) > args.max_dim and weight > 0:
                     recall[f'{side}_{m}'] = neighbour_recall(
-                        v, k, args.max_dim, rerank, args.recall_sample)
+                        v, s['k'], args.max_dim, rerank, args.recall_sample)
                     print(f'recall {side} {m}: {recall[f"{side}_{m}"]:.3f}')
     row = {'label': args.label, 'users': data['user'].num_nodes,
            'items': data['item'].num_nodes,
@@ -165,8 +163,7 @@ def run(args):
            'total_time': sum(times.values()),
            'peak_rss_after_data_mib': rss_data,
            'peak_rss_after_graphs_mib': peak,
-           'rss_before_build_mib': rss_start,
-           'build_peak_rss_mib': build_peak}
+           'rss_before_build_mib': rss_start}
     print(json.dumps(row, indent=1))
     return row
 
@@ -225,8 +222,9 @@ def markdown_row(r):
     search = ('exact' if r.get('max_dim') is None else
               f"{r['max_dim']}-d" + (f", rerank {r['rerank']}"
                                       if r.get('rerank') else ''))
-    start, peak = r.get('rss_before_build_mib'), r.get('build_peak_rss_mib')
-    build = f'{peak - start:.0f}' if start is not None and peak else '-'
+    start = r.get('rss_before_build_mib')  # absent: the peak was not reset
+    build = (f"{r['peak_rss_after_graphs_mib'] - start:.0f}"
+             if start is not None else '-')
     seconds = ' | '.join(f"{t[k]:.1f}" if k in t else '-' for k in
                          ('knn_user', 'knn_item'))
     return (f"| {r['label']} ({r['users']}u/{r['items']}i/"

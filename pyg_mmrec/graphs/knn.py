@@ -292,13 +292,18 @@ def knn_graph(
     # The projection proposes rerank * k candidates (as many as there are):
     search_k = min(rerank * k, n if loop else n - 1) if project else k
     method = _resolve_method(x, method, search_k if loop else search_k + 1)
-    query = principal_projection(_unit_rows(x), max_dim) if project else x
+    if project:  # the unit rows serve the projection and the re-ranking
+        unit = _unit_rows(x)
+        query = principal_projection(unit, max_dim)
+    else:
+        query = x
     if method == 'matmul':
         sim, col = _knn_matmul(query, search_k, loop, cosine, chunk_size)
     else:
         sim, col = _knn_cluster(query, search_k, loop, cosine)
     if project:  # the k candidates of highest exact similarity, decreasing
-        sim = _pair_values(_unit_rows(x), col, cosine=True)
+        sim = _pair_values(unit, col, cosine=True)
+        del unit
         first = 1 if loop else 0  # the node itself stays first
         rest, order = sim[:, first:].sort(dim=1, descending=True, stable=True)
         order = order[:, :k - first]
