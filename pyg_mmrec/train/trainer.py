@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..graphs import PairIndex, interaction_graph, train_graph
 from ..loader import BatchSource, NeighborSource
-from ..models.base import OPTIMIZERS, Stage
+from ..models.base import OPTIMIZERS, Stage, build_optimizer
 from . import distributed
 from .checkpoint import atomic_save, rng_state, seed_everything, set_rng_state
 from .protocols import build_evaluator
@@ -195,12 +195,12 @@ class Trainer:
         claimed = {id(p) for st in self.stages for p in st.parameters()}
         params = [p for p in self.net.parameters()
                   if p.requires_grad and id(p) not in claimed]
-        self.optimizer = (OPTIMIZERS[optimizer](params, lr=lr,
-                                                weight_decay=weight_decay)
+        self.optimizer = (build_optimizer(optimizer, params, lr=lr,
+                                          weight_decay=weight_decay)
                           if params and self.net.trainable else None)
         self.stage_optimizers = {
-            st.name: OPTIMIZERS[st.optimizer](st.parameters(),
-                                              **st.optimizer_kwargs)
+            st.name: build_optimizer(st.optimizer, st.parameters(),
+                                     **st.optimizer_kwargs)
             for st in self.stages}
         self.offloads = {
             st.name: DiskOffload(st.modules, [self.stage_optimizers[st.name]],

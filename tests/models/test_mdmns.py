@@ -4,6 +4,7 @@ import torch
 from pyg_mmrec.data import add_synthetic_features, make_synthetic
 from pyg_mmrec.graphs import csr_dense_rows, csr_to_edge_index
 from pyg_mmrec.models import MDMNS, Pop
+from pyg_mmrec.models.base import build_optimizer
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
 from pyg_mmrec.loader import BPRBatch
@@ -104,7 +105,7 @@ def reference_optimizers(model, lr):
     parts = dict(model.diffusion.denoisers.items())
     if model.diffusion.guidance is not None:
         parts['guidance'] = model.diffusion.guidance
-    return {name: torch.optim.Adam(part.parameters(), lr=lr, foreach=False)
+    return {name: build_optimizer("adam", part.parameters(), lr=lr)
             for name, part in parts.items()}
 
 

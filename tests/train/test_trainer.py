@@ -161,3 +161,26 @@ def test_several_test_masks_are_recorded_and_the_first_is_reported(data):
     single = make_trainer(data, epochs=2, patience=5).fit()
     assert single['test_mask'] == 'train_val' and 'test_by_mask' not in single
     assert single['test'] == by_mask['train_val']
+
+
+@pytest.mark.parametrize('name', ['adam', 'adamw'])
+def test_trainer_optimisers_are_fused_and_step_as_the_default_ones(name):
+    """The trainer's optimisers take PyTorch's fused kernel on CPU, whose
+    steps match the default (for-loop) implementation's to rounding."""
+    from pyg_mmrec.models.base import OPTIMIZERS, build_optimizer
+    torch.manual_seed(0)
+    start = [torch.randn(50, 7), torch.randn(3)]
+    params = [[p.clone().requires_grad_() for p in start] for _ in range(2)]
+    fused = build_optimizer(name, params[0], lr=0.1, weight_decay=0.01)
+    plain = OPTIMIZERS[name](params[1], lr=0.1, weight_decay=0.01,
+                             foreach=False)
+    assert fused.param_groups[0]['fused'] and not plain.param_groups[0]['fused']
+    for _ in range(5):
+        grads = [torch.randn_like(p) for p in start]
+        for opt, group in ((fused, params[0]), (plain, params[1])):
+            for p, g in zip(group, grads):
+                p.grad = g.clone()
+            opt.step()
+    for a, b, s in zip(*params, start):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        assert (a - s).abs().min() > 0  # every entry moved
