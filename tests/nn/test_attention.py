@@ -106,11 +106,16 @@ def test_fused_gradients_with_dropout_equal_autograd_on_the_same_mask(
     grad = torch.randn(9, 6, dtype=torch.double)
     torch.manual_seed(7)
     out = module(x, y)
+    after_forward = torch.rand(3)  # draws between forward and backward
     got = torch.autograd.grad(out, (x, y, module.in_weight), grad)
-    # the same draws, chunk by chunk, give the same mask
+    after_backward = torch.rand(3)
+    # the same draws, chunk by chunk, give the same mask, and the backward
+    # pass, drawing the masks again, leaves the global generator alone
     torch.manual_seed(7)
     masks = [dropout_keep_mask((len(rows), 6, 6), 0.4)
              for rows in torch.arange(9).split(chunk_size)]
+    assert torch.equal(torch.rand(3), after_forward)
+    assert torch.equal(torch.rand(3), after_backward)
     mask = torch.cat([m for m, _ in masks])
     expected = dense_reference(module, x, y, mask, masks[0][1])
     want = torch.autograd.grad(expected, (x, y, module.in_weight), grad)
