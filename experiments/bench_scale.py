@@ -66,6 +66,12 @@ def run(args):
     }
 
 
+def variant(row):
+    r"""What a row measures: graph, model, setting overrides, allocator."""
+    return (row['label'], row['model'], row.get('overrides', {}),
+            row.get('allocator', 'glibc'))
+
+
 def to_markdown(rows):
     lines = ['| graph | model | users | items | interactions | features | '
              'batches / epoch | s / epoch | eval s | build s | peak MiB |',
@@ -103,9 +109,7 @@ def main():
     if os.path.exists(args.out + '.json'):
         with open(args.out + '.json') as f:
             # a new measurement replaces the one of the same variant
-            rows = [r for r in json.load(f) if (
-                r['label'], r['model'], r.get('overrides', {})) != (
-                row['label'], row['model'], row['overrides'])]
+            rows = [r for r in json.load(f) if variant(r) != variant(row)]
     rows.append(row)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + '.json', 'w') as f:

@@ -16,6 +16,18 @@ from .base import Recommender
 from .registry import register_model
 
 
+class _FixedTables(torch.nn.Module):
+    r"""Fixed tensors, iterable as a :class:`torch.nn.ParameterList`: buffers
+    that move with the module and stay out of its state dict."""
+    def __init__(self, tensors):
+        super().__init__()
+        for i, tensor in enumerate(tensors):
+            self.register_buffer(str(i), tensor, persistent=False)
+
+    def __iter__(self):
+        return iter(self._buffers.values())
+
+
 @register_model('rearm')
 class REARM(Recommender):
     r"""REARM from "Refining Contrastive Learning and Homography Relations
@@ -132,11 +144,12 @@ class REARM(Recommender):
             audio parts enter the model at a few percent of the row.
             (default: :obj:`False`, the original's raw features)
         train_features (bool): Train the item feature and user preference
-            tables, as the original. :obj:`False` keeps them fixed: with
-            Clothing's 4096-d features they are 280M entries, whose
-            gradients and AdamW moments take 3.2 GiB beside the 1.1 GiB of
-            the tables themselves (``experiments/results/scale.md``).
-            (default: :obj:`True`)
+            tables, as the original. :obj:`False` keeps them fixed (the
+            item tables are then the dataset's own tensors, and neither is
+            in the state dict): with Clothing's 4096-d features they are
+            280M entries, whose copy, gradients and AdamW moments take
+            3.6 GiB beside the 1.1 GiB of the tables themselves
+            (``experiments/results/scale.md``). (default: :obj:`True`)
         faithful (bool): Keep the original's negatives, detached
             meta-network and unrestricted dropout. (default: :obj:`False`)
 
@@ -203,15 +216,18 @@ class REARM(Recommender):
         x_v, x_t = (feats[m] for m in self.modalities)
         # Trainable copies of the item features and the user preference
         # tables (initialised to the users' interest features), as the
-        # original; fixed with train_features=False (no gradient, so AdamW
-        # keeps no state for them and does not decay them).
-        self.item_features = torch.nn.ParameterList([
-            torch.nn.Parameter(x.clone(), requires_grad=train_features)
-            for x in (x_v, x_t)])
-        self.user_features = torch.nn.ParameterList([
-            torch.nn.Parameter(interest_features(graph, x),
-                               requires_grad=train_features)
-            for x in (x_v, x_t)])
+        # original. Fixed with train_features=False: buffers outside the
+        # state dict (rebuilt from the data), the item ones the dataset's
+        # own tensors, with no gradient and no AdamW state.
+        users = [interest_features(graph, x) for x in (x_v, x_t)]
+        if train_features:
+            self.item_features = torch.nn.ParameterList([
+                torch.nn.Parameter(x.clone()) for x in (x_v, x_t)])
+            self.user_features = torch.nn.ParameterList([
+                torch.nn.Parameter(x) for x in users])
+        else:
+            self.item_features = _FixedTables([x_v, x_t])
+            self.user_features = _FixedTables(users)
         self.user_embedding = torch.nn.Embedding(self.num_users, embedding_dim)
         self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)
         self.item_projections = torch.nn.ModuleList([

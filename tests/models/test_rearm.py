@@ -119,3 +119,10 @@ def test_train_features_false_keeps_the_tables_fixed_without_state(
                for t in tables)
     assert not torch.equal(model.item_projections[0].weight, proj)
     assert all(t.requires_grad == train_features for t in tables)
+    # Fixed tables are rebuilt from the data, not checkpointed, and the
+    # item ones are the dataset's own tensors.
+    keys = [k for k in model.state_dict() if k.endswith('_features.0')]
+    assert len(keys) == (2 if train_features else 0)
+    shared = [t.data_ptr() == data['item'][f'x_{m}'].data_ptr()
+              for t, m in zip(model.item_features, model.modalities)]
+    assert all(shared) != train_features
