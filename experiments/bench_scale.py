@@ -2,7 +2,10 @@
 (e.g. Amazon Clothing's or Sports' with MMRec's 4096-d image and 384-d text
 features), in one process, so the peak is that of the whole run: data
 generation, model construction (kNN graphs), training epochs and one
-full-ranking evaluation.
+full-ranking evaluation. Also the memory the run holds after training with
+the gradients freed (the process, data, graphs, parameters and optimiser
+state; resident after :obj:`malloc_trim` under glibc), the floor no batch
+goes below.
 
 Usage::
 
@@ -17,6 +20,8 @@ and learning rate included); ``--set key=value`` overrides single settings;
 Appends a row to ``experiments/results/scale.json`` and ``scale.md``.
 """
 import argparse
+import ctypes
+import gc
 import json
 import os
 import sys
@@ -26,6 +31,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
 from report import build_and_train, model_label  # noqa: E402
+
+
+def held_memory_mb(trainer) -> float:
+    r"""Resident memory (MiB) once the trainer's gradients are freed and the
+    allocator has returned what it can."""
+    trainer.net.zero_grad(set_to_none=True)
+    gc.collect()
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    with open('/proc/self/statm') as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
 def run(args):
@@ -47,6 +66,7 @@ def run(args):
     data_time = time.perf_counter() - t0
     trainer, build_time, epoch_times = build_and_train(
         args.model, data, config, args.epochs, args.max_batches)
+    held = held_memory_mb(trainer)
     t0 = time.perf_counter()
     trainer.evaluate('test')
     eval_time = time.perf_counter() - t0
@@ -62,6 +82,7 @@ def run(args):
         'data_time': data_time, 'build_time': build_time,
         'epoch_times': epoch_times, 'eval_time': eval_time,
         'peak_memory_mb': peak_memory_mb(),
+        'held_after_training_mb': held,
         'allocator': memory_allocator(),
     }
 
@@ -74,17 +95,20 @@ def variant(row):
 
 def to_markdown(rows):
     lines = ['| graph | model | users | items | interactions | features | '
-             'batches / epoch | s / epoch | eval s | build s | peak MiB |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
+             'batches / epoch | s / epoch | eval s | build s | peak MiB | '
+             'held after training MiB |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         feats = ', '.join(f'{k} {v}' for k, v in r['features'].items())
         batches = 'all' if r['max_batches'] is None else r['max_batches']
         epoch = ', '.join(f'{t:.0f}' for t in r['epoch_times'])
+        held = r.get('held_after_training_mb')
+        held = '-' if held is None else f'{held:.0f}'
         lines.append(
             f"| {r['label']} | {model_label(r)} | {r['users']} | {r['items']} | "
             f"{r['interactions']} | {feats} | {batches} | {epoch} | "
             f"{r['eval_time']:.1f} | {r['build_time']:.0f} | "
-            f"{r['peak_memory_mb']:.0f} |")
+            f"{r['peak_memory_mb']:.0f} | {held} |")
     return '\n'.join(lines) + '\n'
 
 
