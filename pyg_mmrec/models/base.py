@@ -137,8 +137,8 @@ def build_optimizer(name: str, params: Iterable[Tensor],
                     **kwargs) -> torch.optim.Optimizer:
     r"""The optimiser :obj:`OPTIMIZERS[name]` over :obj:`params`, with
     PyTorch's fused kernel when every parameter is a floating-point tensor
-    on the CPU or a CUDA device (otherwise PyTorch's default
-    implementation).
+    on the CPU or a CUDA device and :obj:`kwargs` pick no implementation
+    (:obj:`fused` or :obj:`foreach`); otherwise PyTorch's default.
 
     The fused kernel updates each tensor in one pass. The default on CPU
     loops over the tensors and allocates two temporaries of each one's size
@@ -153,10 +153,11 @@ def build_optimizer(name: str, params: Iterable[Tensor],
         **kwargs: The optimiser's arguments (*e.g.*, :obj:`lr`).
     """
     params = list(params)
-    fused = bool(params) and all(
-        p.is_floating_point() and p.device.type in ('cpu', 'cuda')
-        for p in params)
-    return OPTIMIZERS[name](params, fused=fused or None, **kwargs)
+    if 'fused' not in kwargs and 'foreach' not in kwargs:
+        kwargs['fused'] = bool(params) and all(
+            p.is_floating_point() and p.device.type in ('cpu', 'cuda')
+            for p in params) or None
+    return OPTIMIZERS[name](params, **kwargs)
 
 
 class Recommender(torch.nn.Module):

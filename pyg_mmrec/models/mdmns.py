@@ -295,7 +295,7 @@ class MDMNS(Recommender):
         rows, then the generated graphs are rebuilt."""
         # One Adam over the denoisers and the guidance equals the original's
         # one Adam per part: Adam is elementwise and the parts share no
-        # parameter (foreach=False: the original's kernels). One backward
+        # parameter. One backward
         # per denoiser, as the original: the guidance's gradients add up in
         # the same order. The generated graphs are not offloaded: the
         # recommender reads them.
@@ -305,8 +305,7 @@ class MDMNS(Recommender):
         return (Stage('diffusion', modules, loss=self.denoiser_loss,
                       source=RowBlockSource(self.num_users,
                                             self.denoiser_batch_size),
-                      optimizer_kwargs={'lr': self.denoiser_lr,
-                                        'foreach': False},
+                      optimizer_kwargs={'lr': self.denoiser_lr},
                       before=self._prepare_denoiser_inputs,
                       after=self.rebuild_graphs, backward_per_term=True,
                       offload_dir=self.offload_dir), )

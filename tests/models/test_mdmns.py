@@ -105,7 +105,7 @@ def reference_optimizers(model, lr):
     parts = dict(model.diffusion.denoisers.items())
     if model.diffusion.guidance is not None:
         parts['guidance'] = model.diffusion.guidance
-    return {name: build_optimizer("adam", part.parameters(), lr=lr)
+    return {name: build_optimizer('adam', part.parameters(), lr=lr)
             for name, part in parts.items()}
 
 

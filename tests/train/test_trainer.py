@@ -6,6 +6,7 @@ import torch
 
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.models import get_model
+from pyg_mmrec.models.base import build_optimizer
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import atomic_save, seed_everything
 from trainer_helpers import Interrupt, strip_times
@@ -164,16 +165,18 @@ def test_several_test_masks_are_recorded_and_the_first_is_reported(data):
 
 
 @pytest.mark.parametrize('name', ['adam', 'adamw'])
-def test_trainer_optimisers_are_fused_and_step_as_the_default_ones(name):
+def test_trainer_optimisers_are_fused_and_step_as_the_default_ones(data, name):
     """The trainer's optimisers take PyTorch's fused kernel on CPU, whose
-    steps match the default (for-loop) implementation's to rounding."""
-    from pyg_mmrec.models.base import OPTIMIZERS, build_optimizer
+    steps match the default (for-loop) implementation's to rounding; an
+    implementation the caller names is kept."""
+    trainer = make_trainer(data, optimizer=name)
+    assert trainer.optimizer.param_groups[0]['fused']
     torch.manual_seed(0)
     start = [torch.randn(50, 7), torch.randn(3)]
     params = [[p.clone().requires_grad_() for p in start] for _ in range(2)]
     fused = build_optimizer(name, params[0], lr=0.1, weight_decay=0.01)
-    plain = OPTIMIZERS[name](params[1], lr=0.1, weight_decay=0.01,
-                             foreach=False)
+    plain = build_optimizer(name, params[1], lr=0.1, weight_decay=0.01,
+                            foreach=False)
     assert fused.param_groups[0]['fused'] and not plain.param_groups[0]['fused']
     for _ in range(5):
         grads = [torch.randn_like(p) for p in start]
