@@ -43,7 +43,7 @@ def load(dataset, data_root, model):
 
 def worker(model_name, dataset, data_root, epochs, overrides=None):
     import torch
-    from pyg_mmrec.experiment import find_config, load_config
+    from pyg_mmrec.config import find_config, load_config
     from pyg_mmrec.train.records import memory_allocator, peak_memory_mb
 
     data, label = load(dataset, data_root, model_name)
@@ -102,7 +102,7 @@ def main():
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    from pyg_mmrec.experiment import parse_settings
+    from pyg_mmrec.config import parse_settings
     overrides = parse_settings(args.set)
     if args.worker:
         row = worker(*args.worker, args.data_root, args.epochs, overrides)

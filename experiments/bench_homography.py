@@ -88,7 +88,7 @@ def run(args):
 
     from pyg_mmrec.data import load_dataset, make_synthetic
     from pyg_mmrec.data.hetero import item_features
-    from pyg_mmrec.experiment import parse_settings
+    from pyg_mmrec.config import parse_settings
     from pyg_mmrec.graphs import knn_graph, train_graph
     from pyg_mmrec.graphs.homography import (cooccurrence_topk_graph,
                                              interest_features,

@@ -51,7 +51,7 @@ def run(args):
     import torch
 
     from pyg_mmrec.data import make_synthetic
-    from pyg_mmrec.experiment import load_config, parse_settings
+    from pyg_mmrec.config import load_config, parse_settings
     from pyg_mmrec.train.records import memory_allocator, peak_memory_mb
 
     features = parse_settings(args.features, '--features')

@@ -17,7 +17,7 @@ def build_and_train(model_name, data, config, epochs, max_batches=None):
     the time of every epoch."""
     import torch
 
-    from pyg_mmrec.experiment import resolve_config
+    from pyg_mmrec.config import resolve_config
     from pyg_mmrec.models import get_model
     from pyg_mmrec.train import Trainer
     from pyg_mmrec.train.checkpoint import seed_everything

@@ -22,8 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
 from pyg_mmrec.data import load_dataset  # noqa: E402
-from pyg_mmrec.experiment import (load_config, parse_settings,  # noqa: E402
-                                  run_experiment)
+from pyg_mmrec.config import load_config, parse_settings  # noqa: E402
+from pyg_mmrec.experiment import run_experiment  # noqa: E402
 from pyg_mmrec.report import format_markdown, summarise  # noqa: E402
 
 

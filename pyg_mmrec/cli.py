@@ -14,17 +14,17 @@ def parse_overrides(tokens: List[str]) -> Dict[str, Any]:
     r"""Turns :obj:`['--reg-weight', '1e-4', '--model.num_layers', '2']`
     into :obj:`{'reg_weight': 1e-4, 'model.num_layers': 2}` (values parsed
     as YAML; a dotted key names its section)."""
-    from .experiment import parse_value
+    from .config import parse_value
     out: Dict[str, Any] = {}
     i = 0
     while i < len(tokens):
         tok = tokens[i]
         if not tok.startswith('--') or len(tok) < 3:
-            raise SystemExit(f"error: expected --key value, got {tok!r}")
+            raise ValueError(f"expected --key value, got {tok!r}")
         key, eq, value = tok[2:].partition('=')
         if not eq:
             if i + 1 >= len(tokens) or tokens[i + 1].startswith('--'):
-                raise SystemExit(f"error: --{key} needs a value")
+                raise ValueError(f"--{key} needs a value")
             value = tokens[i + 1]
             i += 1
         out[key.replace('-', '_')] = parse_value(value)
@@ -35,7 +35,11 @@ def parse_overrides(tokens: List[str]) -> Dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='python -m pyg_mmrec',
-        description='Multimodal recommendation on PyTorch Geometric.')
+        description='Multimodal recommendation on PyTorch Geometric.',
+        epilog='exit codes: 0 done; 2 bad input (the message names the '
+        'file or argument and the problem); 3 training diverged (a loss '
+        'or score that is not finite); 130 interrupted (resume with '
+        '--resume)')
     sub = parser.add_subparsers(dest='command', required=True)
 
     train = sub.add_parser(
@@ -64,14 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
                        "model; 'none': the model's defaults)")
     train.add_argument('--seed', type=int, default=0)
     train.add_argument('--device', default='cpu')
-    train.add_argument('--select-on', choices=['val', 'test'], default='val',
+    train.add_argument('--select-on', choices=['val', 'test'], default=None,
                        help="'test' only reproduces papers that pick the "
-                       "epoch on the test set; labelled in every output")
+                       "epoch on the test set; labelled in every output "
+                       "(default: the configuration's trainer.select_on, "
+                       "else 'val')")
     train.add_argument('--output-dir', default=None,
                        help='checkpoints and results.json (default: '
                        'runs/<model>-<dataset>-seed<seed>)')
     train.add_argument('--resume', action='store_true',
-                       help='continue an interrupted run from --output-dir')
+                       help='continue an interrupted run from '
+                       '--output-dir/last.pt (without one: a warning, and '
+                       'the run starts at epoch 1)')
     train.add_argument('--no-progress', action='store_true')
 
     datasets = sub.add_parser('datasets', help='list datasets and statistics')
@@ -193,8 +201,8 @@ def _silent(*args, **kwargs) -> None:
 
 
 def _train(args, overrides: Dict[str, Any], device: str, say) -> int:
-    from .experiment import (find_config, format_results_table, load_config,
-                             run_experiment)
+    from .config import find_config, load_config
+    from .experiment import format_results_table, run_experiment
     from .models import get_model
     model = get_model(args.model).cli_name  # an unknown model fails first
     path = args.config
@@ -211,10 +219,12 @@ def _train(args, overrides: Dict[str, Any], device: str, say) -> int:
     if path:
         say(f"config: {path} [{model}]")
     config.update(overrides)
-    config['select_on'] = args.select_on
+    if args.select_on is not None:
+        config['select_on'] = args.select_on
     out = args.output_dir or os.path.join(
         'runs', f'{model}-{os.path.basename(os.path.normpath(args.dataset))}'
         f'-seed{args.seed}')
+    check_output_folder(out, '--output-dir')
     try:
         results = run_experiment(model, args.dataset, args.data_root,
                                  config, seed=args.seed, device=device,
@@ -230,6 +240,14 @@ def _train(args, overrides: Dict[str, Any], device: str, say) -> int:
         f"{results['eval_time']:.2f}s | peak memory "
         f"{results['peak_memory_mb']:.0f} MiB | results: {out}/results.json")
     return 0
+
+
+def check_output_folder(path: str, option: str) -> None:
+    r"""Refuses an output folder that is an existing file (before any work
+    is done, not when the first result is written)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{option} {path}: is an existing file, not a "
+                         f"folder")
 
 
 def cmd_datasets(args) -> int:
@@ -308,6 +326,7 @@ def cmd_models() -> int:
 
 def cmd_report(args) -> int:
     from .report import find_runs, format_markdown, write_report
+    check_output_folder(args.output, '--output')
     report = write_report(find_runs(args.runs), args.output)
     print(format_markdown(report['tables']))
     print(f"written to {args.output}/: {', '.join(report['files'])}")
@@ -328,6 +347,9 @@ def cmd_recommend(args) -> int:
                      exclude_seen=args.exclude_seen, data_root=args.data_root,
                      dataset=args.dataset, batch_size=args.batch_size,
                      device=args.device)
+    if args.output and os.path.isdir(args.output):
+        raise ValueError(f"--output {args.output}: is a folder; give a "
+                         f"FILE.csv or FILE.json")
     if args.output:
         write_recommendations(recs, args.output)
         print(f"{recs.users.numel()} users x top-{args.k}: {args.output}")
@@ -336,12 +358,29 @@ def cmd_recommend(args) -> int:
     return 0
 
 
+#: Exit codes: bad input (a file, an argument, a setting) and a run that
+#: diverged.
+EXIT_USAGE, EXIT_DIVERGED = 2, 3
+
+
+def describe_error(error: BaseException) -> str:
+    r"""The message of a user's error: the file and the problem."""
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error) or type(error).__name__
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    r"""Runs the command line; returns the exit code: 0, or
+    :obj:`EXIT_USAGE` with one line :obj:`error: <file or argument>:
+    <problem>` for any bad input (never a traceback), or
+    :obj:`EXIT_DIVERGED` when training diverged."""
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != 'train':
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    from .train.divergence import TrainingDiverged
     try:
         if args.command == 'train':
             return cmd_train(args, parse_overrides(rest))
@@ -363,7 +402,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 with open(args.output, 'w') as f:
                     json.dump(rows, f, indent=1)
             return 0
-    except (ValueError, FileNotFoundError) as e:
+    except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_DIVERGED
+    except (ValueError, OSError, EOFError) as e:
+        # OSError: a missing or unreadable file, a full disk (named).
+        print(f"error: {describe_error(e)}", file=sys.stderr)
+        return EXIT_USAGE
     return 1

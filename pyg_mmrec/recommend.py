@@ -36,7 +36,7 @@ from .graphs import PairIndex, train_graph
 from .graphs.sparse import expand_runs
 from .experiment import read_results, run_config
 from .models import Recommender, get_model
-from .train.checkpoint import seed_everything
+from .train.checkpoint import load_checkpoint, seed_everything
 
 log = logging.getLogger('pyg_mmrec')
 
@@ -135,8 +135,8 @@ def load_run_model(run_dir: str, data_root: Optional[str] = None,
     data = data.to(device)
     seed_everything(config['seed'])  # as the run built it
     model = get_model(config['name'])(data, **config['model'])
-    state = torch.load(path, map_location=device,
-                       weights_only=path.endswith('best.pt'))
+    state = load_checkpoint(path, device, keys=(
+        ('model', ) if path.endswith('last.pt') else ()))
     if path.endswith('last.pt'):
         state = state['model']
     try:
@@ -186,6 +186,11 @@ def top_k(model: Recommender, users: Tensor, k: int,
     for start in range(0, users.numel(), batch_size):
         batch = users[start:start + batch_size]
         scores = model.score(batch)
+        if not bool(torch.isfinite(scores).all()):
+            raise ValueError(
+                "the model's scores are not finite (nan or inf): the run "
+                "diverged or its checkpoint is damaged; retrain it (e.g. "
+                "with a lower --lr) before recommending")
         if exclude is not None:
             row, pos = expand_runs(ptr[batch], ptr[batch + 1] - ptr[batch])
             scores[row, col[pos]] = float('-inf')

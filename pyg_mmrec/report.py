@@ -28,9 +28,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .experiment import SECTIONS, read_results, run_config
-from .train.records import write_json
-from .train.trainer import SELECT_ON_TEST_LABEL, differing_keys, flatten_config
+from .config import SECTIONS
+from .experiment import read_results, run_config
+from .train.records import differing_keys, flatten_config, write_json
+from .train.trainer import SELECT_ON_TEST_LABEL
 
 log = logging.getLogger('pyg_mmrec')
 
@@ -200,6 +201,7 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
                                             for r in res])
                               for m in table['metrics']}
             row['best_epochs'] = [r.get('best_epoch') for r in res]
+            row['diverged'] = sum(1 for r in res if r.get('diverged'))
             row['time_per_epoch'] = statistics.mean(
                 r.get('time_per_epoch', 0.0) for r in res)
         table['rows'].sort(key=lambda r: (r['label'], r['selection'],
@@ -255,13 +257,20 @@ def format_table(table: Mapping[str, Any]) -> str:
         selection = ('**test** (select-on-test)' if row['selection'] == 'test'
                      else 'val')
         cells = ' | '.join(_cell(row['metrics'][m]) for m in metrics)
+        label = row['label'] + (
+            f" **diverged** ({row['diverged']} of {row['num_seeds']})"
+            if row.get('diverged') else '')
         lines.append(
-            f"| {row['label']} | {selection} | "
+            f"| {label} | {selection} | "
             f"{row['protocol'] if sampled else row['test_mask']} | {cells} | "
             f"{row['num_seeds']} | {', '.join(map(str, row['best_epochs']))} "
             f"| {row['time_per_epoch']:.2f} |")
     if any(row['selection'] == 'test' for row in table['rows']):
         lines += ['', f"**test**: {SELECT_ON_TEST_LABEL}."]
+    if any(row.get('diverged') for row in table['rows']):
+        lines += ['', "**diverged**: runs that stopped on a loss or score "
+                  "that was not finite; their metrics are those of the best "
+                  "epoch before it (see each run's results.json)."]
     if any(row['test_mask'] == 'train' for row in table['rows']):
         lines += ['', "test mask 'train': the test pass masks the training "
                   "items only (MMRec/DiffMM rule); 'train_val' also masks "

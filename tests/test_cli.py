@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pyg_mmrec.cli import main, parse_overrides
-from pyg_mmrec.experiment import load_config, resolve_config
+from pyg_mmrec.config import load_config, resolve_config
 
 
 def test_parse_overrides_types_and_dashes():
@@ -14,7 +14,7 @@ def test_parse_overrides_types_and_dashes():
         'reg_weight': 1e-4, 'num_layers': 2, 'lr': 0.01, 'name': 'x'}
     assert parse_overrides(['--model.num-layers', '3', '--trainer.lr=0.5']) == {
         'model.num_layers': 3, 'trainer.lr': 0.5}
-    with pytest.raises(SystemExit, match='needs a value'):
+    with pytest.raises(ValueError, match='needs a value'):
         parse_overrides(['--lr'])
 
 
@@ -126,7 +126,7 @@ def test_train_uses_and_prints_the_dataset_config(tmp_path, monkeypatch,
     results = json.loads((tmp_path / 'run' / 'results.json').read_text())
     config = results['config']
     assert config['model'] == {'num_layers': 1, 'embedding_dim': 8}
-    assert config['trainer'] == {'lr': 0.01, 'epochs': 1, 'select_on': 'val'}
+    assert config['trainer'] == {'lr': 0.01, 'epochs': 1}
     assert config['loader'] == {'batch_size': 4096}
     weights = torch.load(tmp_path / 'run' / 'best.pt', weights_only=True)
     assert weights['embedding.weight'].shape[1] == 8  # the file's dimension
@@ -146,7 +146,24 @@ def test_train_uses_and_prints_the_dataset_config(tmp_path, monkeypatch,
         capsys.readouterr().out)
     results = json.loads((tmp_path / 'run2' / 'results.json').read_text())
     assert results['config']['model'] == {}
-    assert results['config']['trainer'] == {'epochs': 1, 'select_on': 'val'}
+    assert results['config']['trainer'] == {'epochs': 1}
+
+
+def test_yaml_select_on_is_kept_unless_the_command_line_sets_it(
+        tmp_path, monkeypatch, capsys):
+    (tmp_path / 'experiments' / 'configs').mkdir(parents=True)
+    (tmp_path / 'experiments' / 'configs' / 'synthetic.yaml').write_text(
+        'pop:\n  trainer: {select_on: test}\n')
+    monkeypatch.chdir(tmp_path)
+    argv = ['train', '--model', 'pop', '--dataset', 'synthetic',
+            '--no-progress']
+    assert main(argv + ['--output-dir', 'a']) == 0
+    results = json.loads((tmp_path / 'a' / 'results.json').read_text())
+    assert results['config']['trainer'] == {'select_on': 'test'}
+    assert results['selection'] != 'val'
+    assert main(argv + ['--output-dir', 'b', '--select-on', 'val']) == 0
+    results = json.loads((tmp_path / 'b' / 'results.json').read_text())
+    assert results['selection'] == 'val'
 
 
 def test_train_without_a_dataset_config_says_so(tmp_path, monkeypatch, capsys):

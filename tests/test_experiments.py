@@ -41,7 +41,7 @@ def test_protocols_replay_early_stopping_and_pick_the_best_test_epoch():
 def test_every_config_section_names_a_model_and_valid_settings(path):
     import yaml
 
-    from pyg_mmrec.experiment import SECTIONS, load_config, resolve_config
+    from pyg_mmrec.config import SECTIONS, load_config, resolve_config
     from pyg_mmrec.models import MODELS
     with open(path) as f:
         sections = yaml.safe_load(f)
@@ -54,8 +54,7 @@ def test_every_config_section_names_a_model_and_valid_settings(path):
 def test_every_trainer_argument_is_in_exactly_one_section():
     import inspect
 
-    from pyg_mmrec.experiment import (NON_SETTINGS, SECTION_OF,
-                                      trainer_sections)
+    from pyg_mmrec.config import NON_SETTINGS, SECTION_OF, trainer_sections
     from pyg_mmrec.train import Trainer
     params = inspect.signature(Trainer.__init__).parameters
     settings = [k for k in params if k not in NON_SETTINGS]
@@ -72,7 +71,7 @@ def test_every_trainer_argument_is_in_exactly_one_section():
 
 
 def test_model_keys_follow_kwargs_up_the_mro():
-    from pyg_mmrec.experiment import model_keys
+    from pyg_mmrec.config import model_keys
     fmcns = model_keys('fmcns')
     assert 'flow_weight' in fmcns and 'knn_k' in fmcns  # FREEDOM's
     assert 'kwargs' not in fmcns and 'data' not in fmcns
@@ -82,7 +81,7 @@ def test_model_keys_follow_kwargs_up_the_mro():
 
 
 def test_sectioned_and_flat_configs_give_the_same_kwargs(tmp_path):
-    from pyg_mmrec.experiment import load_config, resolve_config
+    from pyg_mmrec.config import load_config, resolve_config
     sectioned = tmp_path / 'sectioned.yaml'
     sectioned.write_text(
         'freedom:\n'
@@ -104,7 +103,7 @@ def test_sectioned_and_flat_configs_give_the_same_kwargs(tmp_path):
 
 
 def test_flat_and_dotted_keys_override_the_sections():
-    from pyg_mmrec.experiment import resolve_config
+    from pyg_mmrec.config import resolve_config
     config = {'model': {'num_layers': 3}, 'trainer': {'lr': 0.1, 'epochs': 7},
               'lr': 0.2, 'model.num_layers': 1, 'trainer.epochs': 2,
               'loader.batch_size': 99, 'evaluation.ks': [5]}
@@ -114,7 +113,7 @@ def test_flat_and_dotted_keys_override_the_sections():
 
 
 def test_trainer_defaults_are_filled_in_unless_the_config_sets_them():
-    from pyg_mmrec.experiment import resolve_config
+    from pyg_mmrec.config import resolve_config
     assert resolve_config('fmcns', {}) == ({}, {'lr': 5e-4, 'batch_size': 512})
     assert resolve_config('fmcns', {'loader': {'batch_size': 64}})[1] == {
         'batch_size': 64, 'lr': 5e-4}
@@ -127,7 +126,7 @@ def test_trainer_defaults_are_filled_in_unless_the_config_sets_them():
 
 def test_unknown_keys_and_sections_are_errors_naming_file_model_and_key(
         tmp_path):
-    from pyg_mmrec.experiment import load_config, resolve_config
+    from pyg_mmrec.config import load_config, resolve_config
     path = tmp_path / 'c.yaml'
     path.write_text('lightgcn:\n  model: {num_layers: 2, knn_k: 3}\n')
     with pytest.raises(ValueError, match=r"c\.yaml: model 'lightgcn': unknown "
@@ -154,7 +153,7 @@ def test_unknown_keys_and_sections_are_errors_naming_file_model_and_key(
 
 
 def test_a_key_both_model_and_trainer_setting_is_an_error(monkeypatch):
-    from pyg_mmrec.experiment import resolve_config
+    from pyg_mmrec.config import resolve_config
     from pyg_mmrec.models import MODELS, LightGCN
 
     class Clash(LightGCN):

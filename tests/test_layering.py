@@ -1,5 +1,5 @@
 """The package's import graph runs one way: data -> graphs -> nn -> loader
--> models -> train -> experiment -> report/recommend -> cli/demo. A
+-> models -> train -> config -> experiment -> report/recommend -> cli/demo. A
 subpackage imports only from itself and the layers below it, so that shared
 types live below their users (e.g. the batch type below the models, the pair
 index below the samplers and the evaluator)."""
@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / 'pyg_mmrec'
 LAYERS = ['typing', 'data', 'graphs', 'nn', 'loader', 'models', 'train',
-          'experiment', 'report', 'recommend', 'demo', 'cli', '__main__']
+          'config', 'experiment', 'report', 'recommend', 'demo', 'cli', '__main__']
 
 
 def layer_of(path: Path) -> str:

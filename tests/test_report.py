@@ -199,7 +199,7 @@ def test_table_script_uses_the_report_formatting():
 
 
 def test_differing_keys_counts_a_missing_key_as_differing():
-    from pyg_mmrec.train.trainer import differing_keys
+    from pyg_mmrec.train.records import differing_keys
     assert differing_keys([{'model': {'a': 1, 'b': None}, 'x': [1]},
                            {'model': {'a': 2}, 'x': [1]},
                            {'model': {'a': 1, 'b': None}, 'x': [1]}]) == [

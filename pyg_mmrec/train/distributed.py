@@ -76,6 +76,35 @@ def shard(n: int, rank_: Optional[int] = None,
     return slice(n * r // w, n * (r + 1) // w)
 
 
+def check_device(device: str) -> torch.device:
+    r"""The :class:`torch.device` :obj:`device` names, when this machine
+    has it.
+
+    Raises:
+        ValueError: If :obj:`device` is not a device string, or names a
+            CUDA device that this PyTorch build or machine does not have.
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"--device: {device!r} is not a device (e.g. "
+                         f"'cpu', 'cuda', 'cuda:1'): {e}") from None
+    if parsed.type == 'cuda':
+        if not torch.cuda.is_available():
+            build = ('this PyTorch build has no CUDA support'
+                     if torch.version.cuda is None else
+                     'no CUDA GPU is visible')
+            raise ValueError(f"--device {device}: {build}; use --device cpu")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"--device {device}: there are {count} CUDA "
+                             f"device(s) (cuda:0..cuda:{count - 1})")
+    elif parsed.type not in ('cpu', 'meta') and not hasattr(
+            torch, parsed.type):
+        raise ValueError(f"--device {device}: unsupported device type")
+    return parsed
+
+
 def init_from_env(device: str = 'cpu') -> str:
     r"""Joins the process group ``torchrun`` describes in the environment
     when it has more than one process (:obj:`WORLD_SIZE` > 1): backend
@@ -83,7 +112,13 @@ def init_from_env(device: str = 'cpu') -> str:
     through :obj:`MASTER_ADDR` / :obj:`MASTER_PORT` (``env://``).
     Returns the device of this process: :obj:`"cuda:<LOCAL_RANK>"` for
     :obj:`"cuda"` (one GPU per process), :obj:`device` otherwise. Without
-    ``torchrun`` (or with one process) nothing happens."""
+    ``torchrun`` (or with one process) nothing happens.
+
+    Raises:
+        ValueError: If :obj:`device` is unusable here (see
+            :func:`check_device`).
+    """
+    check_device(device)
     world = int(os.environ.get('WORLD_SIZE', '1'))
     cuda = torch.device(device).type == 'cuda'
     if world > 1 and cuda and torch.device(device).index is None:

@@ -3,9 +3,12 @@ the memory allocator in use."""
 import json
 import os
 import resource
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import torch
+
+from .checkpoint import no_space_error
+from .divergence import finite_or_none
 
 
 def peak_memory_mb() -> float:
@@ -29,12 +32,25 @@ def memory_allocator() -> str:
 
 
 def write_json(obj: Any, path: str) -> None:
-    r"""Writes :obj:`obj` as JSON atomically."""
+    r"""Writes :obj:`obj` as strict JSON (a float that is not finite becomes
+    :obj:`null`: no :obj:`NaN`/:obj:`Infinity` token), atomically.
+
+    Raises:
+        OSError: :obj:`ENOSPC` naming :obj:`path` when the disk is full.
+    """
     tmp = f'{path}.tmp'
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'w') as f:
+            json.dump(finite_or_none(obj), f, indent=1, allow_nan=False)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        full = no_space_error(e, path)
+        if full is not None:
+            raise full from None
+        raise
 
 
 def format_record(record: Dict[str, Any], metric: str) -> str:
@@ -64,3 +80,28 @@ def format_record(record: Dict[str, Any], metric: str) -> str:
     if record.get('best'):
         parts.append('*')
     return ' | '.join(parts)
+
+
+def flatten_config(config: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
+    r"""Nested sections as dotted keys, *e.g.* :obj:`"trainer.lr"`."""
+    out: Dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flatten_config(value, f'{prefix}{key}.'))
+        else:
+            out[f'{prefix}{key}'] = value
+    return out
+
+
+def differing_keys(configs: Sequence[Dict[str, Any]]) -> List[str]:
+    r"""The dotted keys (see :func:`flatten_config`) whose values are not
+    the same in all :obj:`configs` (a key missing from one counts as
+    differing), sorted."""
+    flat = [flatten_config(c) for c in configs]
+    missing = object()
+    out = []
+    for key in sorted(set().union(*flat)):
+        values = [f.get(key, missing) for f in flat]
+        if any(v is missing or v != values[0] for v in values):
+            out.append(key)
+    return out

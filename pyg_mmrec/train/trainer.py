@@ -5,9 +5,11 @@ import contextlib
 import copy
 import itertools
 import logging
+import math
 import os
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
+                    Union)
 
 import numpy as np
 import torch
@@ -18,12 +20,19 @@ from ..graphs import PairIndex, interaction_graph, train_graph
 from ..loader import BatchSource, NeighborSource
 from ..models.base import OPTIMIZERS, Stage, build_optimizer
 from . import distributed
-from .checkpoint import atomic_save, rng_state, seed_everything, set_rng_state
+from .checkpoint import (RunLock, atomic_save, load_checkpoint,
+                         remove_stale_temporaries, rng_state, seed_everything,
+                         set_rng_state)
+from .divergence import TrainingDiverged, checked_scores, loss_values
 from .protocols import build_evaluator
-from .records import format_record, peak_memory_mb, write_json
+from .records import differing_keys, format_record, peak_memory_mb, write_json
 from .offload import DiskOffload
 
 log = logging.getLogger('pyg_mmrec')
+
+#: What every :obj:`last.pt` holds.
+CHECKPOINT_KEYS = ('epoch', 'model', 'optimizer', 'stage_optimizers', 'rng',
+                   'history', 'best', 'bad_evals', 'config')
 
 SELECT_ON_TEST_LABEL = ('select-on-test (paper-reproduction mode: the best '
                         'epoch is chosen on the test set, which is optimistic)')
@@ -64,6 +73,10 @@ class Trainer:
             decay) for the recommender's parameters. (default: :obj:`"adam"`)
         lr (float): Learning rate. (default: :obj:`1e-3`)
         weight_decay (float): Weight decay. (default: :obj:`0.0`)
+        clip_grad_norm (float, optional): Clip the recommender's gradients
+            to this total 2-norm before every step (MMRec's
+            :obj:`clip_grad_norm`); :obj:`None`: no clipping.
+            (default: :obj:`None`)
         batch_size (int): Training triples per batch of the default source.
             (default: :obj:`2048`)
         epochs (int): Maximum number of epochs. (default: :obj:`1000`)
@@ -97,8 +110,9 @@ class Trainer:
         checkpoint_dir (str, optional): Where :obj:`last.pt` (full state,
             written atomically after every epoch), :obj:`best.pt` (best model
             weights) and :obj:`results.json` go.
-        resume (bool): Continue from :obj:`checkpoint_dir/last.pt` when it
-            exists. (default: :obj:`False`)
+        resume (bool): Continue from :obj:`checkpoint_dir/last.pt`; without
+            one, a warning says so and the run starts at epoch 1.
+            (default: :obj:`False`)
         config (dict, optional): The run's configuration, stored in the
             results and checked against the checkpoint on resume.
         progress (bool): Show tqdm progress bars. (default: :obj:`True`)
@@ -129,6 +143,7 @@ class Trainer:
         optimizer: str = 'adam',
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        clip_grad_norm: Optional[float] = None,
         batch_size: int = 2048,
         epochs: int = 1000,
         patience: int = 20,
@@ -149,7 +164,7 @@ class Trainer:
         callbacks: Optional[List[Callable]] = None,
         source: Optional[BatchSource] = None,
         sampler: str = 'full',
-        num_neighbors: Any = '10,10',
+        num_neighbors: Union[str, Sequence[int]] = '10,10',
         negatives: str = 'uniform',
         loader_workers: int = 0,
     ):
@@ -160,6 +175,9 @@ class Trainer:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if epochs < 0 or patience < 0:
             raise ValueError("epochs and patience must be >= 0")
+        if clip_grad_norm is not None and not clip_grad_norm > 0:
+            raise ValueError(f"clip_grad_norm must be > 0 (or None), got "
+                             f"{clip_grad_norm}")
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
         if optimizer not in OPTIMIZERS:
@@ -171,6 +189,9 @@ class Trainer:
         self.net = getattr(self.model, 'module', self.model)
         self.batch_size, self.epochs, self.patience = batch_size, epochs, patience
         self.eval_every, self.select_on = eval_every, select_on
+        self.clip_grad_norm = clip_grad_norm
+        #: The epoch being trained or evaluated (named when it diverges).
+        self.epoch = 0
         self.seed, self.checkpoint_dir, self.resume = seed, checkpoint_dir, resume
         self.progress = progress and distributed.is_main_process()
         self.callbacks = list(callbacks or [])
@@ -243,7 +264,9 @@ class Trainer:
         :obj:`test_masks`)."""
         self.net.eval()
         try:
-            return self.evaluator.evaluate(self.net.score, split, test_mask)
+            return self.evaluator.evaluate(
+                checked_scores(self.net.score, self.epoch, split), split,
+                test_mask)
         finally:
             self.net.train()
 
@@ -254,31 +277,40 @@ class Trainer:
             record['test_by_mask'] = {masks[0]: record['test'], **{
                 mask: self.evaluate('test', mask) for mask in masks[1:]}}
 
-    def _run(self, name: str, step: Callable[[Any], Dict[str, torch.Tensor]],
+    def _run(self, stage: Optional[str],
+             step: Callable[[Any], Dict[str, torch.Tensor]],
              batches, num_batches: int, optimizer,
              per_term: bool = False) -> Dict[str, float]:
         r"""One pass of :obj:`step` over :obj:`batches`, one optimiser step
         per batch (after one backward pass of the terms' sum, or of each
         term in turn); the mean of each loss term."""
         sums: Dict[str, float] = {}
+        name = f'epoch {self.epoch}' + (f' {stage}' if stage else '')
         bar = tqdm(batches, total=num_batches, desc=name, leave=False,
                    disable=not self.progress or None)
         optimizer.zero_grad(set_to_none=True)
         count = 0
         for batch in bar:
             terms = step(batch.to(self.device))
+            # Before the step: a term that is not finite stops the run
+            # before it reaches the weights.
+            values = loss_values(terms, self.epoch, count + 1, stage)
             if per_term:
                 for term in terms.values():
                     term.backward()
             else:
                 sum(terms.values()).backward()
+            if self.clip_grad_norm is not None and stage is None:
+                torch.nn.utils.clip_grad_norm_(
+                    [p for group in optimizer.param_groups
+                     for p in group['params']], self.clip_grad_norm)
             optimizer.step()
             # Free the gradients right away, so that the next forward pass
             # (and the evaluation, and the other stages) can reuse their
             # memory.
             optimizer.zero_grad(set_to_none=True)
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value
             count += 1
         return {key: value / max(count, 1) for key, value in sums.items()}
 
@@ -291,7 +323,7 @@ class Trainer:
             offload.restore()
         if stage.before is not None:
             stage.before()
-        means = self._run(f'epoch {epoch} {stage.name}', stage.loss,
+        means = self._run(stage.name, stage.loss,
                           stage.source.batches(epoch,
                                                self.generator(epoch, index)),
                           len(stage.source),
@@ -310,6 +342,7 @@ class Trainer:
         benchmarks); returns the mean of each loss term over the batches,
         their sum :obj:`"loss"`, and each stage's terms as
         :obj:`"<stage>/<term>"`."""
+        self.epoch = epoch
         net = self.net
         net.train()
         stage_means = {}
@@ -322,7 +355,7 @@ class Trainer:
         if max_batches is not None:
             num_batches = min(num_batches, max_batches)
             batches = itertools.islice(batches, num_batches)
-        means = self._run(f'epoch {epoch}', self.model, batches, num_batches,
+        means = self._run(None, self.model, batches, num_batches,
                           self.optimizer)
         net.on_epoch_end(epoch)
         means['loss'] = sum(means.values())
@@ -342,19 +375,23 @@ class Trainer:
                 'bad_evals': bad_evals, 'config': self.config}, path)
 
     def _load_checkpoint(self, path: str) -> Dict[str, Any]:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = load_checkpoint(path, self.device, keys=CHECKPOINT_KEYS)
         if state.get('config') != self.config:
             diff = differing_keys([state.get('config') or {}, self.config])
             raise ValueError(
                 f"{path}: the checkpoint was written with another configuration "
                 f"(differs in {', '.join(diff)}); use another checkpoint "
                 f"directory or drop --resume")
-        with self.resident():
-            self.net.load_state_dict(state['model'])
-            self.optimizer.load_state_dict(state['optimizer'])
-            for name, opt in self.stage_optimizers.items():
-                opt.load_state_dict(state['stage_optimizers'][name])
-        set_rng_state(state['rng'])
+        try:
+            with self.resident():
+                self.net.load_state_dict(state['model'])
+                self.optimizer.load_state_dict(state['optimizer'])
+                for name, opt in self.stage_optimizers.items():
+                    opt.load_state_dict(state['stage_optimizers'][name])
+            set_rng_state(state['rng'])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise ValueError(f"{path}: the checkpoint does not fit this "
+                             f"model and trainer ({str(e)[:300]})") from None
         return state
 
     def fit(self) -> Dict[str, Any]:
@@ -365,15 +402,29 @@ class Trainer:
         Runs with :func:`torch.use_deterministic_algorithms` (restored
         afterwards): some CPU kernels (e.g. accumulating index writes) are
         otherwise not reproducible from run to run with several threads.
-        Offloaded stages are back in memory when it returns."""
+        Offloaded stages are back in memory when it returns. The main
+        process holds :obj:`checkpoint_dir`'s :class:`RunLock` (a second run
+        on the folder is refused) and first removes the temporary files of
+        an interrupted write.
+
+        Raises:
+            TrainingDiverged: If a loss term or the scores are not finite;
+                :obj:`results.json` then records it under
+                :obj:`"diverged"`, with the best epoch before it."""
         previous = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(True, warn_only=True)
+        lock = None
         try:
+            if self._path('.lock') is not None:
+                lock = RunLock(self.checkpoint_dir).acquire()
+                remove_stale_temporaries(self.checkpoint_dir)
             return self._fit()
         finally:
             torch.use_deterministic_algorithms(previous)
             for offload in self.offloads.values():
                 offload.restore()
+            if lock is not None:
+                lock.release()
 
     def _fit(self) -> Dict[str, Any]:
         seed_everything(self.seed)
@@ -390,12 +441,29 @@ class Trainer:
             history, best = state['history'], state['best']
             bad_evals, start = state['bad_evals'], state['epoch'] + 1
             log.info("resumed from %s after epoch %d", last, state['epoch'])
+        elif self.resume:
+            log.warning("--resume: no checkpoint %s; starting a new run at "
+                        "epoch 1", last)
 
-        stopped_early = False
+        try:
+            stopped_early = self._epochs(start, history, best, bad_evals)
+        except TrainingDiverged as e:
+            self._results(history, best, False, diverged=str(e))
+            raise
+        if not best['val']:  # untrained model, or no evaluation happened
+            record = {'epoch': 0}
+            self._evaluate_epoch(0, record, best, bad_evals)
+            history.append(record)
+        return self._results(history, best, stopped_early)
+
+    def _epochs(self, start: int, history: List[Dict[str, Any]],
+                best: Dict[str, Any], bad_evals: int) -> bool:
+        r"""Trains epochs :obj:`start..epochs` (appending to
+        :obj:`history`, updating :obj:`best`); whether it stopped early."""
         for epoch in range(start, self.epochs + 1):
             if bad_evals >= self.patience and epoch > 1:
-                stopped_early = True
-                break
+                return True
+            self.epoch = epoch
             t0 = time.perf_counter()
             losses = self.train_epoch(epoch)
             record: Dict[str, Any] = {'epoch': epoch, 'losses': losses,
@@ -409,12 +477,7 @@ class Trainer:
                                  bad_evals)
             for callback in self.callbacks:
                 callback(self, record)
-
-        if not best['val']:  # untrained model, or no evaluation happened
-            record = {'epoch': 0}
-            self._evaluate_epoch(0, record, best, bad_evals)
-            history.append(record)
-        return self._results(history, best, stopped_early)
+        return False
 
     def _evaluate_epoch(self, epoch, record, best, bad_evals) -> int:
         t0 = time.perf_counter()
@@ -423,7 +486,7 @@ class Trainer:
         if self.select_on == 'test':
             self._evaluate_test(record)
         score = record[self.select_on][self.metric]
-        if score > best['score']:
+        if math.isfinite(score) and score > best['score']:
             if 'test' not in record:
                 self._evaluate_test(record)
             best.update(epoch=epoch, score=score, val=record['val'],
@@ -449,7 +512,8 @@ class Trainer:
             label += ' (transductive: candidates attend to each other)'
         return label
 
-    def _results(self, history, best, stopped_early) -> Dict[str, Any]:
+    def _results(self, history, best, stopped_early,
+                 diverged: Optional[str] = None) -> Dict[str, Any]:
         train_times = [r['train_time'] for r in history if 'train_time' in r]
         eval_times = [r['eval_time'] for r in history if 'eval_time' in r]
         results = {
@@ -470,6 +534,8 @@ class Trainer:
         }
         if 'test_by_mask' in best:
             results['test_by_mask'] = best['test_by_mask']
+        if diverged is not None:
+            results['diverged'] = diverged
         path = self._path('results.json')
         if path is not None:
             write_json(results, path)
@@ -519,31 +585,6 @@ def negative_exclusion(model, data: HeteroData) -> Optional[PairIndex]:
     log.warning("%s: negatives exclude validation and test items too (the "
                 "original's leak, faithful mode)", type(model).__name__)
     return interaction_graph(data, 'cpu')
-
-
-def flatten_config(config: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
-    r"""Nested sections as dotted keys, *e.g.* :obj:`"trainer.lr"`."""
-    out: Dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(flatten_config(value, f'{prefix}{key}.'))
-        else:
-            out[f'{prefix}{key}'] = value
-    return out
-
-
-def differing_keys(configs: Sequence[Dict[str, Any]]) -> List[str]:
-    r"""The dotted keys (see :func:`flatten_config`) whose values are not
-    the same in all :obj:`configs` (a key missing from one counts as
-    differing), sorted."""
-    flat = [flatten_config(c) for c in configs]
-    missing = object()
-    out = []
-    for key in sorted(set().union(*flat)):
-        values = [f.get(key, missing) for f in flat]
-        if any(v is missing or v != values[0] for v in values):
-            out.append(key)
-    return out
 
 
 def _mean(values):

@@ -122,7 +122,8 @@ def test_no_flow_ablation_leaves_the_generator_out(data, monkeypatch):
 
 
 def test_fmcns_trains_with_its_own_batch_size_and_lr_by_default(data):
-    from pyg_mmrec.experiment import resolve_config, run_experiment
+    from pyg_mmrec.config import resolve_config
+    from pyg_mmrec.experiment import run_experiment
     _, trainer_kwargs = resolve_config('fmcns', {})
     assert trainer_kwargs == {'lr': 5e-4, 'batch_size': 512}
     _, trainer_kwargs = resolve_config('fmcns', {'batch_size': 64})
