@@ -101,6 +101,7 @@ class MCLN(Recommender):
         transductive (bool): Candidates attend to each other in
             :obj:`score(users, items)`. (default: :obj:`True`)
     """
+    requires_features = True
     trainer_defaults = {'lr': 1e-3}
     #: Its batch attention makes an epoch several times LightGCN's on a
     #: CPU: the demo runs 20.

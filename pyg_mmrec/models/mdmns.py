@@ -1,5 +1,6 @@
 """MDMNS."""
 import itertools
+import logging
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -19,6 +20,17 @@ from .base import Recommender, Stage
 from .registry import register_model
 
 FUSED = 'fused'
+
+log = logging.getLogger(__name__)
+
+
+def _sum(terms: List[Tensor]) -> Tensor:
+    r"""The sum of a non-empty list of tensors, in order (a tensor, never
+    the Python :obj:`0` that :func:`sum` starts from)."""
+    out = terms[0]
+    for term in terms[1:]:
+        out = out + term
+    return out
 
 
 @register_model('mdmns')
@@ -101,6 +113,14 @@ class MDMNS(Recommender):
       original, with :obj:`cl_method=0` no loss reaches the fused branch, so
       the modality weights keep their initial values (the branch still
       adds to the scores).
+
+    **Any number of modalities** (at least one): one denoiser, branch and
+    generated graph per modality. With a single modality, its guide is its
+    own features, and :obj:`cl_method=0` has no pair of modality views to
+    contrast: its :obj:`"cl"` term is then a constant zero tensor, kept
+    so that the logs have the same terms whatever the dataset (a warning at
+    construction says so); :obj:`cl_method=1` has a contrastive loss on
+    one modality too.
 
     On CPU, glibc's allocator fragments under this model's many large
     temporaries (TikTok, :math:`d = 512`: 2.9 GB resident for a 1 GB live
@@ -271,6 +291,12 @@ class MDMNS(Recommender):
             rebuild_k=rebuild_k, keep_rate=keep_rate)
         self.denoiser_lr, self.offload_dir = denoiser_lr, offload_dir
         self._denoiser_inputs: Optional[Tuple] = None
+        if cl_method == 0 and ssl_weight > 0 and len(self.modalities) < 2:
+            log.warning(
+                "MDMNS: cl_method=0 contrasts the views of pairs of "
+                "modalities, and dataset '%s' has one (%s): its 'cl' term "
+                "is 0; cl_method=1 (the multi-level loss) works with one "
+                "modality", getattr(data, 'name', '?'), self.modalities[0])
         self.reset_parameters()
 
     def _linear_projection(self, modality: str) -> bool:
@@ -457,40 +483,47 @@ class MDMNS(Recommender):
 
     def contrastive_loss(self, out: Dict[str, Tuple[Tensor, Tensor]],
                          feats: Dict[str, Tensor], batch: BPRBatch) -> Tensor:
+        r"""The :obj:`ssl_weight`-weighted contrastive term of
+        :obj:`cl_method`, always a scalar tensor: with :obj:`cl_method=0`
+        and a single modality (no pair to contrast) a constant zero."""
+        parts: List[Tensor] = []
         if self.cl_method == 0:
-            views = self.modality_views(feats)
-            loss = 0.0
-            for a, b in itertools.combinations(self.modalities, 2):
-                loss = loss + self._info_nce(views[a][0], views[b][0],
-                                             batch.user)
-                loss = loss + self._info_nce(views[a][1], views[b][1],
-                                             batch.pos)
-            return self.ssl_weight * loss
-        users = items = None
-        if self.cl_anchors == 'batch':
-            users, items = batch.user.unique(), batch.pos.unique()
-        fused_u, fused_i = out[FUSED]
-        loss = 0.0
-        for m in self.modalities:
-            mod_u, mod_i = out[m]
-            loss = loss + self._info_nce(fused_u, mod_u, users)
-            loss = loss + self._info_nce(fused_i, mod_i, items)
-            loss = loss + noisy_view_info_nce(
-                mod_i, self.noise_levels, self.temperature, index=items,
-                chunk_size=self.chunk_size, matmul_dtype=self._matmul_dtype())
-        return self.ssl_weight * loss
+            pairs = list(itertools.combinations(self.modalities, 2))
+            views = self.modality_views(feats) if pairs else {}
+            for a, b in pairs:
+                parts.append(self._info_nce(views[a][0], views[b][0],
+                                            batch.user))
+                parts.append(self._info_nce(views[a][1], views[b][1],
+                                            batch.pos))
+        else:
+            users = items = None
+            if self.cl_anchors == 'batch':
+                users, items = batch.user.unique(), batch.pos.unique()
+            fused_u, fused_i = out[FUSED]
+            for m in self.modalities:
+                mod_u, mod_i = out[m]
+                parts.append(self._info_nce(fused_u, mod_u, users))
+                parts.append(self._info_nce(fused_i, mod_i, items))
+                parts.append(noisy_view_info_nce(
+                    mod_i, self.noise_levels, self.temperature, index=items,
+                    chunk_size=self.chunk_size,
+                    matmul_dtype=self._matmul_dtype()))
+        if not parts:  # one modality, cl_method 0: nothing to contrast
+            return self.item_embedding.weight.new_zeros(())
+        return self.ssl_weight * _sum(parts)
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
         self.check_subgraph(batch.subgraph)
         feats = self.features()  # once per batch, shared with the views
         out = self.branches(feats)
-        bpr = 0.0
+        parts = []
         for m in self.modalities:
             user_emb, item_emb = out[m]
             u = user_emb.index_select(0, batch.user)
-            bpr = bpr + bpr_loss(
+            parts.append(bpr_loss(
                 (u * item_emb.index_select(0, batch.pos)).sum(-1),
-                (u * item_emb.index_select(0, batch.neg)).sum(-1))
+                (u * item_emb.index_select(0, batch.neg)).sum(-1)))
+        bpr = _sum(parts)
         if self.faithful:  # the original's sum over the nominal batch size
             size = batch.user.numel()
             self._nominal_batch_size = max(self._nominal_batch_size, size)

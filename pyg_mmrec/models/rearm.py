@@ -1,5 +1,6 @@
 """REARM."""
-from typing import Dict, Optional, Tuple
+import logging
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,55 @@ from ..nn import (CoordinateAttention, LightGCNEncoder, MetaLowRankTransform,
                   bpr_loss, info_nce, orthogonality_loss, sparse_mm)
 from .base import Recommender
 from .registry import register_model
+
+log = logging.getLogger(__name__)
+
+
+_COUNT_WORDS = ('none', 'one', 'two', 'three', 'four', 'five')
+
+
+def _count(n: int) -> str:
+    return _COUNT_WORDS[n] if n < len(_COUNT_WORDS) else str(n)
+
+
+def channel_modalities(available: Sequence[str],
+                       chosen: Optional[Sequence[str]] = None,
+                       dataset: str = '?') -> Tuple[str, str]:
+    r"""REARM's :obj:`(visual, textual)` channels among the dataset's item
+    modalities :obj:`available` (in canonical order): the two of
+    :obj:`chosen`, or the dataset's only two when :obj:`chosen` is
+    :obj:`None`; of the two, :obj:`"image"` is the visual channel, else
+    the first (in :obj:`chosen`'s order, or the canonical one). Raises a
+    :class:`ValueError` naming the modalities when there are fewer than
+    two, or more than two and :obj:`chosen` does not pick two of them.
+    """
+    available = list(available)
+    has = ', '.join(available)
+    if len(available) < 2:
+        raise ValueError(
+            f"REARM needs at least two item modalities (it pairs two "
+            f"modalities as its visual and textual channels); the dataset "
+            f"'{dataset}' has {_count(len(available))}: {has}")
+    if chosen is None:
+        if len(available) > 2:
+            raise ValueError(
+                f"REARM pairs two modalities as its visual and textual "
+                f"channels, and the dataset '{dataset}' has "
+                f"{_count(len(available))}: {has}; choose two with the "
+                f"model setting 'modalities', e.g. modalities="
+                f"{available[:2]} (--modalities "
+                f"'[{', '.join(available[:2])}]' on the command line)")
+        chosen = available
+    chosen = [chosen] if isinstance(chosen, str) else list(chosen)
+    if len(chosen) != 2 or len(set(chosen)) != 2:
+        raise ValueError(f"REARM's 'modalities' must name two different "
+                         f"modalities (got {chosen})")
+    missing = [m for m in chosen if m not in available]
+    if missing:
+        raise ValueError(f"REARM's 'modalities' names {missing}, which the "
+                         f"dataset '{dataset}' lacks (it has: {has})")
+    visual = 'image' if 'image' in chosen else chosen[0]
+    return visual, next(m for m in chosen if m != visual)
 
 
 class _FixedTables(torch.nn.Module):
@@ -105,9 +155,19 @@ class REARM(Recommender):
       and validation items (the trainer's protocol); the original masks
       training items only (:obj:`test_masks="train"` reproduces that).
 
+    **Modalities.** REARM has two channels, :math:`v` and :math:`t`. A
+    dataset with two item modalities uses both (image as :math:`v` when
+    present, else the first in the canonical order image, text, audio);
+    one with a single modality is refused, and one with more is refused
+    unless :obj:`modalities` picks two (then image, if picked, is
+    :math:`v`, else the first listed; the :obj:`*_image_weight` settings
+    weight :math:`v`'s similarity graphs). The others are not used. See
+    :func:`channel_modalities`.
+
     Args:
-        data (HeteroData): The dataset; it must carry exactly two item
-            feature modalities.
+        data (HeteroData): The dataset; it must carry at least two item
+            feature modalities (exactly two unless :obj:`modalities` is
+            given).
         embedding_dim (int): :math:`d`. (default: :obj:`64`)
         num_layers (int): LightGCN layers :math:`L`. (default: :obj:`4`)
         rank (int): :math:`r`. (default: :obj:`3`)
@@ -152,6 +212,10 @@ class REARM(Recommender):
             (``experiments/results/scale.md``). (default: :obj:`True`)
         faithful (bool): Keep the original's negatives, detached
             meta-network and unrestricted dropout. (default: :obj:`False`)
+        modalities (Sequence[str], optional): The two modalities used as
+            the visual and textual channels, for a dataset with more than
+            two (e.g. :obj:`["image", "audio"]`). (default: :obj:`None`,
+            the dataset's two)
 
     The defaults are Baby's settings (models.md 4.6); the original has none
     for TikTok, whose configuration uses Baby's.
@@ -187,14 +251,18 @@ class REARM(Recommender):
         normalize_features: bool = False,
         train_features: bool = True,
         faithful: bool = False,
+        modalities: Optional[Sequence[str]] = None,
     ):
         super().__init__(data)
         feats = require_features(data, type(self).__name__)
-        if len(feats) != 2:
-            raise ValueError(f"REARM takes two modalities (a visual and a "
-                             f"textual channel); dataset "
-                             f"'{getattr(data, 'name', '?')}' has "
-                             f"{list(feats)}")
+        #: The (visual, textual) channels' modalities.
+        self.modalities: Tuple[str, str] = channel_modalities(
+            list(feats), modalities, getattr(data, 'name', '?'))
+        unused = [m for m in feats if m not in self.modalities]
+        if unused:
+            log.info("REARM: %s is the visual channel, %s the textual one; "
+                     "not used: %s", *self.modalities, ', '.join(unused))
+        feats = {m: feats[m] for m in self.modalities}
         for name, p in (('self_dropout', self_dropout),
                         ('mutual_dropout', mutual_dropout)):
             if not 0.0 <= p < 1.0 and not (faithful and p == 1.0):
@@ -202,8 +270,6 @@ class REARM(Recommender):
                                  f"faithful=True), got {p}")
         if normalize_features:
             feats = {m: F.normalize(x, dim=1) for m, x in feats.items()}
-        first = 'image' if 'image' in feats else next(iter(feats))
-        self.modalities = (first, next(m for m in feats if m != first))
         self.embedding_dim, self.num_layers, self.rank = (embedding_dim,
                                                           num_layers, rank)
         self.num_user_hops, self.num_item_hops = num_user_hops, num_item_hops
