@@ -1,12 +1,15 @@
 import pytest
 import torch
 
-from pyg_mmrec.graphs import PairIndex
+from pyg_mmrec.data import make_synthetic
+from pyg_mmrec.graphs import PairIndex, train_graph
 from torch_geometric.loader import LinkNeighborLoader
 
 from pyg_mmrec.loader import (CausalNegatives, NeighborSource,
                               ReplaceNegatives, to_bpr_batch)
-from pyg_mmrec.loader.neighbor import EDGE_TYPE, parse_num_neighbors
+from pyg_mmrec.loader.neighbor import (EDGE_TYPE, REV_EDGE_TYPE,
+                                      parse_num_neighbors)
+from pyg_mmrec.models import LightGCN
 from pyg_mmrec.nn import CausalNegativeSampler
 from sampling_helpers import top_k_sets
 
@@ -194,3 +197,122 @@ def test_errors():
     with pytest.raises(ValueError, match='num_workers'):
         NeighborSource(graph, 10, [2], num_workers=-1)
     assert 'negatives=' in repr(NeighborSource(graph, 10, [2]))
+
+
+def global_pairs(index, user_id, item_id):
+    r"""The global (user, item) pairs of local :obj:`[2, E]` edges."""
+    return list(zip(user_id[index[0]].tolist(), item_id[index[1]].tolist()))
+
+
+def test_replaced_negatives_bring_exactly_their_training_edges():
+    """Negatives outside the sampled subgraph whose items have training
+    edges to the subgraph's users: the subgraph gains exactly those edges
+    (both edge types, each once, with their e_id), nothing else."""
+    graph = power_law_graph()
+    source = NeighborSource(graph, 16, [1])
+    torch.manual_seed(0)
+    seeds = graph.edge_index[:, ::50][:, :16]
+    raw = next(iter(LinkNeighborLoader(
+        source.data, [1], edge_label_index=(EDGE_TYPE, seeds),
+        neg_sampling='triplet', batch_size=16,
+        neighbor_sampler=source.sampler)))
+    user_id, old_items = raw['user'].n_id.clone(), raw['item'].n_id.clone()
+    old = {t: global_pairs(raw[t].edge_index if t == EDGE_TYPE else
+                           raw[t].edge_index.flip(0), user_id, old_items)
+           for t in raw.edge_types}
+    # Per row, an item outside the subgraph, not a positive of the row's
+    # user, with training edges to other users of the subgraph (cycling
+    # through the candidates, so that several items join).
+    user = user_id[raw['user'].src_index]
+    in_sub = torch.isin(graph.edge_index[0], user_id)
+    linked = torch.bincount(graph.edge_index[1, in_sub],
+                            minlength=graph.num_items)
+    outside = ~torch.isin(torch.arange(graph.num_items), old_items)
+    neg = []
+    for row, u in enumerate(user.tolist()):
+        ok = outside & (linked > 0) & ~graph.contains(
+            torch.tensor(u), torch.arange(graph.num_items))
+        cand = ok.nonzero().view(-1)
+        neg.append(int(cand[row % cand.numel()]))
+    neg = torch.tensor(neg)
+    batch = ReplaceNegatives(graph, lambda u, p: neg)(raw)
+    item_id = batch['item'].n_id
+    added = item_id[old_items.numel():]
+    assert set(added.tolist()) == set(neg.tolist()) and added.numel() >= 3
+    assert torch.equal(item_id[batch['item'].dst_neg_index], neg)
+    # The reference, from the training graph: every training edge between
+    # an added item and a user of the subgraph.
+    eu, ei = graph.edge_index
+    keep = torch.isin(ei, added) & torch.isin(eu, user_id)
+    expected = sorted(zip(eu[keep].tolist(), ei[keep].tolist()))
+    assert len(expected) > added.numel()  # not a comparison of empty sets
+    for t in batch.edge_types:
+        store = batch[t]
+        index = store.edge_index if t == EDGE_TYPE else \
+            store.edge_index.flip(0)
+        pairs = global_pairs(index, user_id, item_id)
+        assert pairs[:len(old[t])] == old[t], t
+        assert sorted(pairs[len(old[t]):]) == expected, t
+        assert torch.equal(graph.edge_index[:, store.e_id],
+                           torch.tensor(pairs).t()), t
+    sub = to_bpr_batch(batch).subgraph
+    assert sorted(global_pairs(sub.edge_index, sub.user_id, sub.item_id)) == \
+        sorted(set(old[EDGE_TYPE]) | set(old[REV_EDGE_TYPE]) | set(expected))
+    check_batch(graph, to_bpr_batch(batch))
+
+
+def test_one_hop_subgraph_holds_the_seeds_edges_in_both_directions():
+    """With every neighbour of one hop, a batch's subgraph holds exactly the
+    training edges of its seed users (reached through the reverse edges
+    only) and of its seed items (through the forward edges), and the
+    loader's graph holds the reverse of every training edge."""
+    graph = power_law_graph()
+    source = NeighborSource(graph, 16, [-1], negatives='loader')
+    rev = source.data[REV_EDGE_TYPE].edge_index
+    assert torch.equal(rev, source.data[EDGE_TYPE].edge_index.flip(0))
+    assert torch.equal(source.data[EDGE_TYPE].edge_index, graph.edge_index)
+    eu, ei = graph.edge_index
+    through_users = 0
+    for batch in epoch(source)[:4]:
+        sub = batch.subgraph
+        users = batch.user.unique()
+        items = torch.cat([batch.pos, batch.neg]).unique()
+        of_users, of_items = torch.isin(eu, users), torch.isin(ei, items)
+        keep = of_users | of_items
+        expected = sorted(zip(eu[keep].tolist(), ei[keep].tolist()))
+        assert sorted(global_pairs(sub.edge_index, sub.user_id,
+                                   sub.item_id)) == expected
+        assert set(sub.user_id.tolist()) == set(
+            users.tolist()) | set(eu[of_items].tolist())
+        assert set(sub.item_id.tolist()) == set(
+            items.tolist()) | set(ei[of_users].tolist())
+        through_users += int((of_users & ~of_items).sum())
+    assert through_users > 0  # edges only the reverse type brings
+
+
+def test_a_subgraph_holding_the_whole_graph_propagates_as_the_full_graph():
+    """One positive per user as the seeds, one hop of every neighbour: the
+    subgraph holds every training edge, most of them brought by the
+    reverse edges only (each user's items; the seed items are a few of the
+    many items), and LightGCN on it gives the full-graph embeddings of its
+    nodes."""
+    data = make_synthetic(num_users=30, num_items=150, seed=3)
+    graph = train_graph(data)
+    first = graph.ptr[:-1][graph.user_degree() > 0]
+    seeds = graph.edge_index[:, first]
+    source = NeighborSource(graph, seeds.size(1), [-1], negatives='loader')
+    (batch, ) = list(source.loader(seeds, seed=0))
+    sub = batch.subgraph
+    assert sorted(global_pairs(sub.edge_index, sub.user_id, sub.item_id)) \
+        == sorted(map(tuple, graph.edge_index.t().tolist()))
+    # the seed items' edges alone are not the whole graph
+    of_seeds = torch.isin(graph.edge_index[1],
+                          torch.cat([batch.pos, batch.neg]))
+    assert int(of_seeds.sum()) < graph.num_pairs // 2
+    torch.manual_seed(0)
+    model = LightGCN(data, embedding_dim=8, num_layers=3)
+    with torch.no_grad():
+        full_user, full_item = model.encode()
+        user, item = model.encode(sub)
+    torch.testing.assert_close(user, full_user[sub.user_id])
+    torch.testing.assert_close(item, full_item[sub.item_id])

@@ -103,7 +103,11 @@ def test_candidate_and_top_selection():
     assert top_generated(gen, p, 1, keep_empty=True)[0].tolist() == [1]
 
 
-def test_propagation_follows_the_dense_formulas(data):
+@pytest.mark.parametrize('mix', [None, (1.2, -0.5)],
+                         ids=['equal', 'unequal'])
+def test_propagation_follows_the_dense_formulas(data, mix):
+    # mix: the two graph-mixing parameters (None: the initial, equal ones,
+    # under which swapping the original and generated weights is invisible)
     model = GenRec(data, keep_rate=1.0, **SMALL)
     model.rebuild_graph()
     model.eval()  # deterministic (no dropout, running BN statistics)
@@ -112,7 +116,14 @@ def test_propagation_follows_the_dense_formulas(data):
     G = model.generated_graph()[0].to_dense()
     R = model.norm_interactions.to_dense()
     e = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
-    w = torch.softmax(model.mix_weight, 0)
+    if mix is None:
+        w = torch.softmax(model.mix_weight, 0)
+    else:
+        with torch.no_grad():
+            model.mix_weight.copy_(torch.tensor(mix))
+        # w_o, w_g: the original graph's weight, then the generated one's
+        w = torch.softmax(torch.tensor(mix), 0)
+        assert float(w[0]) > 0.8 and not torch.allclose(A, G)
     C = w[0] * (e + A @ e) / 2 + w[1] * (e + G @ e) / 2
     H = []
     for m in model.modalities:

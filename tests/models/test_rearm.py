@@ -126,3 +126,64 @@ def test_train_features_false_keeps_the_tables_fixed_without_state(
     shared = [t.data_ptr() == data['item'][f'x_{m}'].data_ptr()
               for t, m in zip(model.item_features, model.modalities)]
     assert all(shared) != train_features
+
+
+def dense_info_nce(x, y, temperature):
+    r"""InfoNCE between the rows of two views, cosine logits, every row
+    against all rows (models.md 4.4, ``ssl_loss``)."""
+    logits = (torch.nn.functional.normalize(x, dim=1) @
+              torch.nn.functional.normalize(y, dim=1).t()) / temperature
+    return (torch.logsumexp(logits, dim=1) - logits.diag()).mean()
+
+
+def dense_orthogonality(x, y, eps=1e-6):
+    r"""Mean over the :math:`d \times d` entries of :math:`(X^\top Y)^2`,
+    columns centred over the rows, rows divided by their norm (models.md
+    4.4, ``cal_diff_loss``)."""
+    def standardise(t):
+        t = t - t.mean(dim=0)
+        return t / (t.norm(dim=1, keepdim=True) + eps)
+    return (standardise(x).t() @ standardise(y)).pow(2).mean()
+
+
+def test_loss_terms_by_value_with_distinct_weights():
+    """BPR, the modal-shared InfoNCE (weighted by ``cl_weight``, over the
+    batch's distinct users and distinct positive and negative items) and
+    the modal-unique orthogonality term (weighted by ``diff_weight``, over
+    the batch's users with duplicates and its positive items, whose rows
+    follow the users' in the channel table), against dense formulas."""
+    data = make_synthetic(num_users=40, num_items=30, seed=6)
+    seed_everything(0)
+    cl_weight, diff_weight, tau = 0.3, 0.07, 0.6
+    model = REARM(data, embedding_dim=8, user_knn_k=3, item_knn_k=3,
+                  self_dropout=0.0, mutual_dropout=0.0, cl_weight=cl_weight,
+                  diff_weight=diff_weight, cl_temperature=tau).train()
+    user, pos = split_edge_index(data, 'train')[:, ::7][:, :12]
+    user = torch.cat([user, user[:3]])  # duplicate users count twice
+    pos = torch.cat([pos, (pos[:3] + 5) % 30])
+    neg = (pos * 7 + 3) % 30
+    assert user.unique().numel() < user.numel()
+    assert int(pos.max()) < 40  # an item row read as a user row would exist
+    terms = model(BPRBatch(user, pos, neg))
+    assert set(terms) == {'bpr', 'cl', 'diff'}
+
+    with torch.no_grad():
+        m, rep = model.channels()
+    U, d = 40, 8
+    x_u, x_i = rep[:U], rep[U:]
+    bpr = -torch.nn.functional.logsigmoid(
+        (x_u[user] * x_i[pos]).sum(-1) - (x_u[user] * x_i[neg]).sum(-1)).mean()
+    m_u, m_i = m[:U], m[U:]
+    users = user.unique()
+    items = torch.cat([pos, neg]).unique()
+    cl = (dense_info_nce(m_u[users, :d], m_u[users, d:], tau) +
+          dense_info_nce(m_i[items, :d], m_i[items, d:], tau))
+    diff = (dense_orthogonality(m_u[user, :d], m_u[user, d:]) +
+            dense_orthogonality(m_i[pos, :d], m_i[pos, d:]))
+    assert cl > 0 and diff > 0
+    torch.testing.assert_close(terms['bpr'].detach(), bpr)
+    torch.testing.assert_close(terms['cl'].detach(), cl_weight * cl)
+    torch.testing.assert_close(terms['diff'].detach(), diff_weight * diff)
+    # The weights are distinct enough for a swap (or a sign) to show.
+    assert abs(float(cl_weight * cl - diff_weight * cl)) > 1e-3
+    assert abs(float(diff_weight * diff - cl_weight * diff)) > 1e-4
