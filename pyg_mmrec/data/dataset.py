@@ -5,6 +5,7 @@ import os
 import os.path as osp
 import re
 import shutil
+import warnings
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
@@ -24,7 +25,8 @@ from .synthetic import make_synthetic
 log = logging.getLogger(__name__)
 
 #: Bump when the processed format changes, to invalidate old caches.
-CACHE_VERSION = 1
+#: 2: cold users' held-out interactions dropped, ``dropped_cold_*`` counts.
+CACHE_VERSION = 2
 DATA_ENV = 'PYG_MMREC_DATA'
 CACHE_ENV = 'PYG_MMREC_CACHE'
 
@@ -52,6 +54,53 @@ def _short_hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
+class CacheError(RuntimeError):
+    r"""A processed cache file that cannot be used (refused, corrupt or of
+    an unexpected content); the dataset is processed again."""
+
+
+#: Classes the processed cache may hold, beyond tensors and containers.
+CACHE_GLOBALS = [HeteroData]
+
+
+def load_processed(path: str):
+    r"""Reads a processed cache file written by
+    :meth:`~torch_geometric.data.InMemoryDataset.save` with
+    :obj:`torch.load(weights_only=True)`, allowing only
+    :obj:`CACHE_GLOBALS`: a pickled payload that names any other global is
+    refused, never executed. Returns :obj:`(HeteroData, slices)`.
+
+    Raises:
+        CacheError: If the file is refused, corrupt or not such a cache.
+    """
+    try:
+        with torch.serialization.safe_globals(CACHE_GLOBALS), \
+                warnings.catch_warnings():
+            warnings.simplefilter('ignore', UserWarning)  # pickle protocol
+            out = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # refused global, truncated zip, bad magic, ...
+        raise CacheError(f"{path}: unusable dataset cache "
+                         f"({_load_failure(e)})") from None
+    if not (isinstance(out, tuple) and len(out) == 3
+            and isinstance(out[0], dict) and out[2] is HeteroData):
+        raise CacheError(f"{path}: unusable dataset cache (unexpected "
+                         f"content {type(out).__name__})")
+    try:
+        return HeteroData.from_dict(out[0]), out[1]
+    except Exception as e:
+        raise CacheError(f"{path}: unusable dataset cache ({e})") from None
+
+
+def _load_failure(error: Exception) -> str:
+    # torch's refusal is a long text; keep the global it names.
+    text = str(error)
+    match = re.search(r'Unsupported global: GLOBAL ([\w.]+)', text)
+    if match is not None:
+        return f"refused to load the global {match.group(1)}"
+    first = text.strip().splitlines()[0] if text.strip() else ''
+    return f"{type(error).__name__}: {first[:200]}"
+
+
 class MMRecDataset(InMemoryDataset):
     r"""One dataset folder (MMRec or DiffMM layout, see
     :mod:`pyg_mmrec.data.readers`) with a processed cache;
@@ -62,6 +111,13 @@ class MMRecDataset(InMemoryDataset):
     content hash covers the raw files' names, sizes and modification times
     (and the :obj:`pre_transform`), so a changed file is re-processed; stale
     caches of the same folder are removed.
+
+    The cache is never unpickled with arbitrary globals: it is read with
+    :obj:`torch.load(weights_only=True)`, allowing only the PyG classes it
+    holds (PyG's own :meth:`load` may retry with :obj:`weights_only=False`,
+    and its :obj:`pre_transform.pt` check always does, so neither is used). A
+    cache file that is refused or corrupt is treated as stale: a warning is
+    logged and the raw files are processed again.
 
     Args:
         folder (str): The dataset folder.
@@ -100,7 +156,30 @@ class MMRecDataset(InMemoryDataset):
                                        self._prefix + content_key)
         super().__init__(self.folder, transform, pre_transform, log=False,
                          force_reload=force_reload)
-        self.load(self.processed_paths[0], data_cls=HeteroData)
+        try:
+            self.load(self.processed_paths[0], data_cls=HeteroData)
+        except CacheError as e:
+            log.warning("%s; processing %s again", e, self.folder)
+            self.process()
+            self.load(self.processed_paths[0], data_cls=HeteroData)
+
+    def _process(self) -> None:
+        # PyG's version unpickles `pre_transform.pt` with weights_only=False
+        # (code execution from a crafted cache); the cache key covers the
+        # pre_transform, so that check is not needed.
+        if self.force_reload or not osp.isfile(self.processed_paths[0]):
+            os.makedirs(self.processed_dir, exist_ok=True)
+            self.process()
+
+    def load(self, path: str, data_cls: type = HeteroData) -> None:
+        r"""Loads the processed cache :obj:`path` safely (see the class
+        docstring).
+
+        Raises:
+            CacheError: If the file is refused or not a processed dataset.
+        """
+        data, self.slices = load_processed(path)
+        self.data = data
 
     @property
     def raw_dir(self) -> str:
@@ -231,8 +310,12 @@ def available_datasets(root: Optional[str] = None) -> List[str]:
 
 def dataset_statistics(data: HeteroData) -> Dict[str, Any]:
     r"""Summary statistics of a dataset: users, items, interactions per
-    split, density, modalities with their dimensions, and the users and
-    items without any training interaction.
+    split, density, modalities with their dimensions, the users and items
+    without any training interaction, and the cold users whose held-out
+    interactions the reader dropped (see
+    :func:`~pyg_mmrec.data.build_hetero_data`; they are among the users
+    without training interaction, and the split counts exclude what was
+    dropped).
 
     Args:
         data (HeteroData): The dataset.
@@ -255,4 +338,7 @@ def dataset_statistics(data: HeteroData) -> Dict[str, Any]:
                        item_features(data).items()},
         'users_without_train': int((user_deg == 0).sum()),
         'items_without_train': int((item_deg == 0).sum()),
+        'cold_users_dropped': int(getattr(data, 'dropped_cold_users', 0)),
+        'held_out_dropped': int(getattr(data, 'dropped_cold_interactions',
+                                        0)),
     }

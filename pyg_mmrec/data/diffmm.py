@@ -133,6 +133,8 @@ def _sparse_to_pairs(path: str, mat) -> Tuple[np.ndarray, np.ndarray,
             coo = mat.tocoo()
             row, col, data = (coo.row.astype(np.int64),
                               coo.col.astype(np.int64), coo.data)
+        if not (data.dtype == bool or np.issubdtype(data.dtype, np.number)):
+            raise ValueError(f"non-numeric entries of dtype {data.dtype}")
     except DataFormatError:
         raise
     except Exception as e:
@@ -145,11 +147,25 @@ def _sparse_to_pairs(path: str, mat) -> Tuple[np.ndarray, np.ndarray,
             raise DataFormatError(
                 f"{path}: {int(bad.sum())} {kind} index(es) out of range "
                 f"[0, {n}), e.g. {int(ids[bad][0])}")
-    csr = sp.csr_matrix((data, (row, col)), shape=shape)
-    csr.sum_duplicates()
-    csr.eliminate_zeros()  # binarise: entries != 0 are interactions
-    coo = csr.tocoo()
-    return coo.row.astype(np.int64), coo.col.astype(np.int64), shape
+    row, col = _nonzero_pairs(row, col, data)
+    return row, col, shape
+
+
+def _nonzero_pairs(row: np.ndarray, col: np.ndarray, data: np.ndarray
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    r"""The (row, col) pairs whose summed entries are non-zero, sorted by row
+    then column (binarised: entries :obj:`!= 0` are interactions). Memory is
+    linear in the number of entries, never in the matrix's shape, which a
+    crafted file could make huge."""
+    order = np.lexsort((col, row))
+    row, col, data = row[order], col[order], data[order]
+    if len(row) == 0:
+        return row, col
+    first = np.ones(len(row), dtype=bool)
+    first[1:] = (row[1:] != row[:-1]) | (col[1:] != col[:-1])
+    starts = np.flatnonzero(first)
+    keep = np.add.reduceat(data, starts) != 0
+    return row[starts][keep], col[starts][keep]
 
 
 def read_diffmm_interactions(folder: str) -> Tuple[

@@ -24,6 +24,7 @@ from torch_geometric.data import HeteroData
 
 from .diffmm import DIFFMM_FILES, read_diffmm_interactions
 from .hetero import DataFormatError, build_hetero_data
+from .textio import check_plain_text, dataset_lines, first_undecodable_line
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ def _feature_files(folder: str) -> Dict[str, str]:
 
 
 def _mmrec_inter_file(folder: str, name: Optional[str]) -> str:
+    r"""The ``.inter`` file to read: ``<name>.inter`` if :obj:`name` is
+    given, else the only one, else the one named after the folder (logging
+    a warning that names the ignored ones); several others are refused."""
     if name is not None:
         path = osp.join(folder, f'{name}.inter')
         if not osp.isfile(path):
@@ -85,11 +89,16 @@ def _mmrec_inter_file(folder: str, name: Optional[str]) -> str:
         return files[0]
     if not files:
         raise DataFormatError(f"{folder}: no '<name>.inter' file")
-    own = f'{osp.basename(osp.normpath(folder))}.inter'
+    own = f'{osp.basename(osp.normpath(osp.abspath(folder)))}.inter'
     if own in files:
+        log.warning("%s: several '.inter' files; reading %s (named after the "
+                    "folder) and ignoring %s", folder, own,
+                    ', '.join(f for f in files if f != own))
         return own
-    raise DataFormatError(f"{folder}: several '.inter' files {files}; pass "
-                          f"the dataset name to choose one")
+    raise DataFormatError(
+        f"{folder}: several '.inter' files ({', '.join(files)}) and none is "
+        f"named after the folder; keep only one in the folder, or rename the "
+        f"one to read to '{own}' (in Python: pass name=<its stem>)")
 
 
 def raw_files(folder: str, name: Optional[str] = None
@@ -130,10 +139,10 @@ def _read_features(folder: str) -> Tuple[Dict[str, np.ndarray],
                 f"{path}: not a readable .npy array ({e})") from None
         if not isinstance(arr, np.ndarray):
             raise DataFormatError(f"{path}: not a single .npy array")
-        if arr.ndim != 2:
+        if arr.ndim != 2 or arr.shape[1] == 0:
             raise DataFormatError(
-                f"{path}: expected a 2-d [num_items, dim] array, got shape "
-                f"{tuple(arr.shape)}")
+                f"{path}: expected a 2-d [num_items, dim] array with dim >= 1,"
+                f" got shape {tuple(arr.shape)}")
         features[modality], sources[modality] = arr, path
     return features, sources
 
@@ -148,23 +157,54 @@ def _is_int(value: str) -> bool:
     return re.fullmatch(r'\s*[+-]?\d+\s*', value) is not None
 
 
+_INT64 = np.iinfo(np.int64)
+
+
 def _locate_bad_value(path: str, cols: List[int], names: List[str],
                       error: Exception) -> str:
     # Slow scan, only on the error path, to name the first offending line.
-    with open(path, 'r', newline=None, encoding='utf-8-sig') as f:
-        next(f)
-        for lineno, line in enumerate(f, start=2):
-            if not line.strip():
-                continue
-            fields = line.rstrip('\n').split('\t')
-            for c, n in zip(cols, names):
-                if c >= len(fields):
-                    return (f"line {lineno} has {len(fields)} column(s), "
-                            f"column '{n}' is missing")
-                if not _is_int(fields[c]):
-                    return (f"line {lineno}, column '{n}': {fields[c]!r} is "
-                            f"not an integer")
+    for lineno, line in dataset_lines(path):
+        if lineno == 1 or not line.strip():
+            continue
+        fields = line.rstrip('\r\n').split('\t')
+        for c, n in zip(cols, names):
+            if c >= len(fields):
+                return (f"line {lineno} has {len(fields)} column(s), "
+                        f"column '{n}' is missing")
+            if not _is_int(fields[c]):
+                return (f"line {lineno}, column '{n}': {fields[c]!r} is "
+                        f"not an integer")
+            if not _INT64.min <= int(fields[c]) <= _INT64.max:
+                return (f"line {lineno}, column '{n}': {fields[c].strip()} "
+                        f"is out of the 64-bit integer range")
     return f'unparsable value ({error})'
+
+
+def _read_header(path: str) -> str:
+    r"""The first line of a plain UTF-8 ``.inter`` file (see
+    :func:`~pyg_mmrec.data.textio.dataset_lines`)."""
+    lines = dataset_lines(path)
+    try:
+        return next(lines, (1, ''))[1]
+    finally:
+        lines.close()
+
+
+def _read_table(path: str, cols: List[int]) -> np.ndarray:
+    r"""The integer columns :obj:`cols` of the rows of an ``.inter`` file
+    (after its header), as an :obj:`[N, len(cols)]` array."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', UserWarning)  # "no data"
+            return np.loadtxt(path, delimiter='\t', skiprows=1,
+                              dtype=np.int64, usecols=cols, comments=None,
+                              ndmin=2, encoding='utf-8-sig')
+    except UnicodeDecodeError:
+        first_undecodable_line(path)  # raises, naming the line
+        raise DataFormatError(f"{path}: not UTF-8 text") from None
+    except ValueError as e:
+        problem = _locate_bad_value(path, cols, list(MMREC_COLUMNS), e)
+        raise DataFormatError(f"{path}: {problem}") from None
 
 
 def read_mmrec(folder: str, name: Optional[str] = None) -> HeteroData:
@@ -172,7 +212,12 @@ def read_mmrec(folder: str, name: Optional[str] = None) -> HeteroData:
 
     The number of users is :obj:`max(userID) + 1` and the number of items
     :obj:`max(itemID) + 1`, both over all splits; when feature files exist,
-    their row count must equal the number of items.
+    their row count must equal the number of items. Ids are expected to be
+    contiguous from :obj:`0` (as MMRec's preprocessing writes them): a few
+    unused ids are logged, ids far beyond their count (such as raw ids of
+    :obj:`2**40`) are refused (see
+    :func:`~pyg_mmrec.data.build_hetero_data`). The file must be plain
+    UTF-8 text (a byte-order mark is accepted; a gzipped file is refused).
 
     Args:
         folder (str): The dataset folder.
@@ -184,8 +229,8 @@ def read_mmrec(folder: str, name: Optional[str] = None) -> HeteroData:
     name = inter[:-len('.inter')]
     path = osp.join(folder, inter)
 
-    with open(path, 'r', newline=None, encoding='utf-8-sig') as f:
-        header = f.readline()
+    check_plain_text(path)
+    header = _read_header(path)
     if not header.strip():
         raise DataFormatError(f"{path}: the file is empty, expected a header "
                               f"line with columns {', '.join(MMREC_COLUMNS)}")
@@ -200,17 +245,7 @@ def read_mmrec(folder: str, name: Optional[str] = None) -> HeteroData:
         raise DataFormatError(
             f"{path}: missing column(s) {', '.join(map(repr, missing))}; "
             f"found columns {columns}")
-    cols = [columns.index(c) for c in MMREC_COLUMNS]
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', UserWarning)  # "no data"
-            table = np.loadtxt(path, delimiter='\t', skiprows=1,
-                               dtype=np.int64, usecols=cols, comments=None,
-                               ndmin=2)
-    except ValueError as e:
-        problem = _locate_bad_value(path, cols, list(MMREC_COLUMNS), e)
-        raise DataFormatError(f"{path}: {problem}") from None
+    table = _read_table(path, [columns.index(c) for c in MMREC_COLUMNS])
     if table.shape[0] == 0:
         raise DataFormatError(f"{path}: no interaction rows after the header")
     user, item, split = table[:, 0], table[:, 1], table[:, 2]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from torch_geometric.data import HeteroData
 
 from pyg_mmrec.data import (
     INTERACTS,
@@ -188,6 +189,68 @@ def test_transform_and_pre_transform(tmp_path, count_reads):
     assert len(count_reads) == 2
 
 
+class _Payload:
+    r"""Unpickling this opens (creates) :obj:`marker`: a stand-in for any
+    code a crafted cache file could run."""
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def write_torch_file(path, obj):
+    # torch.save pickles with the standard pickler: the payload is kept.
+    torch.save(obj, path)
+
+
+@pytest.mark.parametrize('target', ['data.pt', 'pre_transform.pt'])
+def test_crafted_cache_file_is_not_executed(tmp_path, cache, count_reads,
+                                            caplog, target):
+    folder = write_mmrec(tmp_path / 'toy', features=toy_features())
+    first = MMRecDataset(folder)
+    marker = tmp_path / 'MARKER'
+    write_torch_file(os.path.join(first.processed_dir, target),
+                     (_Payload(marker), None, HeteroData))
+    with caplog.at_level('WARNING', logger='pyg_mmrec.data'):
+        second = MMRecDataset(folder)
+    assert not marker.exists()
+    assert_same(second[0], first[0])
+    if target == 'data.pt':  # refused, then re-processed
+        assert len(count_reads) == 2
+        assert 'unusable dataset cache' in caplog.text
+        assert 'processing' in caplog.text
+        third = MMRecDataset(folder)  # the re-processed cache is used
+        assert len(count_reads) == 2
+        assert_same(third[0], first[0])
+    else:  # never read: the cache key covers the pre_transform
+        assert len(count_reads) == 1
+
+
+@pytest.mark.parametrize('content', [b'', b'not a torch file',
+                                     b'PK\x03\x04truncated zip'])
+def test_corrupt_cache_is_reprocessed(tmp_path, cache, count_reads, caplog,
+                                      content):
+    folder = write_diffmm(tmp_path / 'toy')
+    first = MMRecDataset(folder)
+    with open(first.processed_paths[0], 'wb') as f:
+        f.write(content)
+    with caplog.at_level('WARNING', logger='pyg_mmrec.data'):
+        second = MMRecDataset(folder)
+    assert len(count_reads) == 2
+    assert 'unusable dataset cache' in caplog.text
+    assert_same(second[0], first[0])
+
+
+def test_cache_of_unexpected_content_is_reprocessed(tmp_path, cache,
+                                                    count_reads):
+    folder = write_mmrec(tmp_path / 'toy')
+    first = MMRecDataset(folder)
+    torch.save({'weights': torch.zeros(3)}, first.processed_paths[0])
+    assert_same(MMRecDataset(folder)[0], first[0])
+    assert len(count_reads) == 2
+
+
 def test_bad_data_error_propagates(tmp_path, cache):
     folder = write_mmrec(tmp_path / 'toy', rows=ROWS + [(0, 0, 1)])
     with pytest.raises(DataFormatError, match='two splits'):
@@ -251,32 +314,38 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert default_cache_dir() == os.path.expanduser('~/.cache/pyg_mmrec')
 
 
-def test_dataset_statistics(tmp_path):
+def test_dataset_statistics(tmp_path, caplog):
     rows = ROWS + [(3, 5, 1), (3, 0, 2), (3, 1, 0)]
     rows = [r for r in rows if r != (0, 3, 2)] + [(4, 3, 2), (4, 2, 1)]
     feats = toy_features(num=6)
-    data = load_dataset(write_mmrec(tmp_path / 'toy', rows=rows,
-                                    features=feats))
+    with caplog.at_level('WARNING', logger='pyg_mmrec.data'):
+        data = load_dataset(write_mmrec(tmp_path / 'toy', rows=rows,
+                                        features=feats))
+    assert 'dropping 2 validation/test interaction(s) (1 validation, 1 ' \
+        'test) of 1 user(s) without any training interaction' in caplog.text
     stats = dataset_statistics(data)
     assert stats == {
         'name': 'toy',
         'users': 5,
         'items': 6,
-        'interactions': 14,
+        'interactions': 12,  # user 4's two held-out interactions dropped
         'train': 6,
-        'val': 4,
-        'test': 4,
-        'density': 14 / 30,
+        'val': 3,
+        'test': 3,
+        'density': 12 / 30,
         'modalities': {'image': 6, 'text': 4},
-        'users_without_train': 1,  # user 4
+        'users_without_train': 1,  # user 4, cold: now without interactions
         'items_without_train': 2,  # items 2 and 5
+        'cold_users_dropped': 1,
+        'held_out_dropped': 2,
     }
 
 
 # Real data ###################################################################
 
 REAL = {
-    'tiktok': (9308, 6710, [59541, 3051, 6130], {'image': 128, 'audio': 128}),
+    # TikTok: 10 cold users' 5 validation and 5 test interactions dropped.
+    'tiktok': (9308, 6710, [59541, 3046, 6125], {'image': 128, 'audio': 128}),
     'baby': (19445, 7050, [118551, 20559, 21682], {}),
     'sports': (35598, 18357, [218409, 40029, 37899], {}),
 }
@@ -298,6 +367,10 @@ def test_real_dataset_cached(real_dataset, data_root, name, count_reads):
     if name == 'tiktok':
         assert stats['users_without_train'] == 10
         assert stats['items_without_train'] == 465
+        assert (stats['cold_users_dropped'], stats['held_out_dropped']) == \
+            (10, 10)
+    else:
+        assert stats['cold_users_dropped'] == stats['held_out_dropped'] == 0
     assert_same(data, readers.read_folder(str(folder)))
 
 

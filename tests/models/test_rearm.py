@@ -18,11 +18,12 @@ def data():
 
 
 def test_users_and_items_without_training_interactions_are_finite():
-    # user 3 has only a test item, item 5 no interaction at all
+    # user 3 has only a test item (a cold user: the reader drops that
+    # pair, the user stays a node without edges), item 5 no interaction
     rng = np.random.default_rng(0)
-    user = np.array([0, 0, 1, 1, 2, 2, 0, 1, 3])
-    item = np.array([0, 1, 1, 2, 2, 3, 4, 4, 0])
-    split = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2])
+    user = np.array([0, 0, 1, 1, 2, 2, 0, 1, 3, 2])
+    item = np.array([0, 1, 1, 2, 2, 3, 4, 4, 0, 4])
+    split = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 2])
     feats = {'image': rng.normal(size=(6, 4)).astype(np.float32),
              'text': rng.normal(size=(6, 3)).astype(np.float32)}
     data = build_hetero_data(user, item, split, 4, 6, feats)

@@ -11,10 +11,13 @@ convention, ``models.md`` section 1.1), per-user split, then write
 * ``stats.json``; optionally ``text_feat.npy``, ``image_feat.npy`` and
   ``<modality>_feat.npy`` of precomputed features (float32, row :math:`i`
   = new item id :math:`i`).
+
+The folder is written atomically (see
+:mod:`pyg_mmrec.data.preprocess.output`): a failure leaves no partial
+dataset behind.
 """
 import json
 import logging
-import os
 import os.path as osp
 import re
 from typing import Any, Dict, List, Optional, Tuple
@@ -23,9 +26,11 @@ import numpy as np
 
 from ..hetero import SPLITS, DataFormatError
 from .features import image_features, read_item_features, text_features
+from ..textio import dataset_lines
 from .filtering import (first_of_duplicates, k_core, keep_min_rating,
                         reindex_by_first_appearance)
-from .raw import (read_amazon_meta, read_delimited_titles,
+from .output import atomic_output_dir, check_output_dir
+from .raw import (numbered_lines, read_amazon_meta, read_delimited_titles,
                   read_movielens_titles, read_raw)
 from .split import split_interactions
 
@@ -56,12 +61,12 @@ def read_id_mapping(path: str) -> Dict[int, str]:
     its column names) is skipped. Returns dataset id -> original id.
 
     Raises:
-        DataFormatError: If a line is malformed or an id appears twice.
+        DataFormatError: If the file is gzip-compressed or not UTF-8, a line
+            is malformed or an id appears twice.
     """
-    with open(path, newline='') as f:
-        lines = [line.rstrip('\r\n') for line in f]
     out: Dict[int, str] = {}
-    for number, line in enumerate(lines, 1):
+    for number, line in dataset_lines(path):
+        line = line.rstrip('\r\n')
         if not line.strip():
             continue
         fields = line.split('\t') if '\t' in line else line.split(',')
@@ -124,8 +129,11 @@ def item_texts(fmt: str, input_path: str, meta: Optional[str],
     elif fmt == 'amazon':
         texts = read_amazon_meta(meta, wanted, progress)
     else:
-        with open(meta, encoding='utf-8') as f:
-            width = len(f.readline().split('\t'))
+        lines = numbered_lines(meta)
+        try:
+            width = len(next(lines, (1, ''))[1].split('\t'))
+        finally:
+            lines.close()
         texts = read_delimited_titles(meta, 0, list(range(1, width)), '\t',
                                       wanted, skip_header=True)
     return [texts.get(i, '') for i in raw_item_ids]
@@ -168,7 +176,11 @@ def preprocess(
         fmt (str): :obj:`"amazon"`, :obj:`"movielens"` or :obj:`"csv"` (see
             :mod:`pyg_mmrec.data.preprocess.raw`).
         input_path (str): The raw file (MovieLens: file or folder).
-        output_dir (str): The dataset folder to write.
+        output_dir (str): The dataset folder to write, atomically: an
+            existing file there is refused before any work; an existing
+            folder (holding only files that preprocessing writes) is
+            replaced once the new one is complete (see
+            :mod:`~pyg_mmrec.data.preprocess.output`).
         name (str, optional): Dataset name (``<name>.inter``). Defaults to
             the output folder's name.
         meta (str, optional): Item metadata for text features (see
@@ -194,19 +206,10 @@ def preprocess(
             (:obj:`user_col`, :obj:`item_col`, :obj:`rating_col`,
             :obj:`time_col`, :obj:`delimiter`).
     """
-    item_features = dict(item_features or {})
-    clash = {'text'} & set(item_features) if text else set()
-    clash |= {'image'} & set(item_features) if images is not None else set()
-    for modality, path in item_features.items():
-        if not re.fullmatch(r'\w+', modality):
-            raise ValueError(f"item_features: modality name {modality!r} "
-                             f"must be a word (letters, digits, '_')")
-        if not osp.isfile(path):
-            raise FileNotFoundError(f"{path}: no such feature file (item "
-                                    f"features {modality!r})")
-    if clash:
-        raise ValueError(f"item_features: {sorted(clash)} would overwrite "
-                         f"the features computed by the text/image options")
+    item_features = _checked_item_features(item_features, text, images)
+    _check_name(name)
+    check_output_dir(output_dir, [input_path, meta, images, image_weights,
+                                  text_model, *item_features.values()])
     raw = read_raw(fmt, input_path, progress=progress, **csv_kwargs)
     source = raw.source
     arrays = (raw.user, raw.item, raw.rating, raw.time)
@@ -238,17 +241,10 @@ def preprocess(
             f"with the {split!r} split of {len(user)} interactions")
 
     name = name or osp.basename(osp.normpath(osp.abspath(output_dir)))
-    os.makedirs(output_dir, exist_ok=True)
     raw_users = [raw.user_ids[i] for i in user_old.tolist()]
     raw_items = [raw.item_ids[i] for i in item_old.tolist()]
     raw_lines = raw.lines
     del raw
-    write_inter(osp.join(output_dir, f'{name}.inter'), user, item, rating,
-                time, label)
-    write_id_map(osp.join(output_dir, ID_MAPS['user']), raw_users,
-                 'userID')
-    write_id_map(osp.join(output_dir, ID_MAPS['item']), raw_items,
-                 'itemID')
     n_users, n_items = len(raw_users), len(raw_items)
     stats: Dict[str, Any] = {
         'name': name, 'source': source, 'format': fmt,
@@ -260,27 +256,63 @@ def preprocess(
         'user_core': user_core, 'item_core': item_core, 'split': split,
         'seed': seed, 'features': {},
     }
-    if text:
-        texts = item_texts(fmt, input_path, meta, raw_items, progress)
-        feat = text_features(texts, text_model, progress=progress)
-        np.save(osp.join(output_dir, 'text_feat.npy'), feat)
-        stats['features']['text'] = {
-            'dim': int(feat.shape[1]),
-            'items_without_text': sum(not t.strip() for t in texts)}
-    if images is not None:
-        feat = image_features(raw_items, images, image_backbone,
-                              image_weights, progress=progress)
-        np.save(osp.join(output_dir, 'image_feat.npy'), feat)
-        stats['features']['image'] = {'dim': int(feat.shape[1]),
-                                      'backbone': image_backbone}
-    for modality, path in item_features.items():
-        feat = read_item_features(path, raw_items, progress=progress)
-        np.save(osp.join(output_dir, f'{modality}_feat.npy'), feat)
-        stats['features'][modality] = {'dim': int(feat.shape[1]),
-                                       'file': path}
-    with open(osp.join(output_dir, 'stats.json'), 'w') as f:
-        json.dump(stats, f, indent=1)
+    with atomic_output_dir(output_dir) as folder:
+        write_inter(osp.join(folder, f'{name}.inter'), user, item, rating,
+                    time, label)
+        write_id_map(osp.join(folder, ID_MAPS['user']), raw_users, 'userID')
+        write_id_map(osp.join(folder, ID_MAPS['item']), raw_items, 'itemID')
+        if text:
+            texts = item_texts(fmt, input_path, meta, raw_items, progress)
+            feat = text_features(texts, text_model, progress=progress)
+            np.save(osp.join(folder, 'text_feat.npy'), feat)
+            stats['features']['text'] = {
+                'dim': int(feat.shape[1]),
+                'items_without_text': sum(not t.strip() for t in texts)}
+        if images is not None:
+            feat = image_features(raw_items, images, image_backbone,
+                                  image_weights, progress=progress)
+            np.save(osp.join(folder, 'image_feat.npy'), feat)
+            stats['features']['image'] = {'dim': int(feat.shape[1]),
+                                          'backbone': image_backbone}
+        for modality, path in item_features.items():
+            feat = read_item_features(path, raw_items, progress=progress)
+            np.save(osp.join(folder, f'{modality}_feat.npy'), feat)
+            stats['features'][modality] = {'dim': int(feat.shape[1]),
+                                           'file': path}
+        with open(osp.join(folder, 'stats.json'), 'w') as f:
+            json.dump(stats, f, indent=1)
     log.info("%s: %d users, %d items, %d interactions (train %d, val %d, "
              "test %d) written to %s", name, n_users, n_items, len(user),
              counts['train'], counts['val'], counts['test'], output_dir)
     return stats
+
+
+def _check_name(name: Optional[str]) -> None:
+    r"""Refuses a dataset name that is not a plain file name: the
+    ``<name>.inter`` file must land inside the output folder."""
+    if name is not None and (not name.strip() or name in ('.', '..') or
+                             osp.basename(name) != name or
+                             (osp.altsep or '/') in name):
+        raise ValueError(f"name {name!r}: must be a file name (no folder), "
+                         f"the stem of '<name>.inter'")
+
+
+def _checked_item_features(item_features: Optional[Dict[str, str]],
+                           text: bool, images: Optional[str]
+                           ) -> Dict[str, str]:
+    r"""Validates :func:`preprocess`'s :obj:`item_features` (modality names,
+    files present, no clash with the computed text/image features)."""
+    item_features = dict(item_features or {})
+    clash = {'text'} & set(item_features) if text else set()
+    clash |= {'image'} & set(item_features) if images is not None else set()
+    for modality, path in item_features.items():
+        if not re.fullmatch(r'\w+', modality):
+            raise ValueError(f"item_features: modality name {modality!r} "
+                             f"must be a word (letters, digits, '_')")
+        if not osp.isfile(path):
+            raise FileNotFoundError(f"{path}: no such feature file (item "
+                                    f"features {modality!r})")
+    if clash:
+        raise ValueError(f"item_features: {sorted(clash)} would overwrite "
+                         f"the features computed by the text/image options")
+    return item_features

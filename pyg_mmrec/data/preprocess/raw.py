@@ -7,13 +7,16 @@ Files are read line by line (gzip detected by its magic bytes), so a
 multi-GB dump is never held in memory: only the interned
 :class:`RawInteractions` (four compact numeric arrays and the raw id
 strings) are kept. Malformed input raises
-:class:`~pyg_mmrec.data.DataFormatError` as ``<file>:<line>: <problem>``.
+:class:`~pyg_mmrec.data.DataFormatError` as ``<file>:<line>: <problem>``:
+text that is not valid in the file's encoding (UTF-8 unless stated; a
+leading byte-order mark is accepted) is refused at its first bad line rather
+than dropped or replaced, since a mangled id would silently split a user or
+item in two; a corrupt or truncated gzip stream is refused as such.
 """
 import ast
 import csv
-import gzip
-import io
 import json
+import math
 import os.path as osp
 from array import array
 from dataclasses import dataclass
@@ -23,37 +26,28 @@ import numpy as np
 from tqdm import tqdm
 
 from ..hetero import DataFormatError
+from ..textio import line_error, open_text  # noqa: F401 (re-exported)
+from ..textio import numbered_lines as _strict_lines
 
 FORMATS = ('amazon', 'movielens', 'csv')
 _PROGRESS_EVERY = 100_000
 
 
-def line_error(path: str, lineno: int, problem: str) -> DataFormatError:
-    r"""The error for a bad line: ``<file>:<line>: <problem>``."""
-    return DataFormatError(f"{path}:{lineno}: {problem}")
-
-
-def open_text(path: str, encoding: str = 'utf-8') -> io.TextIOBase:
-    r"""Opens :obj:`path` for streaming text reading, decompressing it when
-    it starts with the gzip magic bytes :obj:`1f 8b` (whatever its name)."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    with open(path, 'rb') as f:
-        gzipped = f.read(2) == b'\x1f\x8b'
-    if gzipped:
-        return gzip.open(path, 'rt', encoding=encoding, errors='replace')
-    return open(path, 'r', encoding=encoding, errors='replace', newline='')
-
-
 def numbered_lines(path: str, encoding: str = 'utf-8',
-                    progress: bool = False) -> Iterator[Tuple[int, str]]:
-    r"""Streams :obj:`(line number, line)` of a text file (gzipped or not,
-    see :func:`open_text`), with a progress bar of lines read."""
+                   progress: bool = False) -> Iterator[Tuple[int, str]]:
+    r"""Streams :obj:`(line number, line)` of a text file (gzipped or not),
+    with a progress bar of lines read. Decoding is strict (see
+    :func:`pyg_mmrec.data.textio.numbered_lines`): a line that is not valid
+    in :obj:`encoding` stops the read with a
+    :class:`~pyg_mmrec.data.DataFormatError` naming the file and the line
+    (never silently replaced characters, which would corrupt ids); so does
+    a corrupt or truncated gzip stream. A UTF-8 byte-order mark at the start
+    is removed."""
     bar = tqdm(desc=f'reading {osp.basename(path)}', unit=' lines',
                disable=not progress, unit_scale=True)
-    with open_text(path, encoding) as f, bar:
+    with bar:
         lineno = 0
-        for lineno, line in enumerate(f, start=1):
+        for lineno, line in _strict_lines(path, encoding):
             if lineno % _PROGRESS_EVERY == 0:
                 bar.update(_PROGRESS_EVERY)
             yield lineno, line
@@ -112,12 +106,25 @@ class _Interner:
             list(self.users), list(self.items), source, lines)
 
 
+_INT64_LIMIT = 2 ** 63
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _number(path: str, lineno: int, value, what: str, kind=float):
+    r"""Parses a rating (:obj:`float`, stored as float32) or a time
+    (:obj:`int`, stored as int64), refusing text, NaN, infinities and values
+    out of the stored type's range with the file, line and value."""
     try:
-        return kind(float(value)) if kind is int else kind(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         raise line_error(path, lineno,
                          f"non-numeric {what} {value!r}") from None
+    limit, dtype = ((_INT64_LIMIT, 'int64') if kind is int else
+                    (_FLOAT32_MAX, 'float32'))
+    if not math.isfinite(number) or abs(number) >= limit:
+        raise line_error(path, lineno, f"{what} {value!r} is not a finite "
+                         f"number in the range of {dtype}")
+    return int(number) if kind is int else number
 
 
 # Amazon ######################################################################
@@ -127,10 +134,11 @@ def parse_json_line(path: str, lineno: int, line: str) -> dict:
     the python-literal "loose JSON" of the 2014 Amazon dumps."""
     try:
         record = json.loads(line)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         try:
             record = ast.literal_eval(line.strip())
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
+        except (ValueError, TypeError, SyntaxError, MemoryError,
+                RecursionError):
             raise line_error(path, lineno,
                              f"malformed JSON line ({e})") from None
     if not isinstance(record, dict):
@@ -282,7 +290,15 @@ def _split_rows(path: str, delimiter: str, encoding: str,
             for lineno, line in numbered:
                 current[0] = lineno
                 yield line
-        for fields in csv.reader(text(), delimiter=delimiter):
+        reader = csv.reader(text(), delimiter=delimiter)
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:  # e.g. a field over csv's size limit
+                raise line_error(path, current[0], f"malformed delimited "
+                                 f"line ({e})") from None
             yield current[0], fields
     else:
         for lineno, line in lines:

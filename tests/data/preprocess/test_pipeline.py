@@ -229,3 +229,71 @@ def test_preprocessed_output_trains_with_every_model(amazon_with_features,
                          output_dir=str(tmp_path / 'run'), data=data)
     assert len(res['history']) == 1
     assert all(np.isfinite(v) for v in res['test'].values())
+
+
+# Atomic output ###############################################################
+
+def test_failure_reading_features_leaves_no_output(tmp_path):
+    raw = tmp_path / 'reviews.json.gz'
+    write_reviews(raw)
+    bad = tmp_path / 'feat.txt'
+    bad.write_text('I000 1 2\nI001 1 x\n')
+    with pytest.raises(DataFormatError, match=r'feat\.txt:2: non-numeric'):
+        preprocess('amazon', str(raw), str(tmp_path / 'out'),
+                   item_features={'image': str(bad)})
+    assert not (tmp_path / 'out').exists()
+    assert sorted(os.listdir(tmp_path)) == ['feat.txt', 'reviews.json.gz']
+
+
+def test_failure_keeps_the_previous_dataset(tmp_path):
+    raw = tmp_path / 'reviews.json.gz'
+    write_reviews(raw)
+    out = tmp_path / 'out'
+    preprocess('amazon', str(raw), str(out), split='chrono')
+    before = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    bad = tmp_path / 'feat.txt'
+    bad.write_text('I000 1 2\nI001 1\n')
+    with pytest.raises(DataFormatError, match=r'feat\.txt:2: 1 values'):
+        preprocess('amazon', str(raw), str(out), split='random',
+                   item_features={'image': str(bad)})
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
+    assert not [e for e in os.listdir(tmp_path) if e.startswith('.')]
+    # A successful run replaces it as a whole.
+    (out / 'image_feat.npy').write_bytes(b'stale')
+    preprocess('amazon', str(raw), str(out), split='random')
+    assert sorted(os.listdir(out)) == sorted(before)
+    assert (out / 'out.inter').read_bytes() != before['out.inter']
+    assert not [e for e in os.listdir(tmp_path) if e.startswith('.')]
+
+
+def test_output_checked_before_reading_input(tmp_path):
+    (tmp_path / 'out').write_text('a file')
+    absent = str(tmp_path / 'absent.json')  # would fail if read first
+    with pytest.raises(ValueError, match=r'out: exists and is not a folder'):
+        preprocess('amazon', absent, str(tmp_path / 'out'))
+    (tmp_path / 'folder').mkdir()
+    (tmp_path / 'folder' / 'thesis.tex').write_text('precious')
+    with pytest.raises(ValueError, match=r'holds 1 entry that '
+                       r'preprocessing does not write \(thesis\.tex\)'):
+        preprocess('amazon', absent, str(tmp_path / 'folder'))
+    assert (tmp_path / 'folder' / 'thesis.tex').read_text() == 'precious'
+
+
+def test_input_inside_output_refused(tmp_path):
+    out = tmp_path / 'out'
+    out.mkdir()
+    write_reviews(out / 'reviews.json.gz')
+    (out / 'data.inter').write_text('')  # looks like an output
+    os.rename(out / 'reviews.json.gz', out / 'x_feat.npy')
+    with pytest.raises(ValueError, match=r'holds the input .*x_feat\.npy'):
+        preprocess('amazon', str(out / 'x_feat.npy'), str(out))
+    assert sorted(os.listdir(out)) == ['data.inter', 'x_feat.npy']
+
+
+@pytest.mark.parametrize('name', ['../escape', 'a/b', '..', ''])
+def test_name_must_be_a_file_name(tmp_path, name):
+    raw = tmp_path / 'reviews.json.gz'
+    write_reviews(raw)
+    with pytest.raises(ValueError, match='must be a file name'):
+        preprocess('amazon', str(raw), str(tmp_path / 'out'), name=name)
+    assert sorted(os.listdir(tmp_path)) == ['reviews.json.gz']

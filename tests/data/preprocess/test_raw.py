@@ -143,3 +143,88 @@ def test_movielens_1m_dat(tmp_path):
         '661': 'Pok\xe9 (1996) Animation Musical'}
     with pytest.raises(DataFormatError, match='not a MovieLens ratings'):
         read_movielens(str(tmp_path / 'movies.dat'))
+
+
+# Strict text: encodings, broken gzip, numbers ################################
+
+def reviews_gz(n=3000):
+    return gzip.compress(''.join(review(f'A{k}', f'B{k % 7}', 5.0, k) + '\n'
+                                 for k in range(n)).encode())
+
+
+@pytest.mark.parametrize('mangle,problem', [
+    (lambda raw: raw[:len(raw) // 2], 'ended before the end-of-stream'),
+    (lambda raw: raw[:2] + b'\x08\x00' + bytes(range(200)), ''),
+    (lambda raw: raw[:2] + b'garbage, not deflate data', ''),
+    (lambda raw: raw[:-8] + bytes(8), 'CRC check failed'),
+])
+def test_corrupt_gzip_named(tmp_path, mangle, problem):
+    path = tmp_path / 'reviews.json.gz'
+    path.write_bytes(mangle(reviews_gz()))
+    with pytest.raises(DataFormatError, match=r'reviews\.json\.gz: corrupt '
+                       rf'or truncated gzip file \(after line \d+: '
+                       rf'.*{problem}'):
+        read_amazon(str(path))
+
+
+@pytest.mark.parametrize('gzipped', [False, True])
+def test_invalid_utf8_refused_with_line(tmp_path, gzipped):
+    content = (review('A1', 'B1') + '\n').encode() + \
+        b'{"reviewerID": "A\xe9", "asin": "B2", "overall": 1, ' \
+        b'"unixReviewTime": 3}\n'
+    path = tmp_path / 'reviews.json'
+    path.write_bytes(gzip.compress(content) if gzipped else content)
+    with pytest.raises(DataFormatError, match=r"reviews\.json:2: not valid "
+                       r"UTF-8 text \(byte 0xe9 at position 18"):
+        read_amazon(str(path))
+
+
+def test_invalid_utf8_in_csv_refused(tmp_path):
+    path = tmp_path / 'log.csv'
+    path.write_bytes(b'user,item\nu1,i1\nu\xff2,i1\n')
+    with pytest.raises(DataFormatError, match=r'log\.csv:3: not valid UTF-8'):
+        read_delimited(str(path), 'user', 'item')
+
+
+@pytest.mark.parametrize('gzipped', [False, True])
+def test_csv_utf8_bom_header(tmp_path, gzipped):
+    content = '\ufeffuser,item,r\nu1,i1,2\nü2,i1,3\n'.encode('utf-8')
+    path = tmp_path / 'log.csv'
+    path.write_bytes(gzip.compress(content) if gzipped else content)
+    raw = read_delimited(str(path), 'user', 'item', 'r')
+    assert raw.user_ids == ['u1', 'ü2'] and raw.rating.tolist() == [2, 3]
+
+
+@pytest.mark.parametrize('content,match', [
+    ('user,item,t\nu1,i1,5\nu2,i1,noon\n', r"log\.csv:3: non-numeric time "
+     r"'noon'"),
+    ('user,item,t\nu1,i1,inf\n', r"log\.csv:2: time 'inf' is not a finite "
+     r"number in the range of int64"),
+    ('user,item,t\nu1,i1,1e30\n', r"log\.csv:2: time '1e30' is not a finite"),
+    ('user,item,r\nu1,i1,nan\n', r"log\.csv:2: rating 'nan' is not a finite"),
+    ('user,item,r\nu1,i1,1e300\n', r"log\.csv:2: rating '1e300' is not a "
+     r"finite number in the range of float32"),
+])
+def test_bad_numbers_named(tmp_path, content, match):
+    path = tmp_path / 'log.csv'
+    path.write_text(content)
+    columns = ('r', None) if ',r\n' in content else (None, 't')
+    with pytest.raises(DataFormatError, match=match):
+        read_delimited(str(path), 'user', 'item', *columns)
+
+
+def test_amazon_time_not_numeric(tmp_path):
+    path = tmp_path / 'reviews.json'
+    path.write_text(review('A1', 'B1') + '\n' +
+                    review('A1', 'B2', time='yesterday') + '\n')
+    with pytest.raises(DataFormatError, match=r"reviews\.json:2: non-numeric "
+                       r"time 'unixReviewTime' 'yesterday'"):
+        read_amazon(str(path))
+
+
+def test_csv_field_over_limit_named(tmp_path):
+    path = tmp_path / 'log.csv'
+    path.write_text('user,item\nu1,i1\n"' + 'x' * 200_000 + '",i2\n')
+    with pytest.raises(DataFormatError, match=r'log\.csv:3: malformed '
+                       r'delimited line \(field larger than field limit'):
+        read_delimited(str(path), 'user', 'item')
