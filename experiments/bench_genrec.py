@@ -43,10 +43,10 @@ def timed(fn, log):
 
 def worker(part, data_root, epochs, sports_batches):
     import torch
-    from pyg_mmrec.data import load_dataset, make_synthetic
     from pyg_mmrec.config import load_config
+    from pyg_mmrec.data import load_dataset, make_synthetic
     from pyg_mmrec.models import GenRec
-    from pyg_mmrec.train import Trainer
+    from pyg_mmrec.train import Trainer, build_source
     from pyg_mmrec.train.checkpoint import seed_everything
     from pyg_mmrec.train.records import memory_allocator, peak_memory_mb
 
@@ -66,8 +66,8 @@ def worker(part, data_root, epochs, sports_batches):
     model = GenRec(data, **config['model'])
     generation = []
     model.rebuild_graph = timed(model.rebuild_graph, generation)
-    trainer = Trainer(model, data, progress=False,
-                      **{**config['trainer'], **config['loader']})
+    trainer = Trainer(model, data, progress=False, source=build_source(
+        model, data, **config['loader']), **config['trainer'])
     build_time = time.perf_counter() - t0
     (stage, ) = trainer.stages
     stage_times = []

@@ -61,7 +61,7 @@ def check_one_process_nccl(epochs):
 
     from pyg_mmrec.data import make_synthetic
     from pyg_mmrec.models import get_model
-    from pyg_mmrec.train import Trainer
+    from pyg_mmrec.train import Trainer, build_source
     store = dist.HashStore()
     dist.init_process_group('nccl', store=store, rank=0, world_size=1)
     try:
@@ -69,9 +69,10 @@ def check_one_process_nccl(epochs):
         model = get_model('lightgcn')(data.to('cuda')).cuda()
         ddp = DistributedDataParallel(model, broadcast_buffers=False,
                                       find_unused_parameters=True)
-        res = Trainer(ddp, data.to('cuda'), device='cuda', epochs=epochs,
-                      lr=5e-3, progress=False, sampler='neighbor',
-                      num_neighbors='10,10').fit()
+        data = data.to('cuda')
+        res = Trainer(ddp, data, source=build_source(
+            ddp, data, sampler='neighbor', num_neighbors='10,10'),
+            epochs=epochs, lr=5e-3, progress=False).fit()
         return res['test']['recall@20']
     finally:
         dist.destroy_process_group()

@@ -17,22 +17,14 @@ def build_and_train(model_name, data, config, epochs, max_batches=None):
     the time of every epoch."""
     import torch
 
-    from pyg_mmrec.config import resolve_config
-    from pyg_mmrec.models import get_model
-    from pyg_mmrec.train import Trainer
-    from pyg_mmrec.train.checkpoint import seed_everything
+    from pyg_mmrec.experiment import build_trainer
 
-    model_kwargs, trainer_kwargs = resolve_config(model_name, config)
-    trainer_kwargs = {k: v for k, v in trainer_kwargs.items()
-                      if k in ('batch_size', 'lr')}
-    seed_everything(0)
     torch.use_deterministic_algorithms(True, warn_only=True)  # as Trainer.fit
     t0 = time.perf_counter()
-    model = get_model(model_name)(data, **model_kwargs)
+    trainer, _ = build_trainer(model_name, data, config, progress=False)
     build_time = time.perf_counter() - t0
-    trainer = Trainer(model, data, progress=False, **trainer_kwargs)
     epoch_times = []
-    if model.trainable:
+    if trainer.net.trainable:
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             trainer.train_epoch(epoch, max_batches=max_batches)

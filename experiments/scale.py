@@ -91,7 +91,7 @@ def train(args, mode, rank=0):
     import torch
 
     from pyg_mmrec.models import get_model
-    from pyg_mmrec.train import Trainer, distributed
+    from pyg_mmrec.train import Trainer, build_source, distributed
     from pyg_mmrec.train.checkpoint import seed_everything
     from pyg_mmrec.train.records import peak_memory_mb
     torch.set_num_threads(1)
@@ -102,10 +102,11 @@ def train(args, mode, rank=0):
     t0 = time.perf_counter()
     model = distributed.wrap_model(get_model('lightgcn')(data))
     sampler = 'full' if mode == 'full' else 'neighbor'
-    trainer = Trainer(model, data, batch_size=args.batch_size, lr=1e-3,
-                      progress=False, sampler=sampler,
-                      num_neighbors=args.num_neighbors,
-                      loader_workers=args.loader_workers)
+    source = build_source(model, data, sampler=sampler,
+                          batch_size=args.batch_size,
+                          num_neighbors=args.num_neighbors,
+                          num_workers=args.loader_workers)
+    trainer = Trainer(model, data, source=source, progress=False, lr=1e-3)
     build_time = time.perf_counter() - t0
     trainer.source = timed = TimedSource(trainer.source)
     t0 = time.perf_counter()

@@ -46,15 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
         'train', help='train and evaluate a model',
         description='Train a model, select the epoch on validation Recall@20 '
         '(early stopping, patience 20) and report the test metrics at that '
-        'epoch. Settings come from --config, by default from '
-        'experiments/configs/<dataset>.yaml (in the current directory, else '
-        "in the repository) when it has a section for the model, else the "
-        "model's defaults; the line 'config: ...' says which. Any further "
-        '--key value pair sets a model or trainer setting (e.g. --lr 5e-4 '
-        '--num-layers 2; --model.KEY / --trainer.KEY / --loader.KEY / '
-        '--evaluation.KEY name the section; --test-masks train masks only '
-        'the training items at test, as MMRec and DiffMM do; --test-masks '
-        'train_val,train records both).')
+        'epoch. Settings, lowest precedence first: the defaults < the '
+        "model's own trainer defaults < the YAML file (--config, by default "
+        'experiments/configs/<dataset>.yaml in the current directory, else '
+        "in the repository, when it has a section for the model; the line "
+        "'config: ...' says which) < the command line. Any further --key "
+        'value pair sets a setting (e.g. --lr 5e-4 --num-layers 2; '
+        '--model.KEY / --trainer.KEY / --loader.KEY / --evaluation.KEY name '
+        'the section; --test-masks train masks only the training items at '
+        'test, as MMRec and DiffMM do; --test-masks train_val,train records '
+        "both). 'python -m pyg_mmrec models MODEL' lists a model's settings. "
+        'The effective settings are printed at the start and recorded in '
+        'results.json.')
     train.add_argument('--model', required=True)
     train.add_argument('--dataset', default='synthetic',
                        help="name under --data-root, a folder, or 'synthetic'")
@@ -85,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     datasets = sub.add_parser('datasets', help='list datasets and statistics')
     datasets.add_argument('--data-root', default=None)
 
-    sub.add_parser('models', help='list the models')
+    models = sub.add_parser(
+        'models', help="list the models, or one model's settings",
+        description="Without a name: the registered models. With one: its "
+        "settings by section (model, trainer, loader, evaluation), each "
+        "with its default and one line of help.")
+    models.add_argument('name', nargs='?', default=None, metavar='MODEL')
 
     pre = sub.add_parser(
         'preprocess', help='turn raw logs into an MMRec dataset folder',
@@ -209,12 +217,12 @@ def _train(args, overrides: Dict[str, Any], device: str, say) -> int:
     if path is None:
         path, looked = find_config(args.dataset, model)
         if path is None:
-            say(f"config: none found with a section for '{model}' "
-                f"(looked at {', '.join(looked)}); using the model's "
-                f"defaults")
+            say(f"config: no file with a section for '{model}' (looked at "
+                f"{', '.join(looked)}); the defaults and the command line")
     elif path.lower() == 'none':
         path = None
-        say("config: none (--config none); using the model's defaults")
+        say("config: none (--config none); the defaults and the command "
+            "line")
     config = load_config(path, model) if path else {}
     if path:
         say(f"config: {path} [{model}]")
@@ -316,8 +324,15 @@ def cmd_preprocess(args) -> int:
     return 0
 
 
-def cmd_models() -> int:
+def cmd_models(name: Optional[str] = None) -> int:
     from .models import MODELS
+    if name is not None:
+        from .config import format_settings_help
+        from .models import get_model
+        cls = get_model(name)
+        print(f"{cls.cli_name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        print(format_settings_help(name))
+        return 0
     for name, cls in MODELS.items():
         doc = (cls.__doc__ or '').strip().splitlines()[0]
         print(f"{name:<10} {doc}")
@@ -387,7 +402,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == 'datasets':
             return cmd_datasets(args)
         if args.command == 'models':
-            return cmd_models()
+            return cmd_models(args.name)
         if args.command == 'preprocess':
             return cmd_preprocess(args)
         if args.command == 'report':

@@ -1,49 +1,50 @@
 r"""Settings: a model's configuration by section, validated against the
-constructors it feeds (names and types), and where it is read from.
+functions it feeds (names and types), and where it is read from.
 
-A configuration has four sections: :obj:`model` (the model constructor's
-keyword arguments), :obj:`trainer`, :obj:`loader` and :obj:`evaluation`
-(together the keyword arguments of :class:`~pyg_mmrec.train.Trainer`).
-Every value is checked against the annotation of the argument it sets
-(:func:`check_type`): :obj:`--lr abc` or :obj:`batch_size: 1.5` is refused
-with the key, the expected type and the value."""
+A configuration has four sections, each the keyword arguments of what it
+builds:
+
+* :obj:`model`: the model's constructor;
+* :obj:`trainer`: the keyword-only arguments of
+  :class:`~pyg_mmrec.train.Trainer` (optimiser, epochs, early stopping);
+* :obj:`loader`: those of :func:`~pyg_mmrec.train.build_source` (the
+  batches: sampler, batch size, neighbours, negatives);
+* :obj:`evaluation`: those of :func:`~pyg_mmrec.train.build_evaluator`
+  (protocol, cut-offs, test masks, and the model selection: split and
+  metric).
+
+**Precedence**, lowest first: the functions' defaults < the model's
+:attr:`~pyg_mmrec.models.Recommender.trainer_defaults` < the YAML file
+(:obj:`--config`, or :obj:`experiments/configs/<dataset>.yaml` when it has
+a section for the model) < the command line (:obj:`--key value`; a flat
+key goes to the one section that has it, :obj:`--section.key value` names
+the section). Every value is checked against the annotation of the
+argument it sets (:func:`check_type`): :obj:`--lr abc` or
+:obj:`batch_size: 1.5` is refused with the key, the expected type and the
+value. A run records every setting (:func:`complete_config`)."""
 import inspect
 import os
+import re
 import typing
 from collections import abc
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Sequence,
+                    Tuple)
 
 import yaml
 
 from .models import MODELS, get_model
-from .train import Trainer
+from .train import PROTOCOLS, Trainer, build_evaluator, build_source
 
 #: The sections of a model's configuration, in order.
 SECTIONS = ('model', 'trainer', 'loader', 'evaluation')
 
-#: :class:`~pyg_mmrec.train.Trainer` arguments that are not settings: the
-#: run itself passes them.
-NON_SETTINGS = ('self', 'model', 'data', 'seed', 'device', 'checkpoint_dir',
-                'resume', 'config', 'progress', 'callbacks', 'source')
 
-#: The :class:`~pyg_mmrec.train.Trainer` arguments outside the
-#: :obj:`trainer` section; every other one is in :obj:`trainer`.
-SECTION_OF = {
-    'batch_size': 'loader',
-    'sampler': 'loader',
-    'num_neighbors': 'loader',
-    'negatives': 'loader',
-    'loader_workers': 'loader',
-    'protocol': 'evaluation',
-    'num_negatives': 'evaluation',
-    'eval_batch_size': 'evaluation',
-    'test_masks': 'evaluation',
-    'ks': 'evaluation',
-}
-
-_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            inspect.Parameter.KEYWORD_ONLY)
+class Setting(NamedTuple):
+    r"""One setting: its annotation and default (:obj:`inspect.Parameter.
+    empty` when it has none)."""
+    annotation: Any
+    default: Any
 
 
 def _annotations(function) -> Dict[str, Any]:
@@ -53,24 +54,47 @@ def _annotations(function) -> Dict[str, Any]:
         return {}
 
 
-def model_settings(model: str) -> Dict[str, Any]:
-    r"""The keyword arguments of a model's constructor with their
-    annotations (:obj:`typing.Any` where there is none); when it takes
+def _settings(function, kinds, skip=('self', 'data')) -> Dict[str, Setting]:
+    hints = _annotations(function)
+    return {p.name: Setting(hints.get(p.name, Any), p.default)
+            for p in inspect.signature(function).parameters.values()
+            if p.kind in kinds and p.name not in skip}
+
+
+def model_settings(model: str) -> Dict[str, Setting]:
+    r"""The keyword arguments of a model's constructor; when it takes
     :obj:`**kwargs`, also those of its parent classes' constructors (up the
     MRO, until one without :obj:`**kwargs`)."""
-    out: Dict[str, Any] = {}
+    out: Dict[str, Setting] = {}
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+             inspect.Parameter.KEYWORD_ONLY)
     for cls in get_model(model).__mro__:
         if '__init__' not in vars(cls):
             continue
+        for name, setting in _settings(cls.__init__, kinds).items():
+            out.setdefault(name, setting)
         params = inspect.signature(cls.__init__).parameters.values()
-        hints = _annotations(cls.__init__)
-        for p in params:
-            if (p.kind in _KEYWORD and p.name not in ('self', 'data')
-                    and p.name not in out):
-                out[p.name] = hints.get(p.name, Any)
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
             break
     return out
+
+
+def runner_settings() -> Dict[str, Dict[str, Setting]]:
+    r"""The settings of the :obj:`trainer`, :obj:`loader` and
+    :obj:`evaluation` sections: the keyword-only arguments of
+    :class:`~pyg_mmrec.train.Trainer`,
+    :func:`~pyg_mmrec.train.build_source` and
+    :func:`~pyg_mmrec.train.build_evaluator` (their other arguments are
+    the objects and the run's own: model, data, seed, folders)."""
+    kinds = (inspect.Parameter.KEYWORD_ONLY, )
+    return {'trainer': _settings(Trainer.__init__, kinds),
+            'loader': _settings(build_source, kinds),
+            'evaluation': _settings(build_evaluator, kinds)}
+
+
+def all_settings(model: str) -> Dict[str, Dict[str, Setting]]:
+    r"""Every setting of :obj:`model`'s configuration, by section."""
+    return {'model': model_settings(model), **runner_settings()}
 
 
 def model_keys(model: str) -> Tuple[str, ...]:
@@ -79,13 +103,79 @@ def model_keys(model: str) -> Tuple[str, ...]:
     return tuple(model_settings(model))
 
 
-def setting_types(model: str) -> Dict[str, Dict[str, Any]]:
-    r"""The annotation of every setting of :obj:`model`'s configuration, by
-    section."""
-    trainer = _annotations(Trainer.__init__)
-    return {'model': model_settings(model), **{
-        section: {key: trainer.get(key, Any) for key in keys}
-        for section, keys in trainer_sections().items()}}
+def trainer_sections() -> Dict[str, Tuple[str, ...]]:
+    r"""The keys of the :obj:`trainer`, :obj:`loader` and
+    :obj:`evaluation` sections (see :func:`runner_settings`)."""
+    return {s: tuple(keys) for s, keys in runner_settings().items()}
+
+
+def config_sections(model: str) -> Dict[str, Tuple[str, ...]]:
+    r"""The keys each section of :obj:`model`'s configuration accepts."""
+    return {s: tuple(keys) for s, keys in all_settings(model).items()}
+
+
+def argument_help(function) -> Dict[str, str]:
+    r"""The first sentence of each argument's entry in the :obj:`Args:`
+    section of :obj:`function`'s docstring (or its class's), without its
+    :obj:`(default: ...)`."""
+    doc = inspect.getdoc(function) or ''
+    if 'Args:' not in doc and inspect.isfunction(function):
+        owner = getattr(inspect.getmodule(function),
+                        function.__qualname__.split('.')[0], None)
+        doc = inspect.getdoc(owner) or '' if owner is not function else doc
+    out: Dict[str, str] = {}
+    lines = doc.split('Args:', 1)[1].splitlines() if 'Args:' in doc else []
+    name, indent, text = None, None, []
+    for line in lines + ['']:
+        stripped = line.strip()
+        depth = len(line) - len(line.lstrip())
+        match = re.match(r'(\w+) \(([^)]*)\):\s*(.*)', stripped)
+        if match and (indent is None or depth <= indent):
+            if name:
+                out[name] = _first_sentence(' '.join(text))
+            name, indent, text = match.group(1), depth, [match.group(3)]
+        elif name and stripped and depth > indent:
+            text.append(stripped)
+        elif name:  # the end of the section
+            out[name] = _first_sentence(' '.join(text))
+            name = None
+            if stripped and depth <= (indent or 0) and stripped.endswith(':'):
+                break
+    return out
+
+
+def _first_sentence(text: str) -> str:
+    text = re.sub(r'\(default: .*?\)\s*$', '', text).strip()
+    text = re.sub(r':(obj|class|func|meth|attr|math):`~?([^`]*)`', r'\2',
+                  text)
+    match = re.match(r'(.+?\.)(\s|$)', text)
+    return (match.group(1) if match else text).strip()
+
+
+def format_settings_help(model: str) -> str:
+    r"""Every setting of :obj:`model`, by section: its default and one line
+    of help from the docstring of the function it feeds (``python -m
+    pyg_mmrec models NAME``)."""
+    helps = {'model': {}, 'trainer': argument_help(Trainer),
+             'loader': argument_help(build_source),
+             'evaluation': argument_help(build_evaluator)}
+    for cls in reversed(get_model(model).__mro__):
+        if cls.__doc__:
+            helps['model'].update(argument_help(cls))
+    trainer_defaults = getattr(get_model(model), 'trainer_defaults', {})
+    lines = []
+    for section, settings in all_settings(model).items():
+        lines.append(f"{section}:")
+        for key, setting in settings.items():
+            default = trainer_defaults.get(key, setting.default)
+            shown = ('required' if default is inspect.Parameter.empty
+                     else repr(default))
+            own = ' (the model\'s)' if key in trainer_defaults else ''
+            lines.append(f"  {key} = {shown}{own}  "
+                         f"[{type_name(setting.annotation)}]")
+            if helps[section].get(key):
+                lines.append(f"      {helps[section][key]}")
+    return '\n'.join(lines)
 
 
 def type_name(annotation: Any) -> str:
@@ -171,23 +261,6 @@ def check_type(value: Any, annotation: Any, name: str) -> Any:
         raise ValueError(f"setting '{name}' is a size and must be >= 1, got "
                          f"{out}")
     return out
-
-
-def trainer_sections() -> Dict[str, Tuple[str, ...]]:
-    r"""The :class:`~pyg_mmrec.train.Trainer` settings of the
-    :obj:`trainer`, :obj:`loader` and :obj:`evaluation` sections, read from
-    its signature (minus :obj:`NON_SETTINGS`) and routed by
-    :obj:`SECTION_OF`."""
-    out: Dict[str, List[str]] = {s: [] for s in SECTIONS[1:]}
-    for p in inspect.signature(Trainer.__init__).parameters.values():
-        if p.kind in _KEYWORD and p.name not in NON_SETTINGS:
-            out[SECTION_OF.get(p.name, 'trainer')].append(p.name)
-    return {s: tuple(keys) for s, keys in out.items()}
-
-
-def config_sections(model: str) -> Dict[str, Tuple[str, ...]]:
-    r"""The keys each section of :obj:`model`'s configuration accepts."""
-    return {'model': model_keys(model), **trainer_sections()}
 
 
 def parse_value(value: str) -> Any:
@@ -297,11 +370,12 @@ def normalize_config(model: str, config: Optional[Mapping[str, Any]],
                 raise unknown(key)
     for section, key, value in flat + dotted:
         out[section][key] = value
-    types = setting_types(model)
+    types = all_settings(model)
     for section, settings in out.items():
         for key, value in settings.items():
             try:
-                settings[key] = check_type(value, types[section][key], key)
+                settings[key] = check_type(
+                    value, types[section][key].annotation, key)
             except ValueError as e:
                 raise ValueError(f"{where}model '{model}': {section} {e}"
                                  ) from None
@@ -309,27 +383,66 @@ def normalize_config(model: str, config: Optional[Mapping[str, Any]],
 
 
 def resolve_config(model: str, config: Optional[Mapping[str, Any]] = None,
-                   source: Optional[str] = None
-                   ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+                   source: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
     r"""Resolves a model's configuration (see :func:`normalize_config`)
-    into :obj:`(model_kwargs, trainer_kwargs)`: the model constructor's
-    arguments and the :class:`~pyg_mmrec.train.Trainer`'s (the
-    :obj:`trainer`, :obj:`loader` and :obj:`evaluation` sections together),
-    with the model's own :attr:`~pyg_mmrec.models.Recommender.trainer_defaults`
-    (e.g. FMCNS's batch size 512 and learning rate 5e-4) where
-    :obj:`config` does not set them."""
+    by section, with the model's own
+    :attr:`~pyg_mmrec.models.Recommender.trainer_defaults` (e.g. FMCNS's
+    batch size 512 and learning rate 5e-4) where :obj:`config` does not
+    set them: the keyword arguments of the model, the
+    :class:`~pyg_mmrec.train.Trainer`,
+    :func:`~pyg_mmrec.train.build_source` and
+    :func:`~pyg_mmrec.train.build_evaluator`."""
     sections = normalize_config(model, config, source)
     cls = get_model(model)
-    trainer_keys = trainer_sections()
+    runner = trainer_sections()
     for key, value in getattr(cls, 'trainer_defaults', {}).items():
-        owner = [s for s, keys in trainer_keys.items() if key in keys]
+        owner = [s for s, keys in runner.items() if key in keys]
         if not owner:
             raise ValueError(
-                f"{cls.__name__}.trainer_defaults: unknown Trainer setting "
-                f"'{key}'; allowed: {_allowed(trainer_keys)}")
+                f"{cls.__name__}.trainer_defaults: unknown setting '{key}'; "
+                f"allowed: {_allowed(runner)}")
         sections[owner[0]].setdefault(key, value)
-    trainer_kwargs = {k: v for s in trainer_keys for k, v in sections[s].items()}
-    return sections['model'], trainer_kwargs
+    return sections
+
+
+def complete_config(model: str, sections: Mapping[str, Mapping[str, Any]]
+                    ) -> Dict[str, Dict[str, Any]]:
+    r"""Every setting of :obj:`model`'s configuration: those of
+    :obj:`sections` (see :func:`resolve_config`), else their default, by
+    section and in signature order, as JSON values (tuples as lists): what
+    a run records."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for section, settings in all_settings(model).items():
+        given = sections.get(section, {})
+        out[section] = {
+            key: _plain(given[key] if key in given else setting.default)
+            for key, setting in settings.items()
+            if key in given or setting.default is not inspect.Parameter.empty}
+    _fill_protocol_defaults(out['evaluation'])
+    return out
+
+
+def _fill_protocol_defaults(evaluation: Dict[str, Any]) -> None:
+    # The protocol's own cut-offs, batch size and selection metric where
+    # the evaluation section leaves them to it (None).
+    protocol = PROTOCOLS.get(evaluation.get('protocol'))
+    if protocol is None:
+        return
+    params = inspect.signature(protocol.__init__).parameters
+    defaults = {'ks': list(params['ks'].default),
+                'eval_batch_size': params['batch_size'].default,
+                'metric': protocol.default_metric}
+    for key, value in defaults.items():
+        if evaluation.get(key) is None:
+            evaluation[key] = value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _read_yaml(path: str) -> Dict[str, Any]:

@@ -4,15 +4,59 @@ demo and the benchmarks."""
 import json
 import logging
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from .config import normalize_config, resolve_config, trainer_sections
+from .config import (SECTIONS, complete_config, normalize_config,
+                     resolve_config)
 from .data import load_dataset
 from .models import get_model
-from .train import Trainer, distributed
+from .train import Trainer, build_evaluator, build_source, distributed
 from .train.checkpoint import seed_everything
+from .train.records import config_hash
 
 log = logging.getLogger('pyg_mmrec')
+
+
+def build_trainer(
+    model: str,
+    data,
+    config: Optional[Mapping[str, Any]] = None,
+    seed: int = 0,
+    device: str = 'cpu',
+    output_dir: Optional[str] = None,
+    progress: bool = True,
+) -> Tuple[Trainer, Dict[str, Any]]:
+    r"""Builds a run from a configuration (see :mod:`pyg_mmrec.config`):
+    the model from the :obj:`model` section (seeded by :obj:`seed`, on
+    :obj:`device` with the data), :func:`~pyg_mmrec.train.build_source`
+    from :obj:`loader`, :func:`~pyg_mmrec.train.build_evaluator` from
+    :obj:`evaluation` and the :class:`~pyg_mmrec.train.Trainer` from
+    :obj:`trainer`; under ``torchrun`` the model is wrapped in
+    DistributedDataParallel. Returns the trainer and the run's record:
+    the model name, the dataset, the seed and every setting of every
+    section (see :func:`~pyg_mmrec.config.complete_config`), which the
+    run should store (:obj:`trainer.fit(config=record)`)."""
+    name = get_model(model).cli_name
+    sections = resolve_config(name, config)
+    evaluator = build_evaluator(data, seed, **sections['evaluation'])
+    record = {'name': name, 'dataset': getattr(data, 'name', None),
+              'seed': seed, **complete_config(name, sections)}
+    log.info(format_settings(record))
+    # The model builds its graphs (kNN: torch-cluster on a GPU) where the
+    # data is, and trains there.
+    data = data.to(device)
+    seed_everything(seed)  # parameter initialisation
+    net = get_model(name)(data, **sections['model']).to(device)
+    # Under torchrun: one DistributedDataParallel replica per process.
+    log.info("%r", net)
+    wrapped = distributed.wrap_model(net)
+    trainer = Trainer(
+        wrapped, data, source=build_source(wrapped, data,
+                                           **sections['loader']),
+        evaluator=evaluator,
+        seed=seed, checkpoint_dir=output_dir, progress=progress,
+        **sections['trainer'])
+    return trainer, record
 
 
 def run_experiment(
@@ -28,18 +72,20 @@ def run_experiment(
     ks: Optional[Sequence[int]] = None,
     data=None,
 ) -> Dict[str, Any]:
-    r"""Trains :obj:`model` on :obj:`dataset` and returns the trainer's
-    results (see :meth:`pyg_mmrec.train.Trainer.fit`); their
-    :obj:`"config"` holds the model name, the dataset, the seed and the
-    resolved sections (see :func:`resolve_config`).
+    r"""Trains :obj:`model` on :obj:`dataset` (see :func:`build_trainer`)
+    and returns the trainer's results (see
+    :meth:`pyg_mmrec.train.Trainer.fit`). The effective settings are logged
+    at the start; the results' :obj:`"config"` holds the model name, the
+    dataset, the seed and every setting of every section, and
+    :obj:`"config_hash"` a short hash of it.
 
     Args:
         model (str): Registered model name.
         dataset (str): Dataset name or folder (see
             :func:`pyg_mmrec.data.load_dataset`).
         data_root (str, optional): Folder holding the datasets.
-        config (Mapping, optional): Model and trainer settings, by section
-            or flat (see :func:`normalize_config`).
+        config (Mapping, optional): The settings, by section or flat (see
+            :func:`~pyg_mmrec.config.normalize_config`).
         seed (int): Seed of the run. (default: :obj:`0`)
         device (str): Device. (default: :obj:`"cpu"`)
         output_dir (str, optional): Checkpoints and :obj:`results.json`.
@@ -53,30 +99,25 @@ def run_experiment(
     config = dict(config or {})
     if ks is not None:
         config['evaluation.ks'] = list(ks)
-    model_kwargs, trainer_kwargs = resolve_config(model, config)
+    resolve_config(model, config)  # bad settings fail before the data loads
     if data is None:
         data = load_dataset(dataset, root=data_root)
-    # The model builds its graphs (kNN: torch-cluster on a GPU) where the
-    # data is.
-    data = data.to(device)
-    seed_everything(seed)  # parameter initialisation
-    net = get_model(model)(data, **model_kwargs)
-    log.info("%r", net)
-    full_config = {'name': get_model(model).cli_name,
-                   'dataset': getattr(data, 'name', dataset), 'seed': seed,
-                   'model': model_kwargs}
-    for section, keys in trainer_sections().items():
-        full_config[section] = {k: v for k, v in trainer_kwargs.items()
-                                if k in keys}
-    # Under torchrun: one DistributedDataParallel replica per process.
-    trainer = Trainer(distributed.wrap_model(net), data, seed=seed,
-                      device=device, checkpoint_dir=output_dir, resume=resume,
-                      config=full_config, progress=progress, **trainer_kwargs)
-    num_parameters = sum(p.numel() for p in net.parameters())
-    results = trainer.fit()
-    results['model_repr'] = repr(net)
-    results['num_parameters'] = num_parameters
-    return results
+    trainer, record = build_trainer(model, data, config, seed, device,
+                                    output_dir, progress)
+    if record['dataset'] is None:
+        record['dataset'] = dataset
+    return trainer.fit(resume=resume, config=record)
+
+
+def format_settings(record: Mapping[str, Any]) -> str:
+    r"""The effective settings of a run (see :func:`run_experiment`) as a
+    compact block, one line per section."""
+    lines = [f"settings of {record['name']} on {record['dataset']}, seed "
+             f"{record['seed']} (config {config_hash(record)}):"]
+    for section in SECTIONS:
+        items = ' '.join(f'{k}={v}' for k, v in record[section].items())
+        lines.append(f"  {section + ':':<11} {items or '-'}")
+    return '\n'.join(lines)
 
 
 def format_results_table(results: Mapping[str, Any]) -> str:
@@ -136,11 +177,18 @@ def read_results(run_dir: str) -> Dict[str, Any]:
     return results
 
 
+#: Settings renamed since older runs recorded them.
+RENAMED = {'loader_workers': 'num_workers'}
+
+
 def run_config(results: Mapping[str, Any]) -> Dict[str, Any]:
     r"""The configuration of a run's results: :obj:`{'name', 'dataset',
-    'seed'}` and the sections of :func:`normalize_config`. Results of older
-    runs, whose flat configuration holds the model name under
-    :obj:`"model"` and every setting beside it, are brought to this layout.
+    'seed'}` and every setting of every section (see
+    :func:`~pyg_mmrec.config.complete_config`), so that runs recorded with
+    their overrides only (older runs) compare with complete ones. Results
+    of older layouts are brought to this one: a flat configuration with the
+    model name under :obj:`"model"`, settings since moved to another
+    section (:obj:`select_on`, :obj:`metric`) or renamed (:obj:`RENAMED`).
     """
     config = dict(results['config'])
     source = results.get('run_dir')
@@ -152,5 +200,9 @@ def run_config(results: Mapping[str, Any]) -> Dict[str, Any]:
                          f"model or no dataset")
     settings = {k: v for k, v in config.items()
                 if k not in ('name', 'dataset', 'seed')}
+    for section in SECTIONS[1:]:  # routed by key: sections have moved
+        for key, value in (settings.pop(section, None) or {}).items():
+            settings[RENAMED.get(key, key)] = value
+    sections = resolve_config(name, normalize_config(name, settings, source))
     return {'name': name, 'dataset': dataset, 'seed': config.get('seed', 0),
-            **normalize_config(name, settings, source)}
+            **complete_config(name, sections)}

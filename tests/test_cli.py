@@ -19,8 +19,9 @@ def test_parse_overrides_types_and_dashes():
 
 
 def test_resolve_config_rejects_unknown_settings():
-    model, trainer = resolve_config('lightgcn', {'num_layers': 2, 'lr': 0.1})
-    assert model == {'num_layers': 2} and trainer == {'lr': 0.1}
+    sections = resolve_config('lightgcn', {'num_layers': 2, 'lr': 0.1})
+    assert sections == {'model': {'num_layers': 2}, 'trainer': {'lr': 0.1},
+                        'loader': {}, 'evaluation': {}}
     with pytest.raises(ValueError, match="unknown setting 'nope'.*num_layers"):
         resolve_config('lightgcn', {'nope': 1})
 
@@ -45,7 +46,9 @@ def test_load_config_sections(tmp_path):
         load_config(str(bad), 'vbpr')
 
 
-def test_train_prints_the_best_epoch_table_and_writes_results(tmp_path, capsys):
+def test_train_prints_the_best_epoch_table_and_writes_results(tmp_path, capsys,
+                                                              caplog):
+    caplog.set_level('INFO', logger='pyg_mmrec')
     out = tmp_path / 'run'
     code = main(['train', '--model', 'lightgcn', '--dataset', 'synthetic',
                  '--output-dir', str(out), '--epochs', '2', '--no-progress',
@@ -54,8 +57,16 @@ def test_train_prints_the_best_epoch_table_and_writes_results(tmp_path, capsys):
     text = capsys.readouterr().out
     assert 'best validation epoch' in text and 'recall' in text and '@20' in text
     results = json.loads((out / 'results.json').read_text())
-    assert results['config']['model'] == {'num_layers': 2}
+    # every setting is recorded, with its default where none was given
+    assert results['config']['model'] == {'embedding_dim': 64,
+                                          'num_layers': 2, 'reg_weight': 1e-4}
     assert results['config']['trainer']['epochs'] == 2
+    assert results['config']['trainer']['lr'] == 1e-3
+    assert results['config']['evaluation']['metric'] == 'recall@20'
+    assert len(results['config_hash']) == 8
+    assert results['model_repr'].startswith('LightGCN(')
+    assert 'settings of lightgcn on synthetic' in caplog.text  # at start
+    assert f"(config {results['config_hash']})" in caplog.text
     assert results['config']['name'] == 'lightgcn'
     assert results['epochs_run'] == 2 and results['selection'] == 'val'
     assert f"{results['test']['recall@20']:.4f}" in text
@@ -81,7 +92,7 @@ def test_train_with_the_sampled_protocol_says_so(tmp_path, capsys):
     assert results['protocol'] == 'sampled: 1 held-out + 49 negatives'
     assert results['metric'] == 'hit@10'
     assert set(results['test']) == {f'{m}@{k}' for m in ('hit', 'ndcg')
-                                    for k in (5, 10, 20, 50)}
+                                    for k in (5, 10, 20)}  # its defaults
     # a trained model ranks its held-out items far above chance (10/50)
     assert results['test']['hit@10'] > 0.3
 
@@ -125,9 +136,10 @@ def test_train_uses_and_prints_the_dataset_config(tmp_path, monkeypatch,
     assert f'config: {path} [lightgcn]' in lines
     results = json.loads((tmp_path / 'run' / 'results.json').read_text())
     config = results['config']
-    assert config['model'] == {'num_layers': 1, 'embedding_dim': 8}
-    assert config['trainer'] == {'lr': 0.01, 'epochs': 1}
-    assert config['loader'] == {'batch_size': 4096}
+    assert config['model'] == {'embedding_dim': 8, 'num_layers': 1,
+                               'reg_weight': 1e-4}
+    assert (config['trainer']['lr'], config['trainer']['epochs']) == (0.01, 1)
+    assert config['loader']['batch_size'] == 4096
     weights = torch.load(tmp_path / 'run' / 'best.pt', weights_only=True)
     assert weights['embedding.weight'].shape[1] == 8  # the file's dimension
     assert results['epochs_run'] == 1  # the command line wins over the file
@@ -142,24 +154,24 @@ def test_train_uses_and_prints_the_dataset_config(tmp_path, monkeypatch,
     # --config none: the model's defaults.
     assert main(argv + ['--config', 'none', '--epochs', '1',
                         '--output-dir', 'run2']) == 0
-    assert "config: none (--config none); using the model's defaults" in (
-        capsys.readouterr().out)
+    assert "config: none (--config none)" in capsys.readouterr().out
     results = json.loads((tmp_path / 'run2' / 'results.json').read_text())
-    assert results['config']['model'] == {}
-    assert results['config']['trainer'] == {'epochs': 1}
+    assert results['config']['model']['embedding_dim'] == 64
+    assert (results['config']['trainer']['lr'],
+            results['config']['trainer']['epochs']) == (1e-3, 1)
 
 
 def test_yaml_select_on_is_kept_unless_the_command_line_sets_it(
         tmp_path, monkeypatch, capsys):
     (tmp_path / 'experiments' / 'configs').mkdir(parents=True)
     (tmp_path / 'experiments' / 'configs' / 'synthetic.yaml').write_text(
-        'pop:\n  trainer: {select_on: test}\n')
+        'pop:\n  evaluation: {select_on: test}\n')
     monkeypatch.chdir(tmp_path)
     argv = ['train', '--model', 'pop', '--dataset', 'synthetic',
             '--no-progress']
     assert main(argv + ['--output-dir', 'a']) == 0
     results = json.loads((tmp_path / 'a' / 'results.json').read_text())
-    assert results['config']['trainer'] == {'select_on': 'test'}
+    assert results['config']['evaluation']['select_on'] == 'test'
     assert results['selection'] != 'val'
     assert main(argv + ['--output-dir', 'b', '--select-on', 'val']) == 0
     results = json.loads((tmp_path / 'b' / 'results.json').read_text())
@@ -174,9 +186,32 @@ def test_train_without_a_dataset_config_says_so(tmp_path, monkeypatch, capsys):
     assert main(['train', '--model', 'pop', '--dataset', 'synthetic',
                  '--output-dir', 'run']) == 0
     line = capsys.readouterr().out.splitlines()[0]
-    assert line.startswith("config: none found with a section for 'pop'")
+    assert line.startswith("config: no file with a section for 'pop'")
     assert os.path.join('experiments', 'configs', 'synthetic.yaml') in line
-    assert line.endswith("using the model's defaults")
+    assert line.endswith("the defaults and the command line")
+
+
+def test_models_name_lists_the_settings_with_defaults_and_help(capsys):
+    assert main(['models', 'fmcns']) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith('fmcns: FMCNS')
+    sections = [line for line in lines if line.endswith(':')
+                and not line.startswith(' ')]
+    assert sections == ['model:', 'trainer:', 'loader:', 'evaluation:']
+    # a model argument, an inherited one (FREEDOM's), the model's own
+    # trainer default, and the help line under each
+    assert '  flow_weight = 0.5  [float]' in lines
+    assert '  knn_k = 10  [int]' in lines
+    assert "  lr = 0.0005 (the model's)  [float]" in lines
+    assert "  batch_size = 512 (the model's)  [int]" in lines
+    help_of = {line.split(' = ')[0].strip(): lines[i + 1].strip()
+               for i, line in enumerate(lines[:-1]) if ' = ' in line}
+    assert help_of['patience'] == ('Evaluations without improvement before '
+                                   'stopping.')
+    assert help_of['sampler'].startswith('"full": the model')
+    assert help_of['select_on'].startswith('The split the best epoch')
+    assert main(['models', 'nope']) == 2
 
 
 def test_train_reports_a_bad_config_file(tmp_path, capsys):
@@ -197,7 +232,8 @@ def test_train_mini_batch_and_refusal(tmp_path, capsys):
                  '--batch-size', '4096']) == 0
     results = json.loads((out / 'results.json').read_text())
     assert results['config']['loader'] == {
-        'sampler': 'neighbor', 'num_neighbors': '5,5', 'batch_size': 4096}
+        'sampler': 'neighbor', 'batch_size': 4096, 'num_neighbors': '5,5',
+        'negatives': 'uniform', 'num_workers': 0}
     assert main(['train', '--model', 'fmcns', '--config', 'none',
                  '--epochs', '1', '--no-progress', '--output-dir',
                  str(tmp_path / 'f'), '--sampler', 'neighbor']) == 2

@@ -51,23 +51,27 @@ def test_every_config_section_names_a_model_and_valid_settings(path):
         resolve_config(model, load_config(path, model))  # raises if unknown
 
 
-def test_every_trainer_argument_is_in_exactly_one_section():
+def test_sections_are_the_keyword_only_arguments_of_their_builders():
     import inspect
 
-    from pyg_mmrec.config import NON_SETTINGS, SECTION_OF, trainer_sections
-    from pyg_mmrec.train import Trainer
-    params = inspect.signature(Trainer.__init__).parameters
-    settings = [k for k in params if k not in NON_SETTINGS]
+    from pyg_mmrec.config import trainer_sections
+    from pyg_mmrec.train import Trainer, build_evaluator, build_source
     sections = trainer_sections()
     assert set(sections) == {'trainer', 'loader', 'evaluation'}
-    for key in settings:
-        assert sum(key in keys for keys in sections.values()) == 1, key
-    assert sorted(k for keys in sections.values() for k in keys) == sorted(
-        settings)
-    assert set(SECTION_OF) <= set(settings), 'stale SECTION_OF entries'
-    assert sections['loader'] == ('batch_size', 'sampler', 'num_neighbors',
-                                  'negatives', 'loader_workers')
-    assert {'lr', 'epochs', 'patience', 'select_on'} <= set(sections['trainer'])
+    for section, function in (('trainer', Trainer.__init__),
+                              ('loader', build_source),
+                              ('evaluation', build_evaluator)):
+        params = inspect.signature(function).parameters.values()
+        assert sections[section] == tuple(
+            p.name for p in params if p.kind is p.KEYWORD_ONLY)
+    keys = [k for keys in sections.values() for k in keys]
+    assert len(keys) == len(set(keys)), 'a key in two sections'
+    assert sections['loader'] == ('sampler', 'batch_size', 'num_neighbors',
+                                  'negatives', 'num_workers')
+    assert {'lr', 'epochs', 'patience', 'clip_grad_norm',
+            'lr_decay'} <= set(sections['trainer'])
+    assert {'select_on', 'metric', 'protocol'} <= set(sections['evaluation'])
+    assert len(inspect.signature(Trainer.__init__).parameters) - 1 <= 15
 
 
 def test_model_keys_follow_kwargs_up_the_mro():
@@ -93,13 +97,13 @@ def test_sectioned_and_flat_configs_give_the_same_kwargs(tmp_path):
     flat.write_text('freedom:\n  knn_k: 5\n  dropout: 0.3\n  lr: 0.02\n'
                     '  patience: 4\n  batch_size: 128\n  ks: [10, 20]\n'
                     '  eval_batch_size: 64\n')
-    expected = ({'knn_k': 5, 'dropout': 0.3},
-                {'lr': 0.02, 'patience': 4, 'batch_size': 128, 'ks': [10, 20],
-                 'eval_batch_size': 64})
+    expected = {'model': {'knn_k': 5, 'dropout': 0.3},
+                'trainer': {'lr': 0.02, 'patience': 4},
+                'loader': {'batch_size': 128},
+                'evaluation': {'ks': [10, 20], 'eval_batch_size': 64}}
     for path in (sectioned, flat):
-        model_kwargs, trainer_kwargs = resolve_config(
-            'freedom', load_config(str(path), 'freedom'))
-        assert (model_kwargs, trainer_kwargs) == expected
+        assert resolve_config('freedom', load_config(str(path),
+                                                     'freedom')) == expected
 
 
 def test_flat_and_dotted_keys_override_the_sections():
@@ -107,21 +111,24 @@ def test_flat_and_dotted_keys_override_the_sections():
     config = {'model': {'num_layers': 3}, 'trainer': {'lr': 0.1, 'epochs': 7},
               'lr': 0.2, 'model.num_layers': 1, 'trainer.epochs': 2,
               'loader.batch_size': 99, 'evaluation.ks': [5]}
-    assert resolve_config('lightgcn', config) == (
-        {'num_layers': 1}, {'lr': 0.2, 'epochs': 2, 'batch_size': 99,
-                            'ks': [5]})
+    assert resolve_config('lightgcn', config) == {
+        'model': {'num_layers': 1}, 'trainer': {'lr': 0.2, 'epochs': 2},
+        'loader': {'batch_size': 99}, 'evaluation': {'ks': [5]}}
 
 
 def test_trainer_defaults_are_filled_in_unless_the_config_sets_them():
     from pyg_mmrec.config import resolve_config
-    assert resolve_config('fmcns', {}) == ({}, {'lr': 5e-4, 'batch_size': 512})
-    assert resolve_config('fmcns', {'loader': {'batch_size': 64}})[1] == {
+    def runner(model, config):
+        sections = resolve_config(model, config)
+        return {**sections['trainer'], **sections['loader']}
+    assert runner('fmcns', {}) == {'lr': 5e-4, 'batch_size': 512}
+    assert runner('fmcns', {'loader': {'batch_size': 64}}) == {
         'batch_size': 64, 'lr': 5e-4}
-    assert resolve_config('fmcns', {'trainer.lr': 0.1, 'batch_size': 8})[1] == {
+    assert runner('fmcns', {'trainer.lr': 0.1, 'batch_size': 8}) == {
         'lr': 0.1, 'batch_size': 8}
-    assert resolve_config('mdmns', {'epochs': 3})[1] == {
+    assert runner('mdmns', {'epochs': 3}) == {
         'epochs': 3, 'lr': 1e-3, 'batch_size': 1024}
-    assert resolve_config('lightgcn', {}) == ({}, {})
+    assert runner('lightgcn', {}) == {}
 
 
 def test_unknown_keys_and_sections_are_errors_naming_file_model_and_key(
@@ -146,7 +153,8 @@ def test_unknown_keys_and_sections_are_errors_naming_file_model_and_key(
                        "'optim.lr'"):
         resolve_config('vbpr', {'optim.lr': 2})
     with pytest.raises(ValueError, match="unknown loader setting 'lr'.*'lr' "
-                       "is a trainer setting.*allowed in 'loader': batch_size"):
+                       "is a trainer setting.*allowed in 'loader': sampler, "
+                       "batch_size"):
         resolve_config('vbpr', {'loader.lr': 2})
     with pytest.raises(ValueError, match="section 'trainer' must be a mapping"):
         resolve_config('vbpr', {'trainer': 3})
@@ -166,9 +174,10 @@ def test_a_key_both_model_and_trainer_setting_is_an_error(monkeypatch):
                        "Clash and a trainer setting.*'model:' or 'trainer:' "
                        "section.*--model.lr / --trainer.lr"):
         resolve_config('clash', {'lr': 0.5})
-    assert resolve_config('clash', {'model': {'lr': 0.5}, 'num_layers': 2,
-                                    'trainer.lr': 0.01}) == (
-        {'lr': 0.5, 'num_layers': 2}, {'lr': 0.01})
+    sections = resolve_config('clash', {'model': {'lr': 0.5}, 'num_layers': 2,
+                                        'trainer.lr': 0.01})
+    assert sections['model'] == {'lr': 0.5, 'num_layers': 2}
+    assert sections['trainer'] == {'lr': 0.01}
 
 
 def test_demo_runs_every_registered_model():

@@ -38,7 +38,7 @@ from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.data.hetero import (INTERACTS, build_hetero_data, item_features,
                                    split_edge_index)
 from pyg_mmrec.models import MODELS
-from pyg_mmrec.train import Trainer
+from pyg_mmrec.train import Trainer, build_source
 from pyg_mmrec.train.checkpoint import seed_everything
 
 NUM_USERS, NUM_ITEMS = 300, 120  # U != I and U + I != either: shapes tell
@@ -202,7 +202,8 @@ def build(name, kwargs, data, seed=0):
 
 
 def make_trainer(model, data):
-    return Trainer(model, data, batch_size=BATCH_SIZE, progress=False)
+    return Trainer(model, data, progress=False, source=build_source(
+        model, data, batch_size=BATCH_SIZE))
 
 
 def epoch_start(trainer, epoch):
@@ -420,9 +421,9 @@ def subgraph_cases():
 
 
 def make_neighbor_trainer(model, data, negatives):
-    return Trainer(model, data, batch_size=BATCH_SIZE, progress=False,
-                   sampler='neighbor', num_neighbors=NUM_NEIGHBORS,
-                   negatives=negatives)
+    return Trainer(model, data, progress=False, source=build_source(
+        model, data, batch_size=BATCH_SIZE, sampler='neighbor',
+        num_neighbors=NUM_NEIGHBORS, negatives=negatives))
 
 
 def test_some_models_train_on_subgraphs():

@@ -34,7 +34,7 @@ def run(data, tmp_path_factory):
 
 def reference_model(run_dir, data, file='best.pt'):
     model = get_model('lightgcn')(data, embedding_dim=16, num_layers=2)
-    state = torch.load(os.path.join(run_dir, file), weights_only=False)
+    state = torch.load(os.path.join(run_dir, file), weights_only=True)
     model.load_state_dict(state if file == 'best.pt' else state['model'])
     return model.eval()
 
@@ -76,7 +76,8 @@ def test_the_model_is_rebuilt_in_eval_mode_from_best_or_last(run, data,
                                                              caplog):
     model, _, config = load_run_model(run, data=data)
     assert not model.training and config['name'] == 'lightgcn'
-    assert config['model'] == {'embedding_dim': 16, 'num_layers': 2}
+    assert config['model'] == {'embedding_dim': 16, 'num_layers': 2,
+                               'reg_weight': 1e-4}
     ref = reference_model(run, data)
     for key, value in ref.state_dict().items():
         assert torch.equal(model.state_dict()[key], value)

@@ -6,7 +6,9 @@ from .evaluator import Evaluator
 from .offload import DiskOffload
 from .protocols import PROTOCOLS, build_evaluator
 from .sampled import SampledEvaluator
+from .sources import SAMPLERS, build_source
 from .trainer import Trainer
+from .divergence import TrainingDiverged
 
 __all__ = [
     'Evaluator',
@@ -15,4 +17,7 @@ __all__ = [
     'PROTOCOLS',
     'DiskOffload',
     'Trainer',
+    'TrainingDiverged',
+    'build_source',
+    'SAMPLERS',
 ]

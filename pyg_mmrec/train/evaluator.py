@@ -39,14 +39,53 @@ class EvaluationProtocol:
     test_mask=None) -> Dict[str, float]` and has a :obj:`protocol`
     description and :obj:`test_masks`.
 
+    It also carries the model selection of a run: the split
+    (:obj:`select_on`) and the metric (:obj:`metric`, by default the
+    protocol's :obj:`default_metric`) on which the best epoch is chosen
+    (see :meth:`select`).
+
     Example:
-        >>> evaluator = build_evaluator('sampled', data, num_negatives=99)
+        >>> evaluator = build_evaluator(data, protocol='sampled')
         >>> evaluator.evaluate(model.score, 'val')  # {'hit@10': ..., ...}
     """
     _splits: Dict[str, Dict[str, Tensor]]
     _device: torch.device = torch.device('cpu')
     metrics: Tuple[str, ...]
     ks: Tuple[int, ...]
+    #: The selection metric unless :meth:`select` names another.
+    default_metric: str
+    #: The split the best epoch is selected on: :obj:`"val"` or
+    #: :obj:`"test"` (paper reproduction only).
+    select_on: str = 'val'
+    _metric: Optional[str] = None
+
+    @property
+    def metric(self) -> str:
+        r"""The selection metric."""
+        return self._metric or self.default_metric
+
+    def select(self, select_on: str = 'val',
+               metric: Optional[str] = None) -> 'EvaluationProtocol':
+        r"""Sets the model selection: the split and the metric (default:
+        :obj:`default_metric`); returns the evaluator.
+
+        Raises:
+            ValueError: If :obj:`select_on` is not :obj:`"val"` or
+                :obj:`"test"`, or :obj:`metric` is not computed.
+        """
+        if select_on not in ('val', 'test'):
+            raise ValueError(f"select_on must be 'val' or 'test', got "
+                             f"{select_on!r}")
+        self.select_on, self._metric = select_on, metric
+        self.check_metric()
+        return self
+
+    def check_metric(self) -> None:
+        r"""Raises a :class:`ValueError` if the selection metric is not one
+        of :obj:`metric_names`."""
+        if self.metric not in self.metric_names:
+            raise ValueError(f"metric {self.metric!r} is not computed; choose "
+                             f"one of {self.metric_names}")
 
     @property
     def device(self) -> torch.device:
@@ -147,6 +186,8 @@ class Evaluator(EvaluationProtocol):
             :obj:`"train_val"` and :obj:`"train"` (see above); the first is
             the default of :meth:`evaluate`. (default: :obj:`("train_val",)`)
     """
+    default_metric = 'recall@20'
+
     def __init__(
         self,
         data: HeteroData,

@@ -1,5 +1,6 @@
 r"""What a run reports: per-epoch log lines, results files, peak memory and
 the memory allocator in use."""
+import hashlib
 import json
 import os
 import resource
@@ -29,6 +30,13 @@ def memory_allocator() -> str:
         return 'jemalloc' + (f' {conf}' if conf else '')
     tunables = os.environ.get('GLIBC_TUNABLES')
     return 'glibc' + (f' {tunables}' if tunables else '')
+
+
+def config_hash(config: Any) -> str:
+    r"""A short hash of a configuration (its JSON with sorted keys): two
+    runs with the same hash ran with the same settings."""
+    text = json.dumps(finite_or_none(config), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 def write_json(obj: Any, path: str) -> None:

@@ -84,6 +84,7 @@ class SampledEvaluator(EvaluationProtocol):
     #: :class:`~pyg_mmrec.train.Evaluator`: every interaction of the user
     #: (train, validation and test) is excluded from the negatives.
     test_masks: Tuple[str, ...] = ('train_val', )
+    default_metric = 'hit@10'
 
     def __init__(
         self,

@@ -1,32 +1,28 @@
 """The training loop: the model's stages and its batches, early stopping
 on validation, test at the best validation epoch, atomic checkpoints and
 resume."""
-import contextlib
 import copy
-import itertools
 import logging
 import math
 import os
 import time
-from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
-                    Union)
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 from torch_geometric.data import HeteroData
-from tqdm.auto import tqdm
 
-from ..graphs import PairIndex, interaction_graph, train_graph
-from ..loader import BatchSource, NeighborSource
-from ..models.base import OPTIMIZERS, Stage, build_optimizer
+from ..loader import BatchSource
 from . import distributed
 from .checkpoint import (RunLock, atomic_save, load_checkpoint,
                          remove_stale_temporaries, rng_state, seed_everything,
                          set_rng_state)
-from .divergence import TrainingDiverged, checked_scores, loss_values
+from .divergence import TrainingDiverged, checked_scores
+from .epoch import EpochRunner
+from .evaluator import EvaluationProtocol
 from .protocols import build_evaluator
-from .records import differing_keys, format_record, peak_memory_mb, write_json
-from .offload import DiskOffload
+from .records import (config_hash, differing_keys, format_record,
+                      peak_memory_mb, write_json)
+from .sources import build_source
 
 log = logging.getLogger('pyg_mmrec')
 
@@ -38,13 +34,20 @@ SELECT_ON_TEST_LABEL = ('select-on-test (paper-reproduction mode: the best '
                         'epoch is chosen on the test set, which is optimistic)')
 
 
-class Trainer:
+class Trainer(EpochRunner):
     r"""Fits a :class:`~pyg_mmrec.models.Recommender`: in every epoch its
-    :meth:`~pyg_mmrec.models.Recommender.stages`, then its own batches
-    through :obj:`model(batch)` (the summed loss terms, one optimiser step
-    per batch); evaluates it on validation every :obj:`eval_every` epochs,
-    stops after :obj:`patience` evaluations without improving the selection
-    metric and reports the test metrics at the best validation epoch.
+    :meth:`~pyg_mmrec.models.Recommender.stages`, then the batches of
+    :obj:`source` through :obj:`model(batch)` (the summed loss terms, one
+    optimiser step per batch); evaluates it with :obj:`evaluator` every
+    :obj:`eval_every` epochs, stops after :obj:`patience` evaluations
+    without improving the evaluator's selection metric and reports the test
+    metrics at the best epoch.
+
+    The batch source and the evaluator are objects, each built from its
+    own section of a configuration (:func:`~pyg_mmrec.train.build_source`
+    from :obj:`loader:`, :func:`~pyg_mmrec.train.build_evaluator` from
+    :obj:`evaluation:`, which also holds the model selection); the keyword-
+    only arguments below are the :obj:`trainer:` section.
 
     Every batch source draws an epoch from its own generator, seeded by
     :obj:`(seed, epoch, stage)`, so that an epoch is reproducible and a
@@ -55,20 +58,31 @@ class Trainer:
     (:func:`~pyg_mmrec.loader.shard_slices`; wrap the model with
     :func:`~pyg_mmrec.train.distributed.wrap_model` to all-reduce
     gradients), the evaluation is sharded over users, and only the main
-    process writes checkpoints and results.
+    process writes checkpoints and results. The model trains on the device
+    it is on.
 
-    The recommender's batches are full-graph triples by default
-    (:obj:`sampler="full"`, the model's
-    :meth:`~pyg_mmrec.models.Recommender.batch_source`), or sampled
-    subgraphs (:obj:`sampler="neighbor"`,
-    :class:`~pyg_mmrec.loader.NeighborSource`: LinkNeighborLoader over the
-    training graph) for models whose encoder is local
-    (:attr:`~pyg_mmrec.models.Recommender.supports_subgraph`).
+    Example:
+        >>> model = get_model('lightgcn')(data)
+        >>> trainer = Trainer(model, data, source=build_source(
+        ...     model, data, batch_size=1024), epochs=50, lr=1e-3)
+        >>> results = trainer.fit()
+        >>> results['test']['recall@20']
 
     Args:
         model (Recommender): The model (or a
             :class:`~torch.nn.parallel.DistributedDataParallel` around it).
-        data (HeteroData): The dataset it was built from.
+        data (HeteroData, optional): The dataset it was built from, for the
+            default :obj:`source` and :obj:`evaluator`.
+        source (BatchSource, optional): The recommender's batches.
+            (default: :obj:`build_source(model, data)`, full-graph triples)
+        evaluator (EvaluationProtocol, optional): The evaluation protocol
+            and model selection. (default: :obj:`build_evaluator(data,
+            seed)`, full ranking selected on validation Recall@20)
+        seed (int): Seed of every random number generator. (default: :obj:`0`)
+        checkpoint_dir (str, optional): Where :obj:`last.pt` (full state,
+            written atomically after every epoch), :obj:`best.pt` (best model
+            weights) and :obj:`results.json` go.
+        progress (bool): Show tqdm progress bars. (default: :obj:`True`)
         optimizer (str): :obj:`"adam"` or :obj:`"adamw"` (decoupled weight
             decay) for the recommender's parameters. (default: :obj:`"adam"`)
         lr (float): Learning rate. (default: :obj:`1e-3`)
@@ -77,185 +91,73 @@ class Trainer:
             to this total 2-norm before every step (MMRec's
             :obj:`clip_grad_norm`); :obj:`None`: no clipping.
             (default: :obj:`None`)
-        batch_size (int): Training triples per batch of the default source.
-            (default: :obj:`2048`)
+        lr_decay (Sequence[float], optional): :obj:`[gamma, every]`: the
+            learning rate of epoch :math:`e` is :math:`\mathrm{lr} \cdot
+            \gamma^{(e - 1) / every}` (MMRec's
+            :obj:`learning_rate_scheduler`; see
+            :func:`~pyg_mmrec.train.optim.decay_learning_rate`).
+            (default: :obj:`None`, a constant rate)
         epochs (int): Maximum number of epochs. (default: :obj:`1000`)
         patience (int): Evaluations without improvement before stopping.
             (default: :obj:`20`)
         eval_every (int): Epochs between evaluations. (default: :obj:`1`)
-        select_on (str): :obj:`"val"` (the honest protocol) or :obj:`"test"`
-            (only to reproduce papers that select on test; labelled as such
-            in every output). (default: :obj:`"val"`)
-        metric (str, optional): The selection metric. (default:
-            :obj:`"recall@20"` for full ranking, :obj:`"hit@10"` for the
-            sampled protocol)
-        ks (Sequence[int]): Cut-offs of the reported metrics.
-        eval_batch_size (int): Users (or cases) per evaluation batch.
-        test_masks (Sequence[str] or str): The test masking rules of full
-            ranking (see :class:`~pyg_mmrec.train.Evaluator`): the first
-            gives the reported :obj:`"test"` metrics; with several, every
-            test evaluation also records each rule's metrics under
-            :obj:`"test_by_mask"`. :obj:`"train"` is MMRec's and DiffMM's
-            rule (validation items may be recommended at test).
-            (default: :obj:`("train_val",)`)
-        protocol (str): :obj:`"full"` (full ranking, all items) or
-            :obj:`"sampled"` (each held-out item against
-            :obj:`num_negatives` seeded negatives; see
-            :class:`~pyg_mmrec.train.SampledEvaluator`).
-            (default: :obj:`"full"`)
-        num_negatives (int): Negatives per case of the sampled protocol.
-            (default: :obj:`99`)
-        seed (int): Seed of every random number generator. (default: :obj:`0`)
-        device (str): Device to train on. (default: :obj:`"cpu"`)
-        checkpoint_dir (str, optional): Where :obj:`last.pt` (full state,
-            written atomically after every epoch), :obj:`best.pt` (best model
-            weights) and :obj:`results.json` go.
-        resume (bool): Continue from :obj:`checkpoint_dir/last.pt`; without
-            one, a warning says so and the run starts at epoch 1.
-            (default: :obj:`False`)
-        config (dict, optional): The run's configuration, stored in the
-            results and checked against the checkpoint on resume.
-        progress (bool): Show tqdm progress bars. (default: :obj:`True`)
-        callbacks (list, optional): Functions :obj:`f(trainer, record)`
-            called after every epoch.
-        source (BatchSource, optional): The recommender's batches, instead
-            of those :obj:`sampler` chooses.
-        sampler (str): :obj:`"full"`: the model's
-            :meth:`~pyg_mmrec.models.Recommender.batch_source` over the
-            training graph with :obj:`batch_size`, sharded over processes
-            (:class:`~pyg_mmrec.loader.TripletSource` for most models);
-            :obj:`"neighbor"`: :class:`~pyg_mmrec.loader.NeighborSource`
-            mini-batches. (default: :obj:`"full"`)
-        num_neighbors (str or list): Neighbours per hop of
-            :obj:`"neighbor"`, *e.g.* :obj:`"10,10"`. (default:
-            :obj:`"10,10"`)
-        negatives (str): Negatives of :obj:`"neighbor"` batches:
-            :obj:`"uniform"` or :obj:`"popularity"` true negatives, or
-            :obj:`"loader"` (LinkNeighborLoader's own, which may be
-            positives). (default: :obj:`"uniform"`)
-        loader_workers (int): Worker processes of :obj:`"neighbor"`.
-            (default: :obj:`0`)
     """
     def __init__(
         self,
-        model,
-        data: HeteroData,
+        model: torch.nn.Module,
+        data: Optional[HeteroData] = None,
+        source: Optional[BatchSource] = None,
+        evaluator: Optional[EvaluationProtocol] = None,
+        seed: int = 0,
+        checkpoint_dir: Optional[str] = None,
+        progress: bool = True,
+        *,
         optimizer: str = 'adam',
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         clip_grad_norm: Optional[float] = None,
-        batch_size: int = 2048,
+        lr_decay: Optional[Sequence[float]] = None,
         epochs: int = 1000,
         patience: int = 20,
         eval_every: int = 1,
-        select_on: str = 'val',
-        metric: Optional[str] = None,
-        ks: Sequence[int] = (5, 10, 20, 50),
-        eval_batch_size: int = 4096,
-        test_masks: Sequence[str] = ('train_val', ),
-        protocol: str = 'full',
-        num_negatives: int = 99,
-        seed: int = 0,
-        device: str = 'cpu',
-        checkpoint_dir: Optional[str] = None,
-        resume: bool = False,
-        config: Optional[Dict[str, Any]] = None,
-        progress: bool = True,
-        callbacks: Optional[List[Callable]] = None,
-        source: Optional[BatchSource] = None,
-        sampler: str = 'full',
-        num_neighbors: Union[str, Sequence[int]] = '10,10',
-        negatives: str = 'uniform',
-        loader_workers: int = 0,
     ):
-        if select_on not in ('val', 'test'):
-            raise ValueError(f"select_on must be 'val' or 'test', got {select_on!r}")
-        for name, value in (('batch_size', batch_size), ('eval_every', eval_every)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        if eval_every < 1:
+            raise ValueError(f"eval_every must be >= 1, got {eval_every}")
         if epochs < 0 or patience < 0:
             raise ValueError("epochs and patience must be >= 0")
-        if clip_grad_norm is not None and not clip_grad_norm > 0:
-            raise ValueError(f"clip_grad_norm must be > 0 (or None), got "
-                             f"{clip_grad_norm}")
-        if resume and checkpoint_dir is None:
-            raise ValueError("resume=True needs a checkpoint_dir")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, "
-                             f"got {optimizer!r}")
-        self.device = torch.device(device)
-        self.model = model.to(self.device)
-        #: The recommender itself (inside a DistributedDataParallel wrapper).
-        self.net = getattr(self.model, 'module', self.model)
-        self.batch_size, self.epochs, self.patience = batch_size, epochs, patience
-        self.eval_every, self.select_on = eval_every, select_on
-        self.clip_grad_norm = clip_grad_norm
-        #: The epoch being trained or evaluated (named when it diverges).
-        self.epoch = 0
-        self.seed, self.checkpoint_dir, self.resume = seed, checkpoint_dir, resume
-        self.progress = progress and distributed.is_main_process()
-        self.callbacks = list(callbacks or [])
-        self.config = dict(config or {})
-        self.evaluator = build_evaluator(
-            protocol, data, ks=ks, batch_size=eval_batch_size,
-            test_masks=test_masks, num_negatives=num_negatives, seed=seed)
-        self.metric = metric or ('recall@20' if protocol == 'full'
-                                 else 'hit@10')
-        if self.metric not in self.evaluator.metric_names:
-            raise ValueError(f"metric {self.metric!r} is not computed; choose "
-                             f"one of {self.evaluator.metric_names}")
-        self.source = source if source is not None else default_source(
-            self.net, data, sampler, batch_size, num_neighbors=num_neighbors,
-            negatives=negatives, num_workers=loader_workers)
+        if data is None and (source is None or evaluator is None):
+            raise ValueError("Trainer needs the data, or both a source and "
+                             "an evaluator")
+        super().__init__(
+            model, source if source is not None else build_source(model, data),
+            seed=seed, progress=progress, optimizer=optimizer, lr=lr,
+            weight_decay=weight_decay, clip_grad_norm=clip_grad_norm,
+            lr_decay=lr_decay)
+        self.epochs, self.patience, self.eval_every = epochs, patience, \
+            eval_every
+        self.checkpoint_dir = checkpoint_dir
+        self.evaluator = (evaluator if evaluator is not None else
+                          build_evaluator(data, seed))
+        self.evaluator.check_metric()
+        #: The run's configuration and callbacks (see :meth:`fit`).
+        self.config: Dict[str, Any] = {}
+        self.callbacks: List[Callable] = []
 
-        self.stages: List[Stage] = list(self.net.stages())
-        names = [st.name for st in self.stages]
-        if len(set(names)) != len(names) or 'model' in names:
-            raise ValueError(f"stage names must be distinct and not 'model', "
-                             f"got {names}")
-        claimed = {id(p) for st in self.stages for p in st.parameters()}
-        params = [p for p in self.net.parameters()
-                  if p.requires_grad and id(p) not in claimed]
-        self.optimizer = (build_optimizer(optimizer, params, lr=lr,
-                                          weight_decay=weight_decay)
-                          if params and self.net.trainable else None)
-        self.stage_optimizers = {
-            st.name: build_optimizer(st.optimizer, st.parameters(),
-                                     **st.optimizer_kwargs)
-            for st in self.stages}
-        self.offloads = {
-            st.name: DiskOffload(st.modules, [self.stage_optimizers[st.name]],
-                                 st.offload_dir)
-            for st in self.stages if st.offload_dir is not None}
+    @property
+    def metric(self) -> str:
+        r"""The selection metric (the evaluator's)."""
+        return self.evaluator.metric
+
+    @property
+    def select_on(self) -> str:
+        r"""The split the best epoch is selected on (the evaluator's)."""
+        return self.evaluator.select_on
 
     # ------------------------------------------------------------------
     def _path(self, name: str) -> Optional[str]:
         if self.checkpoint_dir is None or not distributed.is_main_process():
             return None
         return os.path.join(self.checkpoint_dir, name)
-
-    @contextlib.contextmanager
-    def resident(self) -> Iterator[None]:
-        r"""Keeps every offloaded stage in memory for the block (its state
-        is read or written), and offloads it again afterwards."""
-        was = [off for off in self.offloads.values() if off.is_offloaded]
-        for off in was:
-            off.restore()
-        try:
-            yield
-        finally:
-            for off in was:
-                off.offload()
-
-    def generator(self, epoch: int, stream: int) -> torch.Generator:
-        r"""The generator of one epoch of one batch stream (0: the
-        recommender, :math:`k`: the :math:`k`-th stage), the same in every
-        process (the sources shard what it draws)."""
-        # The trailing 0 was the rank: single-process runs draw as before.
-        state = np.random.SeedSequence(
-            [self.seed, epoch, stream, 0]).generate_state(2)
-        seed = (int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1)
-        return torch.Generator().manual_seed(seed)
 
     def evaluate(self, split: str,
                  test_mask: Optional[str] = None) -> Dict[str, float]:
@@ -276,91 +178,6 @@ class Trainer:
         if len(masks) > 1:
             record['test_by_mask'] = {masks[0]: record['test'], **{
                 mask: self.evaluate('test', mask) for mask in masks[1:]}}
-
-    def _run(self, stage: Optional[str],
-             step: Callable[[Any], Dict[str, torch.Tensor]],
-             batches, num_batches: int, optimizer,
-             per_term: bool = False) -> Dict[str, float]:
-        r"""One pass of :obj:`step` over :obj:`batches`, one optimiser step
-        per batch (after one backward pass of the terms' sum, or of each
-        term in turn); the mean of each loss term."""
-        sums: Dict[str, float] = {}
-        name = f'epoch {self.epoch}' + (f' {stage}' if stage else '')
-        bar = tqdm(batches, total=num_batches, desc=name, leave=False,
-                   disable=not self.progress or None)
-        optimizer.zero_grad(set_to_none=True)
-        count = 0
-        for batch in bar:
-            terms = step(batch.to(self.device))
-            # Before the step: a term that is not finite stops the run
-            # before it reaches the weights.
-            values = loss_values(terms, self.epoch, count + 1, stage)
-            if per_term:
-                for term in terms.values():
-                    term.backward()
-            else:
-                sum(terms.values()).backward()
-            if self.clip_grad_norm is not None and stage is None:
-                torch.nn.utils.clip_grad_norm_(
-                    [p for group in optimizer.param_groups
-                     for p in group['params']], self.clip_grad_norm)
-            optimizer.step()
-            # Free the gradients right away, so that the next forward pass
-            # (and the evaluation, and the other stages) can reuse their
-            # memory.
-            optimizer.zero_grad(set_to_none=True)
-            for key, value in values.items():
-                sums[key] = sums.get(key, 0.0) + value
-            count += 1
-        return {key: value / max(count, 1) for key, value in sums.items()}
-
-    def run_stage(self, index: int, stage: Stage,
-                  epoch: int) -> Dict[str, float]:
-        r"""One epoch of a model stage (restored from its offload file for
-        the duration, if it has one)."""
-        offload = self.offloads.get(stage.name)
-        if offload is not None:
-            offload.restore()
-        if stage.before is not None:
-            stage.before()
-        means = self._run(stage.name, stage.loss,
-                          stage.source.batches(epoch,
-                                               self.generator(epoch, index)),
-                          len(stage.source),
-                          self.stage_optimizers[stage.name],
-                          per_term=stage.backward_per_term)
-        if stage.after is not None:
-            stage.after()
-        if offload is not None:  # idle until the next epoch
-            offload.offload()
-        return means
-
-    def train_epoch(self, epoch: int,
-                    max_batches: Optional[int] = None) -> Dict[str, float]:
-        r"""One epoch: the model's stages, then one pass over the
-        recommender's batches (or their first :obj:`max_batches`, for
-        benchmarks); returns the mean of each loss term over the batches,
-        their sum :obj:`"loss"`, and each stage's terms as
-        :obj:`"<stage>/<term>"`."""
-        self.epoch = epoch
-        net = self.net
-        net.train()
-        stage_means = {}
-        for index, stage in enumerate(self.stages, start=1):
-            for key, value in self.run_stage(index, stage, epoch).items():
-                stage_means[f'{stage.name}/{key}'] = value
-        net.on_epoch_start(epoch)
-        batches = self.source.batches(epoch, self.generator(epoch, 0))
-        num_batches = len(self.source)
-        if max_batches is not None:
-            num_batches = min(num_batches, max_batches)
-            batches = itertools.islice(batches, num_batches)
-        means = self._run(None, self.model, batches, num_batches,
-                          self.optimizer)
-        net.on_epoch_end(epoch)
-        means['loss'] = sum(means.values())
-        means.update(stage_means)
-        return means
 
     # ------------------------------------------------------------------
     def _save_state(self, path, epoch, history, best, bad_evals) -> None:
@@ -394,10 +211,21 @@ class Trainer:
                              f"model and trainer ({str(e)[:300]})") from None
         return state
 
-    def fit(self) -> Dict[str, Any]:
+    def fit(self, resume: bool = False,
+            config: Optional[Dict[str, Any]] = None,
+            callbacks: Optional[List[Callable]] = None) -> Dict[str, Any]:
         r"""Trains until early stopping (or :obj:`epochs`) and returns the
         results: configuration, per-epoch history, best epoch, its validation
         and test metrics, timings and peak memory.
+
+        Args:
+            resume (bool): Continue from :obj:`checkpoint_dir/last.pt`;
+                without one, a warning says so and the run starts at epoch
+                1. (default: :obj:`False`)
+            config (dict, optional): The run's configuration, stored in the
+                results and checked against the checkpoint on resume.
+            callbacks (list, optional): Functions :obj:`f(trainer, record)`
+                called after every epoch.
 
         Runs with :func:`torch.use_deterministic_algorithms` (restored
         afterwards): some CPU kernels (e.g. accumulating index writes) are
@@ -411,6 +239,10 @@ class Trainer:
             TrainingDiverged: If a loss term or the scores are not finite;
                 :obj:`results.json` then records it under
                 :obj:`"diverged"`, with the best epoch before it."""
+        if resume and self.checkpoint_dir is None:
+            raise ValueError("resume=True needs a checkpoint_dir")
+        self.config = dict(config or {})
+        self.callbacks = list(callbacks or [])
         previous = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(True, warn_only=True)
         lock = None
@@ -418,7 +250,7 @@ class Trainer:
             if self._path('.lock') is not None:
                 lock = RunLock(self.checkpoint_dir).acquire()
                 remove_stale_temporaries(self.checkpoint_dir)
-            return self._fit()
+            return self._fit(resume)
         finally:
             torch.use_deterministic_algorithms(previous)
             for offload in self.offloads.values():
@@ -426,7 +258,7 @@ class Trainer:
             if lock is not None:
                 lock.release()
 
-    def _fit(self) -> Dict[str, Any]:
+    def _fit(self, resume: bool) -> Dict[str, Any]:
         seed_everything(self.seed)
         history: List[Dict[str, Any]] = []
         best: Dict[str, Any] = {'epoch': 0, 'score': float('-inf'),
@@ -436,12 +268,12 @@ class Trainer:
                 os.path.join(self.checkpoint_dir, 'last.pt'))
         if self.optimizer is None:  # nothing to fit (e.g. popularity)
             self.epochs = 0
-        elif self.resume and os.path.exists(last):
+        elif resume and os.path.exists(last):
             state = self._load_checkpoint(last)
             history, best = state['history'], state['best']
             bad_evals, start = state['bad_evals'], state['epoch'] + 1
             log.info("resumed from %s after epoch %d", last, state['epoch'])
-        elif self.resume:
+        elif resume:
             log.warning("--resume: no checkpoint %s; starting a new run at "
                         "epoch 1", last)
 
@@ -536,55 +368,14 @@ class Trainer:
             results['test_by_mask'] = best['test_by_mask']
         if diverged is not None:
             results['diverged'] = diverged
+        results['config_hash'] = config_hash(self.config)
+        results['model_repr'] = repr(self.net)
+        results['num_parameters'] = sum(p.numel()
+                                        for p in self.net.parameters())
         path = self._path('results.json')
         if path is not None:
             write_json(results, path)
         return results
-
-
-#: The batch samplers of :class:`Trainer` (see its :obj:`sampler`).
-SAMPLERS = ('full', 'neighbor')
-
-
-def default_source(model, data: HeteroData, sampler: str, batch_size: int,
-                   **neighbor_kwargs) -> BatchSource:
-    r"""The recommender's batches of :class:`Trainer` for :obj:`sampler`
-    over the training graph, sharded over the processes; a model whose
-    encoder needs the whole graph refuses :obj:`"neighbor"`."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got "
-                         f"{sampler!r}")
-    graph = train_graph(data, 'cpu')
-    shard = (distributed.rank(), distributed.world_size())
-    exclude = negative_exclusion(model, data)
-    if sampler == 'full':
-        return model.batch_source(graph, batch_size, shard=shard,
-                                  exclude=exclude)
-    if not getattr(model, 'supports_subgraph', False):
-        raise ValueError(
-            f"sampler='neighbor': {type(model).__name__} encodes the whole "
-            f"training graph (or draws batches of its own) and cannot train "
-            f"on sampled subgraphs; use the default full-graph batches "
-            f"(mini-batch models: those with supports_subgraph, e.g. "
-            f"lightgcn)")
-    return NeighborSource(graph, batch_size, shard=shard, exclude=exclude,
-                          **neighbor_kwargs)
-
-
-def negative_exclusion(model, data: HeteroData) -> Optional[PairIndex]:
-    r"""The pairs the default source's negatives avoid besides the training
-    ones: every interaction when the model asks for it
-    (:attr:`~pyg_mmrec.models.Recommender.negative_exclusion`), else
-    :obj:`None`."""
-    rule = getattr(model, 'negative_exclusion', 'train')
-    if rule == 'train':
-        return None
-    if rule != 'all':
-        raise ValueError(f"negative_exclusion must be 'train' or 'all', "
-                         f"got {rule!r}")
-    log.warning("%s: negatives exclude validation and test items too (the "
-                "original's leak, faithful mode)", type(model).__name__)
-    return interaction_graph(data, 'cpu')
 
 
 def _mean(values):

@@ -4,9 +4,9 @@ import torch
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.models import FMCNS
 from pyg_mmrec.models.fmcns import last_occurrence
-from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
 from pyg_mmrec.loader import BPRBatch
+from trainer_factory import make_trainer
 
 
 @pytest.fixture(scope='module')
@@ -82,8 +82,8 @@ def test_fmcns_learns_beyond_popularity():
         seed_everything(0)
         from pyg_mmrec.models import get_model
         model = get_model(name)(data, **kwargs)
-        return Trainer(model, data, epochs=15, patience=15, lr=5e-3,
-                       batch_size=512, progress=False).fit()['test']['recall@20']
+        return make_trainer(model, data, epochs=15, patience=15, lr=5e-3,
+                            batch_size=512).fit()['test']['recall@20']
 
     assert fit('fmcns') > 1.3 * fit('pop')
 
@@ -124,12 +124,15 @@ def test_no_flow_ablation_leaves_the_generator_out(data, monkeypatch):
 def test_fmcns_trains_with_its_own_batch_size_and_lr_by_default(data):
     from pyg_mmrec.config import resolve_config
     from pyg_mmrec.experiment import run_experiment
-    _, trainer_kwargs = resolve_config('fmcns', {})
-    assert trainer_kwargs == {'lr': 5e-4, 'batch_size': 512}
-    _, trainer_kwargs = resolve_config('fmcns', {'batch_size': 64})
-    assert trainer_kwargs == {'lr': 5e-4, 'batch_size': 64}
+    sections = resolve_config('fmcns', {})
+    assert (sections['trainer'], sections['loader']) == (
+        {'lr': 5e-4}, {'batch_size': 512})
+    sections = resolve_config('fmcns', {'batch_size': 64})
+    assert (sections['trainer'], sections['loader']) == (
+        {'lr': 5e-4}, {'batch_size': 64})
     res = run_experiment('fmcns', 'synthetic', data=data, progress=False,
                          config={'epochs': 1})
     assert res['config']['trainer']['lr'] == 5e-4
     assert res['config']['loader']['batch_size'] == 512
-    assert resolve_config('lightgcn', {}) == ({}, {})
+    assert resolve_config('lightgcn', {}) == {
+        'model': {}, 'trainer': {}, 'loader': {}, 'evaluation': {}}

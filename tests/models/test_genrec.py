@@ -8,6 +8,7 @@ from pyg_mmrec.models import GenRec, Pop
 from pyg_mmrec.models.genrec import candidate_rows, top_generated
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
+from trainer_factory import make_trainer
 
 SMALL = dict(embedding_dim=16, denoiser_hidden=16, denoiser_layers=1,
              denoiser_heads=2, denoiser_ff=16)
@@ -220,7 +221,7 @@ def test_genrec_learns_beyond_popularity():
                  GenRec(data, embedding_dim=32, denoiser_hidden=32,
                         denoiser_layers=1, denoiser_ff=32,
                         denoiser_batch_size=300))
-        res = Trainer(model, data, lr=1e-2, batch_size=512, epochs=10,
-                      patience=10, progress=False).fit()
+        res = make_trainer(model, data, lr=1e-2, batch_size=512, epochs=10,
+                           patience=10).fit()
         recall[name] = res['test']['recall@20']
     assert recall['genrec'] > 1.2 * recall['pop'], recall

@@ -5,8 +5,8 @@ from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.graphs import train_graph
 from pyg_mmrec.loader import BPRBatch, DistinctUserSource
 from pyg_mmrec.models import MCLN, get_model
-from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
+from trainer_factory import make_trainer
 
 
 @pytest.fixture(scope='module')
@@ -16,7 +16,7 @@ def data():
 
 def test_uses_the_distinct_user_source_and_needs_interventions(data):
     model = MCLN(data)
-    trainer = Trainer(model, data, epochs=1, progress=False, batch_size=50)
+    trainer = make_trainer(model, data, epochs=1, batch_size=50)
     assert isinstance(trainer.source, DistinctUserSource)
     batch = next(iter(trainer.source.batches(1, torch.Generator())))
     terms = model(batch)
@@ -99,9 +99,9 @@ def test_short_run_beats_popularity(protocol):
     def fit(name, epochs):
         seed_everything(0)
         model = get_model(name)(data)
-        return Trainer(model, data, epochs=epochs, patience=epochs,
-                       progress=False, batch_size=256, lr=5e-3,
-                       protocol=protocol).fit()
+        return make_trainer(model, data, epochs=epochs, patience=epochs,
+                            batch_size=256, lr=5e-3,
+                            protocol=protocol).fit()
 
     pop, mcln = fit('pop', 0), fit('mcln', 8)
     assert mcln['test'][metric] > 1.3 * pop['test'][metric], (

@@ -4,10 +4,11 @@ import torch
 from pyg_mmrec.data import add_synthetic_features, make_synthetic
 from pyg_mmrec.graphs import csr_dense_rows, csr_to_edge_index
 from pyg_mmrec.models import MDMNS, Pop
-from pyg_mmrec.models.base import build_optimizer
+from pyg_mmrec.train.optim import build_optimizer
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
 from pyg_mmrec.loader import BPRBatch
+from trainer_factory import make_trainer
 
 SMALL = dict(embedding_dim=16, denoiser_hidden=32)
 
@@ -228,8 +229,8 @@ def test_mdmns_learns_beyond_popularity(cl_method):
         model = (Pop(data) if name == 'pop' else
                  MDMNS(data, embedding_dim=32, denoiser_hidden=64,
                        cl_method=cl_method))
-        res = Trainer(model, data, lr=5e-3, batch_size=512, epochs=10,
-                      patience=10, progress=False).fit()
+        res = make_trainer(model, data, lr=5e-3, batch_size=512, epochs=10,
+                           patience=10).fit()
         recall[name] = res['test']['recall@20']
     assert recall['mdmns'] > 1.5 * recall['pop'], recall
 
@@ -270,8 +271,7 @@ def test_offloaded_denoisers_train_identically(data, tmp_path):
     for offload_dir in (None, str(tmp_path / 'offload')):
         seed_everything(0)
         model = MDMNS(data, cl_method=1, offload_dir=offload_dir, **SMALL)
-        trainer = Trainer(model, data, batch_size=128, epochs=2,
-                          progress=False)
+        trainer = make_trainer(model, data, batch_size=128, epochs=2)
         results[offload_dir] = [trainer.train_epoch(e) for e in (1, 2)]
         if offload_dir is not None:  # idle between epochs: in the file
             assert trainer.offloads['diffusion'].is_offloaded
@@ -303,9 +303,10 @@ def test_offloaded_stage_resumes_exactly(data, tmp_path):
     def run(out, callbacks=(), resume=False):
         seed_everything(0)
         model = MDMNS(data, offload_dir=str(tmp_path / 'offload'), **SMALL)
-        return Trainer(model, data, batch_size=128, epochs=3, patience=3,
-                       progress=False, checkpoint_dir=str(out),
-                       resume=resume, callbacks=list(callbacks)).fit(), model
+        return make_trainer(model, data, batch_size=128, epochs=3,
+                            patience=3, checkpoint_dir=str(out),
+                            resume=resume,
+                            callbacks=list(callbacks)).fit(), model
 
     full, full_model = run(tmp_path / 'a')
     with pytest.raises(KeyboardInterrupt):

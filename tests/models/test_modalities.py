@@ -20,8 +20,8 @@ import torch
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.data.hetero import modalities
 from pyg_mmrec.models import MODELS
-from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
+from trainer_factory import make_trainer
 
 NUM_USERS, NUM_ITEMS = 120, 80
 BATCH_SIZE = 256
@@ -114,8 +114,7 @@ def train_one_epoch(model, data, name):
     seen = []
     hook = model.register_forward_hook(
         lambda module, args, out: seen.append(out))
-    trainer = Trainer(model, data, epochs=1, batch_size=BATCH_SIZE,
-                      progress=False)
+    trainer = make_trainer(model, data, epochs=1, batch_size=BATCH_SIZE)
     try:
         results = trainer.fit()
     finally:

@@ -5,11 +5,12 @@ from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.data.hetero import ITEM
 from pyg_mmrec.models import MODELS, get_model
 from pyg_mmrec.models.freedom import default_modality_weights
-from pyg_mmrec.train import Trainer
+from pyg_mmrec.train import Trainer, build_source
 from pyg_mmrec.train.checkpoint import seed_everything
 from pyg_mmrec.graphs import (bipartite_adjacency, csr_to_edge_index,
                               train_graph)
 from pyg_mmrec.loader import Subgraph, TripletSource
+from trainer_factory import make_trainer
 
 TRAINABLE = ['lightgcn', 'vbpr', 'freedom', 'fmcns', 'mdmns', 'rearm',
              'genrec', 'mcln']
@@ -114,8 +115,9 @@ def test_subgraph_batches_give_the_full_graph_losses(small, name):
     losses = []
     for source in (None, WholeGraphSubgraphs(train_graph(small), 256)):
         seed_everything(0)
-        trainer = Trainer(cls(small, **kwargs), small, batch_size=256,
-                          progress=False, source=source)
+        model = cls(small, **kwargs)
+        trainer = Trainer(model, small, progress=False, source=source or
+                          build_source(model, small, batch_size=256))
         if source is not None and not cls.supports_subgraph:
             with pytest.raises(ValueError, match='sampled subgraphs'):
                 trainer.train_epoch(1)
@@ -206,8 +208,9 @@ def test_unknown_model_lists_the_available_ones():
 def fit(data, name, epochs, trainer_kwargs=None, **kwargs):
     seed_everything(0)
     model = get_model(name)(data, **kwargs)
-    return Trainer(model, data, epochs=epochs, patience=epochs, progress=False,
-                   batch_size=1024, lr=5e-3, **(trainer_kwargs or {})).fit()
+    return make_trainer(model, data, epochs=epochs, patience=epochs,
+                        batch_size=1024, lr=5e-3,
+                        **(trainer_kwargs or {})).fit()
 
 
 @pytest.fixture(scope='module')

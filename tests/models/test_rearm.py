@@ -8,6 +8,7 @@ from pyg_mmrec.loader import BPRBatch
 from pyg_mmrec.models import REARM
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
+from trainer_factory import make_trainer
 
 SMALL = dict(embedding_dim=16, user_knn_k=5, item_knn_k=3)
 
@@ -29,8 +30,7 @@ def test_users_and_items_without_training_interactions_are_finite():
     data = build_hetero_data(user, item, split, 4, 6, feats)
     model = REARM(data, embedding_dim=8, user_knn_k=2, item_knn_k=2)
     assert torch.equal(model.user_features[0][3], torch.zeros(4))
-    batch_terms = Trainer(model, data, batch_size=4,
-                          progress=False).train_epoch(1)
+    batch_terms = make_trainer(model, data, batch_size=4).train_epoch(1)
     assert all(np.isfinite(v) for v in batch_terms.values())
     model.eval()
     assert torch.isfinite(model.score(torch.arange(4))).all()
@@ -111,7 +111,7 @@ def test_train_features_false_keeps_the_tables_fixed_without_state(
     tables = [*model.item_features, *model.user_features]
     before = [t.detach().clone() for t in tables]
     proj = model.item_projections[0].weight.detach().clone()
-    trainer = Trainer(model, data, batch_size=256, progress=False)
+    trainer = make_trainer(model, data, batch_size=256)
     trainer.train_epoch(1, max_batches=2)
     moved = [not torch.equal(t, b) for t, b in zip(tables, before)]
     assert all(moved) if train_features else not any(moved)

@@ -167,13 +167,13 @@ TRAIN = dict(epochs=4, patience=50, lr=5e-3, eval_batch_size=64)
 def fit(data, batch_size, checkpoint_dir=None, resume=False, callbacks=None,
         **kwargs):
     from pyg_mmrec.models import get_model
-    from pyg_mmrec.train import Trainer
     from pyg_mmrec.train.checkpoint import seed_everything
+    from trainer_factory import make_trainer
     seed_everything(0)
     model = distributed.wrap_model(get_model('lightgcn')(data))
-    return Trainer(model, data, batch_size=batch_size, progress=False,
-                   checkpoint_dir=checkpoint_dir, resume=resume,
-                   callbacks=callbacks, **{**TRAIN, **kwargs}).fit()
+    return make_trainer(model, data, batch_size=batch_size,
+                        checkpoint_dir=checkpoint_dir, resume=resume,
+                        callbacks=callbacks, **{**TRAIN, **kwargs}).fit()
 
 
 def train_worker(rank, init_method, out_dir):

@@ -10,11 +10,12 @@ import torch
 
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.models import get_model
-from pyg_mmrec.train import Trainer
+from pyg_mmrec.train import Trainer, build_source
 from pyg_mmrec.train.checkpoint import (RunLock, load_checkpoint, rng_state,
                                         seed_everything, set_rng_state)
 from pyg_mmrec.train.divergence import TrainingDiverged, finite_or_none
 from pyg_mmrec.train.records import write_json
+from trainer_factory import make_trainer
 
 
 @pytest.fixture(scope='module')
@@ -26,7 +27,7 @@ def trainer(data, model='lightgcn', **kwargs):
     seed_everything(0)
     net = get_model(model)(data, embedding_dim=8)
     kwargs.setdefault('batch_size', 256)
-    return Trainer(net, data, progress=False, **kwargs)
+    return make_trainer(net, data, **kwargs)
 
 
 def poison(net, method, value, after_calls=0):
@@ -76,7 +77,8 @@ def test_infinite_scores_stop_the_evaluation(data):
 def test_a_stage_term_that_is_not_finite_names_the_stage(data):
     seed_everything(0)
     net = get_model('mdmns')(data, embedding_dim=8, denoiser_hidden=16)
-    t = Trainer(net, data, batch_size=256, epochs=2, progress=False)
+    t = Trainer(net, data, source=build_source(net, data, batch_size=256),
+                epochs=2, progress=False)
     stage = t.stages[0]
     loss = stage.loss
     stage.loss = lambda batch: {k: v * float('inf')

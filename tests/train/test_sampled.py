@@ -242,29 +242,40 @@ def test_module_score_method_and_device():
 def test_build_evaluator_dispatch():
     data = tiny_data()
     assert PROTOCOLS == {'full': Evaluator, 'sampled': SampledEvaluator}
-    full = build_evaluator('full', data, ks=(1, 2), batch_size=2,
+    full = build_evaluator(data, 3, protocol='full', ks=(1, 2),
+                           eval_batch_size=2,
                            test_masks=('train_val', 'train'),
-                           num_negatives=1000, seed=3)
+                           num_negatives=1000, metric='recall@2')
     assert isinstance(full, Evaluator) and full.protocol == 'full ranking'
     assert full.ks == (1, 2) and full.batch_size == 2
     assert full.test_masks == ('train_val', 'train')
-    sampled = build_evaluator('sampled', data, ks=(1, 2), batch_size=2,
-                              test_masks='train_val', num_negatives=3, seed=3)
+    sampled = build_evaluator(data, 3, protocol='sampled', ks=(1, 2),
+                              eval_batch_size=2, test_masks='train_val',
+                              num_negatives=3, metric='hit@2')
     assert isinstance(sampled, SampledEvaluator)
     assert (sampled.ks, sampled.batch_size, sampled.num_negatives,
             sampled.seed) == ((1, 2), 2, 3, 3)
     assert sampled.protocol == 'sampled: 1 held-out + 3 negatives'
-    # Defaults of each protocol:
-    assert build_evaluator('sampled', data, num_negatives=3).ks == (5, 10, 20)
-    assert build_evaluator('full', data).ks == Evaluator(data).ks
+    # Defaults of each protocol, its selection metric included:
+    default = build_evaluator(data, protocol='sampled', num_negatives=3)
+    assert default.ks == (5, 10, 20) and default.metric == 'hit@10'
+    assert build_evaluator(data).ks == Evaluator(data).ks
+    assert build_evaluator(data).metric == 'recall@20'
+    assert build_evaluator(data).select_on == 'val'
+    chosen = build_evaluator(data, select_on='test', metric='ndcg@10')
+    assert (chosen.select_on, chosen.metric) == ('test', 'ndcg@10')
     with pytest.raises(ValueError, match=r"protocol must be one of \('full', "
                        r"'sampled'\), got 'loo'"):
-        build_evaluator('loo', data)
+        build_evaluator(data, protocol='loo')
     with pytest.raises(ValueError, match='test_masks.*sampled protocol'):
-        build_evaluator('sampled', data, test_masks=('train', ),
+        build_evaluator(data, protocol='sampled', test_masks=('train', ),
                         num_negatives=3)
     with pytest.raises(ValueError, match='test_masks'):
-        build_evaluator('sampled', data, test_masks=('train_val', 'train'),
-                        num_negatives=3)
+        build_evaluator(data, protocol='sampled',
+                        test_masks=('train_val', 'train'), num_negatives=3)
+    with pytest.raises(ValueError, match="metric 'recall@7' is not computed"):
+        build_evaluator(data, metric='recall@7')
+    with pytest.raises(ValueError, match="select_on must be 'val' or 'test'"):
+        build_evaluator(data, select_on='train')
     with pytest.raises(ValueError, match='num_negatives=99'):
-        build_evaluator('sampled', data)
+        build_evaluator(data, protocol='sampled')

@@ -21,9 +21,9 @@ import torch
 
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.models import get_model
-from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
 from pyg_mmrec.train.trainer import SELECT_ON_TEST_LABEL
+from trainer_factory import make_trainer as build_trainer
 from trainer_helpers import Interrupt, strip_times
 
 
@@ -75,8 +75,7 @@ def make_trainer(data, script, **kwargs):
     seed_everything(0)
     net = get_model('lightgcn')(data)
     kwargs.setdefault('batch_size', 4096)
-    trainer = Trainer(net, data, seed=0, progress=False, **kwargs)
-    return script.install(trainer)
+    return script.install(build_trainer(net, data, **kwargs))
 
 
 # Best validation epoch 3, best test epoch 5, last epoch 8.

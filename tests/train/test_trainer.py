@@ -6,9 +6,9 @@ import torch
 
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.models import get_model
-from pyg_mmrec.models.base import build_optimizer
-from pyg_mmrec.train import Trainer
+from pyg_mmrec.train.optim import build_optimizer
 from pyg_mmrec.train.checkpoint import atomic_save, seed_everything
+from trainer_factory import make_trainer as build_trainer
 from trainer_helpers import Interrupt, strip_times
 
 
@@ -21,7 +21,7 @@ def make_trainer(data, model='lightgcn', seed=0, model_kwargs=None, **kwargs):
     seed_everything(seed)
     net = get_model(model)(data, **(model_kwargs or {}))
     kwargs.setdefault('batch_size', 256)
-    return Trainer(net, data, seed=seed, progress=False, **kwargs)
+    return build_trainer(net, data, seed=seed, **kwargs)
 
 
 @pytest.mark.parametrize('model', ['lightgcn', 'freedom', 'fmcns', 'mdmns'])
@@ -125,12 +125,12 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch
 @pytest.mark.parametrize('kwargs,match', [
     ({'select_on': 'train'}, 'select_on'),
     ({'batch_size': 0}, 'batch_size'),
-    ({'resume': True}, 'checkpoint_dir'),
+    ({'resume': True}, 'checkpoint_dir'),  # at fit
     ({'metric': 'recall@7'}, 'recall@7'),
 ])
 def test_bad_trainer_arguments(data, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        make_trainer(data, **kwargs)
+        make_trainer(data, **kwargs).fit()
 
 
 def test_memory_allocator_names_the_allocator_and_its_settings(monkeypatch):
