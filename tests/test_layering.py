@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / 'pyg_mmrec'
-LAYERS = ['typing', 'data', 'graphs', 'nn', 'loader', 'models', 'train',
-          'config', 'experiment', 'report', 'recommend', 'demo', 'cli', '__main__']
+LAYERS = ['typing', 'testing', 'data', 'graphs', 'nn', 'loader', 'models',
+          'train', 'config', 'experiment', 'report', 'recommend', 'demo',
+          'cli', '__main__']
 
 
 def layer_of(path: Path) -> str:

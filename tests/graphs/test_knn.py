@@ -2,10 +2,9 @@ import pytest
 import torch
 
 from pyg_mmrec.graphs import knn_adjacency, knn_graph
-from pyg_mmrec.typing import WITH_TORCH_CLUSTER
+from pyg_mmrec.testing import with_package
 
-needs_cluster = pytest.mark.skipif(not WITH_TORCH_CLUSTER,
-                                   reason="'torch_cluster' is not installed")
+needs_cluster = with_package('torch_cluster')
 
 
 def dense_knn(x, k, loop, cosine=True):

@@ -3,7 +3,7 @@ import torch
 
 from pyg_mmrec.graphs import bipartite_adjacency, csr_to_edge_index
 from pyg_mmrec.nn import LightGCNConv, LightGCNEncoder
-from pyg_mmrec.typing import WITH_TORCH_SPARSE
+from pyg_mmrec.testing import with_package
 
 
 def random_adjacency(num_users=6, num_items=9, num_edges=25, seed=0):
@@ -40,8 +40,7 @@ def test_lightgcn_conv_equals_dense():
     assert torch.allclose(conv(x, edge_index.flip(0)), binary @ x)
 
 
-@pytest.mark.skipif(not WITH_TORCH_SPARSE,
-                    reason="'torch_sparse' is not installed")
+@with_package('torch_sparse')
 def test_lightgcn_conv_sparse_tensor():
     from torch_sparse import SparseTensor
 

@@ -12,6 +12,7 @@ from torch_geometric.metrics import (
 )
 
 from pyg_mmrec.data.hetero import build_hetero_data, split_edge_index
+from pyg_mmrec.testing import with_cuda
 from pyg_mmrec.train import Evaluator
 
 TRAIN, VAL, TEST = 0, 1, 2
@@ -350,7 +351,7 @@ def test_module_score_method():
         assert out == pytest.approx(expected, abs=1e-12)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA needed')
+@with_cuda
 def test_cuda_matches_cpu():
     data = random_data(300, 120, 6000, seed=15)
     gen = torch.Generator().manual_seed(16)

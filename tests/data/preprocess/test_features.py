@@ -17,6 +17,7 @@ from pyg_mmrec.data.preprocess import (image_features, read_item_features,
                                        text_features)
 from pyg_mmrec.data.preprocess.features import (default_text_model,
                                                 fill_missing_with_mean)
+from pyg_mmrec.testing import has_package, with_package
 
 
 def test_fill_missing_with_mean():
@@ -28,8 +29,8 @@ def test_fill_missing_with_mean():
 
 
 def text_model_or_skip():
-    pytest.importorskip('sentence_transformers', reason="extra 'text' not "
-                        "installed: pip install -e '.[text]'")
+    if not has_package('sentence_transformers'):
+        pytest.skip("extra 'text' not installed: pip install -e '.[text]'")
     try:
         path = default_text_model()
     except ImportError as e:
@@ -75,18 +76,9 @@ def test_text_features_in_preprocess(tmp_path, minilm, monkeypatch):
                                                                           384)
 
 
-def torchvision_or_skip():
-    try:
-        import torchvision
-        torchvision.models.resnet18  # noqa: B018
-    except Exception as e:
-        pytest.skip(f"torchvision not importable beside this torch "
-                    f"({type(e).__name__}: {str(e).splitlines()[0]})")
-    return torchvision
-
-
+@with_package('torchvision')
 def test_image_features(tmp_path):
-    torchvision = torchvision_or_skip()
+    import torchvision
     import torch
     from PIL import Image
     torch.manual_seed(0)

@@ -8,6 +8,7 @@ import pytest
 from pyg_mmrec.data import DataFormatError, load_dataset, split_edge_index
 from pyg_mmrec.data.preprocess import preprocess, read_id_mapping
 from pyg_mmrec.models import MODELS
+from pyg_mmrec.testing import has_package
 
 
 @pytest.fixture(autouse=True)
@@ -166,8 +167,8 @@ def amazon_with_features(tmp_path_factory):
     r"""A preprocessed Amazon dataset with MiniLM text features (extra
     'text') and image features from an Amazon ``.b`` file, made by the CLI
     (items I000 has no image row: the mean)."""
-    pytest.importorskip('sentence_transformers', reason="extra 'text' not "
-                        "installed: pip install -e '.[text]'")
+    if not has_package('sentence_transformers'):
+        pytest.skip("extra 'text' not installed: pip install -e '.[text]'")
     from pyg_mmrec.cli import main
     from test_features import write_amazon_binary
     tmp = tmp_path_factory.mktemp('amazon')
