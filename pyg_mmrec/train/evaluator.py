@@ -46,7 +46,9 @@ class EvaluationProtocol:
 
     Example:
         >>> evaluator = build_evaluator(data, protocol='sampled')
-        >>> evaluator.evaluate(model.score, 'val')  # {'hit@10': ..., ...}
+        >>> metrics = evaluator.evaluate(model.score, 'val')
+        >>> evaluator.metric, 0 <= metrics[evaluator.metric] <= 1
+        ('hit@10', True)
     """
     _splits: Dict[str, Dict[str, Tensor]]
     _device: torch.device = torch.device('cpu')

@@ -32,6 +32,9 @@ def build_source(
     Example:
         >>> source = build_source(model, data, batch_size=1024)
         >>> trainer = Trainer(model, data, source=source)
+        >>> len(source) == -(-int(data['user', 'item'].train_mask.sum())
+        ...                  // 1024)
+        True
 
     Args:
         model (Recommender): The model (or a

@@ -64,9 +64,11 @@ class Trainer(EpochRunner):
     Example:
         >>> model = get_model('lightgcn')(data)
         >>> trainer = Trainer(model, data, source=build_source(
-        ...     model, data, batch_size=1024), epochs=50, lr=1e-3)
+        ...     model, data, batch_size=1024), progress=False, epochs=3,
+        ...     lr=1e-3)
         >>> results = trainer.fit()
-        >>> results['test']['recall@20']
+        >>> results['epochs_run'], 0 < results['test']['recall@20'] < 1
+        (3, True)
 
     Args:
         model (Recommender): The model (or a
