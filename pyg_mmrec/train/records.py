@@ -52,10 +52,10 @@ def write_json(obj: Any, path: str) -> None:
         with open(tmp, 'w') as f:
             json.dump(finite_or_none(obj), f, indent=1, allow_nan=False)
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
-        full = no_space_error(e, path)
+        full = no_space_error(e, path) if isinstance(e, OSError) else None
         if full is not None:
             raise full from None
         raise
