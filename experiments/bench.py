@@ -21,10 +21,9 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..'))
+from report import build_and_train, model_label, results_path, write_results
 
-from report import build_and_train, model_label  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 MMREC_FEATURE_DIMS = {'image': 4096, 'text': 384}
 
@@ -50,8 +49,8 @@ def worker(model_name, dataset, data_root, epochs, overrides=None):
     config_file, _ = find_config(dataset, model_name)
     config = load_config(config_file, model_name) if config_file else {}
     config.update(overrides or {})
-    trainer, build_time, epoch_times = build_and_train(model_name, data,
-                                                       config, epochs)
+    trainer, record, build_time, epoch_times = build_and_train(
+        model_name, data, config, epochs)
     eval_times = {}
     for split in ('val', 'test'):
         t0 = time.perf_counter()
@@ -60,7 +59,7 @@ def worker(model_name, dataset, data_root, epochs, overrides=None):
     users = int(trainer.evaluator.users('test').numel())
     return {
         'dataset': label, 'model': model_name,
-        'batch_size': trainer.batch_size,
+        'batch_size': record['loader']['batch_size'],
         'threads': torch.get_num_threads(),
         'build_time': build_time,
         'epoch_times': epoch_times,
@@ -97,7 +96,8 @@ def main():
     parser.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE',
                         help='override a setting of every model (e.g. '
                              'batch_size=512)')
-    parser.add_argument('--out', default=os.path.join(HERE, 'results', 'bench'))
+    parser.add_argument('--out', default=results_path('bench'),
+                        help='write <out>.json and <out>.md')
     parser.add_argument('--worker', nargs=2, metavar=('MODEL', 'DATASET'),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -122,11 +122,7 @@ def main():
             row = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)
             print(to_markdown([row]).splitlines()[-1], flush=True)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + '.json', 'w') as f:
-        json.dump(rows, f, indent=1)
-    with open(args.out + '.md', 'w') as f:
-        f.write(to_markdown(rows))
+    write_results(args.out, rows, to_markdown(rows))
     print(to_markdown(rows))
 
 

@@ -9,15 +9,13 @@ per split and batch size, next to the bare matmul + top-k time.
     python experiments/bench_eval.py [--batch-sizes 1024 4096] [--repeats 5]
 """
 import argparse
-import os.path as osp
 import statistics
-import sys
 import time
 
 import numpy as np
 import torch
+from report import results_file
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from pyg_mmrec.data.hetero import build_hetero_data
 from pyg_mmrec.train import Evaluator
 
@@ -96,6 +94,5 @@ def main():
 
 
 if __name__ == '__main__':
-    from report import results_file
     with results_file('bench_eval.txt'):
         main()

@@ -24,8 +24,9 @@ import subprocess
 import sys
 import time
 
+from report import results_path, write_results
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..'))
 
 SPORTS = dict(num_users=35598, num_items=18357,
               mean_interactions=300000 / 35598,
@@ -33,6 +34,8 @@ SPORTS = dict(num_users=35598, num_items=18357,
 
 
 def timed(fn, log):
+    r""":obj:`fn` wrapped to append the seconds of every call to
+    :obj:`log`."""
     def wrapper(*args, **kwargs):
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
@@ -45,13 +48,10 @@ def worker(part, data_root, epochs, sports_batches):
     import torch
     from pyg_mmrec.config import load_config
     from pyg_mmrec.data import load_dataset, make_synthetic
-    from pyg_mmrec.models import GenRec
-    from pyg_mmrec.train import Trainer, build_source
-    from pyg_mmrec.train.checkpoint import seed_everything
+    from pyg_mmrec.experiment import build_trainer
     from pyg_mmrec.train.records import memory_allocator, peak_memory_mb
 
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
-    seed_everything(0)
     t0 = time.perf_counter()
     if part == 'tiktok':
         data = load_dataset('tiktok', root=data_root)
@@ -63,14 +63,13 @@ def worker(part, data_root, epochs, sports_batches):
                              'genrec')
     load_time = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model = GenRec(data, **config['model'])
-    generation = []
-    model.rebuild_graph = timed(model.rebuild_graph, generation)
-    trainer = Trainer(model, data, progress=False, source=build_source(
-        model, data, **config['loader']), **config['trainer'])
+    trainer, _ = build_trainer('genrec', data, config, seed=0, progress=False)
     build_time = time.perf_counter() - t0
+    model = trainer.net
+    # The denoiser stage ends by regenerating the graph (its after()).
     (stage, ) = trainer.stages
-    stage_times = []
+    generation, stage_times = [], []
+    stage.after = timed(stage.after, generation)
     trainer.run_stage = timed(trainer.run_stage, stage_times)
     max_batches = None if part == 'tiktok' else sports_batches
     rows = []
@@ -89,9 +88,10 @@ def worker(part, data_root, epochs, sports_batches):
         trainer.evaluate(split)
         eval_times[split] = time.perf_counter() - t0
     num_batches = len(trainer.source)
+    train_mask = data['user', 'interacts', 'item'].train_mask
     return {
         'part': part, 'users': model.num_users, 'items': model.num_items,
-        'train_interactions': int(model.interactions._nnz()),
+        'train_interactions': int(train_mask.sum()),
         'modalities': model.modalities,
         'threads': torch.get_num_threads(), 'load_time': load_time,
         'build_time': build_time, 'epochs': rows,
@@ -138,8 +138,8 @@ def main():
     parser.add_argument('--parts', nargs='+', default=['tiktok', 'sports'])
     parser.add_argument('--epochs', type=int, default=2)
     parser.add_argument('--sports-batches', type=int, default=40)
-    parser.add_argument('--out', default=os.path.join(HERE, 'results',
-                                                      'bench_genrec'))
+    parser.add_argument('--out', default=results_path('bench_genrec'),
+                        help='write <out>.json and <out>.md')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -157,11 +157,7 @@ def main():
             sys.exit(f"{part} failed:\n{out.stderr}")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(to_markdown(rows[-1:]), flush=True)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + '.json', 'w') as f:
-        json.dump(rows, f, indent=1)
-    with open(args.out + '.md', 'w') as f:
-        f.write(to_markdown(rows))
+    write_results(args.out, rows, to_markdown(rows))
     print(to_markdown(rows))
 
 

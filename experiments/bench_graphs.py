@@ -17,19 +17,17 @@ Usage::
 import argparse
 import multiprocessing as mp
 import os
-import sys
 import time
 import warnings
 
 import numpy as np
 import torch
+from report import results_file
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-
-from pyg_mmrec.graphs import (  # noqa: E402
+from pyg_mmrec.graphs import (
     bipartite_adjacency, cooccurrence_graph, degree_sensitive_pruning,
     knn_graph, pruning_weights, topk_per_row, unique_pairs)
-from pyg_mmrec.nn import LightGCNConv  # noqa: E402
+from pyg_mmrec.nn import LightGCNConv
 
 warnings.filterwarnings('ignore', message='.*Sparse.*')
 
@@ -187,6 +185,5 @@ def main():
 
 
 if __name__ == '__main__':
-    from report import results_file
     with results_file('bench_graphs.txt'):
         main()

@@ -32,13 +32,10 @@ peak is that minus the resident memory it starts from. Appends a row to
 import argparse
 import inspect
 import json
-import os
 import resource
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..'))
+from report import read_rows, results_path, write_results
 
 
 def rss_mib() -> float:
@@ -188,24 +185,22 @@ def main():
     parser.add_argument('--dataset', default=None,
                         help='a real dataset instead of the synthetic graph')
     parser.add_argument('--data-root', default=None)
+    parser.add_argument('--out', default=results_path('bench_homography'),
+                        help='append to <out>.json and <out>.md')
     args = parser.parse_args()
     row = run(args)
-    out = os.path.join(HERE, 'results', 'bench_homography')
-    rows = []
-    if os.path.exists(out + '.json'):
-        with open(out + '.json') as f:
-            rows = json.load(f)
-    rows.append(row)
-    with open(out + '.json', 'w') as f:
-        json.dump(rows, f, indent=1)
-    with open(out + '.md', 'w') as f:
-        f.write('| graph | settings k u/i, image w u/i, co w u/i | threads | '
-                'kNN search | co-occ. u/i (s) | interest (s) | kNN user (s) | '
-                'kNN item (s) | total (s) | peak RSS data / build (MiB) | '
-                'build peak above start (MiB) | neighbour recall vs exact |\n'
-                '|---|---|---|---|---|---|---|---|---|---|---|---|\n')
-        for r in rows:
-            f.write(markdown_row(r))
+    rows = read_rows(args.out) + [row]
+    write_results(args.out, rows, to_markdown(rows))
+
+
+def to_markdown(rows):
+    r"""The table of every row (see :func:`markdown_row`)."""
+    return ('| graph | settings k u/i, image w u/i, co w u/i | threads | '
+            'kNN search | co-occ. u/i (s) | interest (s) | kNN user (s) | '
+            'kNN item (s) | total (s) | peak RSS data / build (MiB) | '
+            'build peak above start (MiB) | neighbour recall vs exact |\n'
+            '|---|---|---|---|---|---|---|---|---|---|---|---|\n' +
+            ''.join(markdown_row(r) for r in rows))
 
 
 #: The rows written before the settings were recorded used Baby's.

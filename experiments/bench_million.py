@@ -19,14 +19,11 @@ Writes ``experiments/results/million_items.json`` and ``.md``.
 """
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..'))
-OUT = os.path.join(HERE, 'results', 'million_items')
+from report import read_rows, results_path, write_results
 
 
 def rss_mb():
@@ -54,7 +51,12 @@ def eval_row(num_users, num_items, batch_size):
     split = np.zeros(keys.size, dtype=np.int64)
     first = np.r_[0, np.flatnonzero(np.diff(user)) + 1]
     split[first], split[first + 1] = 1, 2
-    data = build_hetero_data(user, item, split, num_users, num_items)
+    # Most of the 1M items have no interaction: a feature table of
+    # num_items rows (one column, 4 MB at 1M) declares the catalogue, as
+    # build_hetero_data requires of ids this far from contiguous.
+    catalogue = {'id': np.zeros((num_items, 1), dtype=np.float32)}
+    data = build_hetero_data(user, item, split, num_users, num_items,
+                             features=catalogue)
     gen = torch.Generator().manual_seed(0)
     user_emb = torch.randn(num_users, 64, generator=gen)
     item_emb = torch.randn(num_items, 64, generator=gen)
@@ -145,6 +147,8 @@ def main():
     parser.add_argument('--parts', nargs='+', choices=['eval', 'knn'],
                         default=['eval', 'knn'],
                         help='what to run (rows of the others are kept)')
+    parser.add_argument('--out', default=results_path('million_items'),
+                        help='update <out>.json and <out>.md')
     parser.add_argument('--worker', nargs='+', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:  # one row in this process, as JSON
@@ -153,10 +157,7 @@ def main():
                else knn_row(args.items, 64, 10, args.knn_chunks))
         print(json.dumps(row))
         return
-    rows = []
-    if os.path.exists(OUT + '.json'):
-        with open(OUT + '.json') as f:
-            rows = [r for r in json.load(f) if r['part'] not in args.parts]
+    rows = [r for r in read_rows(args.out) if r['part'] not in args.parts]
     jobs = ([('eval', n) for n in args.users] if 'eval' in args.parts
             else []) + ([('knn', 0)] if 'knn' in args.parts else [])
     for part, n in jobs:
@@ -168,11 +169,7 @@ def main():
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(to_markdown(rows[-1:]), flush=True)
     rows.sort(key=lambda r: (r['part'], r.get('users', 0)))
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT + '.json', 'w') as f:
-        json.dump(rows, f, indent=1)
-    with open(OUT + '.md', 'w') as f:
-        f.write(to_markdown(rows))
+    write_results(args.out, rows, to_markdown(rows))
     print(to_markdown(rows))
 
 

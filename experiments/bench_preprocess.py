@@ -9,19 +9,16 @@ repository; results go to experiments/results/bench_preprocess.{json,md}.
 """
 import argparse
 import gzip
-import json
 import os
 import os.path as osp
 import resource
-import sys
 import tempfile
 import time
 
 import numpy as np
+from report import RESULTS, write_results
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from pyg_mmrec.data.preprocess import preprocess  # noqa: E402
+from pyg_mmrec.data.preprocess import preprocess
 
 WORDS = ('great product works well my baby loves it would buy again cheap '
          'quality broke after a week fits perfectly recommended').split()
@@ -65,8 +62,8 @@ def main() -> None:
     parser.add_argument('--items', type=int, default=80_000)
     parser.add_argument('--raw', default=osp.join(tempfile.gettempdir(),
                                                   'bench_reviews.json.gz'))
-    parser.add_argument('--results', default=osp.join(
-        osp.dirname(osp.abspath(__file__)), 'results'))
+    parser.add_argument('--results', default=RESULTS,
+                        help='folder of bench_preprocess.{json,md}')
     args = parser.parse_args()
 
     gen_s = None  # None: an existing --raw file was reused
@@ -96,16 +93,12 @@ def main() -> None:
         'k_core_rounds': stats['k_core_rounds'],
         'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
     }
-    os.makedirs(args.results, exist_ok=True)
-    with open(osp.join(args.results, 'bench_preprocess.json'), 'w') as f:
-        json.dump(result, f, indent=1)
     rows = '\n'.join(f'| {k} | {v:.1f} |' if isinstance(v, float)
                      else f'| {k} | {v} |' for k, v in result.items())
     table = ('# preprocess benchmark (synthetic Amazon 2014 dump, 5-core, '
              'random split, no text features)\n\n| quantity | value |\n'
              f'|---|---|\n{rows}\n')
-    with open(osp.join(args.results, 'bench_preprocess.md'), 'w') as f:
-        f.write(table)
+    write_results(osp.join(args.results, 'bench_preprocess'), result, table)
     print(table)
 
 

@@ -22,15 +22,11 @@ Appends a row to ``experiments/results/scale.json`` and ``scale.md``.
 import argparse
 import ctypes
 import gc
-import json
 import os
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..'))
-
-from report import build_and_train, model_label  # noqa: E402
+from report import (build_and_train, model_label, read_rows, results_path,
+                    write_results)
 
 
 def held_memory_mb(trainer) -> float:
@@ -64,7 +60,7 @@ def run(args):
                           mean_interactions=args.interactions / args.users,
                           modalities=features, seed=0)
     data_time = time.perf_counter() - t0
-    trainer, build_time, epoch_times = build_and_train(
+    trainer, record, build_time, epoch_times = build_and_train(
         args.model, data, config, args.epochs, args.max_batches)
     held = held_memory_mb(trainer)
     t0 = time.perf_counter()
@@ -76,7 +72,7 @@ def run(args):
         'users': args.users, 'items': args.items,
         'interactions': int(store.edge_index.size(1)),
         'features': features, 'settings': config, 'overrides': overrides,
-        'batch_size': trainer.batch_size,
+        'batch_size': record['loader']['batch_size'],
         'max_batches': args.max_batches,
         'threads': torch.get_num_threads(),
         'data_time': data_time, 'build_time': build_time,
@@ -125,21 +121,14 @@ def main():
     parser.add_argument('--set', nargs='*', default=[])
     parser.add_argument('--epochs', type=int, default=1)
     parser.add_argument('--max-batches', type=int)
-    parser.add_argument('--out', default=os.path.join(HERE, 'results',
-                                                      'scale'))
+    parser.add_argument('--out', default=results_path('scale'),
+                        help='append to <out>.json and <out>.md')
     args = parser.parse_args()
     row = run(args)
-    rows = []
-    if os.path.exists(args.out + '.json'):
-        with open(args.out + '.json') as f:
-            # a new measurement replaces the one of the same variant
-            rows = [r for r in json.load(f) if variant(r) != variant(row)]
+    # a new measurement replaces the one of the same variant
+    rows = [r for r in read_rows(args.out) if variant(r) != variant(row)]
     rows.append(row)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + '.json', 'w') as f:
-        json.dump(rows, f, indent=1)
-    with open(args.out + '.md', 'w') as f:
-        f.write(to_markdown(rows))
+    write_results(args.out, rows, to_markdown(rows))
     print(to_markdown([row]))
 
 

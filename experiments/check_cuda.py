@@ -15,23 +15,18 @@ Prints one line per check and writes ``experiments/results/cuda_check.json``.
 Exits 1 when a check fails, 2 when no GPU is present.
 """
 import argparse
-import json
 import math
-import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..'))
+import torch
+from report import results_path, write_results
 
-import torch  # noqa: E402
-
-from pyg_mmrec.data import make_synthetic  # noqa: E402
-from pyg_mmrec.experiment import run_experiment  # noqa: E402
-from pyg_mmrec.graphs import knn as knn_module  # noqa: E402
-from pyg_mmrec.models import MODELS, get_model  # noqa: E402
-from pyg_mmrec.nn.attention import (CoordinateAttention,  # noqa: E402
-                                    dropout_keep_mask)
+from pyg_mmrec.data import make_synthetic
+from pyg_mmrec.experiment import run_experiment
+from pyg_mmrec.graphs import knn as knn_module
+from pyg_mmrec.models import MODELS, get_model
+from pyg_mmrec.nn.attention import CoordinateAttention, dropout_keep_mask
 
 
 def count_cluster_calls():
@@ -156,9 +151,7 @@ def main():
           f"autograd on the regenerated masks, global CUDA stream "
           f"{'unchanged' if stream_ok else 'CHANGED'}")
     report['passed'] = bool(ok)
-    os.makedirs(os.path.join(HERE, 'results'), exist_ok=True)
-    with open(os.path.join(HERE, 'results', 'cuda_check.json'), 'w') as f:
-        json.dump(report, f, indent=1)
+    write_results(results_path('cuda_check'), report)
     return 0 if ok else 1
 
 

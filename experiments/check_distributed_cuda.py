@@ -27,11 +27,10 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.join(HERE, '..')
-sys.path.insert(0, REPO)
+import torch
+from report import results_path, write_results
 
-import torch  # noqa: E402
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
 SYNTHETIC = ['--model', 'lightgcn', '--dataset', 'synthetic', '--config',
              'none', '--no-progress', '--lr', '5e-3', '--patience', '50']
@@ -125,17 +124,13 @@ def main():
               f"process); one-process NCCL group + DDP + mini-batch recall@20 "
               f"{recall:.4f} | {'ok' if passed else 'FAILED'}")
     report['passed'] = bool(ok)
-    os.makedirs(os.path.join(HERE, 'results'), exist_ok=True)
-    name = os.path.join(HERE, 'results',
-                        f'distributed_{args.device}_check')
-    with open(name + '.json', 'w') as f:
-        json.dump(report, f, indent=1)
-    with open(name + '.md', 'w') as f:
-        f.write(f"# 1 vs 2 processes, LightGCN on synthetic, "
-                f"{args.epochs} epochs, {report['device']}\n\n")
-        for sampler, row in report['checks'].items():
-            f.write(f"- {sampler}: " + '; '.join(
-                f'{k} {v}' for k, v in row.items()) + '\n')
+    markdown = (f"# 1 vs 2 processes, LightGCN on synthetic, {args.epochs} "
+                f"epochs, {report['device']}\n\n" + ''.join(
+                    f"- {sampler}: " + '; '.join(
+                        f'{k} {v}' for k, v in row.items()) + '\n'
+                    for sampler, row in report['checks'].items()))
+    write_results(results_path(f'distributed_{args.device}_check'), report,
+                  markdown)
     return 0 if ok else 1
 
 

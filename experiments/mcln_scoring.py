@@ -8,11 +8,10 @@ the same weights), so one run's best checkpoint compares them all.
         --data-root ../shared/data --output experiments/results/tiktok_mcln_scoring
 """
 import argparse
-import json
 import os
-import os.path as osp
 
 import torch
+from report import write_results
 
 from pyg_mmrec.recommend import load_run_model
 from pyg_mmrec.train import Evaluator
@@ -52,21 +51,23 @@ def main() -> None:
         print(' | '.join(f'{k} {v:.4f}' if isinstance(v, float) else
                          f'{k} {v}' for k, v in rows[-1].items()), flush=True)
     if args.output:
-        os.makedirs(osp.dirname(args.output) or '.', exist_ok=True)
-        with open(args.output + '.json', 'w') as f:
-            json.dump({'run': args.run_dir, 'config': config, 'rows': rows},
-                      f, indent=1)
-        with open(args.output + '.md', 'w') as f:
-            f.write(f'MCLN scorings on the best weights of {args.run_dir} '
-                    f'(seed {config["seed"]})\n\n| scoring | chunk size | '
-                    f'chunk seed | val R@20 | val N@20 | test R@20 | '
-                    f'test N@20 |\n|---|---|---|---|---|---|---|\n')
-            for r in rows:
-                f.write(f"| {r['scoring']} | {r['chunk_size'] or '-'} | "
-                        f"{'-' if r['chunk_seed'] is None else r['chunk_seed']}"
-                        f" | {r['val_recall@20']:.4f} | {r['val_ndcg@20']:.4f}"
-                        f" | {r['test_recall@20']:.4f} | "
-                        f"{r['test_ndcg@20']:.4f} |\n")
+        write_results(args.output, {'run': args.run_dir, 'config': config,
+                                    'rows': rows},
+                      to_markdown(args.run_dir, config['seed'], rows))
+
+
+def to_markdown(run_dir, seed, rows) -> str:
+    r"""The table of the scorings' validation and test metrics."""
+    lines = [f'MCLN scorings on the best weights of {run_dir} (seed {seed})',
+             '', '| scoring | chunk size | chunk seed | val R@20 | val N@20 | '
+             'test R@20 | test N@20 |', '|---|---|---|---|---|---|---|']
+    for r in rows:
+        lines.append(
+            f"| {r['scoring']} | {r['chunk_size'] or '-'} | "
+            f"{'-' if r['chunk_seed'] is None else r['chunk_seed']} | "
+            f"{r['val_recall@20']:.4f} | {r['val_ndcg@20']:.4f} | "
+            f"{r['test_recall@20']:.4f} | {r['test_ndcg@20']:.4f} |")
+    return '\n'.join(lines) + '\n'
 
 
 if __name__ == '__main__':

@@ -17,28 +17,25 @@ A run folder is read from its ``results.json``, or from ``last.pt`` while it
 is still training. Writes ``experiments/results/<name>_protocols.{json,md}``.
 """
 import argparse
-import json
 import os
 import statistics
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..'))
-
-from pyg_mmrec.train.trainer import SELECT_ON_TEST_LABEL  # noqa: E402
+from pyg_mmrec.experiment import read_results
+from pyg_mmrec.train.checkpoint import load_checkpoint
+from pyg_mmrec.train.trainer import SELECT_ON_TEST_LABEL
 
 METRIC = 'recall@20'
 REPORTED = ('recall@20', 'ndcg@20')
 
 
 def load_history(run_dir):
-    path = os.path.join(run_dir, 'results.json')
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)['history']
-    import torch
-    state = torch.load(os.path.join(run_dir, 'last.pt'), weights_only=False)
-    return state['history']
+    r"""The per-epoch history of a run folder: from its
+    :obj:`results.json` (:func:`~pyg_mmrec.experiment.read_results`), or
+    from its :obj:`last.pt` checkpoint while it still trains."""
+    if os.path.exists(os.path.join(run_dir, 'results.json')):
+        return read_results(run_dir)['history']
+    return load_checkpoint(os.path.join(run_dir, 'last.pt'),
+                           keys=('history', ))['history']
 
 
 def select(history, patience, max_epochs=None):
@@ -61,17 +58,22 @@ def select(history, patience, max_epochs=None):
 
 
 def mean_std(values):
+    r"""The mean and sample standard deviation (0 for one value)."""
     return (statistics.mean(values),
             statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def main():
+    # Imported here: the tests load this file without experiments/ on the
+    # path.
+    from report import RESULTS, write_results
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('runs', nargs='+')
     parser.add_argument('--patience', type=int, default=20)
     parser.add_argument('--max-epochs', type=int, default=None)
     parser.add_argument('--name', default='protocols')
-    parser.add_argument('--out-dir', default=os.path.join(HERE, 'results'))
+    parser.add_argument('--out-dir', default=RESULTS)
     args = parser.parse_args()
 
     rows = []
@@ -96,12 +98,8 @@ def main():
         epochs = ', '.join(str(r[key]['epoch']) for r in rows)
         lines.append(f"| {label} | {' | '.join(cells)} | {epochs} |")
     table = '\n'.join(lines) + '\n'
-    os.makedirs(args.out_dir, exist_ok=True)
-    out = os.path.join(args.out_dir, f'{args.name}_protocols')
-    with open(out + '.json', 'w') as f:
-        json.dump(rows, f, indent=1)
-    with open(out + '.md', 'w') as f:
-        f.write(table)
+    write_results(os.path.join(args.out_dir, f'{args.name}_protocols'), rows,
+                  table)
     print(table)
 
 

@@ -1,10 +1,14 @@
 """Shared helpers of the benchmark scripts: building and timing a model,
-the model label of a result row, and copying what a script prints into
-``experiments/results/``."""
+the model label of a result row, and the one writer of what the scripts
+measure: :func:`write_results` (``<path>.json`` and ``<path>.md``),
+:func:`read_rows` (the rows a script appends to) and :func:`results_file`
+(what a script prints, copied into ``experiments/results/``)."""
 import contextlib
+import json
 import os
 import sys
 import time
+from typing import Any, List, Optional
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
 
@@ -13,15 +17,18 @@ def build_and_train(model_name, data, config, epochs, max_batches=None):
     r"""Builds :obj:`model_name` on :obj:`data` with :obj:`config` (its
     batch size and learning rate included) and trains it for :obj:`epochs`
     epochs (of at most :obj:`max_batches` batches) with the deterministic
-    kernels of :meth:`Trainer.fit`. Returns the trainer, the build time and
-    the time of every epoch."""
+    kernels of :meth:`Trainer.fit`. Returns the trainer, the run's record
+    (every setting of every section, see
+    :func:`~pyg_mmrec.experiment.build_trainer`), the build time and the
+    time of every epoch."""
     import torch
 
     from pyg_mmrec.experiment import build_trainer
 
     torch.use_deterministic_algorithms(True, warn_only=True)  # as Trainer.fit
     t0 = time.perf_counter()
-    trainer, _ = build_trainer(model_name, data, config, progress=False)
+    trainer, record = build_trainer(model_name, data, config,
+                                    progress=False)
     build_time = time.perf_counter() - t0
     epoch_times = []
     if trainer.net.trainable:
@@ -29,7 +36,7 @@ def build_and_train(model_name, data, config, epochs, max_batches=None):
             t0 = time.perf_counter()
             trainer.train_epoch(epoch, max_batches=max_batches)
             epoch_times.append(time.perf_counter() - t0)
-    return trainer, build_time, epoch_times
+    return trainer, record, build_time, epoch_times
 
 
 def model_label(row) -> str:
@@ -68,3 +75,50 @@ def results_file(name: str):
             yield
         finally:
             sys.stdout = old
+
+
+def results_path(name: str) -> str:
+    r"""The path of :obj:`name` in :obj:`experiments/results/` (without an
+    extension, as :func:`write_results` takes it)."""
+    return os.path.join(RESULTS, name)
+
+
+def _write_text(path: str, text: str) -> None:
+    r"""Writes :obj:`text` to :obj:`path` atomically, as
+    :func:`~pyg_mmrec.train.records.write_json` writes JSON: into
+    :obj:`<path>.tmp`, renamed over :obj:`path`, so a reader never sees
+    half a file and a failed write leaves the previous one."""
+    tmp = f'{path}.tmp'
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        with open(tmp, 'w') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_results(path: str, data: Any,
+                  markdown: Optional[str] = None) -> None:
+    r"""Writes a script's results, each file atomically: :obj:`data` to
+    :obj:`<path>.json` by :func:`~pyg_mmrec.train.records.write_json`
+    (strict JSON indented by one space: a float that is not finite becomes
+    :obj:`null`) and, when given, :obj:`markdown` to :obj:`<path>.md`.
+    :obj:`path` has no extension; a script's default is
+    :func:`results_path`."""
+    from pyg_mmrec.train.records import write_json
+
+    write_json(data, path + '.json')
+    if markdown is not None:
+        _write_text(path + '.md', markdown)
+
+
+def read_rows(path: str) -> List[Any]:
+    r"""The rows of :obj:`<path>.json` written by :func:`write_results`
+    (a script that appends rows reads them first), or an empty list when
+    there is no such file."""
+    if not os.path.exists(path + '.json'):
+        return []
+    with open(path + '.json') as f:
+        return json.load(f)

@@ -28,10 +28,10 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..'))
+from report import read_rows, results_path, write_results
 
-OUT = os.path.join(HERE, 'results', 'scale_modes')
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = results_path('scale_modes')
 DATA_DIR = os.environ.get('PYG_MMREC_SCALE_DATA',
                           os.path.join(HERE, '..', 'runs', 'scale-data'))
 MODES = ('full', 'neighbor', 'ddp2')
@@ -90,23 +90,21 @@ def train(args, mode, rank=0):
     r"""Trains LightGCN for one (possibly cut) epoch; returns its row."""
     import torch
 
-    from pyg_mmrec.models import get_model
-    from pyg_mmrec.train import Trainer, build_source, distributed
-    from pyg_mmrec.train.checkpoint import seed_everything
+    from pyg_mmrec.experiment import build_trainer
     from pyg_mmrec.train.records import peak_memory_mb
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     data = torch.load(data_path(args.n), weights_only=False)
     load_time = time.perf_counter() - t0
-    seed_everything(0)
-    t0 = time.perf_counter()
-    model = distributed.wrap_model(get_model('lightgcn')(data))
     sampler = 'full' if mode == 'full' else 'neighbor'
-    source = build_source(model, data, sampler=sampler,
-                          batch_size=args.batch_size,
-                          num_neighbors=args.num_neighbors,
-                          num_workers=args.loader_workers)
-    trainer = Trainer(model, data, source=source, progress=False, lr=1e-3)
+    config = {'loader': {'sampler': sampler, 'batch_size': args.batch_size,
+                         'num_neighbors': args.num_neighbors,
+                         'num_workers': args.loader_workers},
+              'trainer': {'lr': 1e-3}}
+    t0 = time.perf_counter()
+    # Under the DDP mode's process group: one replica per process.
+    trainer, _ = build_trainer('lightgcn', data, config, seed=0,
+                               progress=False)
     build_time = time.perf_counter() - t0
     trainer.source = timed = TimedSource(trainer.source)
     t0 = time.perf_counter()
@@ -171,21 +169,14 @@ def run_one(args):
     return row
 
 
-def load_rows():
-    if os.path.exists(OUT + '.json'):
-        with open(OUT + '.json') as f:
-            return json.load(f)
-    return []
-
-
 def save_row(row):
-    rows = [r for r in load_rows() if (r['mode'], r['target']) !=
+    r"""Puts :obj:`row` into the rows of :obj:`OUT` (in place of the one
+    of the same mode and size), ordered by size and mode."""
+    rows = [r for r in read_rows(OUT) if (r['mode'], r['target']) !=
             (row['mode'], row['target'])]
     rows.append(row)
     rows.sort(key=lambda r: (r['target'], MODES.index(r['mode'])))
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT + '.json', 'w') as f:
-        json.dump(rows, f, indent=1)
+    write_results(OUT, rows)
 
 
 def fit_exponent(rows, key):
@@ -323,9 +314,8 @@ def main():
                 row.update(target=n, max_memory_gib=args.max_memory_gib)
                 save_row(row)
                 print(to_markdown([row]), flush=True)
-    rows = load_rows()
-    with open(OUT + '.md', 'w') as f:
-        f.write(to_markdown(rows))
+    rows = read_rows(OUT)
+    write_results(OUT, rows, to_markdown(rows))
     if any('error' not in r for r in rows):
         plot(rows)
     print(to_markdown(rows))

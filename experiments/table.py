@@ -14,20 +14,21 @@ without the per-epoch history) and ``.md`` (the table, formatted by
 table, with curves and bar charts, from run directories).
 """
 import argparse
-import json
 import os
-import sys
+
+from pyg_mmrec.config import load_config, parse_settings
+from pyg_mmrec.data import load_dataset
+from pyg_mmrec.experiment import run_experiment
+from pyg_mmrec.report import format_markdown, summarise
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..'))
-
-from pyg_mmrec.data import load_dataset  # noqa: E402
-from pyg_mmrec.config import load_config, parse_settings  # noqa: E402
-from pyg_mmrec.experiment import run_experiment  # noqa: E402
-from pyg_mmrec.report import format_markdown, summarise  # noqa: E402
 
 
 def main():
+    # Imported here: the tests load this file without experiments/ on the
+    # path.
+    from report import results_path, write_results
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--dataset', required=True)
     parser.add_argument('--models', nargs='+', required=True)
@@ -55,13 +56,8 @@ def main():
             print(f"{model} seed {seed}: best epoch {res['best_epoch']} "
                   f"test recall@20 {res['test']['recall@20']:.4f} ndcg@20 "
                   f"{res['test']['ndcg@20']:.4f}", flush=True)
-    out = os.path.join(HERE, 'results', f'{args.dataset}_{args.tag}')
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + '.json', 'w') as f:
-        json.dump(runs, f, indent=1)
     table = format_markdown(summarise([r for rs in runs.values() for r in rs]))
-    with open(out + '.md', 'w') as f:
-        f.write(table)
+    write_results(results_path(f'{args.dataset}_{args.tag}'), runs, table)
     print(table)
 
 

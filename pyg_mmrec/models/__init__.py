@@ -1,6 +1,7 @@
 """The recommenders and their registry (see :func:`register_model`)."""
 from .registry import MODELS, get_model, register_model
 from .base import Recommender, Stage
+from .diffmm_core import DiffMMCore
 from .pop import Pop
 from .lightgcn import LightGCN
 from .vbpr import VBPR
@@ -11,5 +12,6 @@ from .rearm import REARM
 from .genrec import GenRec
 from .mcln import MCLN
 
-__all__ = ['Recommender', 'Stage', 'Pop', 'LightGCN', 'VBPR', 'FREEDOM',
-           'FMCNS', 'MDMNS', 'REARM', 'GenRec', 'MCLN', 'MODELS', 'get_model', 'register_model']
+__all__ = ['Recommender', 'Stage', 'DiffMMCore', 'Pop', 'LightGCN', 'VBPR',
+           'FREEDOM', 'FMCNS', 'MDMNS', 'REARM', 'GenRec', 'MCLN', 'MODELS',
+           'get_model', 'register_model']

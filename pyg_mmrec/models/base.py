@@ -39,6 +39,7 @@ Example:
     ...         neg = (user_emb[u] * item_emb[n]).sum(-1)
     ...         return {'bpr': bpr_loss(pos, neg)}
 """
+import functools
 from dataclasses import dataclass, field
 from typing import (Any, Callable, Dict, Iterable, Mapping, Optional,
                     Tuple)
@@ -160,6 +161,24 @@ def build_optimizer(name: str, params: Iterable[Tensor],
     return OPTIMIZERS[name](params, **kwargs)
 
 
+def _check_batch_subgraph(module: 'Recommender', args: tuple,
+                          kwargs: dict) -> None:
+    # The forward pre-hook of every recommender.
+    batch = args[0] if args else kwargs.get('batch')
+    module.check_subgraph(getattr(batch, 'subgraph', None))
+
+
+def _checking_subgraph(encode: Callable) -> Callable:
+    # A subclass's encode() behind the subgraph check.
+    @functools.wraps(encode)
+    def checked(self, subgraph: Optional[Subgraph] = None, *args, **kwargs):
+        self.check_subgraph(subgraph)
+        return encode(self, subgraph, *args, **kwargs)
+
+    checked._checks_subgraph = True
+    return checked
+
+
 class Recommender(torch.nn.Module):
     r"""Base class of the recommenders (see the module docstring for the
     contract).
@@ -167,6 +186,13 @@ class Recommender(torch.nn.Module):
     In evaluation mode the full-graph representations are computed once and
     reused by every :meth:`score` call until the model goes back to
     training mode (or loads a state).
+
+    A model that encodes the whole graph only (:attr:`supports_subgraph` is
+    :obj:`False`) refuses a sampled subgraph with a clear error
+    (:meth:`check_subgraph`) in every :meth:`forward` (a forward pre-hook
+    reads :obj:`batch.subgraph`) and every :meth:`encode` call (the base
+    class checks the subclasses' :meth:`encode` before it runs): the
+    models need no check of their own.
     """
     #: Whether the model has parameters to fit with the trainer.
     trainable: bool = True
@@ -198,6 +224,15 @@ class Recommender(torch.nn.Module):
         self.num_users = num_users(data)
         self.num_items = num_items(data)
         self._embedding_cache: Optional[Tuple[Tensor, Tensor]] = None
+        self.register_forward_pre_hook(_check_batch_subgraph,
+                                       with_kwargs=True)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        encode = cls.__dict__.get('encode')
+        if encode is not None and not getattr(encode, '_checks_subgraph',
+                                              False):
+            cls.encode = _checking_subgraph(encode)
 
     def encode(self, subgraph: Optional[Subgraph] = None
                ) -> Tuple[Tensor, Tensor]:
@@ -234,7 +269,8 @@ class Recommender(torch.nn.Module):
 
     def check_subgraph(self, subgraph: Optional[Subgraph]) -> None:
         r"""Raises a clear error if :obj:`subgraph` is given to a model that
-        encodes the whole graph only."""
+        encodes the whole graph only (called by the base class before every
+        :meth:`forward` and :meth:`encode`)."""
         if subgraph is not None and not self.supports_subgraph:
             raise ValueError(
                 f"{self.__class__.__name__} encodes the whole training graph "

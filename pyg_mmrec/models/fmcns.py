@@ -115,6 +115,9 @@ class FMCNS(FREEDOM):
     """
     #: The original's trainer settings (models.md 2.8).
     trainer_defaults = {'lr': 5e-4, 'batch_size': 512}
+    # Unlike in FREEDOM, the projections condition the generator (through
+    # a LayerNorm), so their bias matters: keep it, as the original does.
+    feature_projection = 'linear'
     # The causal sampler ranks every item and the generator mixes into
     # every item's input: not local to a sampled subgraph.
     supports_subgraph = False
@@ -146,13 +149,8 @@ class FMCNS(FREEDOM):
         #: Whether the flow generator takes part (off for the ablation
         #: :obj:`flow_weight = flow_mix = 0`).
         self.use_flow = flow_weight > 0 or flow_mix > 0
-        # Unlike in FREEDOM, the projections condition the generator (through
-        # a LayerNorm), so their bias matters: keep it, as the original does.
-        self.projections = torch.nn.ModuleDict({
-            m: torch.nn.Linear(lin.in_features, embedding_dim)
-            for m, lin in self.projections.items()})
-        self.flow = FlowMatchingGenerator(embedding_dim,
-                                          num_conditions=len(self.projections))
+        self.flow = FlowMatchingGenerator(
+            embedding_dim, num_conditions=len(self.features.modalities))
         graph = train_graph(data)
         freq = item_frequency(graph)
         self.register_buffer('item_freq', freq, persistent=False)
@@ -172,19 +170,12 @@ class FMCNS(FREEDOM):
 
     def reset_parameters(self):
         super().reset_parameters()
-        if hasattr(self, 'flow'):
-            for lin in self.projections.values():
-                lin.reset_parameters()
-            self.flow.reset_parameters()
+        self.flow.reset_parameters()
 
     def conditions(self, items: Optional[Tensor] = None) -> List[Tensor]:
         r"""The projected features of every modality, for :obj:`items` (all
         items when :obj:`None`)."""
-        out = []
-        for m, lin in self.projections.items():
-            x = getattr(self, f'x_{m}')
-            out.append(lin(x if items is None else x[items]))
-        return out
+        return list(self.features(items).values())
 
     @torch.no_grad()
     def generate(self) -> Tensor:
@@ -206,7 +197,6 @@ class FMCNS(FREEDOM):
         r"""Embeddings with the generated item embeddings mixed into every
         item's input (evaluation); in training mode, without the generator
         (:meth:`forward` mixes the batch's flow predictions instead)."""
-        self.check_subgraph(subgraph)
         h = self.item_graph_embedding()
         if self.training:
             user, item = self.propagate(h, self.train_adj)
@@ -220,7 +210,6 @@ class FMCNS(FREEDOM):
         return user, item + h
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        self.check_subgraph(batch.subgraph)
         h = self.item_graph_embedding()
         item_input, flow_term, terms = h, None, {}
         if self.use_flow:

@@ -11,7 +11,7 @@ from ..graphs import (bipartite_adjacency, csr_rows_mm, csr_transpose,
                       train_graph, weighted_sum)
 from ..graphs.pairs import PairIndex
 from ..loader import BPRBatch, Subgraph
-from ..nn import LightGCNEncoder, sparse_mm
+from ..nn import LightGCNEncoder, ModalityFeatures, sparse_mm
 from ..nn.losses import bpr_loss
 from .base import Recommender
 from .registry import register_model
@@ -85,6 +85,9 @@ class FREEDOM(Recommender):
     """
     requires_features = True
     supports_subgraph = True
+    #: The projection of the item features (see
+    #: :class:`~pyg_mmrec.nn.ModalityFeatures`): bias-free here.
+    feature_projection: str = 'matrix'
 
     def __init__(
         self,
@@ -113,11 +116,10 @@ class FREEDOM(Recommender):
 
         self.user_embedding = torch.nn.Embedding(self.num_users, embedding_dim)
         self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)
-        self.projections = torch.nn.ModuleDict({
-            m: torch.nn.Linear(x.size(1), embedding_dim, bias=False)
-            for m, x in feats.items()})
-        for m, x in feats.items():
-            self.register_buffer(f'x_{m}', x, persistent=False)
+        #: The item features and their projections.
+        self.features = ModalityFeatures(
+            feats, embedding_dim, projection=self.feature_projection,
+            weight_init='xavier_normal')
         self.encoder = LightGCNEncoder(num_ui_layers, combine='mean',
                                        symmetric=True)
 
@@ -138,13 +140,14 @@ class FREEDOM(Recommender):
         self.register_buffer('train_adj', adj, persistent=False)
         # This epoch's kept edges (None: all kept).
         self.kept_pairs: Optional[PairIndex] = None
-        self.reset_parameters()
+        # FREEDOM's own parameters (not virtual: a subclass resets what it
+        # adds once it has built it).
+        FREEDOM.reset_parameters(self)
 
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.user_embedding.weight)
         torch.nn.init.xavier_uniform_(self.item_embedding.weight)
-        for lin in self.projections.values():
-            torch.nn.init.xavier_normal_(lin.weight)
+        self.features.reset_parameters()
 
     def on_epoch_start(self, epoch: int) -> None:
         if self.dropout > 0:
@@ -185,7 +188,6 @@ class FREEDOM(Recommender):
 
     def encode(self, subgraph: Optional[Subgraph] = None
                ) -> Tuple[Tensor, Tensor]:
-        self.check_subgraph(subgraph)
         if subgraph is not None:
             x = torch.cat([self.user_embedding(subgraph.user_id),
                            self.item_embedding(subgraph.item_id)])
@@ -203,9 +205,9 @@ class FREEDOM(Recommender):
         per modality (none when :obj:`reg_weight` is 0)."""
         terms = {}
         if self.reg_weight > 0:
-            for m, lin in self.projections.items():
-                x = getattr(self, f'x_{m}')
-                p, n = lin(x[batch.pos]), lin(x[batch.neg])
+            for m in self.features.modalities:
+                p = self.features.project(m, batch.pos)
+                n = self.features.project(m, batch.neg)
                 terms[f'bpr_{m}'] = self.reg_weight * bpr_loss(
                     (user_emb * p).sum(-1), (user_emb * n).sum(-1))
         return terms

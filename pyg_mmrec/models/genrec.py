@@ -6,14 +6,14 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
-from ..graphs import (bipartite_adjacency, csr_dense_rows, csr_transpose,
-                      generated_adjacency, knn_adjacency, modality_clusters,
-                      train_graph, user_item_matrix)
-from ..loader import BPRBatch, RowBlockSource
-from ..nn import (BitFlipDiffusion, FlipTransformerDenoiser, info_nce,
-                  interest_debias, sparse_mm)
+from ..graphs import csr_transpose, knn_adjacency, modality_clusters
+from ..loader import BPRBatch
+from ..nn import (BitFlipDiffusion, FlipTransformerDenoiser,
+                  ModalityFeatures, info_nce, interest_debias, sparse_mm)
+from ..nn.bitflip import candidate_rows, top_generated
 from ..nn.losses import bpr_loss
 from .base import Recommender, Stage
+from .diffmm_core import DiffMMCore
 from .registry import register_model
 
 GRAPH_MIXES = ('softmax', 'sum')
@@ -26,22 +26,6 @@ def _block(in_channels: int, out_channels: int, dropout: float
         torch.nn.Linear(in_channels, out_channels),
         torch.nn.BatchNorm1d(out_channels), torch.nn.LeakyReLU(0.2),
         torch.nn.Dropout(dropout))
-
-
-def candidate_rows(x0: Tensor, x: Tensor, p: Tensor, k: int) -> Tensor:
-    r"""The generated rows: the sampled bits :obj:`x` at each row's top
-    :obj:`k` items by :obj:`p`, the clean :obj:`x0` elsewhere."""
-    cand = p.topk(k, dim=1).indices
-    return x0.scatter(1, cand, x.gather(1, cand))
-
-
-def top_generated(gen: Tensor, p: Tensor, k: int,
-                  keep_empty: bool = False) -> Tensor:
-    r"""Each row's top :obj:`k` items by :obj:`gen * p` (:obj:`[B, k]`);
-    picks of score zero (a row with fewer than :obj:`k` ones in
-    :obj:`gen`) are :obj:`-1` (no edge) unless :obj:`keep_empty`."""
-    val, idx = (gen * p).topk(k, dim=1)
-    return idx if keep_empty else idx.masked_fill(val <= 0, -1)
 
 
 @register_model('genrec')
@@ -64,7 +48,9 @@ class GenRec(Recommender):
     edges of :math:`\mathbf{G}` (self-looped GCN normalisation, entries
     dropped with :obj:`keep_rate`). It is built block by block over users
     (:obj:`denoiser_batch_size` rows at a time, never a dense
-    :math:`U \times I`), from the training interactions only.
+    :math:`U \times I`), from the training interactions only. The training
+    graph, :math:`\mathbf{G}`, the stage and the regulariser are the
+    DiffMM family's :class:`~pyg_mmrec.models.DiffMMCore` (:attr:`core`).
 
     **Recommender** (one layer, :math:`\mathrm{LGN}(\mathbf{M}) =
     \frac{1}{2}(\mathbf{E} + \mathbf{M}\mathbf{E})`, :math:`\mathbf{E} =
@@ -243,8 +229,6 @@ class GenRec(Recommender):
         if graph_mix not in GRAPH_MIXES:
             raise ValueError(f"graph_mix must be one of {GRAPH_MIXES}, "
                              f"got {graph_mix!r}")
-        if not 0.0 < keep_rate <= 1.0:
-            raise ValueError(f"keep_rate must be in (0, 1], got {keep_rate}")
         if not 0 <= sampling_steps <= num_steps:
             raise ValueError(f"sampling_steps must be in [0, {num_steps}], "
                              f"got {sampling_steps}")
@@ -252,23 +236,17 @@ class GenRec(Recommender):
             raise ValueError(f"need 1 <= rebuild_k <= gen_topk <= "
                              f"{self.num_items}, got rebuild_k={rebuild_k}, "
                              f"gen_topk={gen_topk}")
-        if denoiser_batch_size < 1:
-            raise ValueError(f"denoiser_batch_size must be positive, "
-                             f"got {denoiser_batch_size}")
         unknown = set(feature_shift or {}) - set(feats)
         if unknown:
             raise ValueError(f"feature_shift names modalities the data lacks: "
                              f"{sorted(unknown)} (has {list(feats)})")
         self.modalities: List[str] = list(feats)
         self.embedding_dim, self.faithful = embedding_dim, faithful
-        self.reg_weight, self.temperature = reg_weight, temperature
+        self.temperature, self.graph_mix = temperature, graph_mix
         self.ssl_weight1, self.ssl_weight2 = ssl_weight1, ssl_weight2
-        self.graph_mix, self.keep_rate = graph_mix, keep_rate
         self.use_generated_graph = use_generated_graph
         self.sampling_steps, self.gen_topk = sampling_steps, gen_topk
-        self.rebuild_k, self.sample_ratio = rebuild_k, sample_ratio
-        self.denoiser_lr = denoiser_lr
-        self.denoiser_batch_size = denoiser_batch_size
+        self.sample_ratio = sample_ratio
         tiktok_rule = faithful and 'audio' in self.modalities
         #: The modalities whose specific part enters S, and whether the
         #: scores add S (the original's dataset rules with faithful=True).
@@ -278,9 +256,10 @@ class GenRec(Recommender):
 
         self.user_embedding = torch.nn.Embedding(self.num_users, embedding_dim)
         self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)
-        self.residual = torch.nn.ModuleDict({
-            m: _block(x.size(1), embedding_dim, dropout)
-            for m, x in feats.items()})
+        #: The item features and their projections :math:`P_m`.
+        self.features = ModalityFeatures(
+            feats, embedding_dim, projection='block', dropout=dropout,
+            dtype=torch.float32, shift=feature_shift)
         self.projector = torch.nn.ModuleDict({
             m: _block(embedding_dim, embedding_dim, dropout)
             for m in feats})
@@ -299,34 +278,23 @@ class GenRec(Recommender):
                            if use_generated_graph and graph_mix == 'softmax'
                            else None)
 
-        edge_index = train_graph(data).edge_index
-        U, num_items = self.num_users, self.num_items
-        for m, x in feats.items():
+        for m, x in feats.items():  # on the raw features
             adj = knn_adjacency(x, knn_k, weighting='similarity',
                                 normalization='sym', degree='weighted')
             self.register_buffer(f'knn_{m}', adj, persistent=False)
             self.register_buffer(f'knn_{m}_t', csr_transpose(adj),
                                  persistent=False)
-            x = x.float()
-            if feature_shift and m in feature_shift:
-                x = x - feature_shift[m] * torch.linalg.svdvals(x).sum()
-            self.register_buffer(f'x_{m}', x, persistent=False)
-        self.register_buffer('adj', bipartite_adjacency(
-            edge_index, U, num_items, self_loops=True), persistent=False)
-        norm = user_item_matrix(edge_index, U, num_items,
-                                normalization='sym', self_loops=True)
-        self.register_buffer('norm_interactions', norm, persistent=False)
-        self.register_buffer('norm_interactions_t', csr_transpose(norm),
-                             persistent=False)
-        self.register_buffer('interactions', user_item_matrix(
-            edge_index, U, num_items), persistent=False)
-
+        #: The training graph, G, the denoiser stage, the regulariser.
+        self.core = DiffMMCore(data, ['items'], self._generate, rebuild_k,
+                               keep_rate, denoiser_lr, denoiser_batch_size,
+                               reg_weight)
         self.process = BitFlipDiffusion(num_steps, flip_temperature,
                                         denoiser_loss, focal_alpha,
                                         focal_gamma, faithful=faithful)
         self.denoiser = (FlipTransformerDenoiser(
-            num_items, denoiser_hidden, denoiser_time_dim, denoiser_layers,
-            denoiser_heads, denoiser_ff, dropout=denoiser_dropout)
+            self.num_items, denoiser_hidden, denoiser_time_dim,
+            denoiser_layers, denoiser_heads, denoiser_ff,
+            dropout=denoiser_dropout)
             if use_generated_graph else None)
         self.interest_debias = interest_debias
         self.clusters: Dict[str, Tensor] = {}
@@ -339,20 +307,13 @@ class GenRec(Recommender):
                 first = clusters[self.modalities[0]]
                 clusters = {m: first for m in self.modalities}
             self.clusters = dict(clusters)
-        # The generated items (checkpointed; -1: no edge) and G's seed.
-        self.register_buffer('generated_items', torch.full(
-            (U, rebuild_k), -1, dtype=torch.long))
-        self.register_buffer('dropout_seed', torch.zeros((), dtype=torch.long))
-        self.register_buffer('has_generated', torch.tensor(False))
-        self._graph: Optional[Tuple[Tensor, Tensor]] = None
-        self.register_load_state_dict_post_hook(
-            lambda module, _: setattr(module, '_graph', None))
         self.reset_parameters()
 
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.user_embedding.weight)
         torch.nn.init.xavier_uniform_(self.item_embedding.weight)
-        for part in (self.residual, self.projector, self.gates, self.common):
+        self.features.reset_parameters()
+        for part in (self.projector, self.gates, self.common):
             for module in part.modules():
                 if isinstance(module, (torch.nn.Linear,
                                        torch.nn.BatchNorm1d)):
@@ -377,64 +338,50 @@ class GenRec(Recommender):
         over all users' rows, then :math:`\mathbf{G}` is regenerated."""
         if self.denoiser is None:
             return ()
-        return (Stage('denoiser', [self.denoiser], loss=self.denoiser_loss,
-                      source=RowBlockSource(self.num_users,
-                                            self.denoiser_batch_size),
-                      optimizer_kwargs={'lr': self.denoiser_lr},
-                      after=self.rebuild_graph), )
+        return (self.core.stage('denoiser', [self.denoiser],
+                                self.denoiser_loss), )
 
     def denoiser_loss(self, users: Tensor) -> Dict[str, Tensor]:
         r"""The flip-denoising loss on the training rows of :obj:`users`."""
-        x0 = csr_dense_rows(self.interactions, users)
+        x0 = self.core.rows(users)
         return {'flip': self.process.loss(self.denoiser, x0)}
 
-    def generate_block(self, x0: Tensor) -> Tensor:
-        r"""The generated items :obj:`[B, rebuild_k]` (:obj:`-1`: none) of
-        the training rows :obj:`x0` :obj:`[B, I]`."""
-        x, p = self.process.p_sample(self.denoiser, x0, self.sampling_steps)
+    @torch.no_grad()
+    def generate_block(self, x0: Tensor, k: int) -> Tensor:
+        r"""The :obj:`k` generated items :obj:`[B, k]` (:obj:`-1`: none) of
+        the training rows :obj:`x0` :obj:`[B, I]` (the core's generation),
+        with the denoiser in eval mode (train mode with
+        :obj:`faithful=True`, as the original)."""
+        was_training = self.denoiser.training
+        self.denoiser.train(self.faithful)
+        try:
+            x, p = self.process.p_sample(self.denoiser, x0,
+                                         self.sampling_steps)
+        finally:
+            self.denoiser.train(was_training)
         gen = candidate_rows(x0, x, p, self.gen_topk)
         if self.interest_debias:
             gen = interest_debias(x0, gen, self.clusters, self.sample_ratio)
-        return top_generated(gen, p, self.rebuild_k,
-                             keep_empty=self.faithful)
+        return top_generated(gen, p, k, keep_empty=self.faithful)
 
-    @torch.no_grad()
+    def _generate(self, key: str, x0: Tensor, k: int) -> Tensor:
+        return self.generate_block(x0, k)  # G's generation (one key)
+
     def rebuild_graph(self) -> None:
-        r"""Regenerates every user's items, :obj:`denoiser_batch_size`
-        users at a time, and draws a new entry-dropout seed."""
-        den = self.denoiser
-        was_training = den.training
-        den.train(self.faithful)
-        users = torch.arange(self.num_users,
-                             device=self.generated_items.device)
-        for block in users.split(self.denoiser_batch_size):
-            self.generated_items[block] = self.generate_block(
-                csr_dense_rows(self.interactions, block))
-        den.train(was_training)
-        self.dropout_seed.fill_(int(torch.randint(2**62, ())))
-        self.has_generated.fill_(True)
-        self._graph = None
+        r"""Regenerates every user's items (see
+        :meth:`~pyg_mmrec.models.DiffMMCore.rebuild`)."""
+        self.core.rebuild()
 
     def generated_graph(self) -> Tuple[Tensor, Tensor]:
         r""":math:`\mathbf{G}` and its transpose (generated first if no
         epoch has run)."""
-        if not bool(self.has_generated):
-            self.rebuild_graph()
-        if self._graph is None:
-            adj = generated_adjacency(self.generated_items, self.num_users,
-                                      self.num_items, self.keep_rate,
-                                      int(self.dropout_seed))
-            self._graph = (adj, csr_transpose(adj))
-        return self._graph
+        return self.core.graph('items')
 
     # Recommender ---------------------------------------------------------
-    def _lgn(self, e: Tensor, adj: Tensor, adj_t: Tensor) -> Tensor:
-        return 0.5 * (e + sparse_mm(adj, e, adj_t))
-
     def content_embedding(self, e: Tensor) -> Tensor:
         r"""The collaborative embedding :math:`\mathbf{C}` of
         :math:`\mathbf{E}` :obj:`[U + I, d]`."""
-        base = sparse_mm(self.adj, e, symmetric=True)
+        base = sparse_mm(self.core.adj, e, symmetric=True)
         if self.denoiser is None:
             return 0.5 * (e + base)
         g, g_t = self.generated_graph()
@@ -446,13 +393,13 @@ class GenRec(Recommender):
 
     def modality_embedding(self, m: str) -> Tensor:
         r""":math:`\mathbf{H}_m` :obj:`[U + I, d]`."""
-        p = self.residual[m](getattr(self, f'x_{m}'))
+        p = self.features.project(m)
         f = self.res_scale * p + self.projector[m](p)
         item = self.item_embedding.weight * self.gates[m](f)
         item = sparse_mm(getattr(self, f'knn_{m}'), item,
                          getattr(self, f'knn_{m}_t'))
-        user = sparse_mm(self.norm_interactions, item,
-                         self.norm_interactions_t)
+        user = sparse_mm(self.core.norm_interactions, item,
+                         self.core.norm_interactions_t)
         return torch.cat([user, item])
 
     def propagate(self) -> Tuple[Tensor, Tensor, Tensor]:
@@ -474,24 +421,17 @@ class GenRec(Recommender):
         final = content + side if self.side_in_score else content
         return final, side, content
 
-    def _split(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        return x[:self.num_users], x[self.num_users:]
-
     def encode(self, subgraph=None) -> Tuple[Tensor, Tensor]:
-        self.check_subgraph(subgraph)
-        return self._split(self.propagate()[0])
+        return self.core.split(self.propagate()[0])
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        self.check_subgraph(batch.subgraph)
-        final, side, content = map(self._split, self.propagate())
+        final, side, content = map(self.core.split, self.propagate())
         u, p, n = batch.user, batch.pos, batch.neg
         f_u = final[0][u]
         terms = {'bpr': bpr_loss((f_u * final[1][p]).sum(-1),
                                  (f_u * final[1][n]).sum(-1))}
-        if self.reg_weight > 0:
-            terms['reg'] = self.reg_weight * (
-                self.user_embedding.weight.pow(2).sum() +
-                self.item_embedding.weight.pow(2).sum())
+        terms.update(self.core.reg_terms(self.user_embedding.weight,
+                                         self.item_embedding.weight))
         nce = lambda a, b: info_nce(a, b, self.temperature)  # noqa: E731
         s_p, c_p = side[1][p], content[1][p]
         cl1 = nce(s_p, c_p) + nce(side[0][u], content[0][u])

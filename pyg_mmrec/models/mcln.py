@@ -9,7 +9,8 @@ from ..data.hetero import require_features
 from ..graphs import bipartite_adjacency, train_graph
 from ..graphs.pairs import PairIndex
 from ..loader import BatchSource, BPRBatch, DistinctUserSource, Subgraph
-from ..nn import CounterfactualEncoder, LightGCNEncoder, bpr_loss, l2_reg
+from ..nn import (CounterfactualEncoder, LightGCNEncoder, ModalityFeatures,
+                  bpr_loss, l2_reg)
 from .base import Recommender
 from .registry import register_model
 
@@ -140,11 +141,9 @@ class MCLN(Recommender):
         self.candidate_dependent = transductive
         self.user_embedding = torch.nn.Embedding(self.num_users, embedding_dim)
         self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)
-        self.projections = torch.nn.ModuleList([
-            torch.nn.Linear(x.size(1), embedding_dim, bias=False)
-            for x in feats.values()])
-        for m, x in feats.items():
-            self.register_buffer(f'x_{m}', x, persistent=False)
+        #: The item features and their bias-free projections.
+        self.features = ModalityFeatures(feats, embedding_dim,
+                                         projection='matrix')
         dim = (1 + len(feats)) * embedding_dim
         self.counterfactual = CounterfactualEncoder(dim, embedding_dim,
                                                     num_blocks)
@@ -162,8 +161,7 @@ class MCLN(Recommender):
     def reset_parameters(self):
         for emb in (self.user_embedding, self.item_embedding):
             torch.nn.init.xavier_uniform_(emb.weight)
-        for lin in self.projections:
-            torch.nn.init.xavier_uniform_(lin.weight)
+        self.features.reset_parameters()
         self.counterfactual.reset_parameters()
 
     def batch_source(self, graph: PairIndex, batch_size: int,
@@ -172,8 +170,7 @@ class MCLN(Recommender):
         return DistinctUserSource(graph, batch_size, shard, exclude)
 
     def _features(self) -> List[Tensor]:
-        return [lin(getattr(self, f'x_{m}'))
-                for m, lin in zip(self.modalities, self.projections)]
+        return list(self.features().values())
 
     def _graph_embeddings(self) -> Tuple[Tensor, Tensor]:
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
@@ -181,7 +178,6 @@ class MCLN(Recommender):
                                                 self.num_items])
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        self.check_subgraph(batch.subgraph)
         if batch.intervention is None:
             raise ValueError("MCLN's batches need intervention items "
                              "(DistinctUserSource)")
@@ -227,7 +223,6 @@ class MCLN(Recommender):
         r"""User rows :math:`[\mathbf{u}_g \| \cdots \| \mathbf{u}_g]` and
         item rows :math:`[\mathbf{i}_g \| \lambda_m \mathbf{v}^m_i \|
         \mathbf{m}_i]`, whose inner products are the full-ranking scores."""
-        self.check_subgraph(subgraph)
         u_g, i_g = self._graph_embeddings()
         feats = self._features()
         q = torch.cat([i_g] + feats, dim=1)

@@ -1,6 +1,7 @@
 """MDMNS."""
-import itertools
+import functools
 import logging
+import operator
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -9,28 +10,18 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
-from ..graphs import (bipartite_adjacency, bipartite_degrees, csr_dense_rows,
-                      csr_transpose, train_graph, user_item_matrix)
-from ..loader import BPRBatch, RowBlockSource
+from ..loader import BPRBatch
 from ..nn import (GaussianDiffusion, LightGCNEncoder, ModalityDiffusion,
-                  info_nce, mdmns_noise_levels, noisy_view_info_nce,
-                  sparse_mm)
+                  ModalityFeatures, mdmns_noise_levels, multi_level_info_nce,
+                  sparse_mm, view_pair_info_nce)
 from ..nn.losses import bpr_loss
 from .base import Recommender, Stage
+from .diffmm_core import DiffMMCore
 from .registry import register_model
 
 FUSED = 'fused'
 
 log = logging.getLogger(__name__)
-
-
-def _sum(terms: List[Tensor]) -> Tensor:
-    r"""The sum of a non-empty list of tensors, in order (a tensor, never
-    the Python :obj:`0` that :func:`sum` starts from)."""
-    out = terms[0]
-    for term in terms[1:]:
-        out = out + term
-    return out
 
 
 @register_model('mdmns')
@@ -46,7 +37,9 @@ class MDMNS(Recommender):
     user's top :obj:`rebuild_k` denoised items. The denoisers train in the
     :obj:`"diffusion"` :class:`~pyg_mmrec.models.Stage` (:meth:`stages`):
     one pass over all user rows before the recommender's batches in every
-    epoch, after which the graphs are regenerated.
+    epoch, after which the graphs are regenerated. The training graph, the
+    generated graphs, the stage and the regulariser are the DiffMM
+    family's :class:`~pyg_mmrec.models.DiffMMCore` (:attr:`core`).
 
     **Recommender.** With :math:`\mathbf{A}` the self-looped GCN-normalised
     training graph, :math:`\bar{\mathbf{F}}_m` the L2-normalised projected
@@ -233,16 +226,11 @@ class MDMNS(Recommender):
         if cl_anchors not in ('batch', 'all'):
             raise ValueError(f"cl_anchors must be 'batch' or 'all', "
                              f"got {cl_anchors!r}")
-        if denoiser_batch_size < 1:
-            raise ValueError(f"denoiser_batch_size must be positive, "
-                             f"got {denoiser_batch_size}")
         self.modalities: List[str] = list(feats)
         self.embedding_dim, self.trans = embedding_dim, trans
-        self.reg_weight, self.ssl_weight = reg_weight, ssl_weight
-        self.temperature = temperature
+        self.ssl_weight, self.temperature = ssl_weight, temperature
         self.ris_lambda, self.ris_adj_lambda = ris_lambda, ris_adj_lambda
         self.cl_method, self.cl_anchors = cl_method, cl_anchors
-        self.denoiser_batch_size = denoiser_batch_size
         self.chunk_size, self.faithful = chunk_size, faithful
         # The largest batch seen: the original's BPR divisor (faithful).
         self._nominal_batch_size = 0
@@ -251,45 +239,34 @@ class MDMNS(Recommender):
 
         self.user_embedding = torch.nn.Embedding(self.num_users, embedding_dim)
         self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)
-        self.projections = torch.nn.ModuleDict({
-            m: torch.nn.Linear(x.size(1), embedding_dim,
-                               bias=self._linear_projection(m))
-            for m, x in feats.items()})
-        for m, x in feats.items():
-            self.register_buffer(f'x_{m}', x, persistent=False)
+        # trans 1: every modality Linear; trans 2: text Linear, others as 0.
+        linear = {m: trans == 1 or (trans == 2 and m == 'text')
+                  for m in feats}
+        #: The item features; :obj:`features()` is :math:`\mathbf{F}_m`.
+        self.features = ModalityFeatures(
+            feats, embedding_dim,
+            projection={m: 'linear' if linear[m] else 'matrix'
+                        for m in feats},
+            activation={m: None if linear[m] else 'leaky_relu'
+                        for m in feats})
         self.modal_weight = torch.nn.Parameter(
             torch.full((len(feats), ), 1.0 / len(feats)))
         self.encoder = LightGCNEncoder(num_layers, combine='sum',
                                        symmetric=True)
 
-        edge_index = train_graph(data).edge_index
-        self.register_buffer('adj', bipartite_adjacency(
-            edge_index, self.num_users, self.num_items, self_loops=True),
-            persistent=False)
-        self.register_buffer('interactions', user_item_matrix(
-            edge_index, self.num_users, self.num_items), persistent=False)
-        # The blocks of adj: R / sqrt((d_u + 1)(d_i + 1)) and the self-loop
-        # weights 1 / (d + 1), for the branch propagation.
-        norm = user_item_matrix(edge_index, self.num_users, self.num_items,
-                                normalization='sym', self_loops=True)
-        self.register_buffer('norm_interactions', norm, persistent=False)
-        self.register_buffer('norm_interactions_t', csr_transpose(norm),
-                             persistent=False)
-        deg_u, deg_i = bipartite_degrees(edge_index, self.num_users,
-                                         self.num_items)
-        self.register_buffer('loop_user', 1.0 / (deg_u[:, None] + 1.0),
-                             persistent=False)
-        self.register_buffer('loop_item', 1.0 / (deg_i[:, None] + 1.0),
-                             persistent=False)
-
-        #: The denoisers and the generated graphs.
+        #: The denoisers.
         self.diffusion = ModalityDiffusion(
-            self.num_users, self.num_items, self.modalities, embedding_dim,
-            denoiser_hidden, denoiser_time_dim, denoiser_dropout,
+            self.num_items, self.modalities, embedding_dim, denoiser_hidden,
+            denoiser_time_dim, denoiser_dropout,
             GaussianDiffusion(num_steps, noise_scale, noise_min, noise_max),
             guidance_dim, trained_guidance=not faithful, e_loss=e_loss,
-            rebuild_k=rebuild_k, keep_rate=keep_rate)
-        self.denoiser_lr, self.offload_dir = denoiser_lr, offload_dir
+            mixed_precision=mixed_precision)
+        #: The training and generated graphs, the stage, the regulariser.
+        self.core = DiffMMCore(data, self.modalities, self.diffusion.generate,
+                               rebuild_k, keep_rate, denoiser_lr,
+                               denoiser_batch_size, reg_weight)
+        self.offload_dir = offload_dir
+        # The denoisers' fixed inputs during the diffusion stage.
         self._denoiser_inputs: Optional[Tuple] = None
         if cl_method == 0 and ssl_weight > 0 and len(self.modalities) < 2:
             log.warning(
@@ -299,18 +276,10 @@ class MDMNS(Recommender):
                 "modality", getattr(data, 'name', '?'), self.modalities[0])
         self.reset_parameters()
 
-    def _linear_projection(self, modality: str) -> bool:
-        # trans 1: every modality Linear; trans 2: text Linear, others matrix.
-        return self.trans == 1 or (self.trans == 2 and modality == 'text')
-
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.user_embedding.weight)
         torch.nn.init.xavier_uniform_(self.item_embedding.weight)
-        for m, lin in self.projections.items():
-            if self._linear_projection(m):
-                lin.reset_parameters()
-            else:
-                torch.nn.init.xavier_uniform_(lin.weight)
+        self.features.reset_parameters()
         with torch.no_grad():
             self.modal_weight.fill_(1.0 / len(self.modalities))
         self.diffusion.reset_parameters()
@@ -321,120 +290,80 @@ class MDMNS(Recommender):
         rows, then the generated graphs are rebuilt."""
         # One Adam over the denoisers and the guidance equals the original's
         # one Adam per part: Adam is elementwise and the parts share no
-        # parameter. One backward
-        # per denoiser, as the original: the guidance's gradients add up in
-        # the same order. The generated graphs are not offloaded: the
-        # recommender reads them.
+        # parameter. One backward per denoiser, as the original: the
+        # guidance's gradients add up in the same order. The generated
+        # graphs (in the core) are not offloaded: the recommender reads them.
         modules = list(self.diffusion.denoisers.values())
         if self.diffusion.guidance is not None:
             modules.append(self.diffusion.guidance)
-        return (Stage('diffusion', modules, loss=self.denoiser_loss,
-                      source=RowBlockSource(self.num_users,
-                                            self.denoiser_batch_size),
-                      optimizer_kwargs={'lr': self.denoiser_lr},
-                      before=self._prepare_denoiser_inputs,
-                      after=self.rebuild_graphs, backward_per_term=True,
-                      offload_dir=self.offload_dir), )
-
-    def _autocast(self):
-        return torch.autocast(self.item_embedding.weight.device.type,
-                              dtype=torch.bfloat16,
-                              enabled=self.mixed_precision)
-
-    # Features ------------------------------------------------------------
-    def features(self) -> Dict[str, Tensor]:
-        r"""The projected features :math:`\mathbf{F}_m` of every modality."""
-        out = {}
-        for m, lin in self.projections.items():
-            f = lin(getattr(self, f'x_{m}'))
-            out[m] = f if self._linear_projection(m) else F.leaky_relu(f, 0.2)
-        return out
-
-    def guides(self, feats: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        r"""The guide of each modality: the mean of the other modalities'
-        projected features (its own with a single modality)."""
-        out = {}
-        for m in self.modalities:
-            others = [feats[k] for k in self.modalities if k != m] or [feats[m]]
-            out[m] = (others[0] if len(others) == 1 else
-                      torch.stack(others).mean(dim=0))
-        return out
+        return (self.core.stage('diffusion', modules, self.denoiser_loss,
+                                before=self._prepare_denoiser_inputs,
+                                after=self.rebuild_graphs,
+                                backward_per_term=True,
+                                offload_dir=self.offload_dir), )
 
     # Diffusion -----------------------------------------------------------
     @torch.no_grad()
-    def _prepare_denoiser_inputs(self) -> None:
-        # Fixed during the diffusion stage (the recommender is not stepped).
+    def denoiser_inputs(self) -> Tuple:
+        r"""The projected features, their guides
+        (:meth:`~pyg_mmrec.nn.ModalityDiffusion.guides`) and the item ID
+        embeddings, detached (fixed during the diffusion stage)."""
         feats = self.features()
-        self._denoiser_inputs = (feats, self.guides(feats),
-                                 self.item_embedding.weight.detach())
+        return (feats, self.diffusion.guides(feats),
+                self.item_embedding.weight.detach())
+
+    def _prepare_denoiser_inputs(self) -> None:
+        self._denoiser_inputs = self.denoiser_inputs()
 
     def denoiser_loss(self, users: Tensor) -> Dict[str, Tensor]:
         r"""The loss :math:`\mathcal{L}_m` of every modality's denoiser on
-        the interaction rows of :obj:`users` (the diffusion stage's
-        batch)."""
-        if self._denoiser_inputs is None:
-            self._prepare_denoiser_inputs()
-        feats, guides, item_emb = self._denoiser_inputs
-        x0 = csr_dense_rows(self.interactions, users.to(item_emb.device))
-        terms = {}
-        for m in self.modalities:
-            with self._autocast():
-                terms[m] = self.diffusion.loss(m, x0, guides[m], feats[m],
-                                               item_emb)
-        return terms
+        the interaction rows of :obj:`users` (the stage's batch)."""
+        feats, guides, item_emb = (self._denoiser_inputs or
+                                   self.denoiser_inputs())
+        x0 = self.core.rows(users)
+        return {m: self.diffusion.loss(m, x0, guides[m], feats[m], item_emb)
+                for m in self.modalities}
 
     def rebuild_graphs(self) -> None:
         r"""Regenerates the generated graphs from the current denoisers
-        (see :meth:`~pyg_mmrec.nn.ModalityDiffusion.rebuild`).
-        """
-        self.diffusion.rebuild(self.interactions, self.denoiser_batch_size,
-                               self._autocast)
+        (see :meth:`~pyg_mmrec.models.DiffMMCore.rebuild`)."""
+        self.core.rebuild()
         self._denoiser_inputs = None
 
     def generated_graph(self, modality: str) -> Tuple[Tensor, Tensor]:
         r"""The generated graph :math:`\mathbf{G}_m` and its transpose
         (generated first if no epoch has run)."""
-        if not bool(self.diffusion.has_generated):
-            self.rebuild_graphs()
-        return self.diffusion.graph(modality)
+        return self.core.graph(modality)
 
     # Recommender ---------------------------------------------------------
-    def _split(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        return x[:self.num_users], x[self.num_users:]
-
     def _branch(self, x_item: Tensor, ids: Dict[str, Tensor],
                 generated: Tensor) -> Tensor:
         # A [E_u; X] + A [(A [E_u; X])_u; E_i] + lambda_a * generated, with
         # A = [[S_u, R], [R^T, S_i]] (self-loops S on the diagonal): only
         # R X and R^T h_u depend on the branch; the rest is shared.
-        h_u = ids['uu'] + sparse_mm(self.norm_interactions, x_item,
-                                    self.norm_interactions_t)
-        h_i = ids['iu'] + self.loop_item * x_item
-        h2_u = self.loop_user * h_u + ids['ui']
-        h2_i = sparse_mm(self.norm_interactions_t, h_u,
-                         self.norm_interactions) + ids['ii']
+        h_u = ids['uu'] + sparse_mm(self.core.norm_interactions, x_item,
+                                    self.core.norm_interactions_t)
+        h_i = ids['iu'] + self.core.loop_item * x_item
+        h2_u = self.core.loop_user * h_u + ids['ui']
+        h2_i = sparse_mm(self.core.norm_interactions_t, h_u,
+                         self.core.norm_interactions) + ids['ii']
         out = torch.cat([h_u + h2_u, h_i + h2_i])
         return torch.add(out, generated, alpha=self.ris_adj_lambda)
 
     def _encode(self, h: Tensor) -> Tuple[Tensor, Tensor]:
-        z = torch.add(self.encoder(h, self.adj), F.normalize(h),
+        z = torch.add(self.encoder(h, self.core.adj), F.normalize(h),
                       alpha=self.ris_lambda)
-        return self._split(z)
+        return self.core.split(z)
 
     def branches(self, feats: Optional[Dict[str, Tensor]] = None
                  ) -> Dict[str, Tuple[Tensor, Tensor]]:
         r"""The :obj:`(user, item)` embeddings of the fused branch
         (:obj:`"fused"`) and of every modality branch, from the projected
-        features :obj:`feats` (computed by :meth:`features` if not
+        features :obj:`feats` (computed by :attr:`features` if not
         given)."""
         e_u, e_i = self.user_embedding.weight, self.item_embedding.weight
         e_id = torch.cat([e_u, e_i])
-        # The blocks of A [E_u; E_i], shared by every branch:
-        ids = {'uu': self.loop_user * e_u, 'ii': self.loop_item * e_i,
-               'ui': sparse_mm(self.norm_interactions, e_i,
-                               self.norm_interactions_t),
-               'iu': sparse_mm(self.norm_interactions_t, e_u,
-                               self.norm_interactions)}
+        ids = self.core.adj_blocks(e_u, e_i)  # shared by every branch
         if feats is None:
             feats = self.features()
         hidden = {}
@@ -446,8 +375,7 @@ class MDMNS(Recommender):
         mixed = sum(w * hidden[m][self.num_users:]  # the item halves only
                     for w, m in zip(weight, self.modalities))
         id_graph = torch.cat([ids['uu'] + ids['ui'], ids['iu'] + ids['ii']])
-        fused = self._branch(F.normalize(mixed), ids,
-                             id_graph)
+        fused = self._branch(F.normalize(mixed), ids, id_graph)
         out = {FUSED: self._encode(fused)}
         out.update({m: self._encode(hidden[m]) for m in self.modalities})
         return out
@@ -455,65 +383,38 @@ class MDMNS(Recommender):
     def encode(self, subgraph=None) -> Tuple[Tensor, Tensor]:
         r"""All branches concatenated, so that a dot product is the sum of
         the branches' scores."""
-        self.check_subgraph(subgraph)
         out = self.branches()
         return (torch.cat([u for u, _ in out.values()], dim=1),
                 torch.cat([i for _, i in out.values()], dim=1))
 
-    def modality_views(self, feats: Dict[str, Tensor]
-                       ) -> Dict[str, Tuple[Tensor, Tensor]]:
-        r"""DiffMM's contrastive views :math:`\sum_{l=0}^{L} \mathbf{A}^l
-        \mathbf{G}_m [\mathbf{E}_u; \mathrm{norm}(\mathbf{F}_m)]`."""
-        out = {}
-        for m, f in feats.items():
-            adj, adj_t = self.generated_graph(m)
-            x = sparse_mm(adj, torch.cat([self.user_embedding.weight,
-                                          F.normalize(f)]), adj_t)
-            out[m] = self._split(self.encoder(x, self.adj))
-        return out
-
-    def _info_nce(self, a: Tensor, b: Tensor,
-                  index: Optional[Tensor]) -> Tensor:
-        return info_nce(a, b, self.temperature, index=index,
-                        chunk_size=self.chunk_size,
-                        matmul_dtype=self._matmul_dtype())
-
-    def _matmul_dtype(self) -> Optional[torch.dtype]:
-        return torch.bfloat16 if self.mixed_precision else None
-
     def contrastive_loss(self, out: Dict[str, Tuple[Tensor, Tensor]],
                          feats: Dict[str, Tensor], batch: BPRBatch) -> Tensor:
         r"""The :obj:`ssl_weight`-weighted contrastive term of
-        :obj:`cl_method`, always a scalar tensor: with :obj:`cl_method=0`
-        and a single modality (no pair to contrast) a constant zero."""
-        parts: List[Tensor] = []
+        :obj:`cl_method` (:func:`~pyg_mmrec.nn.view_pair_info_nce` of
+        :meth:`~pyg_mmrec.models.DiffMMCore.views`, or
+        :func:`~pyg_mmrec.nn.multi_level_info_nce`), always a scalar
+        tensor: with :obj:`cl_method=0` and a single modality (no pair to
+        contrast) a constant zero."""
+        kwargs = dict(temperature=self.temperature, chunk_size=self.chunk_size,
+                      matmul_dtype=(torch.bfloat16 if self.mixed_precision
+                                    else None))
         if self.cl_method == 0:
-            pairs = list(itertools.combinations(self.modalities, 2))
-            views = self.modality_views(feats) if pairs else {}
-            for a, b in pairs:
-                parts.append(self._info_nce(views[a][0], views[b][0],
-                                            batch.user))
-                parts.append(self._info_nce(views[a][1], views[b][1],
-                                            batch.pos))
+            if len(self.modalities) < 2:  # nothing to contrast
+                return self.item_embedding.weight.new_zeros(())
+            views = self.core.views(self.encoder,
+                                    self.user_embedding.weight, feats)
+            loss = view_pair_info_nce(list(views.values()), batch.user,
+                                      batch.pos, **kwargs)
         else:
             users = items = None
             if self.cl_anchors == 'batch':
                 users, items = batch.user.unique(), batch.pos.unique()
-            fused_u, fused_i = out[FUSED]
-            for m in self.modalities:
-                mod_u, mod_i = out[m]
-                parts.append(self._info_nce(fused_u, mod_u, users))
-                parts.append(self._info_nce(fused_i, mod_i, items))
-                parts.append(noisy_view_info_nce(
-                    mod_i, self.noise_levels, self.temperature, index=items,
-                    chunk_size=self.chunk_size,
-                    matmul_dtype=self._matmul_dtype()))
-        if not parts:  # one modality, cl_method 0: nothing to contrast
-            return self.item_embedding.weight.new_zeros(())
-        return self.ssl_weight * _sum(parts)
+            loss = multi_level_info_nce(
+                out[FUSED], [out[m] for m in self.modalities],
+                self.noise_levels, users, items, **kwargs)
+        return self.ssl_weight * loss
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        self.check_subgraph(batch.subgraph)
         feats = self.features()  # once per batch, shared with the views
         out = self.branches(feats)
         parts = []
@@ -523,16 +424,14 @@ class MDMNS(Recommender):
             parts.append(bpr_loss(
                 (u * item_emb.index_select(0, batch.pos)).sum(-1),
                 (u * item_emb.index_select(0, batch.neg)).sum(-1)))
-        bpr = _sum(parts)
+        bpr = functools.reduce(operator.add, parts)  # a tensor, in order
         if self.faithful:  # the original's sum over the nominal batch size
             size = batch.user.numel()
             self._nominal_batch_size = max(self._nominal_batch_size, size)
             bpr = bpr * (size / self._nominal_batch_size)
         terms = {'bpr': bpr}
-        if self.reg_weight > 0:
-            terms['reg'] = self.reg_weight * (
-                self.user_embedding.weight.pow(2).sum() +
-                self.item_embedding.weight.pow(2).sum())
+        terms.update(self.core.reg_terms(self.user_embedding.weight,
+                                         self.item_embedding.weight))
         if self.ssl_weight > 0:
             terms['cl'] = self.contrastive_loss(out, feats, batch)
         return terms

@@ -389,12 +389,10 @@ class REARM(Recommender):
 
     def encode(self, subgraph: Optional[Subgraph] = None
                ) -> Tuple[Tensor, Tensor]:
-        self.check_subgraph(subgraph)
         _, rep = self.channels()
         return rep.split([self.num_users, self.num_items])
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        self.check_subgraph(batch.subgraph)
         m, rep = self.channels()
         U, d = self.num_users, self.embedding_dim
         u = rep[batch.user]

@@ -318,6 +318,23 @@ def flip_denoising_loss(logits: Tensor, x0: Tensor, loss: str = 'focal',
     return torch.where(x0 > 0, pos, neg).mean()
 
 
+def candidate_rows(x0: Tensor, x: Tensor, p: Tensor, k: int) -> Tensor:
+    r"""GenRec-V1's generated rows: the sampled bits :obj:`x` at each row's
+    top :obj:`k` items by the denoiser's :obj:`p`, the clean :obj:`x0`
+    elsewhere (all :obj:`[B, I]`)."""
+    cand = p.topk(k, dim=1).indices
+    return x0.scatter(1, cand, x.gather(1, cand))
+
+
+def top_generated(gen: Tensor, p: Tensor, k: int,
+                  keep_empty: bool = False) -> Tensor:
+    r"""Each row's top :obj:`k` items by :obj:`gen * p` (:obj:`[B, k]`);
+    picks of score zero (a row with fewer than :obj:`k` ones in
+    :obj:`gen`) are :obj:`-1` (no edge) unless :obj:`keep_empty`."""
+    val, idx = (gen * p).topk(k, dim=1)
+    return idx if keep_empty else idx.masked_fill(val <= 0, -1)
+
+
 def interest_debias(x0: Tensor, gen: Tensor, labels: Mapping[str, Tensor],
                     sample_ratio: float = 0.1,
                     generator: Optional[torch.Generator] = None) -> Tensor:

@@ -1,12 +1,10 @@
 r"""The modality-aware graph diffusion of DiffMM and MDMNS: per-modality
-denoisers of users' interaction rows, and the user-item graphs they
-generate."""
-from typing import Callable, List, Optional, Sequence, Tuple
+denoisers of users' interaction rows."""
+from typing import Dict, List, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from ..graphs import csr_dense_rows, csr_transpose, generated_adjacency
 from .denoiser import BipartiteGuidance, Denoiser
 from .diffusion import GaussianDiffusion
 
@@ -15,7 +13,7 @@ class ModalityDiffusion(torch.nn.Module):
     r"""One :class:`Denoiser` per modality :math:`m` reconstructs users'
     interaction rows :math:`\mathbf{x}_0` under a
     :class:`GaussianDiffusion`, from rows guided by the other modalities'
-    features (:class:`BipartiteGuidance`), with the loss
+    features (:class:`BipartiteGuidance`, :meth:`guides`), with the loss
 
     .. math::
         \mathcal{L}_m = \mathbb{E}_t\big[w_t \, \mathrm{MSE}(\mathbf{x}_0,
@@ -23,17 +21,13 @@ class ModalityDiffusion(torch.nn.Module):
         \mathbf{F}_m, \mathbf{x}_0 \mathbf{E}_i)
 
     (the second term, "modality signal injection", compares a
-    modality-weighted and an ID-weighted user profile). :meth:`rebuild`
-    denoises every user's row (the deterministic reverse chain from the
-    clean row, block by block over users, never all rows at once) and keeps
-    its top :math:`k` items; :meth:`graph` turns them into the generated
-    user-item graph :math:`\mathbf{G}_m` (self-looped, GCN-normalised,
-    entries dropped with :obj:`keep_rate` under a seed drawn at each
-    rebuild). The generated items and the seed are buffers (checkpointed);
-    the graphs are derived from them.
+    modality-weighted and an ID-weighted user profile). :meth:`denoise`
+    runs the deterministic reverse chain from the clean rows in evaluation
+    mode, and :meth:`generate` keeps each user's top :math:`k` denoised
+    items: the edges of the generated user-item graph
+    :math:`\mathbf{G}_m` (see :class:`~pyg_mmrec.models.DiffMMCore`).
 
     Args:
-        num_users (int): Number of users :math:`U`.
         num_items (int): Number of items :math:`I` (the row length).
         modalities (Sequence[str]): The modalities, one denoiser each.
         guide_channels (int): Size of the guide features.
@@ -47,46 +41,32 @@ class ModalityDiffusion(torch.nn.Module):
             fresh, random, untrained network at every call, plus the
             original's constant second reconstruction term.
         e_loss (float): Weight :math:`e` of the modality signal injection.
-        rebuild_k (int): Generated items per user :math:`k`.
-        keep_rate (float): Entry keep rate of the generated graphs.
+        mixed_precision (bool, optional): Run :meth:`loss` and
+            :meth:`denoise` under :obj:`bfloat16` autocast.
+            (default: :obj:`False`)
 
     Shapes:
         - **loss input:** rows :math:`(B, I)`, guide :math:`(I, F)`,
           features :math:`(I, d)`, item embeddings :math:`(I, d)`
-        - **graph output:** :math:`(U + I, U + I)` CSR and its transpose
+        - **denoise input / output:** rows :math:`(B, I)`
+        - **generate output:** items :math:`(B, k)`
     """
-    def __init__(self, num_users: int, num_items: int,
-                 modalities: Sequence[str], guide_channels: int,
-                 hidden_channels: int, time_channels: int, dropout: float,
+    def __init__(self, num_items: int, modalities: Sequence[str],
+                 guide_channels: int, hidden_channels: int,
+                 time_channels: int, dropout: float,
                  diffusion: GaussianDiffusion, guidance_channels: int,
-                 trained_guidance: bool, e_loss: float, rebuild_k: int,
-                 keep_rate: float):
+                 trained_guidance: bool, e_loss: float,
+                 mixed_precision: bool = False):
         super().__init__()
-        if not 1 <= rebuild_k <= num_items:
-            raise ValueError(f"rebuild_k must be in [1, {num_items}], "
-                             f"got {rebuild_k}")
-        if not 0.0 < keep_rate <= 1.0:
-            raise ValueError(f"keep_rate must be in (0, 1], got {keep_rate}")
-        self.num_users, self.num_items = num_users, num_items
+        self.num_items, self.mixed_precision = num_items, mixed_precision
         self.modalities: List[str] = list(modalities)
         self.guidance_channels, self.e_loss = guidance_channels, e_loss
-        self.rebuild_k, self.keep_rate = rebuild_k, keep_rate
         self.process = diffusion
         self.denoisers = torch.nn.ModuleDict({
             m: Denoiser(num_items, hidden_channels, time_channels, dropout)
             for m in self.modalities})
         self.guidance = (BipartiteGuidance(guide_channels, guidance_channels)
                          if trained_guidance else None)
-        for m in self.modalities:
-            self.register_buffer(
-                f'generated_{m}',
-                torch.zeros(num_users, rebuild_k, dtype=torch.long))
-            self.register_buffer(f'graph_{m}', None, persistent=False)
-            self.register_buffer(f'graph_{m}_t', None, persistent=False)
-        self.register_buffer('dropout_seed', torch.zeros((), dtype=torch.long))
-        self.register_buffer('has_generated', torch.tensor(False))
-        self.register_load_state_dict_post_hook(
-            lambda module, _: module.clear_graphs())
 
     def reset_parameters(self):
         r"""Resets all learnable parameters of the module."""
@@ -104,10 +84,19 @@ class ModalityDiffusion(torch.nn.Module):
             guidance = BipartiteGuidance(guide.size(1), self.guidance_channels)
             return guidance.to(rows.device)(rows, guide)
 
+    def _autocast(self, x: Tensor):
+        return torch.autocast(x.device.type, dtype=torch.bfloat16,
+                              enabled=self.mixed_precision)
+
     def loss(self, modality: str, x0: Tensor, guide: Tensor, feature: Tensor,
              item_emb: Tensor) -> Tensor:
         r"""The denoiser loss :math:`\mathcal{L}_m` of one batch of user
         rows :obj:`x0` (guide, features and embeddings detached)."""
+        with self._autocast(x0):
+            return self._loss(modality, x0, guide, feature, item_emb)
+
+    def _loss(self, modality: str, x0: Tensor, guide: Tensor,
+              feature: Tensor, item_emb: Tensor) -> Tensor:
         t = self.process.sample_timesteps(x0.size(0), device=x0.device)
         # x_t is not kept: only its guided form is needed from here on.
         x_hat = self.denoisers[modality](
@@ -121,53 +110,37 @@ class ModalityDiffusion(torch.nn.Module):
         msi = (x_hat @ feature - x0 @ item_emb).pow(2).mean(dim=1)
         return diff.mean() + self.e_loss * msi.mean()
 
-    @torch.no_grad()
-    def rebuild(self, interactions: Tensor, block_size: int,
-                autocast: Optional[Callable] = None) -> None:
-        r"""Denoises every row of the CSR :obj:`interactions` :obj:`[U, I]`
-        with each modality's denoiser, :obj:`block_size` users at a time
-        (in :obj:`autocast()` when given), keeps the top :math:`k` items per
-        user and draws a new entry-dropout seed."""
-        for m, den in self.denoisers.items():
-            was_training = den.training
-            den.eval()
-            out = getattr(self, f'generated_{m}')
-            users = torch.arange(self.num_users, device=out.device)
-            for block in users.split(block_size):
-                x0 = csr_dense_rows(interactions, block)
-                if autocast is None:
-                    x_hat = self.process.p_sample(den, x0)
-                else:
-                    with autocast():
-                        x_hat = self.process.p_sample(den, x0)
-                out[block] = x_hat.topk(self.rebuild_k, dim=1).indices
-            den.train(was_training)
-        self.dropout_seed.fill_(int(torch.randint(2**62, ())))
-        self.has_generated.fill_(True)
-        self.clear_graphs()
-
-    def clear_graphs(self) -> None:
-        r"""Drops the derived graphs (rebuilt by :meth:`graph`)."""
+    def guides(self, features: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+        r"""The guide of each modality: the mean of the other modalities'
+        projected :obj:`features` (its own with a single modality)."""
+        out = {}
         for m in self.modalities:
-            setattr(self, f'graph_{m}', None)
-            setattr(self, f'graph_{m}_t', None)
+            others = ([features[k] for k in self.modalities if k != m]
+                      or [features[m]])
+            out[m] = (others[0] if len(others) == 1 else
+                      torch.stack(others).mean(dim=0))
+        return out
 
-    def graph(self, modality: str) -> Tuple[Tensor, Tensor]:
-        r"""The generated graph :math:`\mathbf{G}_m` and its transpose
-        (after a :meth:`rebuild`)."""
-        if not bool(self.has_generated):
-            raise RuntimeError("no generated graph yet: call rebuild() first")
-        if getattr(self, f'graph_{modality}') is None:
-            adj = generated_adjacency(
-                getattr(self, f'generated_{modality}'), self.num_users,
-                self.num_items, self.keep_rate,
-                int(self.dropout_seed) + self.modalities.index(modality))
-            setattr(self, f'graph_{modality}', adj)
-            setattr(self, f'graph_{modality}_t', csr_transpose(adj))
-        return (getattr(self, f'graph_{modality}'),
-                getattr(self, f'graph_{modality}_t'))
+    @torch.no_grad()
+    def denoise(self, modality: str, x0: Tensor) -> Tensor:
+        r"""The reverse chain of :obj:`modality`'s denoiser from the clean
+        rows :obj:`x0` :obj:`[B, I]`, in evaluation mode (no random
+        number is drawn)."""
+        den = self.denoisers[modality]
+        was_training = den.training
+        den.eval()
+        try:
+            with self._autocast(x0):
+                return self.process.p_sample(den, x0)
+        finally:
+            den.train(was_training)
+
+    def generate(self, modality: str, x0: Tensor, k: int) -> Tensor:
+        r"""The top :obj:`k` items :obj:`[B, k]` of each row of
+        :meth:`denoise`."""
+        return self.denoise(modality, x0).topk(k, dim=1).indices
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(modalities={self.modalities}, '
-                f'num_items={self.num_items}, rebuild_k={self.rebuild_k}, '
+                f'num_items={self.num_items}, '
                 f'trained_guidance={self.guidance is not None})')

@@ -45,12 +45,12 @@ def test_blockwise_generated_graph_equals_a_dense_reference(data, faithful):
     model.process.p_sample = fixed_sampler(model.num_items)
     results = []
     for block in (7, model.num_users):
-        model.denoiser_batch_size = block
+        model.core.denoiser_batch_size = block
         model.rebuild_graph()
-        results.append(model.generated_items.clone())
+        results.append(model.core.generated_items.clone())
     assert torch.equal(results[0], results[1])
     # the dense reference, user by user
-    x0 = model.interactions.to_dense()
+    x0 = model.core.interactions.to_dense()
     x, p = model.process.p_sample(None, x0, 5)
     expected = torch.full((model.num_users, 2), -1)
     for u in range(model.num_users):
@@ -85,7 +85,7 @@ def test_blockwise_generated_graph_equals_a_dense_reference(data, faithful):
 
 def test_generation_uses_training_rows_only(data):
     model = GenRec(data, **SMALL)
-    rows = csr_dense_rows(model.interactions,
+    rows = csr_dense_rows(model.core.interactions,
                           torch.arange(model.num_users))
     train = data['user', 'interacts', 'item']
     mask = train.train_mask
@@ -113,9 +113,9 @@ def test_propagation_follows_the_dense_formulas(data, mix):
     model.rebuild_graph()
     model.eval()  # deterministic (no dropout, running BN statistics)
     U = model.num_users
-    A = model.adj.to_dense()
+    A = model.core.adj.to_dense()
     G = model.generated_graph()[0].to_dense()
-    R = model.norm_interactions.to_dense()
+    R = model.core.norm_interactions.to_dense()
     e = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
     if mix is None:
         w = torch.softmax(model.mix_weight, 0)
@@ -128,7 +128,7 @@ def test_propagation_follows_the_dense_formulas(data, mix):
     C = w[0] * (e + A @ e) / 2 + w[1] * (e + G @ e) / 2
     H = []
     for m in model.modalities:
-        p = model.residual[m](getattr(model, f'x_{m}'))
+        p = model.features.project(m)
         f = model.res_scale * p + model.projector[m](p)
         item = getattr(model, f'knn_{m}').to_dense() @ (
             model.item_embedding.weight * model.gates[m](f))
@@ -179,7 +179,7 @@ def test_denoiser_stage_trains_only_the_denoiser(data):
     assert own == {id(p) for p in stage.parameters()}
     for n, p in model.named_parameters():
         assert torch.equal(p, before[n]) != (id(p) in own), n
-    assert bool(model.has_generated)  # rebuilt after the stage
+    assert bool(model.core.has_generated)  # rebuilt after the stage
 
 
 def test_ablation_without_generated_graph_and_bad_arguments(data):
@@ -208,8 +208,8 @@ def test_interest_debias_builds_clusters_per_modality(data):
                       num_clusters={'image': 3, 'text': 5}, **SMALL)
     assert torch.equal(faithful.clusters['text'], faithful.clusters['image'])
     model.rebuild_graph()
-    assert bool(((model.generated_items >= -1) &
-                 (model.generated_items < model.num_items)).all())
+    items = model.core.generated_items
+    assert bool(((items >= -1) & (items < model.num_items)).all())
 
 
 def test_genrec_learns_beyond_popularity():

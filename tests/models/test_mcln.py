@@ -55,7 +55,7 @@ def test_chunks_attend_within_their_chunk_only(data):
     first, other = chunks[0], chunks[1]
     _, before = model.encode()
     with torch.no_grad():  # change the features of another chunk's items
-        model.x_image[other] += 1.0
+        model.features.x_image[other] += 1.0
     _, after = model.encode()
     d = model.embedding_dim
     m_before, m_after = before[:, -d:], after[:, -d:]
@@ -72,7 +72,7 @@ def test_image_weight_applies_at_test_only(data):
     base.load_state_dict(model.state_dict())
     base.eval()
     u_g, i_g = model._graph_embeddings()
-    v = model.projections[model.modalities.index('image')](model.x_image)
+    v = model.features.project('image')
     diff = (u_g[users].unsqueeze(1) * v[items]).sum(-1) * 0.7
     torch.testing.assert_close(base.score(users, items) -
                                model.score(users, items), diff,

@@ -49,7 +49,7 @@ def test_generated_graph_has_k_items_per_user_plus_self_loops(data, k):
         assert torch.allclose(dense, dense.t())
         assert torch.allclose(adj_t.to_dense(), dense.t())
         # the items are each user's top-k of the denoised row
-        items = getattr(model.diffusion, f'generated_{m}')
+        items = getattr(model.core, f'generated_{m}')
         assert items.shape == (num_users, k)
 
 
@@ -116,11 +116,11 @@ def reference_denoiser_epoch(model, blocks, opts):
     the guidance network once per block."""
     with torch.no_grad():
         feats = model.features()
-        guides = model.guides(feats)
+        guides = model.diffusion.guides(feats)
         item_emb = model.item_embedding.weight.detach()
     losses = []
     for users in blocks:
-        x0 = csr_dense_rows(model.interactions, users)
+        x0 = csr_dense_rows(model.core.interactions, users)
         row = {}
         for m in model.modalities:
             loss = model.diffusion.loss(m, x0, guides[m], feats[m], item_emb)
@@ -205,7 +205,7 @@ def test_three_modalities_and_bad_arguments(data):
     tri = add_synthetic_features(data, {'audio': 12}, seed=0)
     model = MDMNS(tri, cl_method=1, **SMALL)
     assert model.modalities == ['image', 'text', 'audio']
-    guides = model.guides(model.features())
+    guides = model.diffusion.guides(model.features())
     feats = model.features()
     assert torch.allclose(guides['audio'], (feats['image'] + feats['text']) / 2)
     assert model.noise_levels == [0, 0, 1, 2]
@@ -240,7 +240,7 @@ def test_branches_follow_the_dense_formulas(data):
     model = MDMNS(data, num_layers=2, keep_rate=0.5, **SMALL)
     model.rebuild_graphs()
     U = model.num_users
-    A = model.adj.to_dense()
+    A = model.core.adj.to_dense()
     e_u, e_i = model.user_embedding.weight, model.item_embedding.weight
     e_id = torch.cat([e_u, e_i])
     norm = torch.nn.functional.normalize

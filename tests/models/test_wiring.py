@@ -189,7 +189,7 @@ def test_freedom_loss_by_value(data):
     expected = {'bpr': bpr((u * items[BATCH.pos]).sum(-1),
                            (u * items[BATCH.neg]).sum(-1))}
     for m in WEIGHTS:
-        weight = model.projections[m].weight.detach()
+        weight = model.features.projections[m].weight.detach()
         proj = data['item'][f'x_{m}'] @ weight.t()
         expected[f'bpr_{m}'] = 0.3 * bpr((u * proj[BATCH.pos]).sum(-1),
                                          (u * proj[BATCH.neg]).sum(-1))
@@ -307,7 +307,7 @@ def test_mdmns_generated_graph_keeps_the_top_denoised_items(data, rebuild_k):
         den = model.diffusion.denoisers[m].eval()
         with torch.no_grad():
             scores = model.diffusion.process.p_sample(den, x0)
-        kept = getattr(model.diffusion, f'generated_{m}')
+        kept = getattr(model.core, f'generated_{m}')
         assert kept.shape == (NUM_USERS, rebuild_k)
         for u in range(NUM_USERS):
             order = scores[u].argsort(descending=True).tolist()
