@@ -13,8 +13,8 @@ builds:
   (protocol, cut-offs, test masks, and the model selection: split and
   metric).
 
-**Precedence**, lowest first: the functions' defaults < the model's
-:attr:`~pyg_mmrec.models.Recommender.trainer_defaults` < the YAML file
+**Precedence**, lowest first: the functions' defaults < the model's own
+(:func:`model_defaults`, ``pyg_mmrec/configs/<model>.yaml``) < the YAML file
 (:obj:`--config`, or :obj:`experiments/configs/<dataset>.yaml` when it has
 a section for the model) < the command line (:obj:`--key value`; a flat
 key goes to the one section that has it, :obj:`--section.key value` names
@@ -162,15 +162,16 @@ def format_settings_help(model: str) -> str:
     for cls in reversed(get_model(model).__mro__):
         if cls.__doc__:
             helps['model'].update(argument_help(cls))
-    trainer_defaults = getattr(get_model(model), 'trainer_defaults', {})
+    own_defaults = model_defaults(model)
     lines = []
     for section, settings in all_settings(model).items():
         lines.append(f"{section}:")
         for key, setting in settings.items():
-            default = trainer_defaults.get(key, setting.default)
+            mine = own_defaults.get(section, {})
+            default = mine.get(key, setting.default)
             shown = ('required' if default is inspect.Parameter.empty
                      else repr(default))
-            own = ' (the model\'s)' if key in trainer_defaults else ''
+            own = ' (the model\'s)' if key in mine else ''
             lines.append(f"  {key} = {shown}{own}  "
                          f"[{type_name(setting.annotation)}]")
             if helps[section].get(key):
@@ -385,24 +386,50 @@ def normalize_config(model: str, config: Optional[Mapping[str, Any]],
 def resolve_config(model: str, config: Optional[Mapping[str, Any]] = None,
                    source: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
     r"""Resolves a model's configuration (see :func:`normalize_config`)
-    by section, with the model's own
-    :attr:`~pyg_mmrec.models.Recommender.trainer_defaults` (e.g. FMCNS's
-    batch size 512 and learning rate 5e-4) where :obj:`config` does not
-    set them: the keyword arguments of the model, the
+    by section, with the model's own defaults (:func:`model_defaults`,
+    e.g. FMCNS's batch size 512 and learning rate 5e-4) where
+    :obj:`config` does not set them: the keyword arguments of the model, the
     :class:`~pyg_mmrec.train.Trainer`,
     :func:`~pyg_mmrec.train.build_source` and
     :func:`~pyg_mmrec.train.build_evaluator`."""
     sections = normalize_config(model, config, source)
-    cls = get_model(model)
-    runner = trainer_sections()
-    for key, value in getattr(cls, 'trainer_defaults', {}).items():
-        owner = [s for s, keys in runner.items() if key in keys]
-        if not owner:
-            raise ValueError(
-                f"{cls.__name__}.trainer_defaults: unknown setting '{key}'; "
-                f"allowed: {_allowed(runner)}")
-        sections[owner[0]].setdefault(key, value)
+    for section, settings in model_defaults(model).items():
+        for key, value in settings.items():
+            sections[section].setdefault(key, value)
     return sections
+
+
+#: The folder of the per-model defaults, ``<model>.yaml``.
+MODEL_CONFIGS = Path(__file__).resolve().parent / 'configs'
+
+
+def _model_file(model: str) -> Dict[str, Any]:
+    path = MODEL_CONFIGS / f'{get_model(model).cli_name}.yaml'
+    return _read_yaml(str(path)) if path.is_file() else {}
+
+
+def model_defaults(model: str) -> Dict[str, Dict[str, Any]]:
+    r"""The settings of :obj:`model`'s original recipe (its batch size,
+    learning rate, ...) by section, from ``pyg_mmrec/configs/<model>.yaml``
+    (empty sections without one): they apply where a configuration does
+    not set them (see :func:`resolve_config`)."""
+    raw = {k: v for k, v in _model_file(model).items() if k != 'demo'}
+    path = str(MODEL_CONFIGS / f'{get_model(model).cli_name}.yaml')
+    sections = normalize_config(model, raw, source=path)
+    if sections['model']:
+        raise ValueError(f"{path}: model arguments belong in the model's "
+                         f"constructor defaults, not in its defaults file")
+    return sections
+
+
+def demo_settings(model: str) -> Dict[str, Dict[str, Any]]:
+    r"""The settings the demo (``make run``) applies to :obj:`model` on top
+    of its fast ones (*e.g.* fewer epochs for a slow recipe): the
+    :obj:`demo` mapping of ``pyg_mmrec/configs/<model>.yaml``."""
+    demo = _model_file(model).get('demo') or {}
+    path = str(MODEL_CONFIGS / f'{get_model(model).cli_name}.yaml')
+    return {k: v for k, v in normalize_config(model, demo, path).items()
+            if v}
 
 
 def complete_config(model: str, sections: Mapping[str, Mapping[str, Any]]

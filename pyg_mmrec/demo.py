@@ -3,6 +3,7 @@ import copy
 import time
 from typing import Dict, List, Tuple
 
+from .config import demo_settings
 from .data import load_dataset
 from .experiment import run_experiment
 from .models import MODELS
@@ -17,12 +18,12 @@ FAST = {'trainer': {'lr': 5e-3, 'epochs': 100, 'patience': 10},
 def demo_configs() -> Dict[str, dict]:
     r"""The configuration of every registered model in the demo:
     :obj:`FAST` for the trainable ones, updated by the model's own
-    :attr:`~pyg_mmrec.models.Recommender.demo_settings` (e.g. fewer epochs
-    for a slow recipe), none for the others (e.g. Pop)."""
+    :func:`~pyg_mmrec.config.demo_settings` (e.g. fewer epochs for a slow
+    recipe), none for the others (e.g. Pop)."""
     out = {}
     for name, cls in MODELS.items():
         config = copy.deepcopy(FAST) if cls.trainable else {}
-        for section, settings in cls.demo_settings.items():
+        for section, settings in demo_settings(name).items():
             config.setdefault(section, {}).update(settings)
         out[name] = config
     return out
@@ -52,8 +53,8 @@ def run_demo(seed: int = 0) -> Tuple[str, List[dict]]:
     title = (f"synthetic dataset ({data['user'].num_nodes} users, "
              f"{data['item'].num_nodes} items): test metrics at the best "
              f"validation epoch")
-    own = {name: MODELS[name].demo_settings for name in MODELS
-           if MODELS[name].demo_settings}
+    own = {name: demo_settings(name) for name in MODELS
+           if demo_settings(name)}
     if own:
         title += '; own demo settings: ' + '; '.join(
             f"{name} {settings}" for name, settings in own.items())

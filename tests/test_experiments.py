@@ -116,6 +116,21 @@ def test_flat_and_dotted_keys_override_the_sections():
         'loader': {'batch_size': 99}, 'evaluation': {'ks': [5]}}
 
 
+def test_every_model_defaults_file_names_a_model_and_valid_settings():
+    from pyg_mmrec.config import MODEL_CONFIGS, demo_settings, model_defaults
+    from pyg_mmrec.models import MODELS
+    files = sorted(p.stem for p in MODEL_CONFIGS.glob('*.yaml'))
+    assert files and set(files) <= set(MODELS), files
+    for name in MODELS:  # raises on an unknown section, key or type
+        model_defaults(name)
+        demo_settings(name)
+    assert model_defaults('rearm')['trainer'] == {
+        'optimizer': 'adamw', 'lr': 5e-5, 'weight_decay': 5e-4}
+    assert demo_settings('genrec') == {'trainer': {'epochs': 20}}
+    assert model_defaults('lightgcn') == {'model': {}, 'trainer': {},
+                                          'loader': {}, 'evaluation': {}}
+
+
 def test_trainer_defaults_are_filled_in_unless_the_config_sets_them():
     from pyg_mmrec.config import resolve_config
     def runner(model, config):
@@ -182,6 +197,7 @@ def test_a_key_both_model_and_trainer_setting_is_an_error(monkeypatch):
 
 def test_demo_runs_every_registered_model():
     from pyg_mmrec.demo import FAST, demo_configs
+    from pyg_mmrec.config import demo_settings
     from pyg_mmrec.models import MODELS
     configs = demo_configs()
     assert list(configs) == list(MODELS)
@@ -191,7 +207,7 @@ def test_demo_runs_every_registered_model():
             assert configs[name] == {}
             continue
         expected = {s: dict(v) for s, v in FAST.items()}
-        for section, settings in cls.demo_settings.items():
+        for section, settings in demo_settings(name).items():
             expected.setdefault(section, {}).update(settings)
         assert configs[name] == expected
     assert configs['rearm']['trainer']['epochs'] == 10

@@ -20,6 +20,9 @@ recommender in every epoch) declares it as a :class:`Stage` in
 every stage the same way.
 
 Example:
+    >>> from pyg_mmrec.models import Recommender, get_model, register_model
+    >>> from pyg_mmrec.nn import bpr_loss
+    >>> from pyg_mmrec.train import Trainer
     >>> @register_model('mf')
     ... class MF(Recommender):
     ...     def __init__(self, data, embedding_dim=64):
@@ -38,6 +41,10 @@ Example:
     ...         pos = (user_emb[u] * item_emb[p]).sum(-1)
     ...         neg = (user_emb[u] * item_emb[n]).sum(-1)
     ...         return {'bpr': bpr_loss(pos, neg)}
+    >>> model = get_model('mf')(data, embedding_dim=8)
+    >>> results = Trainer(model, data, progress=False, epochs=2).fit()
+    >>> results['epochs_run'], model.score(torch.tensor([0, 1])).shape
+    (2, torch.Size([2, 200]))
 """
 import functools
 from dataclasses import dataclass, field
@@ -96,9 +103,20 @@ class Stage:
             unchanged, peak memory drops by their size.
 
     Example:
-        >>> Stage('denoiser', [self.denoiser], loss=self.denoiser_loss,
-        ...       source=RowBlockSource(self.num_users, 1024),
-        ...       optimizer_kwargs={'lr': 1e-3}, after=self.rebuild_graph)
+        >>> from pyg_mmrec.loader import RowBlockSource
+        >>> denoiser = torch.nn.Linear(200, 200)
+        >>> rows = torch.rand(300, 200)  # e.g. each user's interactions
+        >>> stage = Stage(
+        ...     'denoiser', [denoiser],
+        ...     loss=lambda ids: {'mse': (denoiser(rows[ids]) - rows[ids])
+        ...                       .pow(2).mean()},
+        ...     source=RowBlockSource(300, 128),
+        ...     optimizer_kwargs={'lr': 1e-3})
+        >>> [p.shape for p in stage.parameters()]
+        [torch.Size([200, 200]), torch.Size([200])]
+
+        A model returns it from :meth:`Recommender.stages`; the trainer
+        then runs its batches before the model's in every epoch.
     """
     name: str
     modules: Iterable[torch.nn.Module]
@@ -117,48 +135,11 @@ class Stage:
         if self.when != 'before':
             raise ValueError(f"stage {self.name!r}: 'when' must be 'before', "
                              f"got {self.when!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"stage {self.name!r}: optimizer must be one of "
-                             f"{tuple(OPTIMIZERS)}, got {self.optimizer!r}")
 
     def parameters(self):
         r"""The parameters the stage trains."""
         return [p for m in self.modules for p in m.parameters()
                 if p.requires_grad]
-
-
-#: The optimisers a stage or the trainer may use, by name.
-OPTIMIZERS: Dict[str, type] = {
-    'adam': torch.optim.Adam,
-    'adamw': torch.optim.AdamW,
-}
-
-
-def build_optimizer(name: str, params: Iterable[Tensor],
-                    **kwargs) -> torch.optim.Optimizer:
-    r"""The optimiser :obj:`OPTIMIZERS[name]` over :obj:`params`, with
-    PyTorch's fused kernel when every parameter is a floating-point tensor
-    on the CPU or a CUDA device and :obj:`kwargs` pick no implementation
-    (:obj:`fused` or :obj:`foreach`); otherwise PyTorch's default.
-
-    The fused kernel updates each tensor in one pass. The default on CPU
-    loops over the tensors and allocates two temporaries of each one's size
-    for the denominator :math:`\sqrt{\hat{v}} / c + \epsilon`: 1.2 GiB for
-    REARM's Clothing-size 4096-d user table, and a third of its batch time
-    (``experiments/results/scale.md``). Same update rule and deterministic;
-    the results differ from the default implementation's in the last bits.
-
-    Args:
-        name (str): A key of :obj:`OPTIMIZERS`.
-        params (Iterable[Tensor]): The parameters.
-        **kwargs: The optimiser's arguments (*e.g.*, :obj:`lr`).
-    """
-    params = list(params)
-    if 'fused' not in kwargs and 'foreach' not in kwargs:
-        kwargs['fused'] = bool(params) and all(
-            p.is_floating_point() and p.device.type in ('cpu', 'cuda')
-            for p in params) or None
-    return OPTIMIZERS[name](params, **kwargs)
 
 
 def _check_batch_subgraph(module: 'Recommender', args: tuple,
@@ -196,18 +177,14 @@ class Recommender(torch.nn.Module):
     """
     #: Whether the model has parameters to fit with the trainer.
     trainable: bool = True
+    #: The attributes :meth:`__repr__` shows besides the graph size.
+    repr_settings: Tuple[str, ...] = ()
     #: Whether the model needs item features.
     requires_features: bool = False
     #: Whether :meth:`encode` accepts a sampled subgraph (a model whose
     #: encoder needs the whole graph, e.g. a global diffusion step, says
     #: :obj:`False`).
     supports_subgraph: bool = False
-    #: Trainer settings of the model's original recipe (e.g. its batch size
-    #: and learning rate), used where a configuration does not set them.
-    trainer_defaults: Dict[str, Any] = {}
-    #: Sectioned settings the demo (``make run``) applies on top of its fast
-    #: ones, e.g. fewer epochs for a slow recipe.
-    demo_settings: Dict[str, Dict[str, Any]] = {}
     #: The CLI name (set by :func:`~pyg_mmrec.models.register_model`).
     cli_name: str = ''
     #: The interactions the trainer's negatives avoid: :obj:`"train"` (the
@@ -305,5 +282,11 @@ class Recommender(torch.nn.Module):
         return torch.einsum('bd,bcd->bc', u, item_emb[items])
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(num_users={self.num_users}, '
-                f'num_items={self.num_items})')
+        r"""The one convention of every model: its class, graph size and the
+        settings named in :attr:`repr_settings`, *e.g.*
+        :obj:`LightGCN(num_users=4000, num_items=3000, embedding_dim=64,
+        num_layers=3)` (what a run's :obj:`results.json` records)."""
+        parts = [f'num_users={self.num_users}', f'num_items={self.num_items}']
+        parts += [f'{key}={getattr(self, key)!r}'
+                  for key in self.repr_settings]
+        return f"{self.__class__.__name__}({', '.join(parts)})"

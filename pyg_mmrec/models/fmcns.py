@@ -88,7 +88,7 @@ class FMCNS(FREEDOM):
 
     The trainer defaults to the original's batch size (512) and learning
     rate (:obj:`5e-4`) where a configuration does not set them
-    (:attr:`trainer_defaults`).
+    (``pyg_mmrec/configs/fmcns.yaml``).
 
     Args:
         data (HeteroData): The dataset; it must carry item features.
@@ -113,14 +113,14 @@ class FMCNS(FREEDOM):
             differ: :obj:`num_ui_layers=3` and :obj:`reg_weight=0` (no
             feature BPR terms).
     """
-    #: The original's trainer settings (models.md 2.8).
-    trainer_defaults = {'lr': 5e-4, 'batch_size': 512}
     # Unlike in FREEDOM, the projections condition the generator (through
     # a LayerNorm), so their bias matters: keep it, as the original does.
     feature_projection = 'linear'
     # The causal sampler ranks every item and the generator mixes into
     # every item's input: not local to a sampled subgraph.
     supports_subgraph = False
+
+    repr_settings = ('modalities', 'embedding_dim', 'knn_k', 'faithful')
 
     def __init__(
         self,

@@ -1,5 +1,5 @@
 """FREEDOM."""
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -89,6 +89,8 @@ class FREEDOM(Recommender):
     #: :class:`~pyg_mmrec.nn.ModalityFeatures`): bias-free here.
     feature_projection: str = 'matrix'
 
+    repr_settings = ('modalities', 'embedding_dim', 'knn_k')
+
     def __init__(
         self,
         data: HeteroData,
@@ -143,6 +145,11 @@ class FREEDOM(Recommender):
         # FREEDOM's own parameters (not virtual: a subclass resets what it
         # adds once it has built it).
         FREEDOM.reset_parameters(self)
+
+    @property
+    def modalities(self) -> List[str]:
+        r"""The item modalities, in the dataset's order."""
+        return self.features.modalities
 
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.user_embedding.weight)

@@ -182,10 +182,8 @@ class GenRec(Recommender):
         faithful (bool): See above. (default: :obj:`False`)
     """
     requires_features = True
-    #: The original's trainer settings (models.md 5.7).
-    trainer_defaults = {'lr': 1e-3, 'batch_size': 1024, 'epochs': 50}
-    #: The 6-layer denoiser makes a demo epoch slow: fewer of them.
-    demo_settings = {'trainer': {'epochs': 20}}
+    repr_settings = ('modalities', 'embedding_dim', 'use_generated_graph',
+                     'faithful')
 
     def __init__(
         self,
@@ -438,10 +436,3 @@ class GenRec(Recommender):
         cl2 = nce(f_u, c_p) + nce(f_u, s_p)
         terms['cl'] = self.ssl_weight1 * cl1 + self.ssl_weight2 * cl2
         return terms
-
-    def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(num_users={self.num_users}, '
-                f'num_items={self.num_items}, modalities={self.modalities}, '
-                f'embedding_dim={self.embedding_dim}, '
-                f'use_generated_graph={self.use_generated_graph}, '
-                f'faithful={self.faithful})')

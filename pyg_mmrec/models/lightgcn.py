@@ -39,10 +39,13 @@ class LightGCN(Recommender):
     """
     supports_subgraph = True
 
+    repr_settings = ('embedding_dim', 'num_layers')
+
     def __init__(self, data: HeteroData, embedding_dim: int = 64,
                  num_layers: int = 3, reg_weight: float = 1e-4):
         super().__init__(data)
         self.embedding_dim, self.reg_weight = embedding_dim, reg_weight
+        self.num_layers = num_layers
         self.embedding = torch.nn.Embedding(self.num_users + self.num_items,
                                             embedding_dim)
         self.encoder = LightGCNEncoder(num_layers, combine='mean',
@@ -88,8 +91,3 @@ class LightGCN(Recommender):
         reg = l2_reg(ego[user], ego[num_users + pos], ego[num_users + neg])
         return {'bpr': bpr_loss((u * p).sum(-1), (u * n).sum(-1)),
                 'reg': self.reg_weight * reg}
-
-    def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}({self.num_users} users, '
-                f'{self.num_items} items, dim={self.embedding_dim}, '
-                f'num_layers={self.encoder.num_layers})')

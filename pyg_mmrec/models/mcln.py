@@ -103,12 +103,10 @@ class MCLN(Recommender):
             :obj:`score(users, items)`. (default: :obj:`True`)
     """
     requires_features = True
-    trainer_defaults = {'lr': 1e-3}
-    #: Its batch attention makes an epoch several times LightGCN's on a
-    #: CPU: the demo runs 20.
-    demo_settings = {'trainer': {'epochs': 20}}
     #: Cases scored at a time by the transductive candidate scoring.
     case_chunk = 256
+
+    repr_settings = ('modalities', 'scoring', 'transductive')
 
     def __init__(
         self,
@@ -258,9 +256,3 @@ class MCLN(Recommender):
         user_emb, item_emb = self.embeddings()
         d = self.embedding_dim
         return user_emb[:, :d], item_emb[:, :d]
-
-    def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(num_users={self.num_users}, '
-                f'num_items={self.num_items}, modalities={self.modalities}, '
-                f'scoring={self.scoring!r}, transductive='
-                f'{self.transductive})')

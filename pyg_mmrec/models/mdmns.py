@@ -181,8 +181,7 @@ class MDMNS(Recommender):
             nominal batch size. (default: :obj:`False`)
     """
     requires_features = True
-    #: The original's trainer settings (models.md 3.7).
-    trainer_defaults = {'lr': 1e-3, 'batch_size': 1024, 'epochs': 50}
+    repr_settings = ('modalities', 'embedding_dim', 'cl_method', 'faithful')
 
     def __init__(
         self,
@@ -435,9 +434,3 @@ class MDMNS(Recommender):
         if self.ssl_weight > 0:
             terms['cl'] = self.contrastive_loss(out, feats, batch)
         return terms
-
-    def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(num_users={self.num_users}, '
-                f'num_items={self.num_items}, modalities={self.modalities}, '
-                f'embedding_dim={self.embedding_dim}, '
-                f'cl_method={self.cl_method}, faithful={self.faithful})')

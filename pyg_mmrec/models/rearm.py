@@ -125,7 +125,7 @@ class REARM(Recommender):
     :obj:`diff_weight` times the modal-unique
     :func:`~pyg_mmrec.nn.orthogonality_loss` of the two channels over the
     batch's users and its positive items. No regulariser in the loss: the
-    trainer's AdamW decays every parameter (:attr:`trainer_defaults`:
+    trainer's AdamW decays every parameter (``pyg_mmrec/configs/rearm.yaml``:
     AdamW, lr :obj:`5e-5`, weight decay :obj:`5e-4`, Baby's).
 
     Differences from the original code, and why:
@@ -221,11 +221,7 @@ class REARM(Recommender):
     for TikTok, whose configuration uses Baby's.
     """
     requires_features = True
-    trainer_defaults = {'optimizer': 'adamw', 'lr': 5e-5,
-                        'weight_decay': 5e-4}
-    #: Its whole-catalogue attention makes an epoch slow on a CPU: the demo
-    #: runs 10.
-    demo_settings = {'trainer': {'epochs': 10}}
+    repr_settings = ('modalities', 'embedding_dim', 'faithful')
 
     def __init__(
         self,
@@ -409,9 +405,3 @@ class REARM(Recommender):
                 orthogonality_loss(m[nodes, :d], m[nodes, d:])
                 for nodes in (batch.user, U + batch.pos))
         return terms
-
-    def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(num_users={self.num_users}, '
-                f'num_items={self.num_items}, modalities='
-                f'{list(self.modalities)}, embedding_dim='
-                f'{self.embedding_dim}, faithful={self.faithful})')

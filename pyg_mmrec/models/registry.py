@@ -13,9 +13,12 @@ def register_model(name: str) -> Callable[[T], T]:
     :obj:`name`.
 
     Example:
+        >>> from pyg_mmrec.models import LightGCN
         >>> @register_model('mymodel')
-        ... class MyModel(Recommender):
-        ...     ...
+        ... class MyModel(LightGCN):
+        ...     pass
+        >>> get_model('MyModel') is MyModel, MyModel.cli_name
+        (True, 'mymodel')
     """
     def decorator(cls: T) -> T:
         key = name.lower()

@@ -36,6 +36,8 @@ class VBPR(Recommender):
     requires_features = True
     supports_subgraph = True
 
+    repr_settings = ('embedding_dim', )
+
     def __init__(self, data: HeteroData, embedding_dim: int = 64,
                  reg_weight: float = 1e-4):
         super().__init__(data)

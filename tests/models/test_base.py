@@ -1,4 +1,5 @@
-"""The base class's contract: the subgraph check every model gets."""
+"""The base class's contract: the subgraph check and the repr every model
+gets."""
 import pathlib
 
 import pytest
@@ -82,3 +83,14 @@ def test_no_model_checks_subgraphs_itself():
     for path in root.glob('*.py'):
         if path.name != 'base.py':
             assert 'check_subgraph(' not in path.read_text(), path.name
+
+
+@pytest.mark.parametrize('name', list(MODELS))
+def test_every_model_has_the_one_repr_convention(small, name):
+    model = MODELS[name](small, **SMALL.get(name, {}))
+    prefix = f'{type(model).__name__}(num_users=60, num_items=40'
+    text = repr(model)
+    assert text.startswith(prefix) and text.endswith(')'), text
+    for key in model.repr_settings:  # every named setting, with its value
+        assert f'{key}={getattr(model, key)!r}' in text
+    assert '__repr__' not in vars(type(model)), 'a repr of its own'

@@ -4,16 +4,17 @@ import torch
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.data.hetero import ITEM
 from pyg_mmrec.models import MODELS, get_model
-from pyg_mmrec.models.freedom import default_modality_weights
-from pyg_mmrec.train import Trainer, build_source
-from pyg_mmrec.train.checkpoint import seed_everything
 from pyg_mmrec.graphs import (bipartite_adjacency, csr_to_edge_index,
                               train_graph)
 from pyg_mmrec.loader import Subgraph, TripletSource
+from pyg_mmrec.models.freedom import default_modality_weights
+from pyg_mmrec.train import Trainer, build_source
+from pyg_mmrec.train.checkpoint import seed_everything
 from trainer_factory import make_trainer
 
-TRAINABLE = ['lightgcn', 'vbpr', 'freedom', 'fmcns', 'mdmns', 'rearm',
-             'genrec', 'mcln']
+#: Every registered model with parameters to fit: a new model is tested
+#: without editing this file.
+TRAINABLE = [name for name, cls in MODELS.items() if cls.trainable]
 
 
 @pytest.fixture(scope='module')
@@ -227,6 +228,8 @@ SLOW_LEARNERS = {'mcln', 'rearm'}
     pytest.param(n, marks=pytest.mark.slow) if n in SLOW_LEARNERS else n
     for n in TRAINABLE])
 def test_models_learn_beyond_popularity(medium, pop_recall, name):
+    assert set(TRAINABLE) >= {'lightgcn', 'vbpr', 'freedom', 'fmcns',
+                              'mdmns', 'rearm', 'genrec', 'mcln'}
     # GenRec's default 6-layer, 512-wide denoiser alone takes a minute here
     kwargs = (dict(denoiser_hidden=32, denoiser_layers=1, denoiser_ff=32)
               if name == 'genrec' else {})
