@@ -29,8 +29,7 @@ MMREC_FEATURE_DIMS = {'image': 4096, 'text': 384}
 
 
 def load(dataset, data_root, model):
-    from pyg_mmrec.data import (add_synthetic_features, load_dataset,
-                                modalities)
+    from pyg_mmrec.data import add_synthetic_features, load_dataset, modalities
     from pyg_mmrec.models import get_model
     data = load_dataset(dataset, root=data_root)
     label = dataset
@@ -42,6 +41,7 @@ def load(dataset, data_root, model):
 
 def worker(model_name, dataset, data_root, epochs, overrides=None):
     import torch
+
     from pyg_mmrec.config import find_config, load_config
     from pyg_mmrec.train.records import memory_allocator, peak_memory_mb
 

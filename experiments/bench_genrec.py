@@ -46,6 +46,7 @@ def timed(fn, log):
 
 def worker(part, data_root, epochs, sports_batches):
     import torch
+
     from pyg_mmrec.config import load_config
     from pyg_mmrec.data import load_dataset, make_synthetic
     from pyg_mmrec.experiment import build_trainer

@@ -25,8 +25,14 @@ import torch
 from report import results_file
 
 from pyg_mmrec.graphs import (
-    bipartite_adjacency, cooccurrence_graph, degree_sensitive_pruning,
-    knn_graph, pruning_weights, topk_per_row, unique_pairs)
+    bipartite_adjacency,
+    cooccurrence_graph,
+    degree_sensitive_pruning,
+    knn_graph,
+    pruning_weights,
+    topk_per_row,
+    unique_pairs,
+)
 from pyg_mmrec.nn import LightGCNConv
 
 warnings.filterwarnings('ignore', message='.*Sparse.*')

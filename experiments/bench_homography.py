@@ -83,13 +83,15 @@ def neighbour_recall(x, k, max_dim, rerank, sample, seed=0):
 def run(args):
     import torch
 
+    from pyg_mmrec.config import parse_settings
     from pyg_mmrec.data import load_dataset, make_synthetic
     from pyg_mmrec.data.hetero import item_features
-    from pyg_mmrec.config import parse_settings
     from pyg_mmrec.graphs import knn_graph, train_graph
-    from pyg_mmrec.graphs.homography import (cooccurrence_topk_graph,
-                                             interest_features,
-                                             similarity_graph)
+    from pyg_mmrec.graphs.homography import (
+        cooccurrence_topk_graph,
+        interest_features,
+        similarity_graph,
+    )
     from pyg_mmrec.graphs.sparse import weighted_sum
 
     torch.set_num_threads(args.threads)

@@ -25,8 +25,13 @@ import gc
 import os
 import time
 
-from report import (build_and_train, model_label, read_rows, results_path,
-                    write_results)
+from report import (
+    build_and_train,
+    model_label,
+    read_rows,
+    results_path,
+    write_results,
+)
 
 
 def held_memory_mb(trainer) -> float:
@@ -46,8 +51,8 @@ def held_memory_mb(trainer) -> float:
 def run(args):
     import torch
 
-    from pyg_mmrec.data import make_synthetic
     from pyg_mmrec.config import load_config, parse_settings
+    from pyg_mmrec.data import make_synthetic
     from pyg_mmrec.train.records import memory_allocator, peak_memory_mb
 
     features = parse_settings(args.features, '--features')

@@ -349,8 +349,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from .recommend import (format_recommendations, recommend,
-                            write_recommendations)
+    from .recommend import (
+        format_recommendations,
+        recommend,
+        write_recommendations,
+    )
     users = None
     if not args.all_users:
         try:

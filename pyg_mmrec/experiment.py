@@ -6,8 +6,7 @@ import logging
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from .config import (SECTIONS, complete_config, normalize_config,
-                     resolve_config)
+from .config import SECTIONS, complete_config, normalize_config, resolve_config
 from .data import load_dataset
 from .models import get_model
 from .train import Trainer, build_evaluator, build_source, distributed

@@ -32,9 +32,9 @@ from torch_geometric.data import HeteroData
 from .data import load_dataset
 from .data.dataset import dataset_folder
 from .data.preprocess import ID_MAPS, read_id_mapping
+from .experiment import read_results, run_config
 from .graphs import PairIndex, train_graph
 from .graphs.sparse import expand_runs
-from .experiment import read_results, run_config
 from .models import Recommender, get_model
 from .train.checkpoint import load_checkpoint, seed_everything
 

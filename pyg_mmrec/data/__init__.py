@@ -1,6 +1,15 @@
 r"""Datasets as :class:`~torch_geometric.data.HeteroData`: the data contract,
 readers for the MMRec and DiffMM layouts, a synthetic generator and cached
 loading."""
+from .dataset import (
+    MMRecDataset,
+    available_datasets,
+    dataset_statistics,
+    default_cache_dir,
+    default_root,
+    load_dataset,
+)
+from .diffmm import SparseMatrixUnpickler
 from .hetero import (
     INTERACTS,
     ITEM,
@@ -17,7 +26,6 @@ from .hetero import (
     require_features,
     split_edge_index,
 )
-from .diffmm import SparseMatrixUnpickler
 from .readers import (
     detect_format,
     raw_files,
@@ -30,14 +38,6 @@ from .synthetic import (
     add_synthetic_features,
     make_synthetic,
     modality_features,
-)
-from .dataset import (
-    MMRecDataset,
-    available_datasets,
-    dataset_statistics,
-    default_cache_dir,
-    default_root,
-    load_dataset,
 )
 
 __all__ = [

@@ -3,48 +3,51 @@ graphs, co-occurrence and homography graphs, edge pruning. Every builder
 returns a coalesced :obj:`torch.sparse_csr` tensor. :class:`PairIndex` is
 the sorted pair index every sampler and the evaluator share, and
 :func:`train_graph` the one owner of a dataset's training interactions."""
-from pyg_mmrec.graphs.sparse import (
-    to_sparse_csr,
-    csr_to_edge_index,
-    row_sum,
-    degree_power,
-    normalize_edge_weight,
-    weighted_sum,
-    expand_runs,
-    csr_dense_rows,
-    csr_rows_mm,
-    csr_transpose,
-    drop_entries,
-)
-from pyg_mmrec.graphs.knn import knn_graph, knn_adjacency, principal_projection
-from pyg_mmrec.graphs.bipartite import (
-    unique_pairs,
-    bipartite_degrees,
-    user_item_values,
+from .bipartite import (
     bipartite_adjacency,
-    user_item_matrix,
+    bipartite_degrees,
     generated_adjacency,
+    unique_pairs,
+    user_item_matrix,
+    user_item_values,
 )
-from pyg_mmrec.graphs.cooccurrence import (
+from .clusters import (
+    GENREC_CLUSTERS,
+    elbow_num_clusters,
+    kmeans_clusters,
+    modality_clusters,
+)
+from .cooccurrence import (
     cooccurrence_graph,
     topk_entries_per_row,
     topk_per_row,
 )
-from pyg_mmrec.graphs.pairs import (PairIndex, interaction_graph,
-                                    split_graph, train_graph)
-from pyg_mmrec.graphs.homography import (
+from .homography import (
     cooccurrence_topk_graph,
+    homography_graphs,
     interest_features,
     similarity_graph,
-    homography_graphs,
 )
-from pyg_mmrec.graphs.clusters import (GENREC_CLUSTERS, kmeans_clusters,
-                                       elbow_num_clusters, modality_clusters)
-from pyg_mmrec.graphs.pruning import (
-    sample_without_replacement,
-    pruning_weights,
-    degree_sensitive_pruning,
+from .knn import knn_adjacency, knn_graph, principal_projection
+from .pairs import PairIndex, interaction_graph, split_graph, train_graph
+from .pruning import (
     degree_sensitive_edges,
+    degree_sensitive_pruning,
+    pruning_weights,
+    sample_without_replacement,
+)
+from .sparse import (
+    csr_dense_rows,
+    csr_rows_mm,
+    csr_to_edge_index,
+    csr_transpose,
+    degree_power,
+    drop_entries,
+    expand_runs,
+    normalize_edge_weight,
+    row_sum,
+    to_sparse_csr,
+    weighted_sum,
 )
 
 __all__ = [

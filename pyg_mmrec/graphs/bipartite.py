@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from pyg_mmrec.graphs.sparse import degree_power, drop_entries, to_sparse_csr
+from .sparse import degree_power, drop_entries, to_sparse_csr
 
 NORMALIZATIONS = ('sym', 'row', 'asym', 'none')
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pyg_mmrec.graphs.bipartite import unique_pairs
+from .bipartite import unique_pairs
 
 SIDES = ('item', 'user')
 

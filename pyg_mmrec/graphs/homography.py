@@ -8,11 +8,10 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import softmax
 
-from pyg_mmrec.graphs.cooccurrence import (cooccurrence_graph,
-                                           topk_entries_per_row)
-from pyg_mmrec.graphs.knn import knn_adjacency
-from pyg_mmrec.graphs.pairs import PairIndex
-from pyg_mmrec.graphs.sparse import expand_runs, to_sparse_csr, weighted_sum
+from .cooccurrence import cooccurrence_graph, topk_entries_per_row
+from .knn import knn_adjacency
+from .pairs import PairIndex
+from .sparse import expand_runs, to_sparse_csr, weighted_sum
 
 SIDES = ('user', 'item')
 

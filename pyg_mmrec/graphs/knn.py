@@ -32,8 +32,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from pyg_mmrec.graphs.sparse import normalize_edge_weight, to_sparse_csr
-from pyg_mmrec.typing import WITH_TORCH_CLUSTER
+from ..typing import WITH_TORCH_CLUSTER
+from .sparse import normalize_edge_weight, to_sparse_csr
 
 METHODS = ('auto', 'matmul', 'cluster')
 WEIGHTINGS = ('binary', 'similarity')

@@ -8,9 +8,14 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from pyg_mmrec.data.hetero import (INTERACTS, SPLITS, num_items, num_users,
-                                   split_edge_index)
-from pyg_mmrec.graphs.bipartite import unique_pairs
+from ..data.hetero import (
+    INTERACTS,
+    SPLITS,
+    num_items,
+    num_users,
+    split_edge_index,
+)
+from .bipartite import unique_pairs
 
 
 class PairIndex(torch.nn.Module):

@@ -4,8 +4,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from pyg_mmrec.graphs.bipartite import (bipartite_adjacency, unique_pairs,
-                                        user_item_values)
+from .bipartite import bipartite_adjacency, unique_pairs, user_item_values
 
 
 def sample_without_replacement(

@@ -1,12 +1,21 @@
 r"""Training batches and the sources that draw them (full-graph triples,
 row blocks, LinkNeighborLoader subgraphs)."""
-from pyg_mmrec.loader.batch import BPRBatch, Subgraph
-from pyg_mmrec.loader.neighbor import (CausalNegatives, NeighborSource,
-                                       PopularityNegatives, ReplaceNegatives,
-                                       UniformNegatives, to_bpr_batch)
-from pyg_mmrec.loader.sources import (BatchSource, DistinctUserSource,
-                                      RowBlockSource, TripletSource,
-                                      shard_slices)
+from .batch import BPRBatch, Subgraph
+from .neighbor import (
+                                       CausalNegatives,
+                                       NeighborSource,
+                                       PopularityNegatives,
+                                       ReplaceNegatives,
+                                       UniformNegatives,
+                                       to_bpr_batch,
+)
+from .sources import (
+                                       BatchSource,
+                                       DistinctUserSource,
+                                       RowBlockSource,
+                                       TripletSource,
+                                       shard_slices,
+)
 
 __all__ = ['BPRBatch', 'Subgraph', 'BatchSource', 'TripletSource',
            'DistinctUserSource', 'RowBlockSource', 'shard_slices', 'NeighborSource',

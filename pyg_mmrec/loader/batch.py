@@ -6,7 +6,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from pyg_mmrec.graphs.pairs import PairIndex
+from ..graphs.pairs import PairIndex
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,14 @@ from torch_geometric.data import HeteroData
 from torch_geometric.loader import LinkNeighborLoader
 from torch_geometric.sampler import NeighborSampler
 
-from pyg_mmrec.graphs.pairs import PairIndex
-from pyg_mmrec.graphs.sparse import expand_runs
-from pyg_mmrec.loader.batch import BPRBatch, Subgraph
-from pyg_mmrec.loader.sources import _init_sharded, shard_slices
-from pyg_mmrec.nn.negative_sampling import (CausalNegativeSampler,
-                                            PopularityNegativeSampler)
+from ..graphs.pairs import PairIndex
+from ..graphs.sparse import expand_runs
+from ..nn.negative_sampling import (
+    CausalNegativeSampler,
+    PopularityNegativeSampler,
+)
+from .batch import BPRBatch, Subgraph
+from .sources import init_sharded, shard_slices
 
 #: The edge types of the loader's graph: training pairs and their reverse.
 EDGE_TYPE = ('user', 'interacts', 'item')
@@ -252,7 +254,7 @@ class NeighborSource:
                  negatives: Union[str, NegativeFn] = 'uniform',
                  shard: tuple = (0, 1), exclude: Optional[PairIndex] = None,
                  num_workers: int = 0):
-        _init_sharded(self, graph, batch_size, shard, exclude)
+        init_sharded(self, graph, batch_size, shard, exclude)
         self.num_neighbors = parse_num_neighbors(num_neighbors)
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")

@@ -4,8 +4,8 @@ from typing import Iterator, List, Optional, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from pyg_mmrec.graphs.pairs import PairIndex
-from pyg_mmrec.loader.batch import BPRBatch
+from ..graphs.pairs import PairIndex
+from .batch import BPRBatch
 
 
 @runtime_checkable
@@ -31,7 +31,7 @@ class BatchSource(Protocol):
         r"""One epoch of batches."""
 
 
-def _init_sharded(source, graph: PairIndex, batch_size: int, shard: tuple,
+def init_sharded(source, graph: PairIndex, batch_size: int, shard: tuple,
                   exclude: Optional[PairIndex]) -> None:
     r"""Checks and sets the shared state of the pair-drawing sources:
     :obj:`graph` (on the CPU, where batches are drawn), :obj:`batch_size`,
@@ -98,7 +98,7 @@ class TripletSource:
     """
     def __init__(self, graph: PairIndex, batch_size: int,
                  shard: tuple = (0, 1), exclude: Optional[PairIndex] = None):
-        _init_sharded(self, graph, batch_size, shard, exclude)
+        init_sharded(self, graph, batch_size, shard, exclude)
 
     def slices(self) -> List[slice]:
         r"""This process's batches as slices of the epoch's order."""
@@ -148,7 +148,7 @@ class DistinctUserSource:
     """
     def __init__(self, graph: PairIndex, batch_size: int,
                  shard: tuple = (0, 1), exclude: Optional[PairIndex] = None):
-        _init_sharded(self, graph, batch_size, shard, exclude)
+        init_sharded(self, graph, batch_size, shard, exclude)
         self.users = (self.graph.user_degree() > 0).nonzero().view(-1)
         if self.users.numel() == 0:
             raise ValueError("the training graph has no interactions")

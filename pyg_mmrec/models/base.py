@@ -48,8 +48,7 @@ Example:
 """
 import functools
 from dataclasses import dataclass, field
-from typing import (Any, Callable, Dict, Iterable, Mapping, Optional,
-                    Tuple)
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor

@@ -15,9 +15,15 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import num_items, num_users
-from ..graphs import (bipartite_adjacency, bipartite_degrees,
-                      csr_dense_rows, csr_transpose, generated_adjacency,
-                      train_graph, user_item_matrix)
+from ..graphs import (
+    bipartite_adjacency,
+    bipartite_degrees,
+    csr_dense_rows,
+    csr_transpose,
+    generated_adjacency,
+    train_graph,
+    user_item_matrix,
+)
 from ..loader import RowBlockSource
 from ..nn import sparse_mm
 from .base import Stage

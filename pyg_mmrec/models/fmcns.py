@@ -88,7 +88,7 @@ class FMCNS(FREEDOM):
 
     The trainer defaults to the original's batch size (512) and learning
     rate (:obj:`5e-4`) where a configuration does not set them
-    (``pyg_mmrec/configs/fmcns.yaml``).
+    (``pyg_mmrec/config/models/fmcns.yaml``).
 
     Args:
         data (HeteroData): The dataset; it must carry item features.

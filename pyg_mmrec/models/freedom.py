@@ -6,9 +6,16 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
-from ..graphs import (bipartite_adjacency, csr_rows_mm, csr_transpose,
-                      degree_sensitive_edges, knn_adjacency, pruning_weights,
-                      train_graph, weighted_sum)
+from ..graphs import (
+    bipartite_adjacency,
+    csr_rows_mm,
+    csr_transpose,
+    degree_sensitive_edges,
+    knn_adjacency,
+    pruning_weights,
+    train_graph,
+    weighted_sum,
+)
 from ..graphs.pairs import PairIndex
 from ..loader import BPRBatch, Subgraph
 from ..nn import LightGCNEncoder, ModalityFeatures, sparse_mm

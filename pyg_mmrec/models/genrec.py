@@ -8,8 +8,14 @@ from torch_geometric.data import HeteroData
 from ..data.hetero import require_features
 from ..graphs import csr_transpose, knn_adjacency, modality_clusters
 from ..loader import BPRBatch
-from ..nn import (BitFlipDiffusion, FlipTransformerDenoiser,
-                  ModalityFeatures, info_nce, interest_debias, sparse_mm)
+from ..nn import (
+    BitFlipDiffusion,
+    FlipTransformerDenoiser,
+    ModalityFeatures,
+    info_nce,
+    interest_debias,
+    sparse_mm,
+)
 from ..nn.bitflip import candidate_rows, top_generated
 from ..nn.losses import bpr_loss
 from .base import Recommender, Stage

@@ -9,8 +9,13 @@ from ..data.hetero import require_features
 from ..graphs import bipartite_adjacency, train_graph
 from ..graphs.pairs import PairIndex
 from ..loader import BatchSource, BPRBatch, DistinctUserSource, Subgraph
-from ..nn import (CounterfactualEncoder, LightGCNEncoder, ModalityFeatures,
-                  bpr_loss, l2_reg)
+from ..nn import (
+    CounterfactualEncoder,
+    LightGCNEncoder,
+    ModalityFeatures,
+    bpr_loss,
+    l2_reg,
+)
 from .base import Recommender
 from .registry import register_model
 

@@ -11,9 +11,16 @@ from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
 from ..loader import BPRBatch
-from ..nn import (GaussianDiffusion, LightGCNEncoder, ModalityDiffusion,
-                  ModalityFeatures, mdmns_noise_levels, multi_level_info_nce,
-                  sparse_mm, view_pair_info_nce)
+from ..nn import (
+    GaussianDiffusion,
+    LightGCNEncoder,
+    ModalityDiffusion,
+    ModalityFeatures,
+    mdmns_noise_levels,
+    multi_level_info_nce,
+    sparse_mm,
+    view_pair_info_nce,
+)
 from ..nn.losses import bpr_loss
 from .base import Recommender, Stage
 from .diffmm_core import DiffMMCore

@@ -8,11 +8,23 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
-from ..graphs import (bipartite_adjacency, csr_transpose, homography_graphs,
-                      interest_features, train_graph)
+from ..graphs import (
+    bipartite_adjacency,
+    csr_transpose,
+    homography_graphs,
+    interest_features,
+    train_graph,
+)
 from ..loader import BPRBatch, Subgraph
-from ..nn import (CoordinateAttention, LightGCNEncoder, MetaLowRankTransform,
-                  bpr_loss, info_nce, orthogonality_loss, sparse_mm)
+from ..nn import (
+    CoordinateAttention,
+    LightGCNEncoder,
+    MetaLowRankTransform,
+    bpr_loss,
+    info_nce,
+    orthogonality_loss,
+    sparse_mm,
+)
 from .base import Recommender
 from .registry import register_model
 
@@ -125,7 +137,7 @@ class REARM(Recommender):
     :obj:`diff_weight` times the modal-unique
     :func:`~pyg_mmrec.nn.orthogonality_loss` of the two channels over the
     batch's users and its positive items. No regulariser in the loss: the
-    trainer's AdamW decays every parameter (``pyg_mmrec/configs/rearm.yaml``:
+    trainer's AdamW decays every parameter (``pyg_mmrec/config/models/rearm.yaml``:
     AdamW, lr :obj:`5e-5`, weight decay :obj:`5e-4`, Baby's).
 
     Differences from the original code, and why:

@@ -13,8 +13,12 @@ from ..models.base import Stage
 from . import distributed
 from .divergence import loss_values
 from .offload import DiskOffload
-from .optim import (build_optimizer, check_lr_decay, clip_gradients,
-                    decay_learning_rate)
+from .optim import (
+    build_optimizer,
+    check_lr_decay,
+    clip_gradients,
+    decay_learning_rate,
+)
 
 
 class EpochRunner:

@@ -16,11 +16,11 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from pyg_mmrec.data.hetero import num_items as _num_items
-from pyg_mmrec.data.hetero import num_users as _num_users
-from pyg_mmrec.graphs.pairs import PairIndex, split_graph
-from pyg_mmrec.train import distributed
-from pyg_mmrec.train.metrics import METRICS, _check, key_hits, ranking_metrics
+from ..data.hetero import num_items as _num_items
+from ..data.hetero import num_users as _num_users
+from ..graphs.pairs import PairIndex, split_graph
+from . import distributed
+from .metrics import METRICS, check_metrics, key_hits, ranking_metrics
 
 ScoreFn = Callable[[Tensor], Tensor]
 EVAL_SPLITS = ('val', 'test')
@@ -198,7 +198,7 @@ class Evaluator(EvaluationProtocol):
         metrics: Sequence[str] = METRICS,
         test_masks: Sequence[str] = ('train_val', ),
     ) -> None:
-        _check(ks, metrics)
+        check_metrics(ks, metrics)
         #: A description of the protocol.
         self.protocol = 'full ranking'
         self.test_masks = check_test_masks(test_masks)

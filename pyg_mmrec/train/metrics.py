@@ -110,7 +110,7 @@ def ranking_metrics(
     Returns:
         A dictionary mapping :obj:`"<metric>@<k>"` to a tensor.
     """
-    _check(ks, metrics)
+    check_metrics(ks, metrics)
     if reduce not in ('sum', 'none'):
         raise ValueError(f"reduce must be 'sum' or 'none', got {reduce!r}")
     if hits.dim() != 2 or hits.size(1) == 0:
@@ -155,7 +155,9 @@ def ranking_metrics(
     return values
 
 
-def _check(ks: Sequence[int], metrics: Sequence[str]) -> None:
+def check_metrics(ks: Sequence[int], metrics: Sequence[str]) -> None:
+    r"""Refuses cut-offs that are not positive integers and metric names
+    outside :obj:`METRICS`."""
     if len(ks) == 0 or any(int(k) <= 0 for k in ks):
         raise ValueError(f"ks must be positive integers, got {tuple(ks)}")
     unknown = [m for m in metrics if m not in METRICS]

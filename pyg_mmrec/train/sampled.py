@@ -6,12 +6,12 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from pyg_mmrec.data.hetero import num_items as _num_items
-from pyg_mmrec.data.hetero import num_users as _num_users
-from pyg_mmrec.graphs.pairs import PairIndex, interaction_graph, split_graph
-from pyg_mmrec.train import distributed
-from pyg_mmrec.train.evaluator import EVAL_SPLITS, EvaluationProtocol
-from pyg_mmrec.train.metrics import _check, ranking_metrics
+from ..data.hetero import num_items as _num_items
+from ..data.hetero import num_users as _num_users
+from ..graphs.pairs import PairIndex, interaction_graph, split_graph
+from . import distributed
+from .evaluator import EVAL_SPLITS, EvaluationProtocol
+from .metrics import check_metrics, ranking_metrics
 
 #: :obj:`score_fn(users [B], items [B, C]) -> scores [B, C]`.
 PairScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -95,7 +95,7 @@ class SampledEvaluator(EvaluationProtocol):
         seed: int = 0,
         metrics: Sequence[str] = ('hit', 'ndcg'),
     ) -> None:
-        _check(ks, ['hit'])
+        check_metrics(ks, ['hit'])
         bad = [m for m in metrics if m not in SAMPLED_METRICS]
         if bad or len(metrics) == 0:
             raise ValueError(f"metrics must be a non-empty subset of "

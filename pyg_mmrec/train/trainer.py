@@ -13,15 +13,26 @@ from torch_geometric.data import HeteroData
 
 from ..loader import BatchSource
 from . import distributed
-from .checkpoint import (RunLock, atomic_save, load_checkpoint,
-                         remove_stale_temporaries, rng_state, seed_everything,
-                         set_rng_state)
+from .checkpoint import (
+    RunLock,
+    atomic_save,
+    load_checkpoint,
+    remove_stale_temporaries,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from .divergence import TrainingDiverged, checked_scores
 from .epoch import EpochRunner
 from .evaluator import EvaluationProtocol
 from .protocols import build_evaluator
-from .records import (config_hash, differing_keys, format_record,
-                      peak_memory_mb, write_json)
+from .records import (
+    config_hash,
+    differing_keys,
+    format_record,
+    peak_memory_mb,
+    write_json,
+)
 from .sources import build_source
 
 log = logging.getLogger('pyg_mmrec')

@@ -3,6 +3,20 @@ generic CSV) into the MMRec layout read by
 :func:`pyg_mmrec.data.load_dataset`: streaming readers, rating threshold,
 iterative k-core, per-user splits and optional item features (text, images,
 or precomputed files)."""
+from .features import (
+    default_text_model,
+    image_features,
+    load_text_model,
+    read_item_features,
+    text_features,
+)
+from .filtering import (
+    first_of_duplicates,
+    k_core,
+    keep_min_rating,
+    reindex_by_first_appearance,
+)
+from .pipeline import ID_MAPS, preprocess, read_id_mapping, write_id_map
 from .raw import (
     FORMATS,
     RawInteractions,
@@ -15,21 +29,7 @@ from .raw import (
     read_movielens,
     read_raw,
 )
-from .filtering import (
-    first_of_duplicates,
-    k_core,
-    keep_min_rating,
-    reindex_by_first_appearance,
-)
 from .split import SPLIT_METHODS, mmrec_split_sizes, split_interactions
-from .features import (
-    default_text_model,
-    image_features,
-    load_text_model,
-    read_item_features,
-    text_features,
-)
-from .pipeline import ID_MAPS, preprocess, read_id_mapping, write_id_map
 
 __all__ = [
     'FORMATS',

@@ -25,13 +25,22 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..hetero import SPLITS, DataFormatError
-from .features import image_features, read_item_features, text_features
 from ..textio import dataset_lines
-from .filtering import (first_of_duplicates, k_core, keep_min_rating,
-                        reindex_by_first_appearance)
+from .features import image_features, read_item_features, text_features
+from .filtering import (
+    first_of_duplicates,
+    k_core,
+    keep_min_rating,
+    reindex_by_first_appearance,
+)
 from .output import atomic_output_dir, check_output_dir
-from .raw import (numbered_lines, read_amazon_meta, read_delimited_titles,
-                  read_movielens_titles, read_raw)
+from .raw import (
+    numbered_lines,
+    read_amazon_meta,
+    read_delimited_titles,
+    read_movielens_titles,
+    read_raw,
+)
 from .split import split_interactions
 
 log = logging.getLogger(__name__)
