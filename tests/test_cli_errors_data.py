@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import expect_cli_error, run_cli
 from torch_geometric.data import HeteroData
 
 from pyg_mmrec.data import MMRecDataset
-
-from cli_helpers import expect_cli_error, run_cli
 
 TESTS = Path(__file__).resolve().parent
 
@@ -32,7 +31,7 @@ def _builders(relative: str):
     return module
 
 
-readers_tests = _builders('data/test_readers.py')
+readers_tests = _builders('data/readers_helpers.py')
 pipeline_tests = _builders('data/preprocess/test_pipeline.py')
 write_mmrec, write_diffmm = readers_tests.write_mmrec, \
     readers_tests.write_diffmm

@@ -21,35 +21,36 @@ Bugs these tests catch (each checked by injecting it alone):
 (c) FMCNS's :class:`CausalNegativeSampler` built from all interactions;
 (d) MDMNS's graphs (``adj``, ``norm_interactions``) from all interactions;
 (e) MDMNS's denoiser rows (``interactions``) from all interactions;
-(f) LightGCN's or FREEDOM's ``adj`` from all interactions;
-(g) the trainer's :class:`NeighborSource` (``sampler='neighbor'``) built
-    from all interactions, or its negatives avoiding all of them.
+(f) LightGCN's or FREEDOM's ``adj`` from all interactions.
 
-Every model with ``supports_subgraph`` is also trained on sampled
-subgraphs, with each negatives option of that sampler (section 4).
+Training on sampled subgraphs (``sampler='neighbor'``, bug (g)) is checked
+in ``test_leakage_subgraph.py``; the datasets and the state comparison are
+in ``leakage_helpers.py``.
 """
 import re
 
-import numpy as np
 import pytest
 import torch
+from leakage_helpers import (
+    BATCH_SIZE,
+    EPOCHS,
+    NUM_ITEMS,
+    NUM_USERS,
+    SETTINGS,
+    _nested,
+    assert_same_state,
+    build,
+    deterministic_torch,
+    held_out_pairs,
+    make_pair,
+    model_state,
+)
 
-from pyg_mmrec.data import make_synthetic
-from pyg_mmrec.data.hetero import (INTERACTS, build_hetero_data, item_features,
-                                   split_edge_index)
+from pyg_mmrec.data.hetero import split_edge_index
 from pyg_mmrec.models import MODELS
 from pyg_mmrec.train import Trainer, build_source
 from pyg_mmrec.train.checkpoint import seed_everything
 
-NUM_USERS, NUM_ITEMS = 300, 120  # U != I and U + I != either: shapes tell
-EPOCHS = 3  # FMCNS draws causal negatives from epoch 2 on
-BATCH_SIZE = 512
-
-MDMNS_SMALL = dict(embedding_dim=16, denoiser_hidden=32)
-#: Constructor settings per model (several: one case each); default: [{}].
-SETTINGS = {
-    'mdmns': [dict(MDMNS_SMALL, cl_method=0), dict(MDMNS_SMALL, cl_method=1)],
-}
 #: Registry models with no user-item graph; every other model must hold one.
 NO_GRAPH = {'pop', 'vbpr'}
 #: Count buffers that must exist (so that the count check cannot be vacuous).
@@ -74,131 +75,17 @@ def cases():
     return out
 
 
-# Data ---------------------------------------------------------------------
-def held_out_pairs(data):
-    return torch.cat([split_edge_index(data, 'val'),
-                      split_edge_index(data, 'test')], dim=1)
-
-
-def resplit(data, seed=1):
-    r"""A copy of :obj:`data` with the same training pairs and features and,
-    per user, as many validation and test pairs on other non-training items
-    (none of the original held-out items)."""
-    rng = np.random.default_rng(seed)
-    train = split_edge_index(data, 'train').numpy()
-    users, items, splits = [train[0]], [train[1]], [np.zeros(train.shape[1])]
-    taken = {}
-    for u, i in zip(*np.concatenate([train, held_out_pairs(data).numpy()], 1)):
-        taken.setdefault(int(u), set()).add(int(i))
-    for code, split in ((1, 'val'), (2, 'test')):
-        user = split_edge_index(data, split)[0].numpy()
-        for u, n in zip(*np.unique(user, return_counts=True)):
-            free = np.setdiff1d(np.arange(NUM_ITEMS), sorted(taken[int(u)]))
-            pick = rng.choice(free, size=n, replace=False)
-            taken[int(u)].update(pick.tolist())
-            users.append(np.full(n, u))
-            items.append(pick)
-            splits.append(np.full(n, code))
-    feats = {m: x.numpy() for m, x in item_features(data).items()}
-    return build_hetero_data(np.concatenate(users), np.concatenate(items),
-                             np.concatenate(splits), NUM_USERS, NUM_ITEMS,
-                             feats, name=data.name)
-
-
 @pytest.fixture(scope='module')
 def pair():
     r"""Datasets A and B: identical but for their validation/test pairs."""
-    a = make_synthetic(num_users=NUM_USERS, num_items=NUM_ITEMS,
-                       mean_interactions=16, seed=5)
-    b = resplit(a)
-    assert torch.equal(split_edge_index(a, 'train'),
-                       split_edge_index(b, 'train'))
-    for m, x in item_features(a).items():
-        assert torch.equal(x, item_features(b)[m])
-    keys = [set((p[0] * NUM_ITEMS + p[1]).tolist())
-            for p in (held_out_pairs(a), held_out_pairs(b))]
-    assert not keys[0] & keys[1]
-    share = len(keys[0]) / a[INTERACTS].edge_index.size(1)
-    assert 0.1 <= share <= 0.25, share
-    return a, b
+    return make_pair()
 
 
 @pytest.fixture(autouse=True)
 def deterministic():
-    r"""One thread and deterministic kernels, so that a run repeats bit for
-    bit whatever the machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    yield
-    torch.use_deterministic_algorithms(previous)
-    torch.set_num_threads(threads)
-
-
-# State comparison -----------------------------------------------------------
-def _nested(value, prefix, out, depth=0):
-    if isinstance(value, torch.Tensor):
-        out[prefix] = value.detach()
-    elif depth < 4 and isinstance(value, dict):
-        for k, v in value.items():
-            _nested(v, f'{prefix}[{k!r}]', out, depth + 1)
-    elif depth < 4 and isinstance(value, (list, tuple)):
-        for k, v in enumerate(value):
-            _nested(v, f'{prefix}[{k}]', out, depth + 1)
-    elif isinstance(value, (int, float, str, bool, type(None))):
-        out[prefix] = value
-
-
-def model_state(model):
-    r"""Every parameter, every buffer (persistent or not, of every submodule,
-    aliases included), the state dict's extra state and every tensor held in
-    a plain module attribute (e.g. cached generated graphs)."""
-    out = {}
-    for n, p in model.named_parameters(remove_duplicate=False):
-        out[f'param {n}'] = p.detach()
-    for n, b in model.named_buffers(remove_duplicate=False):
-        out[f'buffer {n}'] = b
-    for n, v in model.state_dict().items():
-        if n.endswith('_extra_state'):
-            _nested(v, f'extra {n}', out)
-    for mname, module in model.named_modules(remove_duplicate=False):
-        for attr, value in vars(module).items():
-            if attr not in ('_parameters', '_buffers', '_modules'):
-                found = {}
-                _nested(value, f'attr {mname}.{attr}', found)
-                out.update({k: v for k, v in found.items()
-                            if isinstance(v, torch.Tensor)})
-    return out
-
-
-def assert_same_tensor(a, b, what):
-    assert a.layout == b.layout and a.shape == b.shape, what
-    assert a.dtype == b.dtype, what
-    if a.layout == torch.sparse_csr:
-        assert torch.equal(a.crow_indices(), b.crow_indices()), what
-        assert torch.equal(a.col_indices(), b.col_indices()), what
-        assert torch.equal(a.values(), b.values()), what
-    elif a.is_sparse:
-        a, b = a.coalesce(), b.coalesce()
-        assert torch.equal(a.indices(), b.indices()), what
-        assert torch.equal(a.values(), b.values()), what
-    else:
-        assert torch.equal(a, b), what
-
-
-def assert_same_state(sa, sb):
-    assert sa.keys() == sb.keys()
-    for key in sa:
-        if isinstance(sa[key], torch.Tensor):
-            assert_same_tensor(sa[key], sb[key], key)
-        else:
-            assert sa[key] == sb[key], key
-
-
-def build(name, kwargs, data, seed=0):
-    seed_everything(seed)
-    return MODELS[name](data, **kwargs)
+    r"""One thread and deterministic kernels (restored afterwards)."""
+    with deterministic_torch():
+        yield
 
 
 def make_trainer(model, data):
@@ -308,7 +195,7 @@ def sparse_entries(t):
 def pair_keys(row, col, shape):
     r"""Keys :obj:`user * I + item` of the user-item entries of a matrix of
     :obj:`shape` (:obj:`None` if it is no user-item matrix)."""
-    U, I = NUM_USERS, NUM_ITEMS
+    U, I = NUM_USERS, NUM_ITEMS  # noqa: E741
     if shape == (U + I, U + I):
         ui = (row < U) & (col >= U)
         iu = (row >= U) & (col < U)
@@ -387,122 +274,3 @@ def test_no_held_out_pair_is_stored(pair, name, kwargs):
             checked.add(short)
     assert COUNTS.get(name, set()) <= checked, checked
 
-
-# 4. Mini-batch training on sampled subgraphs --------------------------------
-#: Every negatives option of ``sampler='neighbor'`` (the Trainer's
-#: docstring): true negatives, popularity negatives, the loader's own.
-NEIGHBOR_NEGATIVES = ('uniform', 'popularity', 'loader')
-NUM_NEIGHBORS = '5,5'
-NEIGHBOR_EPOCHS = EPOCHS
-#: Cases that take several seconds each (mark slow).
-SLOW_SUBGRAPH = set()
-
-
-def subgraph_models():
-    r"""The registry models that train on sampled subgraphs."""
-    return [name for name in MODELS
-            if getattr(MODELS[name], 'supports_subgraph', False)]
-
-
-def subgraph_cases():
-    r"""One case per subgraph model, setting and negatives option."""
-    out = []
-    for name in subgraph_models():
-        settings = SETTINGS.get(name, [{}])
-        for j, kwargs in enumerate(settings):
-            tag = name if len(settings) == 1 else f'{name}-{j}'
-            for negatives in NEIGHBOR_NEGATIVES:
-                marks = ([pytest.mark.slow] if name in SLOW_SUBGRAPH
-                         else [])
-                out.append(pytest.param(name, kwargs, negatives,
-                                        id=f'{tag}-{negatives}',
-                                        marks=marks))
-    return out
-
-
-def make_neighbor_trainer(model, data, negatives):
-    return Trainer(model, data, progress=False, source=build_source(
-        model, data, batch_size=BATCH_SIZE, sampler='neighbor',
-        num_neighbors=NUM_NEIGHBORS, negatives=negatives))
-
-
-def test_some_models_train_on_subgraphs():
-    """The mini-batch cases below are not vacuous."""
-    assert 'lightgcn' in subgraph_models()
-    assert len(subgraph_cases()) >= 3 * len(NEIGHBOR_NEGATIVES)
-
-
-@pytest.mark.parametrize('name,kwargs,negatives', subgraph_cases())
-def test_subgraph_training_is_identical_whatever_the_held_out_pairs(
-        pair, name, kwargs, negatives):
-    """``sampler='neighbor'``: same seed, same training pairs, other
-    val/test pairs: identical per-epoch losses and identical model and
-    optimiser state (the sampled subgraphs, positives and negatives come
-    from the training graph only)."""
-    runs = []
-    for data in pair:
-        model = build(name, kwargs, data)
-        trainer = make_neighbor_trainer(model, data, negatives)
-        assert trainer.source.negatives_name == negatives
-        losses = [trainer.train_epoch(epoch)
-                  for epoch in range(1, NEIGHBOR_EPOCHS + 1)]
-        optim = {}
-        _nested(trainer.optimizer.state_dict(), 'optimizer', optim)
-        runs.append((losses, model_state(model), optim))
-    (loss_a, state_a, optim_a), (loss_b, state_b, optim_b) = runs
-    assert loss_a == loss_b
-    assert_same_state(state_a, state_b)
-    assert_same_state(optim_a, optim_b)
-
-
-def batch_keys(batch):
-    r"""Keys :obj:`user * I + item` of the positives, the negatives and the
-    subgraph's edges of a mini-batch (global ids)."""
-    sub = batch.subgraph
-    row, col = sub.edge_index
-    return (batch.user * NUM_ITEMS + batch.pos,
-            batch.user * NUM_ITEMS + batch.neg,
-            sub.user_id[row] * NUM_ITEMS + sub.item_id[col])
-
-
-@pytest.mark.parametrize('name,kwargs,negatives', subgraph_cases())
-def test_subgraph_batches_hold_training_pairs_only(pair, name, kwargs,
-                                                   negatives):
-    """The neighbour source of the trainer: its graph is the training graph
-    (both edge types), an epoch's positives are every training pair once,
-    every subgraph edge is a training pair, negatives are true negatives
-    (but for the loader's own), and the draws do not depend on the
-    held-out pairs."""
-    train = split_edge_index(pair[0], 'train')
-    train_keys = torch.unique(train[0] * NUM_ITEMS + train[1])
-    epochs = []
-    for data in pair:
-        held = held_out_pairs(data)
-        held_keys = held[0] * NUM_ITEMS + held[1]
-        trainer = make_neighbor_trainer(build(name, kwargs, data), data,
-                                        negatives)
-        source = trainer.source
-        assert torch.equal(source.graph.keys, train_keys)
-        for edge_type in source.data.edge_types:
-            index = source.data[edge_type].edge_index
-            if edge_type[0] == 'item':
-                index = index.flip(0)
-            keys = torch.sort(index[0] * NUM_ITEMS + index[1]).values
-            assert torch.equal(keys, train_keys), edge_type
-        batches = list(source.batches(1, trainer.generator(1, 0)))
-        assert len(batches) == len(source) > 1
-        pos_keys, edge_keys = [], []
-        for batch in batches:
-            pos, neg, edges = batch_keys(batch)
-            pos_keys.append(pos)
-            edge_keys.append(edges)
-            assert torch.isin(edges, train_keys).all()
-            assert not torch.isin(edges, held_keys).any()
-            if negatives != 'loader':
-                assert not torch.isin(neg, train_keys).any()
-        assert torch.equal(torch.sort(torch.cat(pos_keys)).values, train_keys)
-        assert torch.cat(edge_keys).numel() > 2 * train_keys.numel()
-        epochs.append(batches)
-    for x, y in zip(*epochs):
-        for a, b in zip(batch_keys(x), batch_keys(y)):
-            assert torch.equal(a, b)

@@ -24,7 +24,7 @@ from pyg_mmrec.data import (
     readers,
 )
 
-# user, item, x_label (the same toy data as test_readers.py)
+# user, item, x_label (the same toy data as readers_helpers.py)
 ROWS = [
     (0, 0, 0), (0, 1, 0), (0, 2, 1), (0, 3, 2),
     (1, 1, 0), (1, 4, 0), (1, 0, 1), (1, 2, 2),

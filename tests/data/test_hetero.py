@@ -3,6 +3,13 @@ both readers where they read files: contiguous ids, feature shapes and cold
 users."""
 import numpy as np
 import pytest
+from readers_helpers import (
+    ROWS,
+    expected_pairs,
+    split_pairs,
+    write_diffmm,
+    write_mmrec,
+)
 
 from pyg_mmrec.data import (
     DataFormatError,
@@ -11,14 +18,6 @@ from pyg_mmrec.data import (
     num_users,
     read_folder,
     read_mmrec,
-)
-
-from test_readers import (
-    ROWS,
-    expected_pairs,
-    split_pairs,
-    write_diffmm,
-    write_mmrec,
 )
 
 

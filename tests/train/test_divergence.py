@@ -163,3 +163,14 @@ def load_json(path):
     import json
     with open(path) as f:
         return json.load(f, parse_constant=lambda c: pytest.fail(c))
+
+
+@pytest.mark.parametrize('model', ['vbpr', 'freedom'])
+def test_features_of_magnitude_1e37_stop_the_run(data, model):
+    huge = data.clone()
+    for key in [k for k in huge['item'].keys() if k.startswith('x_')]:
+        huge['item'][key] = huge['item'][key] * 1e37
+    seed_everything(0)
+    net = get_model(model)(huge, embedding_dim=8)
+    with pytest.raises(TrainingDiverged, match=r'epoch [12]: loss term'):
+        make_trainer(net, huge, epochs=2, batch_size=256).fit()
