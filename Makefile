@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PIP    := $(PY) -m pip install --disable-pip-version-check
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -24,7 +24,11 @@ run: $(STAMP)
 	$(PY) -m pyg_mmrec demo
 
 test: $(STAMP)
+	$(PY) -m ruff check pyg_mmrec tests experiments
 	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(PY) -m ruff check pyg_mmrec tests experiments
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests

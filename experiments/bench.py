@@ -9,9 +9,10 @@ Usage::
 
 Each (dataset, model) runs in its own process, so the peak memory is the
 model's own, with the model and batch settings of
-``experiments/configs/<dataset>.yaml`` where it has them. Baby has no feature files here: multimodal models run on the
-real Baby interactions with synthetic features of MMRec's sizes (image
-4096-d, text 384-d), labelled ``baby+synthetic-features``.
+``experiments/configs/<dataset>.yaml`` where it has them. Baby has no
+feature files here: multimodal models run on the real Baby interactions
+with synthetic features of MMRec's sizes (image 4096-d, text 384-d),
+labelled ``baby+synthetic-features``.
 Writes ``experiments/results/bench.json`` and ``bench.md``.
 """
 import argparse
@@ -77,10 +78,11 @@ def to_markdown(rows):
     lines = ['| dataset | model | batch | s / epoch | eval s (test users) | '
              'peak memory MiB | build s |', '|---|---|---|---|---|---|---|']
     for r in rows:
-        epoch = '-' if r['time_per_epoch'] is None else f"{r['time_per_epoch']:.2f}"
+        epoch = ('-' if r['time_per_epoch'] is None else
+                 f"{r['time_per_epoch']:.2f}")
         lines.append(
-            f"| {r['dataset']} | {model_label(r)} | {r['batch_size']} | {epoch} | "
-            f"{r['eval_time_test']:.2f} ({r['eval_users_test']}) | "
+            f"| {r['dataset']} | {model_label(r)} | {r['batch_size']} | "
+            f"{epoch} | {r['eval_time_test']:.2f} ({r['eval_users_test']}) | "
             f"{r['peak_memory_mb']:.0f} | {r['build_time']:.2f} |")
     return '\n'.join(lines) + '\n'
 

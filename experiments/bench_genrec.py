@@ -113,7 +113,8 @@ def to_markdown(rows):
         for e in r['epochs']:
             rec = e['recommender']
             note = ''
-            if r['recommender_batches_run'] < r['recommender_batches_per_epoch']:
+            if (r['recommender_batches_run'] <
+                    r['recommender_batches_per_epoch']):
                 scale = (r['recommender_batches_per_epoch'] /
                          r['recommender_batches_run'])
                 note = (f" ({r['recommender_batches_run']} of "

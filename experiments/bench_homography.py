@@ -17,10 +17,10 @@ weights 0.7/0.1); a modality or part weighted 0 is not searched.
 
 ``--max-dim`` searches the kNN neighbours of wider features in a principal
 projection (:func:`pyg_mmrec.graphs.knn_graph`: its default ``rerank``
-times k candidates per node, re-ranked by their exact cosine); the recall of the
-neighbours against the exact ones is measured on ``--recall-sample`` query
-rows per side and modality (the same search for those rows against the
-exact top-k by a direct product).
+times k candidates per node, re-ranked by their exact cosine); the recall
+of the neighbours against the exact ones is measured on
+``--recall-sample`` query rows per side and modality (the same search for
+those rows against the exact top-k by a direct product).
 
 Memory: the process's resident peak (``ru_maxrss``) after the synthetic
 data is built; then the high-water mark is reset to the resident size
@@ -154,7 +154,8 @@ def run(args):
                     print(f'recall {side} {m}: {recall[f"{side}_{m}"]:.3f}')
     row = {'label': args.label, 'users': data['user'].num_nodes,
            'items': data['item'].num_nodes,
-           'train_interactions': graph.edge_index.size(1), 'features': features,
+           'train_interactions': graph.edge_index.size(1),
+           'features': features,
            'threads': args.threads, 'max_dim': args.max_dim,
            'rerank': rerank if args.max_dim is not None else None,
            'settings': {k: getattr(args, k) for k in SETTINGS},

@@ -106,9 +106,9 @@ def to_markdown(rows):
         held = r.get('held_after_training_mb')
         held = '-' if held is None else f'{held:.0f}'
         lines.append(
-            f"| {r['label']} | {model_label(r)} | {r['users']} | {r['items']} | "
-            f"{r['interactions']} | {feats} | {batches} | {epoch} | "
-            f"{r['eval_time']:.1f} | {r['build_time']:.0f} | "
+            f"| {r['label']} | {model_label(r)} | {r['users']} | "
+            f"{r['items']} | {r['interactions']} | {feats} | {batches} | "
+            f"{epoch} | {r['eval_time']:.1f} | {r['build_time']:.0f} | "
             f"{r['peak_memory_mb']:.0f} | {held} |")
     return '\n'.join(lines) + '\n'
 

@@ -130,8 +130,9 @@ def main():
         report['models'][name] = {
             'recall@20': recall, 'seconds': time.perf_counter() - t0,
             'torch_cluster_calls_on_gpu': len(knn_on_gpu), 'passed': passed}
-        print(f"{name:<10} recall@20 {recall:.4f} | torch-cluster kNN calls on "
-              f"GPU {len(knn_on_gpu)} | {'ok' if passed else 'FAILED'}")
+        print(f"{name:<10} recall@20 {recall:.4f} | torch-cluster kNN "
+              f"calls on GPU {len(knn_on_gpu)} | "
+              f"{'ok' if passed else 'FAILED'}")
     agreement = item_graph_agreement(data)
     report['freedom_item_graph_cpu_gpu_agreement'] = agreement
     ok &= agreement > 0.99

@@ -5,7 +5,8 @@ Recall/NDCG@20. Training does not depend on the scoring (the same seed gives
 the same weights), so one run's best checkpoint compares them all.
 
     python experiments/mcln_scoring.py /work/runs/mcln-chunks-tiktok-seed0 \
-        --data-root ../shared/data --output experiments/results/tiktok_mcln_scoring
+        --data-root ../shared/data \
+        --output experiments/results/tiktok_mcln_scoring
 """
 import argparse
 import os

@@ -235,7 +235,8 @@ def plot(rows):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for mode in MODES:
-        ok = sorted((r for r in rows if r['mode'] == mode and 'error' not in r),
+        ok = sorted((r for r in rows
+                     if r['mode'] == mode and 'error' not in r),
                     key=lambda r: r['interactions'])
         if not ok:
             continue

@@ -136,9 +136,9 @@ def format_results_table(results: Mapping[str, Any]) -> str:
         lines.append(f"{name:<12}" + ''.join(
             f"{test.get(f'{name}@{k}', float('nan')):>9.4f}" for k in ks))
     sel = results['selection']
+    best = results['val' if sel == 'val' else 'test'][results['metric']]
     title = (f"best {'validation' if sel == 'val' else 'TEST'} epoch "
-             f"{results['best_epoch']} ({results['metric']} "
-             f"{results['val' if sel == 'val' else 'test'][results['metric']]:.4f})")
+             f"{results['best_epoch']} ({results['metric']} {best:.4f})")
     if sel != 'val':
         title += f"\n[{sel}]"
     protocol = results.get('protocol', 'full ranking')

@@ -12,7 +12,8 @@ def test_parse_overrides_types_and_dashes():
     assert parse_overrides(['--reg-weight', '1e-4', '--num_layers', '2',
                             '--lr=0.01', '--name', 'x']) == {
         'reg_weight': 1e-4, 'num_layers': 2, 'lr': 0.01, 'name': 'x'}
-    assert parse_overrides(['--model.num-layers', '3', '--trainer.lr=0.5']) == {
+    assert parse_overrides(['--model.num-layers', '3',
+                            '--trainer.lr=0.5']) == {
         'model.num_layers': 3, 'trainer.lr': 0.5}
     with pytest.raises(ValueError, match='needs a value'):
         parse_overrides(['--lr'])
@@ -55,7 +56,8 @@ def test_train_prints_the_best_epoch_table_and_writes_results(tmp_path, capsys,
                  '--num-layers', '2'])
     assert code == 0
     text = capsys.readouterr().out
-    assert 'best validation epoch' in text and 'recall' in text and '@20' in text
+    assert ('best validation epoch' in text and 'recall' in text and
+            '@20' in text)
     results = json.loads((out / 'results.json').read_text())
     # every setting is recorded, with its default where none was given
     assert results['config']['model'] == {'embedding_dim': 64,
@@ -98,10 +100,12 @@ def test_train_with_the_sampled_protocol_says_so(tmp_path, capsys):
 
 
 def test_train_bad_input_is_a_clear_error(tmp_path, capsys):
-    assert main(['train', '--model', 'nope', '--output-dir', str(tmp_path)]) == 2
+    assert main(['train', '--model', 'nope', '--output-dir',
+                 str(tmp_path)]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
     assert main(['train', '--model', 'lightgcn', '--dataset', 'missing',
-                 '--data-root', str(tmp_path), '--output-dir', str(tmp_path)]) == 2
+                 '--data-root', str(tmp_path), '--output-dir',
+                 str(tmp_path)]) == 2
     assert 'missing' in capsys.readouterr().err
 
 
@@ -147,7 +151,8 @@ def test_train_uses_and_prints_the_dataset_config(tmp_path, monkeypatch,
     # Resuming compares the resolved sections with the checkpoint's.
     assert main(argv + ['--trainer.epochs', '1', '--resume']) == 0
     capsys.readouterr()
-    assert main(argv + ['--trainer.epochs', '1', '--resume', '--lr', '0.5']) == 2
+    assert main(argv + ['--trainer.epochs', '1', '--resume', '--lr',
+                        '0.5']) == 2
     assert 'another configuration (differs in trainer.lr)' in \
         capsys.readouterr().err
 

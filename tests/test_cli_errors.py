@@ -11,11 +11,10 @@ import sys
 
 import pytest
 import torch
+from cli_helpers import expect_cli_error, run_cli, run_cli_process
 
 from pyg_mmrec.experiment import run_experiment
 from pyg_mmrec.train.checkpoint import TEMP_PREFIX
-
-from cli_helpers import expect_cli_error, run_cli, run_cli_process
 
 TRAIN = ['train', '--model', 'lightgcn', '--dataset', 'synthetic',
          '--no-progress', '--epochs', '1']

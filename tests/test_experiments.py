@@ -171,7 +171,8 @@ def test_unknown_keys_and_sections_are_errors_naming_file_model_and_key(
                        "is a trainer setting.*allowed in 'loader': sampler, "
                        "batch_size"):
         resolve_config('vbpr', {'loader.lr': 2})
-    with pytest.raises(ValueError, match="section 'trainer' must be a mapping"):
+    with pytest.raises(ValueError,
+                       match="section 'trainer' must be a mapping"):
         resolve_config('vbpr', {'trainer': 3})
 
 
@@ -196,8 +197,8 @@ def test_a_key_both_model_and_trainer_setting_is_an_error(monkeypatch):
 
 
 def test_demo_runs_every_registered_model():
-    from pyg_mmrec.demo import FAST, demo_configs
     from pyg_mmrec.config import demo_settings
+    from pyg_mmrec.demo import FAST, demo_configs
     from pyg_mmrec.models import MODELS
     configs = demo_configs()
     assert list(configs) == list(MODELS)

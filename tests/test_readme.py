@@ -9,5 +9,6 @@ def test_readme_python_example_runs():
     assert blocks, 'README.md has no python example'
     namespace = {}
     exec(compile(blocks[0], str(README), 'exec'), namespace)
-    assert namespace['scores'].shape == (2, namespace['data']['item'].num_nodes)
+    assert namespace['scores'].shape == (
+        2, namespace['data']['item'].num_nodes)
     assert namespace['loss'].requires_grad

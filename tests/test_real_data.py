@@ -36,7 +36,8 @@ def test_graph_models_beat_popularity_on_tiktok(tiktok, pop_recall, model):
     res = run_experiment(model, 'tiktok', data=tiktok, progress=False,
                          config=SHORT)
     assert res['selection'] == 'val'
-    assert res['test']['recall@20'] > 1.15 * pop_recall, (res['test'], pop_recall)
+    assert res['test']['recall@20'] > 1.15 * pop_recall, (
+        res['test'], pop_recall)
 
 
 def test_vbpr_learns_on_tiktok(tiktok):
@@ -54,7 +55,8 @@ def test_mdmns_beats_popularity_on_tiktok(tiktok, pop_recall):
               'denoiser_hidden': 64, 'cl_method': 0}
     res = run_experiment('mdmns', 'tiktok', data=tiktok, progress=False,
                          config=config)
-    assert res['test']['recall@20'] > 1.15 * pop_recall, (res['test'], pop_recall)
+    assert res['test']['recall@20'] > 1.15 * pop_recall, (
+        res['test'], pop_recall)
 
 
 @pytest.mark.parametrize('name', ['baby', 'sports'])
@@ -74,7 +76,8 @@ def test_freedom_trains_on_baby_with_generated_features(real_dataset):
     # smaller here to keep the test short).
     from pyg_mmrec.data import add_synthetic_features
     data = add_synthetic_features(load_dataset(str(real_dataset('baby'))),
-                                  modalities={'image': 256, 'text': 64}, seed=0)
+                                  modalities={'image': 256, 'text': 64},
+                                  seed=0)
     pop = run_experiment('pop', 'baby', data=data, progress=False)
     res = run_experiment('freedom', 'baby', data=data, progress=False,
                          config={**SHORT, 'epochs': 8})
@@ -88,7 +91,8 @@ def test_rearm_trains_on_baby_with_generated_features(real_dataset):
     # needs hundreds of epochs) keep the test to a few minutes.
     from pyg_mmrec.data import add_synthetic_features
     data = add_synthetic_features(load_dataset(str(real_dataset('baby'))),
-                                  modalities={'image': 256, 'text': 64}, seed=0)
+                                  modalities={'image': 256, 'text': 64},
+                                  seed=0)
     pop = run_experiment('pop', 'baby', data=data, progress=False)
     res = run_experiment('rearm', 'baby', data=data, progress=False,
                          config={**SHORT, 'epochs': 3, 'lr': 1e-3,

@@ -13,9 +13,14 @@ from pyg_mmrec.data.hetero import num_items, num_users
 from pyg_mmrec.experiment import run_experiment
 from pyg_mmrec.graphs import train_graph
 from pyg_mmrec.models import get_model
-from pyg_mmrec.recommend import (format_recommendations, load_run_model,
-                                 read_id_mapping, recommend, top_k,
-                                 write_recommendations)
+from pyg_mmrec.recommend import (
+    format_recommendations,
+    load_run_model,
+    read_id_mapping,
+    recommend,
+    top_k,
+    write_recommendations,
+)
 
 
 @pytest.fixture(scope='module')

@@ -8,8 +8,14 @@ import pytest
 from pyg_mmrec.cli import main
 from pyg_mmrec.data import load_dataset
 from pyg_mmrec.experiment import run_experiment
-from pyg_mmrec.report import (find_runs, format_markdown, summarise,
-                              variant_label, variants, write_report)
+from pyg_mmrec.report import (
+    find_runs,
+    format_markdown,
+    summarise,
+    variant_label,
+    variants,
+    write_report,
+)
 from pyg_mmrec.train.trainer import SELECT_ON_TEST_LABEL
 
 FAST = {'epochs': 2, 'embedding_dim': 16}

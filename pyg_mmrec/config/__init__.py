@@ -14,14 +14,15 @@ builds:
   metric).
 
 **Precedence**, lowest first: the functions' defaults < the model's own
-(:func:`model_defaults`, ``pyg_mmrec/config/models/<model>.yaml``) < the YAML file
-(:obj:`--config`, or :obj:`experiments/configs/<dataset>.yaml` when it has
-a section for the model) < the command line (:obj:`--key value`; a flat
-key goes to the one section that has it, :obj:`--section.key value` names
-the section). Every value is checked against the annotation of the
-argument it sets (:func:`check_type`): :obj:`--lr abc` or
-:obj:`batch_size: 1.5` is refused with the key, the expected type and the
-value. A run records every setting (:func:`complete_config`)."""
+(:func:`model_defaults`, ``pyg_mmrec/config/models/<model>.yaml``) < the
+YAML file (:obj:`--config`, or :obj:`experiments/configs/<dataset>.yaml`
+when it has a section for the model) < the command line
+(:obj:`--key value`; a flat key goes to the one section that has it,
+:obj:`--section.key value` names the section). Every value is checked
+against the annotation of the argument it sets (:func:`check_type`):
+:obj:`--lr abc` or :obj:`batch_size: 1.5` is refused with the key, the
+expected type and the value. A run records every setting
+(:func:`complete_config`)."""
 from .help import argument_help, format_settings_help
 from .resolve import (
                       MODEL_CONFIGS,

@@ -45,7 +45,8 @@ def _allowed(sections: Mapping[str, Sequence[str]]) -> str:
 
 
 def normalize_config(model: str, config: Optional[Mapping[str, Any]],
-                     source: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
+                     source: Optional[str] = None
+                     ) -> Dict[str, Dict[str, Any]]:
     r"""Validates a model's configuration and returns it by section,
     :obj:`{'model': {...}, 'trainer': {...}, 'loader': {...},
     'evaluation': {...}}`.
@@ -106,11 +107,11 @@ def normalize_config(model: str, config: Optional[Mapping[str, Any]],
             if len(owners) > 1:
                 other = owners[1]
                 raise ValueError(
-                    f"{where}model '{model}': '{key}' is both a model argument "
-                    f"of {get_model(model).__name__} and a {other} setting of "
-                    f"the Trainer; put it in the 'model:' or '{other}:' "
-                    f"section, or on the command line as --model.{key} / "
-                    f"--{other}.{key}")
+                    f"{where}model '{model}': '{key}' is both a model "
+                    f"argument of {get_model(model).__name__} and a {other} "
+                    f"setting of the Trainer; put it in the 'model:' or "
+                    f"'{other}:' section, or on the command line as "
+                    f"--model.{key} / --{other}.{key}")
             if owners:
                 flat.append((owners[0], key, value))
             elif isinstance(value, Mapping):
@@ -160,9 +161,10 @@ def _model_file(model: str) -> Dict[str, Any]:
 
 def model_defaults(model: str) -> Dict[str, Dict[str, Any]]:
     r"""The settings of :obj:`model`'s original recipe (its batch size,
-    learning rate, ...) by section, from ``pyg_mmrec/config/models/<model>.yaml``
-    (empty sections without one): they apply where a configuration does
-    not set them (see :func:`resolve_config`)."""
+    learning rate, ...) by section, from
+    ``pyg_mmrec/config/models/<model>.yaml`` (empty sections without one):
+    they apply where a configuration does not set them (see
+    :func:`resolve_config`)."""
     raw = {k: v for k, v in _model_file(model).items() if k != 'demo'}
     path = str(MODEL_CONFIGS / f'{get_model(model).cli_name}.yaml')
     sections = normalize_config(model, raw, source=path)

@@ -100,7 +100,8 @@ def build_hetero_data(
     bad = (split < 0) | (split > 2)
     if bad.any():
         raise DataFormatError(f"{where}: split labels must be 0 (train), 1 "
-                              f"(valid) or 2 (test), found {int(split[bad][0])}")
+                              f"(valid) or 2 (test), found "
+                              f"{int(split[bad][0])}")
     _check_splits_present(split, sources, where)
     user, item, split = _sort_checking_duplicates(user, item, split,
                                                   num_items, sources, where)
@@ -228,7 +229,8 @@ def _sort_checking_duplicates(
             files = {sources.get(a, where), sources.get(b, where)}
             raise DataFormatError(
                 f"{' and '.join(sorted(files))}: {len(dup)} (user, item) "
-                f"pair(s) appear in two splits, e.g. ({u}, {i}) in {a} and {b}")
+                f"pair(s) appear in two splits, e.g. ({u}, {i}) in {a} and "
+                f"{b}")
         raise DataFormatError(
             f"{sources.get(a, where)}: {len(dup)} duplicate (user, item) "
             f"pair(s), e.g. ({u}, {i}) twice in {a}")

@@ -13,7 +13,8 @@ SIDES = ('item', 'user')
 
 def _csr_from_parts(crow: Tensor, col: Tensor, value: Tensor,
                     size: Tuple[int, int]) -> Tensor:
-    with warnings.catch_warnings():  # "CSR support is in beta": it is our format
+    # "CSR support is in beta": it is our format
+    with warnings.catch_warnings():
         warnings.filterwarnings('ignore', 'Sparse CSR tensor support')
         return torch.sparse_csr_tensor(crow, col, value, size,
                                        check_invariants=False)

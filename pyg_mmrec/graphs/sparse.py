@@ -51,7 +51,8 @@ def to_sparse_csr(
     coo = torch.sparse_coo_tensor(edge_index, edge_weight,
                                   (num_rows, num_cols),
                                   check_invariants=False).coalesce()
-    with warnings.catch_warnings():  # "CSR support is in beta": it is our format
+    # "CSR support is in beta": it is our format
+    with warnings.catch_warnings():
         warnings.filterwarnings('ignore', 'Sparse CSR tensor support')
         return coo.to_sparse_csr()
 

@@ -17,7 +17,18 @@ from .sources import (
                                        shard_slices,
 )
 
-__all__ = ['BPRBatch', 'Subgraph', 'BatchSource', 'TripletSource',
-           'DistinctUserSource', 'RowBlockSource', 'shard_slices', 'NeighborSource',
-           'ReplaceNegatives', 'UniformNegatives', 'PopularityNegatives',
-           'CausalNegatives', 'to_bpr_batch']
+__all__ = [
+    'BPRBatch',
+    'Subgraph',
+    'BatchSource',
+    'TripletSource',
+    'DistinctUserSource',
+    'RowBlockSource',
+    'shard_slices',
+    'NeighborSource',
+    'ReplaceNegatives',
+    'UniformNegatives',
+    'PopularityNegatives',
+    'CausalNegatives',
+    'to_bpr_batch',
+]

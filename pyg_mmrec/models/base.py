@@ -1,8 +1,9 @@
 r"""The contract every recommender follows.
 
-A :class:`Recommender` is built from a :class:`~torch_geometric.data.HeteroData`
-(it precomputes its graphs from :func:`~pyg_mmrec.graphs.train_graph`, the
-training interactions only) and implements three methods:
+A :class:`Recommender` is built from a
+:class:`~torch_geometric.data.HeteroData` (it precomputes its graphs from
+:func:`~pyg_mmrec.graphs.train_graph`, the training interactions only) and
+implements three methods:
 
 * :meth:`~Recommender.encode` maps the full training graph (no argument) or
   a sampled :class:`~pyg_mmrec.loader.Subgraph` to user and item

@@ -137,8 +137,9 @@ class REARM(Recommender):
     :obj:`diff_weight` times the modal-unique
     :func:`~pyg_mmrec.nn.orthogonality_loss` of the two channels over the
     batch's users and its positive items. No regulariser in the loss: the
-    trainer's AdamW decays every parameter (``pyg_mmrec/config/models/rearm.yaml``:
-    AdamW, lr :obj:`5e-5`, weight decay :obj:`5e-4`, Baby's).
+    trainer's AdamW decays every parameter
+    (``pyg_mmrec/config/models/rearm.yaml``: AdamW, lr :obj:`5e-5`, weight
+    decay :obj:`5e-4`, Baby's).
 
     Differences from the original code, and why:
 

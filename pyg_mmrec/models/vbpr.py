@@ -43,8 +43,10 @@ class VBPR(Recommender):
         super().__init__(data)
         feats = require_features(data, type(self).__name__)
         self.embedding_dim, self.reg_weight = embedding_dim, reg_weight
-        self.register_buffer('features', torch.cat(list(feats.values()), dim=-1))
-        self.user_embedding = torch.nn.Embedding(self.num_users, 2 * embedding_dim)
+        self.register_buffer('features',
+                             torch.cat(list(feats.values()), dim=-1))
+        self.user_embedding = torch.nn.Embedding(self.num_users,
+                                                 2 * embedding_dim)
         self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)
         self.content = torch.nn.Linear(self.features.size(1), embedding_dim,
                                        bias=False)
@@ -76,5 +78,6 @@ class VBPR(Recommender):
         user_emb = self.user_embedding(batch.user)
         p, n = self.item_representation(
             torch.cat([batch.pos, batch.neg])).chunk(2)
-        return {'bpr': bpr_loss((user_emb * p).sum(-1), (user_emb * n).sum(-1)),
+        return {'bpr': bpr_loss((user_emb * p).sum(-1),
+                                (user_emb * n).sum(-1)),
                 'reg': self.reg_weight * l2_reg(user_emb, p, n)}

@@ -57,7 +57,8 @@ class MetaLowRankTransform(torch.nn.Module):
             raise ValueError(f"'in_channels', 'channels' and 'rank' must be "
                              f"positive (got {in_channels}, {channels}, "
                              f"{rank})")
-        self.in_channels, self.channels, self.rank = in_channels, channels, rank
+        self.in_channels, self.channels = in_channels, channels
+        self.rank = rank
         self.detach_knowledge = detach_knowledge
         self.meta = torch.nn.Linear(in_channels, channels)
         self.mlp1 = _mlp(channels, channels * rank)

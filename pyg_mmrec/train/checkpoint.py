@@ -126,7 +126,8 @@ def load_checkpoint(path: str, map_location: Any = 'cpu',
             type(e).__name__
         raise ValueError(f"{path}: the checkpoint is corrupt or truncated "
                          f"({reason[:200]})") from None
-    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    missing = [k for k in keys
+               if not isinstance(state, dict) or k not in state]
     if missing:
         raise ValueError(f"{path}: not a complete training checkpoint: "
                          f"missing {', '.join(map(repr, missing))}")
@@ -140,7 +141,8 @@ def rng_state() -> Dict[str, Any]:
     state = {'torch': torch.get_rng_state(),
              'numpy': {'name': name, 'keys': torch.from_numpy(
                  keys.astype(np.int64)), 'pos': int(pos),
-                 'has_gauss': int(has_gauss), 'cached_gaussian': float(cached)},
+                 'has_gauss': int(has_gauss),
+                 'cached_gaussian': float(cached)},
              'python': random.getstate()}
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()

@@ -236,7 +236,7 @@ class Evaluator(EvaluationProtocol):
                  mask_index: Tensor) -> Dict[str, Tensor]:
         # Both indices are sorted by user, then item (PairIndex order), so
         # the keys below come out sorted.
-        U, I = self.num_users, self.num_items
+        U, I = self.num_users, self.num_items  # noqa: E741
         users, gt_count = torch.unique_consecutive(gt_index[0],
                                                    return_counts=True)
         pos = torch.full((U, ), -1, dtype=torch.long)

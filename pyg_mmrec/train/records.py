@@ -81,7 +81,8 @@ def format_record(record: Dict[str, Any], metric: str) -> str:
         if split in record:
             m = record[split]
             ndcg = metric.replace('recall', 'ndcg')
-            extra = f" {ndcg} {m[ndcg]:.4f}" if ndcg in m and ndcg != metric else ''
+            extra = (f" {ndcg} {m[ndcg]:.4f}"
+                     if ndcg in m and ndcg != metric else '')
             parts.append(f"{split} {metric} {m[metric]:.4f}{extra}")
     if 'eval_time' in record:
         parts.append(f"eval {record['eval_time']:.2f}s")

@@ -42,7 +42,8 @@ CHECKPOINT_KEYS = ('epoch', 'model', 'optimizer', 'stage_optimizers', 'rng',
                    'history', 'best', 'bad_evals', 'config')
 
 SELECT_ON_TEST_LABEL = ('select-on-test (paper-reproduction mode: the best '
-                        'epoch is chosen on the test set, which is optimistic)')
+                        'epoch is chosen on the test set, which is '
+                        'optimistic)')
 
 
 class Trainer(EpochRunner):
@@ -209,9 +210,9 @@ class Trainer(EpochRunner):
         if state.get('config') != self.config:
             diff = differing_keys([state.get('config') or {}, self.config])
             raise ValueError(
-                f"{path}: the checkpoint was written with another configuration "
-                f"(differs in {', '.join(diff)}); use another checkpoint "
-                f"directory or drop --resume")
+                f"{path}: the checkpoint was written with another "
+                f"configuration (differs in {', '.join(diff)}); use another "
+                f"checkpoint directory or drop --resume")
         try:
             with self.resident():
                 self.net.load_state_dict(state['model'])
@@ -314,7 +315,8 @@ class Trainer(EpochRunner):
             record: Dict[str, Any] = {'epoch': epoch, 'losses': losses,
                                       'train_time': time.perf_counter() - t0}
             if epoch % self.eval_every == 0 or epoch == self.epochs:
-                bad_evals = self._evaluate_epoch(epoch, record, best, bad_evals)
+                bad_evals = self._evaluate_epoch(epoch, record, best,
+                                                 bad_evals)
             history.append(record)
             log.info(format_record(record, self.metric))
             if self._path('last.pt') is not None:
@@ -363,7 +365,8 @@ class Trainer(EpochRunner):
         eval_times = [r['eval_time'] for r in history if 'eval_time' in r]
         results = {
             'config': self.config,
-            'selection': 'val' if self.select_on == 'val' else SELECT_ON_TEST_LABEL,
+            'selection': ('val' if self.select_on == 'val' else
+                          SELECT_ON_TEST_LABEL),
             'metric': self.metric,
             'protocol': self.protocol_label(),
             'test_mask': self.evaluator.test_masks[0],

@@ -15,7 +15,6 @@ from pyg_mmrec.data import (
     split_edge_index,
 )
 
-
 #: A denser setting than the defaults, on which the statistics below are
 #: checked.
 DENSE = dict(num_users=2000, num_items=1000, mean_interactions=22.0)

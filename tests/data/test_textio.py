@@ -3,8 +3,12 @@ import gzip
 import pytest
 
 from pyg_mmrec.data import DataFormatError
-from pyg_mmrec.data.textio import (check_plain_text, dataset_lines,
-                                   numbered_lines, open_text)
+from pyg_mmrec.data.textio import (
+    check_plain_text,
+    dataset_lines,
+    numbered_lines,
+    open_text,
+)
 
 
 @pytest.mark.parametrize('gzipped', [False, True])

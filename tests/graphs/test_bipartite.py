@@ -2,8 +2,13 @@ import pytest
 import torch
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-from pyg_mmrec.graphs import (bipartite_adjacency, normalize_edge_weight,
-                              to_sparse_csr, user_item_matrix, weighted_sum)
+from pyg_mmrec.graphs import (
+    bipartite_adjacency,
+    normalize_edge_weight,
+    to_sparse_csr,
+    user_item_matrix,
+    weighted_sum,
+)
 
 S2, S3, S6 = 2 ** -0.5, 3 ** -0.5, 6 ** -0.5
 

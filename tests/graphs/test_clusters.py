@@ -1,8 +1,12 @@
 import pytest
 import torch
 
-from pyg_mmrec.graphs import (GENREC_CLUSTERS, elbow_num_clusters,
-                              kmeans_clusters, modality_clusters)
+from pyg_mmrec.graphs import (
+    GENREC_CLUSTERS,
+    elbow_num_clusters,
+    kmeans_clusters,
+    modality_clusters,
+)
 
 
 def blobs(k=4, n=40, d=6, seed=0):

@@ -1,8 +1,12 @@
 import pytest
 import torch
 
-from pyg_mmrec.graphs import (cooccurrence_graph, to_sparse_csr,
-                              topk_entries_per_row, topk_per_row)
+from pyg_mmrec.graphs import (
+    cooccurrence_graph,
+    to_sparse_csr,
+    topk_entries_per_row,
+    topk_per_row,
+)
 
 
 def random_pairs(num_users, num_items, num_edges, seed):
@@ -48,9 +52,12 @@ def test_cooccurrence_matches_dense(num_users, num_items, num_edges, side):
 
 def test_cooccurrence_torch_path_matches_scipy():
     # The torch.sparse.mm path (used off-CPU) on CPU tensors:
-    from pyg_mmrec.graphs.cooccurrence import (_drop_diagonal,
-                                               _product_scipy, _product_torch)
     from pyg_mmrec.graphs.bipartite import unique_pairs
+    from pyg_mmrec.graphs.cooccurrence import (
+        _drop_diagonal,
+        _product_scipy,
+        _product_torch,
+    )
 
     pairs = unique_pairs(random_pairs(30, 20, 150, seed=3), 30, 20)
     a = _drop_diagonal(*_product_scipy(pairs, 30, 20, torch.float32))

@@ -4,9 +4,12 @@ import pytest
 import torch
 
 from pyg_mmrec.graphs import PairIndex
-from pyg_mmrec.graphs.homography import (cooccurrence_topk_graph,
-                                         homography_graphs,
-                                         interest_features, similarity_graph)
+from pyg_mmrec.graphs.homography import (
+    cooccurrence_topk_graph,
+    homography_graphs,
+    interest_features,
+    similarity_graph,
+)
 
 # Users 0-3, items 0-4: u0 {0, 1}, u1 {0, 1, 2}, u2 {2}, u3 {4}; item 3 has
 # no user. User co-occurrence counts: (0, 1) = 2, (1, 2) = 1; u3 none.

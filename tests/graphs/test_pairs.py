@@ -2,8 +2,12 @@ import pytest
 import torch
 
 from pyg_mmrec.data import make_synthetic, split_edge_index
-from pyg_mmrec.graphs import (PairIndex, interaction_graph, split_graph,
-                              train_graph)
+from pyg_mmrec.graphs import (
+    PairIndex,
+    interaction_graph,
+    split_graph,
+    train_graph,
+)
 
 
 def random_edges(num_users, num_items, num_edges, seed=0):

@@ -1,10 +1,15 @@
 import pytest
 import torch
 
-from pyg_mmrec.graphs import (bipartite_adjacency, csr_to_edge_index,
-                              degree_sensitive_edges, degree_sensitive_pruning,
-                              pruning_weights,
-                              sample_without_replacement, unique_pairs)
+from pyg_mmrec.graphs import (
+    bipartite_adjacency,
+    csr_to_edge_index,
+    degree_sensitive_edges,
+    degree_sensitive_pruning,
+    pruning_weights,
+    sample_without_replacement,
+    unique_pairs,
+)
 
 
 def random_pairs(num_users, num_items, num_edges, seed):

@@ -1,8 +1,14 @@
 import pytest
 import torch
 
-from pyg_mmrec.graphs import (csr_dense_rows, csr_rows_mm, csr_transpose,
-                              drop_entries, expand_runs, to_sparse_csr)
+from pyg_mmrec.graphs import (
+    csr_dense_rows,
+    csr_rows_mm,
+    csr_transpose,
+    drop_entries,
+    expand_runs,
+    to_sparse_csr,
+)
 from pyg_mmrec.nn import sparse_mm
 
 
@@ -48,7 +54,8 @@ def test_sparse_mm_gradient_uses_the_given_transpose(symmetric):
         dense = dense + dense.t()
         csr = dense.to_sparse_csr()
     x = torch.randn(5, 3, requires_grad=True)
-    kwargs = {'symmetric': True} if symmetric else {'adj_t': csr_transpose(csr)}
+    kwargs = ({'symmetric': True} if symmetric else
+              {'adj_t': csr_transpose(csr)})
     out = sparse_mm(csr, x, **kwargs)
     assert torch.allclose(out, dense @ x, atol=1e-6)
     out.pow(2).sum().backward()

@@ -1,17 +1,23 @@
 import pytest
 import torch
+from sampling_helpers import top_k_sets
+from torch_geometric.loader import LinkNeighborLoader
 
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.graphs import PairIndex, train_graph
-from torch_geometric.loader import LinkNeighborLoader
-
-from pyg_mmrec.loader import (CausalNegatives, NeighborSource,
-                              ReplaceNegatives, to_bpr_batch)
-from pyg_mmrec.loader.neighbor import (EDGE_TYPE, REV_EDGE_TYPE,
-                                      parse_num_neighbors)
+from pyg_mmrec.loader import (
+    CausalNegatives,
+    NeighborSource,
+    ReplaceNegatives,
+    to_bpr_batch,
+)
+from pyg_mmrec.loader.neighbor import (
+    EDGE_TYPE,
+    REV_EDGE_TYPE,
+    parse_num_neighbors,
+)
 from pyg_mmrec.models import LightGCN
 from pyg_mmrec.nn import CausalNegativeSampler
-from sampling_helpers import top_k_sets
 
 
 def power_law_graph(num_users=120, num_items=60, num_edges=900, seed=0):

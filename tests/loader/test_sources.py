@@ -2,8 +2,14 @@ import pytest
 import torch
 
 from pyg_mmrec.graphs import PairIndex
-from pyg_mmrec.loader import (BPRBatch, DistinctUserSource, RowBlockSource,
-                              Subgraph, TripletSource, shard_slices)
+from pyg_mmrec.loader import (
+    BPRBatch,
+    DistinctUserSource,
+    RowBlockSource,
+    Subgraph,
+    TripletSource,
+    shard_slices,
+)
 
 
 def random_graph(num_users=40, num_items=25, num_edges=300, seed=0):
@@ -65,7 +71,8 @@ def test_shards_partition_the_shared_order():
 
 
 @pytest.mark.parametrize('num,size,world', [(10, 2, 2), (10, 3, 4),
-                                            (7, 10, 3), (2, 1, 3), (96, 32, 3)])
+                                            (7, 10, 3), (2, 1, 3),
+                                            (96, 32, 3)])
 def test_shard_slices(num, size, world):
     parts = [shard_slices(num, size, r, world) for r in range(world)]
     assert len({len(p) for p in parts}) == 1  # the same number of steps

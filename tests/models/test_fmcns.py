@@ -1,12 +1,12 @@
 import pytest
 import torch
+from trainer_factory import make_trainer
 
 from pyg_mmrec.data import make_synthetic
+from pyg_mmrec.loader import BPRBatch
 from pyg_mmrec.models import FMCNS
 from pyg_mmrec.models.fmcns import last_occurrence
 from pyg_mmrec.train.checkpoint import seed_everything
-from pyg_mmrec.loader import BPRBatch
-from trainer_factory import make_trainer
 
 
 @pytest.fixture(scope='module')
@@ -56,7 +56,8 @@ def test_causal_negatives_start_after_the_first_generation(data):
 
 
 @pytest.mark.parametrize('faithful', [False, True])
-def test_generation_and_evaluation_use_the_generated_embeddings(data, faithful):
+def test_generation_and_evaluation_use_the_generated_embeddings(
+        data, faithful):
     model = FMCNS(data, faithful=faithful).eval()
     assert not bool(model.has_generated)
     user, item = model.encode()  # generates on first use
@@ -114,7 +115,8 @@ def test_no_flow_ablation_leaves_the_generator_out(data, monkeypatch):
     user, item = model.encode()
     h = model.item_graph_embedding()
     ref_user, ref_item = model.propagate(h, model.adj)
-    assert torch.allclose(user, ref_user) and torch.allclose(item, ref_item + h)
+    assert (torch.allclose(user, ref_user) and
+            torch.allclose(item, ref_item + h))
     # No flow parameter is touched by the loss.
     model.train()
     sum(model(batch_of(data)).values()).backward()

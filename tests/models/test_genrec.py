@@ -1,5 +1,6 @@
 import pytest
 import torch
+from trainer_factory import make_trainer
 
 from pyg_mmrec.data import add_synthetic_features, make_synthetic
 from pyg_mmrec.graphs import csr_dense_rows
@@ -8,7 +9,6 @@ from pyg_mmrec.models import GenRec, Pop
 from pyg_mmrec.models.genrec import candidate_rows, top_generated
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
-from trainer_factory import make_trainer
 
 SMALL = dict(embedding_dim=16, denoiser_hidden=16, denoiser_layers=1,
              denoiser_heads=2, denoiser_ff=16)

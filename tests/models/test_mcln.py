@@ -1,12 +1,12 @@
 import pytest
 import torch
+from trainer_factory import make_trainer
 
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.graphs import train_graph
 from pyg_mmrec.loader import BPRBatch, DistinctUserSource
 from pyg_mmrec.models import MCLN, get_model
 from pyg_mmrec.train.checkpoint import seed_everything
-from trainer_factory import make_trainer
 
 
 @pytest.fixture(scope='module')
@@ -27,7 +27,7 @@ def test_uses_the_distinct_user_source_and_needs_interventions(data):
 
 def test_adjacency_is_the_asymmetric_normalisation_with_self_loops(data):
     model = MCLN(data, exponents=(-0.5, -0.3))
-    U, I = model.num_users, model.num_items
+    U, I = model.num_users, model.num_items  # noqa: E741
     edge = train_graph(data).edge_index
     a = torch.zeros(U + I, U + I)
     a[edge[0], U + edge[1]] = 1

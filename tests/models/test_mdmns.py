@@ -1,14 +1,14 @@
 import pytest
 import torch
+from trainer_factory import make_trainer
 
 from pyg_mmrec.data import add_synthetic_features, make_synthetic
 from pyg_mmrec.graphs import csr_dense_rows, csr_to_edge_index
+from pyg_mmrec.loader import BPRBatch
 from pyg_mmrec.models import MDMNS, Pop
-from pyg_mmrec.train.optim import build_optimizer
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
-from pyg_mmrec.loader import BPRBatch
-from trainer_factory import make_trainer
+from pyg_mmrec.train.optim import build_optimizer
 
 SMALL = dict(embedding_dim=16, denoiser_hidden=32)
 
@@ -207,7 +207,8 @@ def test_three_modalities_and_bad_arguments(data):
     assert model.modalities == ['image', 'text', 'audio']
     guides = model.diffusion.guides(model.features())
     feats = model.features()
-    assert torch.allclose(guides['audio'], (feats['image'] + feats['text']) / 2)
+    assert torch.allclose(guides['audio'],
+                          (feats['image'] + feats['text']) / 2)
     assert model.noise_levels == [0, 0, 1, 2]
     model.train()
     assert torch.isfinite(model(batch_of(tri))['cl'])
@@ -319,7 +320,8 @@ def test_offloaded_stage_resumes_exactly(data, tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_faithful_multi_level_loss_uses_all_anchors_and_the_nominal_bpr_divisor(data):
+def test_faithful_multi_level_loss_uses_all_anchors_and_nominal_bpr_divisor(
+        data):
     assert MDMNS(data, **SMALL).cl_anchors == 'batch'
     assert MDMNS(data, faithful=True, **SMALL).cl_anchors == 'all'
     assert MDMNS(data, faithful=True, cl_anchors='batch',

@@ -16,12 +16,12 @@ import re
 
 import pytest
 import torch
+from trainer_factory import make_trainer
 
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.data.hetero import modalities
 from pyg_mmrec.models import MODELS
 from pyg_mmrec.train.checkpoint import seed_everything
-from trainer_factory import make_trainer
 
 NUM_USERS, NUM_ITEMS = 120, 80
 BATCH_SIZE = 256

@@ -1,16 +1,19 @@
 import pytest
 import torch
+from trainer_factory import make_trainer
 
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.data.hetero import ITEM
-from pyg_mmrec.models import MODELS, get_model
-from pyg_mmrec.graphs import (bipartite_adjacency, csr_to_edge_index,
-                              train_graph)
+from pyg_mmrec.graphs import (
+    bipartite_adjacency,
+    csr_to_edge_index,
+    train_graph,
+)
 from pyg_mmrec.loader import Subgraph, TripletSource
+from pyg_mmrec.models import MODELS, get_model
 from pyg_mmrec.models.freedom import default_modality_weights
 from pyg_mmrec.train import Trainer, build_source
 from pyg_mmrec.train.checkpoint import seed_everything
-from trainer_factory import make_trainer
 
 #: Every registered model with parameters to fit: a new model is tested
 #: without editing this file.
@@ -186,9 +189,12 @@ def test_freedom_item_graph_mixes_modalities_with_their_weights(small):
     # the rows therefore adds up to the sum of the weights (= 1).
     row_sums = model.item_graph @ torch.ones(small[ITEM].num_nodes, 1)
     assert torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-5)
-    assert default_modality_weights(['image', 'text']) == {'image': 0.1, 'text': 0.9}
-    assert default_modality_weights(['image', 'audio']) == {'image': 0.1, 'audio': 0.9}
-    assert default_modality_weights(['text', 'audio']) == {'text': 0.5, 'audio': 0.5}
+    assert default_modality_weights(['image', 'text']) == {
+        'image': 0.1, 'text': 0.9}
+    assert default_modality_weights(['image', 'audio']) == {
+        'image': 0.1, 'audio': 0.9}
+    assert default_modality_weights(['text', 'audio']) == {
+        'text': 0.5, 'audio': 0.5}
 
 
 @pytest.mark.parametrize('name', ['vbpr', 'freedom', 'fmcns', 'mdmns', 'rearm',
@@ -234,7 +240,8 @@ def test_models_learn_beyond_popularity(medium, pop_recall, name):
     kwargs = (dict(denoiser_hidden=32, denoiser_layers=1, denoiser_ff=32)
               if name == 'genrec' else {})
     res = fit(medium, name, epochs=15, **kwargs)
-    assert res['test']['recall@20'] > 1.3 * pop_recall, (res['test'], pop_recall)
+    assert res['test']['recall@20'] > 1.3 * pop_recall, (
+        res['test'], pop_recall)
 
 
 @pytest.mark.parametrize('name', [n for n in TRAINABLE
@@ -242,7 +249,8 @@ def test_models_learn_beyond_popularity(medium, pop_recall, name):
 def test_mini_batch_models_learn_beyond_popularity(medium, pop_recall, name):
     res = fit(medium, name, epochs=15, trainer_kwargs=dict(
         sampler='neighbor', num_neighbors='10,10'))
-    assert res['test']['recall@20'] > 1.3 * pop_recall, (res['test'], pop_recall)
+    assert res['test']['recall@20'] > 1.3 * pop_recall, (
+        res['test'], pop_recall)
 
 
 @pytest.mark.slow
@@ -250,7 +258,8 @@ def test_multimodal_beats_id_only_on_the_default_synthetic_data():
     from pyg_mmrec.demo import DEMO_CONFIGS
     from pyg_mmrec.experiment import run_experiment
     data = make_synthetic()
-    recall = {name: run_experiment(name, 'synthetic', data=data, progress=False,
+    recall = {name: run_experiment(name, 'synthetic', data=data,
+                                   progress=False,
                                    config=DEMO_CONFIGS[name])['test']['recall@20']
               for name in ('pop', 'lightgcn', 'freedom')}
     assert recall['freedom'] > recall['lightgcn'] > 1.5 * recall['pop'], recall

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from trainer_factory import make_trainer
 
 from pyg_mmrec.data import add_synthetic_features, make_synthetic
 from pyg_mmrec.data.hetero import ITEM, build_hetero_data, split_edge_index
@@ -8,7 +9,6 @@ from pyg_mmrec.loader import BPRBatch
 from pyg_mmrec.models import REARM
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.train.checkpoint import seed_everything
-from trainer_factory import make_trainer
 
 SMALL = dict(embedding_dim=16, user_knn_k=5, item_knn_k=3)
 

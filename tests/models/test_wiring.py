@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from pyg_mmrec.data.hetero import build_hetero_data
+from pyg_mmrec.loader import BPRBatch
 from pyg_mmrec.models import FMCNS, FREEDOM, MDMNS, LightGCN
 from pyg_mmrec.nn.diffusion import GaussianDiffusion
-from pyg_mmrec.loader import BPRBatch
 
 NUM_USERS, NUM_ITEMS = 6, 5
 TRAIN = [(0, 0), (0, 1), (1, 1), (1, 2), (1, 3), (2, 0), (2, 4), (3, 2),

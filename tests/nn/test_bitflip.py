@@ -3,8 +3,12 @@ import math
 import pytest
 import torch
 
-from pyg_mmrec.nn import (BitFlipDiffusion, flip_denoising_loss,
-                          interest_debias, soft_flip_probability)
+from pyg_mmrec.nn import (
+    BitFlipDiffusion,
+    flip_denoising_loss,
+    interest_debias,
+    soft_flip_probability,
+)
 
 
 def rows(density=0.05, shape=(64, 200), seed=0):

@@ -5,8 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from pyg_mmrec.nn.contrastive import (info_nce, mdmns_noise_levels,
-                                      noisy_view_info_nce)
+from pyg_mmrec.nn.contrastive import (
+    info_nce,
+    mdmns_noise_levels,
+    noisy_view_info_nce,
+)
 
 
 def naive_info_nce(anchor, target, temperature=0.5, index=None):

@@ -72,7 +72,8 @@ def test_symmetric_fast_path_has_the_exact_gradient():
     weight = torch.randn(adj.size(0), 4)
     grads = []
     for symmetric in (False, True):
-        x = torch.randn(adj.size(0), 4, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(adj.size(0), 4,
+                        generator=torch.Generator().manual_seed(0))
         x.requires_grad_()
         out = LightGCNConv(symmetric=symmetric)(x, adj)
         assert torch.allclose(out, adj.to_dense() @ x.detach(), atol=1e-6)

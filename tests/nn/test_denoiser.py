@@ -101,7 +101,7 @@ def test_denoiser_bad_arguments():
 
 def test_bipartite_guidance_matches_the_dense_gcn_formula():
     torch.manual_seed(0)
-    B, I, d, h = 5, 7, 6, 4
+    B, I, d, h = 5, 7, 6, 4  # noqa: E741
     rows = torch.rand(B, I)
     rows[0, :] = -0.5  # a noisy row with a negative degree: clamped at 1
     guide = torch.randn(I, d)

@@ -3,8 +3,12 @@ import math
 import pytest
 import torch
 
-from pyg_mmrec.nn import (FlowMatchingGenerator, frequency_prior,
-                          mask_interpolate, sinusoidal_time_embedding)
+from pyg_mmrec.nn import (
+    FlowMatchingGenerator,
+    frequency_prior,
+    mask_interpolate,
+    sinusoidal_time_embedding,
+)
 
 
 def test_mask_interpolate_endpoints():

@@ -1,10 +1,13 @@
 import pytest
 import torch
+from sampling_helpers import top_k_sets
 
 from pyg_mmrec.graphs import PairIndex
-from pyg_mmrec.nn import (CausalNegativeSampler, PopularityNegativeSampler,
-                          item_frequency)
-from sampling_helpers import top_k_sets
+from pyg_mmrec.nn import (
+    CausalNegativeSampler,
+    PopularityNegativeSampler,
+    item_frequency,
+)
 
 
 def random_pairs(num_users, num_items, num_edges, seed=0):

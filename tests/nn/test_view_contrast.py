@@ -3,8 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from pyg_mmrec.nn.contrastive import noisy_view_info_nce
-from pyg_mmrec.nn.view_contrast import (multi_level_info_nce,
-                                        view_pair_info_nce)
+from pyg_mmrec.nn.view_contrast import multi_level_info_nce, view_pair_info_nce
 
 
 def naive_info_nce(anchor, target, temperature=0.5, index=None):

@@ -166,9 +166,10 @@ TRAIN = dict(epochs=4, patience=50, lr=5e-3, eval_batch_size=64)
 
 def fit(data, batch_size, checkpoint_dir=None, resume=False, callbacks=None,
         **kwargs):
+    from trainer_factory import make_trainer
+
     from pyg_mmrec.models import get_model
     from pyg_mmrec.train.checkpoint import seed_everything
-    from trainer_factory import make_trainer
     seed_everything(0)
     model = distributed.wrap_model(get_model('lightgcn')(data))
     return make_trainer(model, data, batch_size=batch_size,

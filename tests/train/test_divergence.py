@@ -7,15 +7,20 @@ import os
 import numpy as np
 import pytest
 import torch
+from trainer_factory import make_trainer
 
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.models import get_model
 from pyg_mmrec.train import Trainer, build_source
-from pyg_mmrec.train.checkpoint import (RunLock, load_checkpoint, rng_state,
-                                        seed_everything, set_rng_state)
+from pyg_mmrec.train.checkpoint import (
+    RunLock,
+    load_checkpoint,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from pyg_mmrec.train.divergence import TrainingDiverged, finite_or_none
 from pyg_mmrec.train.records import write_json
-from trainer_factory import make_trainer
 
 
 @pytest.fixture(scope='module')

@@ -386,7 +386,8 @@ def test_test_mask_train_lets_validation_items_be_recommended():
     default = evaluator.evaluate(Recorder(SCORES), 'test')
     assert default == Evaluator(small_data(), ks=(1, 2, 3, 5)).evaluate(
         Recorder(SCORES), 'test')
-    train_only = evaluator.evaluate(Recorder(SCORES), 'test', test_mask='train')
+    train_only = evaluator.evaluate(Recorder(SCORES), 'test',
+                                    test_mask='train')
     # recall@1: user 0 ranks its test item 1 first (1/2), user 1 ranks val
     # item 3 first (0), user 2 ranks test item 2 first (1/2).
     assert train_only['recall@1'] == pytest.approx((0.5 + 0 + 0.5) / 3)

@@ -18,13 +18,13 @@ Bugs these tests catch (each checked by injecting it alone into a copy of
 """
 import pytest
 import torch
+from trainer_factory import make_trainer as build_trainer
+from trainer_helpers import Interrupt, strip_times
 
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.models import get_model
 from pyg_mmrec.train.checkpoint import seed_everything
 from pyg_mmrec.train.trainer import SELECT_ON_TEST_LABEL
-from trainer_factory import make_trainer as build_trainer
-from trainer_helpers import Interrupt, strip_times
 
 
 @pytest.fixture(scope='module')
@@ -210,7 +210,8 @@ def test_best_checkpoint_holds_the_best_validation_epoch_weights(data,
 
     def snapshot(trainer, record):
         snapshots[record['epoch']] = {
-            k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+            k: v.detach().clone()
+            for k, v in trainer.model.state_dict().items()}
 
     script = Script(VAL, TEST)
     res = make_trainer(data, script, epochs=8, patience=50,

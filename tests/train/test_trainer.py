@@ -3,13 +3,13 @@ import os
 
 import pytest
 import torch
+from trainer_factory import make_trainer as build_trainer
+from trainer_helpers import Interrupt, strip_times
 
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.models import get_model
-from pyg_mmrec.train.optim import build_optimizer
 from pyg_mmrec.train.checkpoint import atomic_save, seed_everything
-from trainer_factory import make_trainer as build_trainer
-from trainer_helpers import Interrupt, strip_times
+from pyg_mmrec.train.optim import build_optimizer
 
 
 @pytest.fixture(scope='module')
@@ -25,7 +25,8 @@ def make_trainer(data, model='lightgcn', seed=0, model_kwargs=None, **kwargs):
 
 
 @pytest.mark.parametrize('model', ['lightgcn', 'freedom', 'fmcns', 'mdmns'])
-def test_resume_after_interrupt_matches_uninterrupted_run(data, tmp_path, model):
+def test_resume_after_interrupt_matches_uninterrupted_run(data, tmp_path,
+                                                          model):
     full = make_trainer(data, model, epochs=6, patience=50,
                         checkpoint_dir=str(tmp_path / 'a')).fit()
 
@@ -60,7 +61,8 @@ def test_early_stopping_after_patience_evaluations_without_improvement(data):
     assert res['best_epoch'] == 1
     assert res['epochs_run'] == 4
     assert res['stopped_early']
-    assert [r.get('best', False) for r in res['history']] == [True] + [False] * 3
+    assert ([r.get('best', False) for r in res['history']] ==
+            [True] + [False] * 3)
 
 
 def test_test_metrics_are_those_of_the_best_validation_epoch(data):
@@ -82,12 +84,14 @@ def test_select_on_test_is_labelled(data):
 
 def test_results_json_and_best_checkpoint_are_written(data, tmp_path):
     res = make_trainer(data, epochs=2, patience=50,
-                       checkpoint_dir=str(tmp_path), config={'note': 'x'}).fit()
+                       checkpoint_dir=str(tmp_path),
+                       config={'note': 'x'}).fit()
     saved = json.loads((tmp_path / 'results.json').read_text())
     assert saved['test'] == res['test'] and saved['config'] == {'note': 'x'}
     assert saved['time_per_epoch'] > 0 and saved['peak_memory_mb'] > 0
     assert len(saved['history']) == 2
-    assert all(set(r['losses']) == {'bpr', 'reg', 'loss'} for r in saved['history'])
+    assert all(set(r['losses']) == {'bpr', 'reg', 'loss'}
+               for r in saved['history'])
     best = torch.load(tmp_path / 'best.pt', weights_only=True)
     assert 'embedding.weight' in best
 
@@ -106,7 +110,8 @@ def test_untrainable_model_is_evaluated_once(data):
     assert 0 < res['test']['recall@20'] < 1
 
 
-def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path,
+                                                           monkeypatch):
     path = str(tmp_path / 'ckpt.pt')
     atomic_save({'a': 1}, path)
 
@@ -177,7 +182,8 @@ def test_trainer_optimisers_are_fused_and_step_as_the_default_ones(data, name):
     fused = build_optimizer(name, params[0], lr=0.1, weight_decay=0.01)
     plain = build_optimizer(name, params[1], lr=0.1, weight_decay=0.01,
                             foreach=False)
-    assert fused.param_groups[0]['fused'] and not plain.param_groups[0]['fused']
+    assert (fused.param_groups[0]['fused'] and
+            not plain.param_groups[0]['fused'])
     for _ in range(5):
         grads = [torch.randn_like(p) for p in start]
         for opt, group in ((fused, params[0]), (plain, params[1])):

@@ -80,8 +80,8 @@ def read_id_mapping(path: str) -> Dict[int, str]:
             continue
         fields = line.split('\t') if '\t' in line else line.split(',')
         if len(fields) < 2:
-            raise DataFormatError(f"{path}:{number}: expected 'raw id<TAB>id', "
-                             f"got {line!r}")
+            raise DataFormatError(
+                f"{path}:{number}: expected 'raw id<TAB>id', got {line!r}")
         raw, new = fields[0].strip(), fields[1].strip()
         try:
             new_id = int(new)
@@ -91,7 +91,8 @@ def read_id_mapping(path: str) -> Dict[int, str]:
             raise DataFormatError(f"{path}:{number}: the id {new!r} is not an "
                              f"integer") from None
         if new_id in out:
-            raise DataFormatError(f"{path}:{number}: id {new_id} appears twice")
+            raise DataFormatError(
+                f"{path}:{number}: id {new_id} appears twice")
         out[new_id] = raw
     return out
 

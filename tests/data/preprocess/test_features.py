@@ -13,10 +13,15 @@ import numpy as np
 import pytest
 
 from pyg_mmrec.data import DataFormatError
-from pyg_mmrec.data.preprocess import (image_features, read_item_features,
-                                       text_features)
-from pyg_mmrec.data.preprocess.features import (default_text_model,
-                                                fill_missing_with_mean)
+from pyg_mmrec.data.preprocess import (
+    image_features,
+    read_item_features,
+    text_features,
+)
+from pyg_mmrec.data.preprocess.features import (
+    default_text_model,
+    fill_missing_with_mean,
+)
 from pyg_mmrec.testing import has_package, with_package
 
 
@@ -78,8 +83,8 @@ def test_text_features_in_preprocess(tmp_path, minilm, monkeypatch):
 
 @with_package('torchvision')
 def test_image_features(tmp_path):
-    import torchvision
     import torch
+    import torchvision
     from PIL import Image
     torch.manual_seed(0)
     weights = tmp_path / 'resnet18.pth'

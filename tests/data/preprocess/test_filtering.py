@@ -1,9 +1,12 @@
 import numpy as np
 import pytest
 
-from pyg_mmrec.data.preprocess import (first_of_duplicates, k_core,
-                                       keep_min_rating,
-                                       reindex_by_first_appearance)
+from pyg_mmrec.data.preprocess import (
+    first_of_duplicates,
+    k_core,
+    keep_min_rating,
+    reindex_by_first_appearance,
+)
 
 
 def test_min_rating():

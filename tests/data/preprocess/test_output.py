@@ -2,9 +2,12 @@ import os
 
 import pytest
 
-from pyg_mmrec.data.preprocess.output import (atomic_output_dir,
-                                              check_output_dir,
-                                              foreign_entries, replace_dir)
+from pyg_mmrec.data.preprocess.output import (
+    atomic_output_dir,
+    check_output_dir,
+    foreign_entries,
+    replace_dir,
+)
 
 
 def write(path, text='x'):

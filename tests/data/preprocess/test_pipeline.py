@@ -169,8 +169,9 @@ def amazon_with_features(tmp_path_factory):
     (items I000 has no image row: the mean)."""
     if not has_package('sentence_transformers'):
         pytest.skip("extra 'text' not installed: pip install -e '.[text]'")
-    from pyg_mmrec.cli import main
     from test_features import write_amazon_binary
+
+    from pyg_mmrec.cli import main
     tmp = tmp_path_factory.mktemp('amazon')
     write_reviews(tmp / 'reviews.json.gz')
     (tmp / 'meta.json').write_text(''.join(json.dumps(
@@ -181,9 +182,11 @@ def amazon_with_features(tmp_path_factory):
         (f'I{i:03d}', rng.normal(size=4096)) for i in range(1, 25)])
     out = tmp / 'toy'
     assert main(['preprocess', '--format', 'amazon', '--input',
-                 str(tmp / 'reviews.json.gz'), '--meta', str(tmp / 'meta.json'),
-                 '--output', str(out), '--text-features', '--item-features',
-                 f'image={tmp / "image_features_Toy.b"}', '--no-progress']) == 0
+                 str(tmp / 'reviews.json.gz'), '--meta',
+                 str(tmp / 'meta.json'), '--output', str(out),
+                 '--text-features', '--item-features',
+                 f'image={tmp / "image_features_Toy.b"}',
+                 '--no-progress']) == 0
     return out
 
 

@@ -5,9 +5,13 @@ import numpy as np
 import pytest
 
 from pyg_mmrec.data import DataFormatError
-from pyg_mmrec.data.preprocess import (amazon_item_text, read_amazon,
-                                       read_amazon_meta, read_delimited,
-                                       read_movielens)
+from pyg_mmrec.data.preprocess import (
+    amazon_item_text,
+    read_amazon,
+    read_amazon_meta,
+    read_delimited,
+    read_movielens,
+)
 from pyg_mmrec.data.preprocess.raw import read_movielens_titles
 
 
