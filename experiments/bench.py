@@ -20,9 +20,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 
-from report import build_and_train, model_label, results_path, write_results
+from report import (
+    Clock,
+    build_and_train,
+    model_label,
+    results_path,
+    write_results,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -40,50 +45,61 @@ def load(dataset, data_root, model):
     return data, label
 
 
-def worker(model_name, dataset, data_root, epochs, overrides=None):
+def worker(model_name, dataset, data_root, epochs, overrides=None,
+           threads=1):
     import torch
 
     from pyg_mmrec.config import find_config, load_config
     from pyg_mmrec.train.records import memory_allocator, peak_memory_mb
 
-    data, label = load(dataset, data_root, model_name)
+    torch.set_num_threads(threads)
+    with Clock() as setup:
+        data, label = load(dataset, data_root, model_name)
     config_file, _ = find_config(dataset, model_name)
     config = load_config(config_file, model_name) if config_file else {}
     config.update(overrides or {})
-    trainer, record, build_time, epoch_times = build_and_train(
+    trainer, record, build, epochs_run = build_and_train(
         model_name, data, config, epochs)
-    eval_times = {}
+    evals = {}
     for split in ('val', 'test'):
-        t0 = time.perf_counter()
-        trainer.evaluate(split)
-        eval_times[split] = time.perf_counter() - t0
+        with Clock() as evals[split]:
+            trainer.evaluate(split)
     users = int(trainer.evaluator.users('test').numel())
+    # the first epoch includes one-off warm-up; report the later ones
+    later = epochs_run[1:] or epochs_run
     return {
         'dataset': label, 'model': model_name,
         'batch_size': record['loader']['batch_size'],
         'threads': torch.get_num_threads(),
-        'build_time': build_time,
-        'epoch_times': epoch_times,
-        # the first epoch includes one-off warm-up; report the later ones
-        'time_per_epoch': (min(epoch_times[1:] or epoch_times)
-                           if epoch_times else None),
-        'eval_time_test': eval_times['test'], 'eval_users_test': users,
-        'eval_time_val': eval_times['val'],
+        'setup_time': setup.wall, 'setup_cpu': setup.cpu,
+        'build_time': build.wall, 'build_cpu': build.cpu,
+        'epoch_times': [clock.wall for clock in epochs_run],
+        'epoch_cpu': [clock.cpu for clock in epochs_run],
+        'time_per_epoch': (min(c.wall for c in later) if later else None),
+        'cpu_per_epoch': (min(c.cpu for c in later) if later else None),
+        'eval_time_test': evals['test'].wall, 'eval_users_test': users,
+        'eval_cpu_test': evals['test'].cpu,
+        'eval_time_val': evals['val'].wall,
         'peak_memory_mb': peak_memory_mb(),
         'allocator': memory_allocator(),
     }
 
 
 def to_markdown(rows):
-    lines = ['| dataset | model | batch | s / epoch | eval s (test users) | '
-             'peak memory MiB | build s |', '|---|---|---|---|---|---|---|']
+    r"""One line per row: CPU seconds (this process's threads together)
+    beside wall seconds, and the thread count the row ran with."""
+    lines = ['| dataset | model | batch | threads | CPU s / epoch | '
+             'wall s / epoch | eval CPU s (test users) | peak memory MiB | '
+             'build s |', '|---|---|---|---|---|---|---|---|---|']
     for r in rows:
-        epoch = ('-' if r['time_per_epoch'] is None else
-                 f"{r['time_per_epoch']:.2f}")
+        def sec(key):
+            return '-' if r.get(key) is None else f"{r[key]:.2f}"
         lines.append(
             f"| {r['dataset']} | {model_label(r)} | {r['batch_size']} | "
-            f"{epoch} | {r['eval_time_test']:.2f} ({r['eval_users_test']}) | "
-            f"{r['peak_memory_mb']:.0f} | {r['build_time']:.2f} |")
+            f"{r.get('threads', '-')} | {sec('cpu_per_epoch')} | "
+            f"{sec('time_per_epoch')} | {sec('eval_cpu_test')} "
+            f"({r['eval_users_test']}) | {r['peak_memory_mb']:.0f} | "
+            f"{r['build_time']:.2f} |")
     return '\n'.join(lines) + '\n'
 
 
@@ -95,6 +111,8 @@ def main():
     parser.add_argument('--models', nargs='+',
                         default=['pop', 'lightgcn', 'vbpr', 'freedom'])
     parser.add_argument('--epochs', type=int, default=3)
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch threads of every worker (default: 1)')
     parser.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE',
                         help='override a setting of every model (e.g. '
                              'batch_size=512)')
@@ -107,7 +125,8 @@ def main():
     from pyg_mmrec.config import parse_settings
     overrides = parse_settings(args.set)
     if args.worker:
-        row = worker(*args.worker, args.data_root, args.epochs, overrides)
+        row = worker(*args.worker, args.data_root, args.epochs, overrides,
+                     args.threads)
         row['overrides'] = overrides
         print(json.dumps(row))
         return
@@ -117,6 +136,7 @@ def main():
         for model in args.models:
             cmd = [sys.executable, __file__, '--worker', model, dataset,
                    '--data-root', args.data_root, '--epochs', str(args.epochs),
+                   '--threads', str(args.threads),
                    '--set', *args.set]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:

@@ -13,30 +13,48 @@ from typing import Any, List, Optional
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
 
 
+class Clock:
+    r"""Wall and CPU seconds (:func:`time.process_time`, this process's
+    threads together) of a block: on a shared machine the wall time moves
+    with the load, the CPU seconds much less.
+
+    Example:
+        >>> with Clock() as clock:
+        ...     trainer.train_epoch(1)
+        >>> clock.wall, clock.cpu
+    """
+    def __enter__(self) -> 'Clock':
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
 def build_and_train(model_name, data, config, epochs, max_batches=None):
     r"""Builds :obj:`model_name` on :obj:`data` with :obj:`config` (its
     batch size and learning rate included) and trains it for :obj:`epochs`
     epochs (of at most :obj:`max_batches` batches) with the deterministic
     kernels of :meth:`Trainer.fit`. Returns the trainer, the run's record
     (every setting of every section, see
-    :func:`~pyg_mmrec.experiment.build_trainer`), the build time and the
-    time of every epoch."""
+    :func:`~pyg_mmrec.experiment.build_trainer`), the build's
+    :class:`Clock` and one :class:`Clock` per epoch."""
     import torch
 
     from pyg_mmrec.experiment import build_trainer
 
     torch.use_deterministic_algorithms(True, warn_only=True)  # as Trainer.fit
-    t0 = time.perf_counter()
-    trainer, record = build_trainer(model_name, data, config,
-                                    progress=False)
-    build_time = time.perf_counter() - t0
-    epoch_times = []
+    with Clock() as build:
+        trainer, record = build_trainer(model_name, data, config,
+                                        progress=False)
+    epochs_run = []
     if trainer.net.trainable:
         for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            trainer.train_epoch(epoch, max_batches=max_batches)
-            epoch_times.append(time.perf_counter() - t0)
-    return trainer, record, build_time, epoch_times
+            with Clock() as clock:
+                trainer.train_epoch(epoch, max_batches=max_batches)
+            epochs_run.append(clock)
+    return trainer, record, build, epochs_run
 
 
 def model_label(row) -> str:

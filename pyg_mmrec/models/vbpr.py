@@ -64,7 +64,8 @@ class VBPR(Recommender):
             return torch.cat([self.item_embedding.weight,
                               self.content(self.features)], dim=-1)
         return torch.cat([self.item_embedding(items),
-                          self.content(self.features[items])], dim=-1)
+                          self.content(self.features.index_select(0, items))],
+                         dim=-1)
 
     def encode(self, subgraph: Optional[Subgraph] = None
                ) -> Tuple[Tensor, Tensor]:
@@ -74,10 +75,13 @@ class VBPR(Recommender):
                 self.item_representation(subgraph.item_id))
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        # No graph: only the batch's rows are computed, whatever the batch.
+        # No graph: only the batch's rows are computed, whatever the batch,
+        # and each of its distinct items once (the content map reads every
+        # feature column of a row: the epoch's dominant cost).
         user_emb = self.user_embedding(batch.user)
-        p, n = self.item_representation(
-            torch.cat([batch.pos, batch.neg])).chunk(2)
+        items, inverse = torch.unique(torch.cat([batch.pos, batch.neg]),
+                                      return_inverse=True)
+        p, n = self.item_representation(items)[inverse].chunk(2)
         return {'bpr': bpr_loss((user_emb * p).sum(-1),
                                 (user_emb * n).sum(-1)),
                 'reg': self.reg_weight * l2_reg(user_emb, p, n)}
