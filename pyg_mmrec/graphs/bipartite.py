@@ -61,10 +61,12 @@ def bipartite_degrees(edge_index: Tensor, num_users: int,
 
 def _scales(edge_index: Tensor, num_users: int, num_items: int,
             exponents: Tuple[float, float], self_loops: bool,
-            eps: float) -> Tuple[Tensor, Tensor]:
+            eps: float, degrees: Optional[Tuple[Tensor, Tensor]] = None
+            ) -> Tuple[Tensor, Tensor]:
     # Degree powers (row exponent a, column exponent b) of all U + I nodes.
-    deg_u, deg_i = bipartite_degrees(edge_index, num_users, num_items)
-    deg = torch.cat([deg_u, deg_i])
+    deg_u, deg_i = (bipartite_degrees(edge_index, num_users, num_items)
+                    if degrees is None else degrees)
+    deg = torch.cat([deg_u, deg_i]).to(torch.get_default_dtype())
     if self_loops:
         deg = deg + 1
     a, b = exponents
@@ -85,7 +87,7 @@ def user_item_values(
     :obj:`self_loops`), e.g. FREEDOM's pruning weights
     :math:`1/\sqrt{d_u d_i}`."""
     row_scale, col_scale = _scales(edge_index, num_users, num_items,
-                                         exponents, self_loops, eps)
+                                   exponents, self_loops, eps)
     user, item = edge_index[0], edge_index[1] + num_users
     return (row_scale[user] * col_scale[item],
             row_scale[item] * col_scale[user])
@@ -99,6 +101,7 @@ def bipartite_adjacency(
     self_loops: bool = False,
     exponents: Tuple[float, float] = (-0.5, -0.5),
     eps: float = 0.0,
+    degrees: Optional[Tuple[Tensor, Tensor]] = None,
 ) -> Tensor:
     r"""Builds the normalised bipartite adjacency of the user-item graph,
 
@@ -138,6 +141,12 @@ gcn_norm` with :obj:`add_self_loops=True`);
             :obj:`"asym"` only. (default: :obj:`(-0.5, -0.5)`)
         eps (float, optional): Added to the degrees before the power.
             (default: :obj:`0.0`)
+        degrees ((Tensor, Tensor), optional): The user and item degrees
+            :obj:`([U], [I])` to normalise with instead of those of
+            :obj:`edge_index` (without the self-loop, which is added as
+            above): a sampled subgraph's propagation takes the full
+            training graph's degrees of its nodes (see
+            :func:`subgraph_adjacency`). (default: :obj:`None`)
 
     Returns:
         A coalesced CSR tensor :obj:`[U + I, U + I]`.
@@ -156,7 +165,7 @@ gcn_norm` with :obj:`add_self_loops=True`);
             value = torch.cat([value, torch.ones(n, device=row.device)])
         return to_sparse_csr(torch.stack([row, col]), value, n)
     row_scale, col_scale = _scales(edge_index, num_users, num_items, ab,
-                                         self_loops, eps)
+                                   self_loops, eps, degrees)
     if self_loops:
         loop = torch.arange(n, device=row.device)
         row, col = torch.cat([row, loop]), torch.cat([col, loop])
@@ -232,3 +241,29 @@ def generated_adjacency(items: Tensor, num_users: int, num_items: int,
     if seed is not None:
         gen.manual_seed(int(seed))
     return drop_entries(adj, keep_rate, generator=gen)
+
+
+def subgraph_adjacency(subgraph, degrees: Tuple[Tensor, Tensor],
+                       edge_index: Optional[Tensor] = None,
+                       **kwargs) -> Tensor:
+    r"""The normalised adjacency of a sampled subgraph with the
+    normalisation weights of the full training graph: its edges (local
+    ids), weighted by the global degrees :obj:`degrees` of its nodes, so
+    that a user whose whole neighbourhood was sampled aggregates exactly as
+    on the full graph, and a subgraph holding the whole graph reproduces
+    the full-graph propagation (DESIGN, "Scale").
+
+    Args:
+        subgraph (Subgraph): The sampled subgraph (:obj:`user_id`,
+            :obj:`item_id`, local :obj:`edge_index`).
+        degrees ((Tensor, Tensor)): The full graph's user and item degrees
+            :obj:`([U], [I])`, indexed by global id.
+        edge_index (Tensor, optional): Local edges to use instead of the
+            subgraph's (*e.g.* those an epoch's pruning kept).
+        **kwargs: The normalisation of :func:`bipartite_adjacency`.
+    """
+    deg_u, deg_i = degrees
+    return bipartite_adjacency(
+        subgraph.edge_index if edge_index is None else edge_index,
+        subgraph.num_users, subgraph.num_items,
+        degrees=(deg_u[subgraph.user_id], deg_i[subgraph.item_id]), **kwargs)

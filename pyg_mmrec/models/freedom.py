@@ -8,11 +8,13 @@ from torch_geometric.data import HeteroData
 from ..data.hetero import require_features
 from ..graphs import (
     bipartite_adjacency,
+    bipartite_degrees,
     csr_rows_mm,
     csr_transpose,
     degree_sensitive_edges,
     knn_adjacency,
     pruning_weights,
+    subgraph_adjacency,
     train_graph,
     weighted_sum,
 )
@@ -147,8 +149,14 @@ class FREEDOM(Recommender):
         adj = bipartite_adjacency(edge_index, self.num_users, self.num_items)
         self.register_buffer('adj', adj, persistent=False)
         self.register_buffer('train_adj', adj, persistent=False)
-        # This epoch's kept edges (None: all kept).
+        # This epoch's kept edges (None: all kept) and the degrees that
+        # normalise a subgraph: the full graph's, or the pruned graph's.
         self.kept_pairs: Optional[PairIndex] = None
+        self.kept_degrees: Optional[Tuple[Tensor, Tensor]] = None
+        user_degree, item_degree = bipartite_degrees(
+            edge_index, self.num_users, self.num_items)
+        self.register_buffer('user_degree', user_degree, persistent=False)
+        self.register_buffer('item_degree', item_degree, persistent=False)
         # FREEDOM's own parameters (not virtual: a subclass resets what it
         # adds once it has built it).
         FREEDOM.reset_parameters(self)
@@ -171,6 +179,8 @@ class FREEDOM(Recommender):
             self.train_adj = bipartite_adjacency(kept, self.num_users,
                                                  self.num_items)
             self.kept_pairs = PairIndex(kept, self.num_users, self.num_items)
+            self.kept_degrees = bipartite_degrees(kept, self.num_users,
+                                                  self.num_items)
 
     def item_graph_embedding(self, items: Optional[Tensor] = None) -> Tensor:
         r"""The item ID embeddings smoothed on the item-item graph, of all
@@ -184,14 +194,18 @@ class FREEDOM(Recommender):
 
     def subgraph_adjacency(self, subgraph: Subgraph) -> Tensor:
         r"""The normalised adjacency of :obj:`subgraph`'s edges, without
-        those this epoch's pruning dropped (in training mode)."""
+        those this epoch's pruning dropped (in training mode), weighted by
+        the degrees of the graph the full-graph path propagates on (the
+        pruned training graph in training mode, else the training graph;
+        see :func:`~pyg_mmrec.graphs.subgraph_adjacency`)."""
         edge_index = subgraph.edge_index
+        degrees = (self.user_degree, self.item_degree)
         if self.training and self.kept_pairs is not None:
             edge_index = edge_index[:, self.kept_pairs.contains(
                 subgraph.user_id[edge_index[0]],
                 subgraph.item_id[edge_index[1]])]
-        return bipartite_adjacency(edge_index, subgraph.num_users,
-                                   subgraph.num_items)
+            degrees = self.kept_degrees
+        return subgraph_adjacency(subgraph, degrees, edge_index)
 
     def propagate(self, item_input: Tensor,
                   adj: Tensor) -> Tuple[Tensor, Tensor]:

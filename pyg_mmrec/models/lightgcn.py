@@ -5,7 +5,12 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..graphs import bipartite_adjacency, train_graph
+from ..graphs import (
+    bipartite_adjacency,
+    bipartite_degrees,
+    subgraph_adjacency,
+    train_graph,
+)
 from ..loader import BPRBatch, Subgraph
 from ..nn import LightGCNEncoder
 from ..nn.losses import bpr_loss, l2_reg
@@ -28,8 +33,12 @@ class LightGCN(Recommender):
 
     trained with BPR plus an L2 penalty on the batch's layer-0 embeddings.
     On a sampled :class:`~pyg_mmrec.loader.Subgraph` the same propagation
-    runs on the subgraph, normalised by its own degrees (as PyG's
-    mini-batch :class:`~torch_geometric.nn.models.LightGCN`).
+    runs over the subgraph's edges with the full training graph's degrees
+    (:func:`~pyg_mmrec.graphs.subgraph_adjacency`): a user whose whole
+    neighbourhood was sampled aggregates exactly as on the full graph.
+    (PyG's mini-batch :class:`~torch_geometric.nn.models.LightGCN`
+    normalises by the subgraph's own degrees, which shrink with the
+    fan-out.)
 
     Args:
         data (HeteroData): The dataset (only training interactions are used).
@@ -50,9 +59,14 @@ class LightGCN(Recommender):
                                             embedding_dim)
         self.encoder = LightGCNEncoder(num_layers, combine='mean',
                                        symmetric=True)
-        adj = bipartite_adjacency(train_graph(data).edge_index,
-                                  self.num_users, self.num_items)
+        edge_index = train_graph(data).edge_index
+        adj = bipartite_adjacency(edge_index, self.num_users, self.num_items)
         self.register_buffer('adj', adj, persistent=False)
+        # The full graph's degrees normalise a sampled subgraph too.
+        user_degree, item_degree = bipartite_degrees(
+            edge_index, self.num_users, self.num_items)
+        self.register_buffer('user_degree', user_degree, persistent=False)
+        self.register_buffer('item_degree', item_degree, persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -77,8 +91,8 @@ class LightGCN(Recommender):
         if subgraph is None:
             return self.encoder(x, self.adj).split(
                 [self.num_users, self.num_items])
-        adj = bipartite_adjacency(subgraph.edge_index, subgraph.num_users,
-                                  subgraph.num_items)
+        adj = subgraph_adjacency(subgraph, (self.user_degree,
+                                            self.item_degree))
         return self.encoder(x, adj).split([subgraph.num_users,
                                            subgraph.num_items])
 
