@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Helper modules whose assertions report their values, as in a test file.
+pytest.register_assert_rewrite('leakage_helpers')
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -2,9 +2,9 @@
 ``test_leakage_subgraph.py``): the sizes and model settings, the pair of
 datasets that differ in their held-out pairs only, and the comparison of
 model states."""
-from contextlib import contextmanager
 
 import numpy as np
+import pytest
 import torch
 
 from pyg_mmrec.data import make_synthetic
@@ -76,10 +76,18 @@ def make_pair():
     return a, b
 
 
-@contextmanager
-def deterministic_torch():
+@pytest.fixture(scope='module')
+def pair():
+    r"""Datasets A and B: identical but for their validation/test pairs
+    (a fixture: import it into a test module to use it)."""
+    return make_pair()
+
+
+@pytest.fixture
+def deterministic():
     r"""One thread and deterministic kernels, so that a run repeats bit for
-    bit whatever the machine (restored afterwards)."""
+    bit whatever the machine (restored afterwards). Import it into a test
+    module with :obj:`pytestmark = pytest.mark.usefixtures(...)`."""
     threads = torch.get_num_threads()
     previous = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)
@@ -92,15 +100,15 @@ def deterministic_torch():
 
 
 # State comparison -----------------------------------------------------------
-def _nested(value, prefix, out, depth=0):
+def nested_state(value, prefix, out, depth=0):
     if isinstance(value, torch.Tensor):
         out[prefix] = value.detach()
     elif depth < 4 and isinstance(value, dict):
         for k, v in value.items():
-            _nested(v, f'{prefix}[{k!r}]', out, depth + 1)
+            nested_state(v, f'{prefix}[{k!r}]', out, depth + 1)
     elif depth < 4 and isinstance(value, (list, tuple)):
         for k, v in enumerate(value):
-            _nested(v, f'{prefix}[{k}]', out, depth + 1)
+            nested_state(v, f'{prefix}[{k}]', out, depth + 1)
     elif isinstance(value, (int, float, str, bool, type(None))):
         out[prefix] = value
 
@@ -116,12 +124,12 @@ def model_state(model):
         out[f'buffer {n}'] = b
     for n, v in model.state_dict().items():
         if n.endswith('_extra_state'):
-            _nested(v, f'extra {n}', out)
+            nested_state(v, f'extra {n}', out)
     for mname, module in model.named_modules(remove_duplicate=False):
         for attr, value in vars(module).items():
             if attr not in ('_parameters', '_buffers', '_modules'):
                 found = {}
-                _nested(value, f'attr {mname}.{attr}', found)
+                nested_state(value, f'attr {mname}.{attr}', found)
                 out.update({k: v for k, v in found.items()
                             if isinstance(v, torch.Tensor)})
     return out

@@ -37,13 +37,11 @@ from leakage_helpers import (
     NUM_ITEMS,
     NUM_USERS,
     SETTINGS,
-    _nested,
     assert_same_state,
     build,
-    deterministic_torch,
     held_out_pairs,
-    make_pair,
     model_state,
+    nested_state,
 )
 
 from pyg_mmrec.data.hetero import split_edge_index
@@ -75,17 +73,10 @@ def cases():
     return out
 
 
-@pytest.fixture(scope='module')
-def pair():
-    r"""Datasets A and B: identical but for their validation/test pairs."""
-    return make_pair()
-
-
-@pytest.fixture(autouse=True)
-def deterministic():
-    r"""One thread and deterministic kernels (restored afterwards)."""
-    with deterministic_torch():
-        yield
+#: The fixtures of the helper module (``pair``, ``deterministic``).
+pytest_plugins = ['leakage_helpers']
+#: Every test runs with one thread and deterministic kernels.
+pytestmark = pytest.mark.usefixtures('deterministic')
 
 
 def make_trainer(model, data):
@@ -115,7 +106,7 @@ def test_training_is_identical_whatever_the_held_out_pairs(pair, name, kwargs):
             losses = [trainer.train_epoch(epoch)
                       for epoch in range(1, EPOCHS + 1)]
             optim = {}
-            _nested(trainer.optimizer.state_dict(), 'optimizer', optim)
+            nested_state(trainer.optimizer.state_dict(), 'optimizer', optim)
         else:
             model.eval()
             optim = {'scores': model.score(torch.arange(NUM_USERS))}

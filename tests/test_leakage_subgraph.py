@@ -20,31 +20,21 @@ from leakage_helpers import (
     EPOCHS,
     NUM_ITEMS,
     SETTINGS,
-    _nested,
     assert_same_state,
     build,
-    deterministic_torch,
     held_out_pairs,
-    make_pair,
     model_state,
+    nested_state,
 )
 
 from pyg_mmrec.data.hetero import split_edge_index
 from pyg_mmrec.models import MODELS
 from pyg_mmrec.train import Trainer, build_source
 
-
-@pytest.fixture(scope='module')
-def pair():
-    r"""Datasets A and B: identical but for their validation/test pairs."""
-    return make_pair()
-
-
-@pytest.fixture(autouse=True)
-def deterministic():
-    r"""One thread and deterministic kernels (restored afterwards)."""
-    with deterministic_torch():
-        yield
+#: The fixtures of the helper module (``pair``, ``deterministic``).
+pytest_plugins = ['leakage_helpers']
+#: Every test runs with one thread and deterministic kernels.
+pytestmark = pytest.mark.usefixtures('deterministic')
 
 
 # Mini-batch training on sampled subgraphs -----------------------------------
@@ -106,7 +96,7 @@ def test_subgraph_training_is_identical_whatever_the_held_out_pairs(
         losses = [trainer.train_epoch(epoch)
                   for epoch in range(1, NEIGHBOR_EPOCHS + 1)]
         optim = {}
-        _nested(trainer.optimizer.state_dict(), 'optimizer', optim)
+        nested_state(trainer.optimizer.state_dict(), 'optimizer', optim)
         runs.append((losses, model_state(model), optim))
     (loss_a, state_a, optim_a), (loss_b, state_b, optim_b) = runs
     assert loss_a == loss_b
