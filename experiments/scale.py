@@ -61,7 +61,8 @@ def power_law_graph(num_interactions, seed=0):
     split = rng.choice(3, size=keys.size, p=[0.8, 0.1, 0.1])
     data = build_hetero_data(user, item, split, num_users, num_items,
                              name=f'powerlaw-{num_interactions:.0e}')
-    torch.save(data, data_path(num_interactions))
+    # As a dict of tensors: it loads with weights_only=True.
+    torch.save(data.to_dict(), data_path(num_interactions))
     return data
 
 
@@ -89,12 +90,14 @@ class TimedSource:
 def train(args, mode, rank=0):
     r"""Trains LightGCN for one (possibly cut) epoch; returns its row."""
     import torch
+    from torch_geometric.data import HeteroData
 
     from pyg_mmrec.experiment import build_trainer
     from pyg_mmrec.train.records import peak_memory_mb
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    data = torch.load(data_path(args.n), weights_only=False)
+    data = HeteroData.from_dict(torch.load(data_path(args.n),
+                                           weights_only=True))
     load_time = time.perf_counter() - t0
     sampler = 'full' if mode == 'full' else 'neighbor'
     config = {'loader': {'sampler': sampler, 'batch_size': args.batch_size,
