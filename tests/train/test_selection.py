@@ -192,7 +192,7 @@ def test_resume_inside_a_patience_window_stops_like_an_uninterrupted_run(
                                callbacks=[Interrupt(after_epoch=6)])
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
-    state = torch.load(tmp_path / 'b' / 'last.pt', weights_only=False)
+    state = torch.load(tmp_path / 'b' / 'last.pt', weights_only=True)
     assert state['epoch'] == 6
 
     script = Script(val, test)

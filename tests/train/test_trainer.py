@@ -35,7 +35,7 @@ def test_resume_after_interrupt_matches_uninterrupted_run(data, tmp_path,
                                callbacks=[Interrupt(after_epoch=3)])
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
-    state = torch.load(tmp_path / 'b' / 'last.pt', weights_only=False)
+    state = torch.load(tmp_path / 'b' / 'last.pt', weights_only=True)
     assert state['epoch'] == 3
 
     resumed = make_trainer(data, model, epochs=6, patience=50, resume=True,
