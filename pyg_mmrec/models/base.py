@@ -49,7 +49,17 @@ Example:
 """
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import torch
 from torch import Tensor
@@ -57,7 +67,13 @@ from torch_geometric.data import HeteroData
 
 from ..data.hetero import num_items, num_users
 from ..graphs.pairs import PairIndex
-from ..loader import BatchSource, BPRBatch, Subgraph, TripletSource
+from ..loader import (
+    BatchSource,
+    BPRBatch,
+    NeighborSource,
+    Subgraph,
+    TripletSource,
+)
 
 
 @dataclass
@@ -235,6 +251,24 @@ class Recommender(torch.nn.Module):
         :class:`~pyg_mmrec.loader.TripletSource` (every training pair once
         per epoch) unless the model's recipe samples otherwise."""
         return TripletSource(graph, batch_size, shard=shard, exclude=exclude)
+
+    def neighbor_source(self, graph: PairIndex, batch_size: int, *,
+                        num_neighbors: Union[str, Sequence[int]] = '10,10',
+                        negatives: str = 'uniform',
+                        shard: Tuple[int, int] = (0, 1),
+                        exclude: Optional[PairIndex] = None,
+                        num_workers: int = 0) -> BatchSource:
+        r"""The recommender's mini-batches on sampled subgraphs (the
+        trainer's :obj:`sampler='neighbor'`, for a model with
+        :attr:`supports_subgraph`):
+        :class:`~pyg_mmrec.loader.NeighborSource` (every training pair once
+        per epoch as a triplet, on LinkNeighborLoader's neighbourhood of
+        its nodes) unless the model's recipe samples otherwise (extra items
+        per row, extra edge types). The arguments are those of
+        :class:`~pyg_mmrec.loader.NeighborSource`."""
+        return NeighborSource(graph, batch_size, num_neighbors=num_neighbors,
+                              negatives=negatives, shard=shard,
+                              exclude=exclude, num_workers=num_workers)
 
     def on_epoch_start(self, epoch: int) -> None:
         r"""Hook called by the trainer before the recommender's batches of

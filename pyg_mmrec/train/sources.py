@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Union
 from torch_geometric.data import HeteroData
 
 from ..graphs import PairIndex, interaction_graph, train_graph
-from ..loader import BatchSource, NeighborSource
+from ..loader import BatchSource
 from . import distributed
 
 log = logging.getLogger('pyg_mmrec')
@@ -82,9 +82,9 @@ def build_source(
             f"on sampled subgraphs; use the default full-graph batches "
             f"(mini-batch models: those with supports_subgraph, e.g. "
             f"lightgcn)")
-    return NeighborSource(graph, batch_size, shard=shard, exclude=exclude,
-                          num_neighbors=num_neighbors, negatives=negatives,
-                          num_workers=num_workers)
+    return net.neighbor_source(graph, batch_size, shard=shard,
+                               exclude=exclude, num_neighbors=num_neighbors,
+                               negatives=negatives, num_workers=num_workers)
 
 
 def negative_exclusion(model, data: HeteroData) -> Optional[PairIndex]:
