@@ -110,9 +110,10 @@ def train(args, mode, rank=0):
                                progress=False)
     build_time = time.perf_counter() - t0
     trainer.source = timed = TimedSource(trainer.source)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     losses = trainer.train_epoch(1, max_batches=args.max_batches)
     run_time = time.perf_counter() - t0
+    cpu_time = time.process_time() - c0
     batches = len(timed) if args.max_batches is None else min(
         len(timed), args.max_batches)
     store = data['user', 'interacts', 'item']
@@ -124,6 +125,8 @@ def train(args, mode, rank=0):
         'num_neighbors': args.num_neighbors if sampler != 'full' else None,
         'batches_per_epoch': len(timed), 'batches_timed': batches,
         'time_per_batch': run_time / batches,
+        # CPU seconds: comparable on a machine shared with other jobs.
+        'cpu_time_per_batch': cpu_time / batches,
         'time_per_epoch': run_time / batches * len(timed),
         'extrapolated': batches < len(timed),
         'time_to_first_batch': timed.first[0],

@@ -178,13 +178,18 @@ class LightGCNEncoder(torch.nn.Module):
         r"""Propagates :obj:`x` over :obj:`adj` and combines the layers."""
         if self.combine == 'last':
             return self.layer_outputs(x, adj, edge_weight)[-1]
-        # A running sum: no [L + 1, N, F] stack of the layers.
+        # A running sum, in place after the first layer: no [L + 1, N, F]
+        # stack of the layers and one [N, F] allocation per layer (the
+        # propagation's own) instead of three; on a large subgraph every
+        # fresh allocation is page-faulted in (the sums backpropagate
+        # without saving their inputs, so the in-place updates are safe).
         out = x
-        for _ in range(self.num_layers):
+        for layer in range(self.num_layers):
             x = self.conv(x, adj, edge_weight)
-            out = out + x
+            out = out + x if layer == 0 else out.add_(x)
         if self.combine == 'mean':
-            out = out / (self.num_layers + 1)
+            out = (out.div_(self.num_layers + 1) if self.num_layers > 0
+                   else out / 1)
         return out
 
     def __repr__(self) -> str:
