@@ -3,6 +3,7 @@ r"""Normalised user-item adjacencies.
 Node ids of the square :math:`(U + I) \times (U + I)` matrix run over users
 first, then items (item :math:`i` is node :math:`U + i`).
 """
+import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -45,7 +46,9 @@ def unique_pairs(edge_index: Tensor, num_users: int,
         if int(edge_index[1].max()) >= num_items:
             raise ValueError(f"Item id {int(edge_index[1].max())} out of "
                              f"range for num_items={num_items}")
-    key = torch.unique(edge_index[0] * num_items + edge_index[1])
+    key = edge_index[0] * num_items + edge_index[1]
+    if key.numel() > 1 and not bool((key[1:] > key[:-1]).all()):
+        key = torch.unique(key)  # (sorted, distinct input is kept as is)
     return torch.stack([key // num_items, key % num_items])
 
 
@@ -154,23 +157,53 @@ gcn_norm` with :obj:`add_self_loops=True`);
     ab = _exponents(normalization, exponents)
     edge_index = unique_pairs(edge_index, num_users, num_items)
     n = num_users + num_items
-    user, item = edge_index[0], edge_index[1] + num_users
-    row = torch.cat([user, item])
-    col = torch.cat([item, user])
+    crow, col, row = _bipartite_csr_layout(edge_index, num_users, num_items,
+                                           self_loops)
     if ab is None:
-        value = torch.ones(row.numel(), device=row.device)
-        if self_loops:
-            loop = torch.arange(n, device=row.device)
-            row, col = torch.cat([row, loop]), torch.cat([col, loop])
-            value = torch.cat([value, torch.ones(n, device=row.device)])
-        return to_sparse_csr(torch.stack([row, col]), value, n)
-    row_scale, col_scale = _scales(edge_index, num_users, num_items, ab,
-                                   self_loops, eps, degrees)
-    if self_loops:
-        loop = torch.arange(n, device=row.device)
-        row, col = torch.cat([row, loop]), torch.cat([col, loop])
-    value = row_scale[row] * col_scale[col]
-    return to_sparse_csr(torch.stack([row, col]), value, n)
+        value = torch.ones(col.numel(), device=col.device)
+    else:
+        row_scale, col_scale = _scales(edge_index, num_users, num_items, ab,
+                                       self_loops, eps, degrees)
+        value = row_scale[row] * col_scale[col]
+    with warnings.catch_warnings():  # "CSR support is in beta"
+        warnings.filterwarnings('ignore', 'Sparse CSR tensor support')
+        return torch.sparse_csr_tensor(crow, col, value, (n, n),
+                                       check_invariants=False)
+
+
+def _bipartite_csr_layout(edge_index: Tensor, num_users: int,
+                          num_items: int, self_loops: bool
+                          ) -> Tuple[Tensor, Tensor, Tensor]:
+    # The CSR structure (crow [N + 1], col [nnz], and each entry's row) of
+    # the symmetric bipartite matrix of unique pairs sorted by (user, item),
+    # self-loops optional, laid out directly: a user's row is its loop, then
+    # its items; an item's row is its users, then its loop (columns
+    # ascending, as a coalesced matrix). No sort of the 2E entries.
+    user, item = edge_index[0], edge_index[1]
+    device, loops = user.device, int(self_loops)
+    n, num_pairs = num_users + num_items, user.numel()
+    deg_u = torch.bincount(user, minlength=num_users)
+    deg_i = torch.bincount(item, minlength=num_items)
+    crow = torch.zeros(n + 1, dtype=torch.long, device=device)
+    torch.cumsum(torch.cat([deg_u, deg_i]) + loops, 0, out=crow[1:])
+    col = torch.empty(int(crow[-1]), dtype=torch.long, device=device)
+    row = torch.empty_like(col)
+    arange = torch.arange(num_pairs, device=device)
+    # User rows: the pairs in order, after the loop.
+    first_u = torch.cumsum(deg_u, 0) - deg_u
+    at = crow[user] + loops + (arange - first_u[user])
+    col[at], row[at] = item + num_users, user
+    # Item rows: the pairs by item (a stable sort keeps users ascending).
+    order = torch.sort(item, stable=True).indices
+    by_item = item[order]
+    first_i = torch.cumsum(deg_i, 0) - deg_i
+    at = crow[num_users + by_item] + (arange - first_i[by_item])
+    col[at], row[at] = user[order], by_item + num_users
+    if loops:
+        nodes = torch.arange(n, device=device)
+        at = torch.cat([crow[:num_users], crow[num_users + 1:] - 1])
+        col[at], row[at] = nodes, nodes
+    return crow, col, row
 
 
 def user_item_matrix(

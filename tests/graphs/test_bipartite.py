@@ -165,3 +165,44 @@ def test_sparse_helpers():
     total = weighted_sum([adj, adj.t().to_sparse_csr()], [0.1, 0.9])
     assert torch.allclose(total.to_dense(),
                           0.1 * expected + 0.9 * expected.t())
+
+
+@pytest.mark.parametrize('self_loops', [False, True])
+@pytest.mark.parametrize('normalization', ['sym', 'asym', 'none'])
+def test_adjacency_layout_equals_the_coalesced_matrix(self_loops,
+                                                      normalization):
+    # The CSR laid out directly equals the coalesced COO route entry for
+    # entry: duplicates, users and items without edges, given degrees.
+    from pyg_mmrec.graphs.sparse import to_sparse_csr
+    g = torch.Generator().manual_seed(3)
+    num_users, num_items = 9, 7
+    edge_index = torch.stack([torch.randint(num_users - 2, (40, ),
+                                            generator=g),
+                              torch.randint(num_items - 1, (40, ),
+                                            generator=g)])
+    degrees = (torch.rand(num_users, generator=g) + 1,
+               torch.rand(num_items, generator=g) + 1)
+    for deg in (None, degrees):
+        adj = bipartite_adjacency(edge_index, num_users, num_items,
+                                  normalization=normalization,
+                                  self_loops=self_loops,
+                                  exponents=(-0.5, -0.4), degrees=deg)
+        dense = torch.zeros(num_users + num_items, num_users + num_items)
+        pairs = torch.unique(edge_index, dim=1)
+        dense[pairs[0], num_users + pairs[1]] = 1
+        dense[num_users + pairs[1], pairs[0]] = 1
+        if self_loops:
+            dense += torch.eye(num_users + num_items)
+        if normalization != 'none':
+            d = (dense.sum(1) if deg is None else
+                 torch.cat(deg) + float(self_loops))
+            a, b = (-0.5, -0.5) if normalization == 'sym' else (-0.5, -0.4)
+            d_a = torch.where(d > 0, d.pow(a), torch.zeros_like(d))
+            d_b = torch.where(d > 0, d.pow(b), torch.zeros_like(d))
+            dense = d_a[:, None] * dense * d_b[None, :]
+        reference = to_sparse_csr(dense.nonzero().t(),
+                                  dense[dense != 0], dense.shape)
+        assert torch.equal(adj.crow_indices(), reference.crow_indices())
+        assert torch.equal(adj.col_indices(), reference.col_indices())
+        assert torch.allclose(adj.values(), reference.values())
+        assert torch.allclose(adj.to_dense(), dense)
