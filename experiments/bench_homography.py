@@ -15,6 +15,14 @@ The weights and neighbour counts default to REARM's Clothing settings
 (models.md 4.6: user/item k 45/10, image weights 0.1/0.1, co-occurrence
 weights 0.7/0.1); a modality or part weighted 0 is not searched.
 
+``--cooccurrence-cap`` counts the co-occurrence top-k with at most that
+many users per item (items per user) considered, by blocks of rows
+(:func:`pyg_mmrec.graphs.cooccurrence.capped_cooccurrence_topk`); without
+it the counts are exact (every co-occurring pair at once). With
+``--cooccurrence-cap``, the share of every node's exact top-k co-neighbours
+that the capped one keeps is measured when the exact counts fit
+(``--co-recall``).
+
 ``--max-dim`` searches the kNN neighbours of wider features in a principal
 projection (:func:`pyg_mmrec.graphs.knn_graph`: its default ``rerank``
 times k candidates per node, re-ranked by their exact cosine); the recall
@@ -80,6 +88,28 @@ def neighbour_recall(x, k, max_dim, rerank, sample, seed=0):
     return (approx[:, :, None] == exact[:, None]).any(-1).float().mean().item()
 
 
+def cooccurrence_recall(graph, side, k, cap, seed=0):
+    r"""Mean share of the nodes' exact top-k co-neighbours (nodes with
+    some) that the capped top-k holds (as sets; ties at the k-th count
+    make both lists one choice among equals)."""
+    import torch
+
+    from pyg_mmrec.graphs import cooccurrence_graph, topk_entries_per_row
+    from pyg_mmrec.graphs.cooccurrence import capped_cooccurrence_topk
+    args = (graph.edge_index, graph.num_users, graph.num_items)
+    n = graph.num_users if side == 'user' else graph.num_items
+    exact, _ = topk_entries_per_row(cooccurrence_graph(
+        *args, side=side, dtype=torch.float64), k)
+    capped, _ = capped_cooccurrence_topk(
+        *args, k, cap, side=side,
+        generator=torch.Generator().manual_seed(seed))
+    hit = torch.isin(exact[0] * n + exact[1], capped[0] * n + capped[1])
+    found = torch.zeros(n, dtype=torch.float64).index_add_(
+        0, exact[0], hit.double())
+    total = torch.bincount(exact[0], minlength=n).double()
+    return (found[total > 0] / total[total > 0]).mean().item()
+
+
 def run(args):
     import torch
 
@@ -119,10 +149,11 @@ def run(args):
         return out
 
     gen = torch.Generator().manual_seed(0)
+    cap = args.cooccurrence_cap
     co_u = timed('cooccurrence_user', lambda: cooccurrence_topk_graph(
-        graph, 'user', args.user_k, gen))
+        graph, 'user', args.user_k, gen, cap))
     co_i = timed('cooccurrence_item', lambda: cooccurrence_topk_graph(
-        graph, 'item', args.item_k, gen))
+        graph, 'item', args.item_k, gen, cap))
     interest = timed('interest_features', lambda: {
         m: interest_features(graph, v) for m, v in x.items()})
     # As homography_graphs: a side whose co-occurrence weight is 1 is not
@@ -152,11 +183,16 @@ def run(args):
                     recall[f'{side}_{m}'] = neighbour_recall(
                         v, s['k'], args.max_dim, rerank, args.recall_sample)
                     print(f'recall {side} {m}: {recall[f"{side}_{m}"]:.3f}')
+    if cap is not None and args.co_recall:
+        for side, k in (('user', args.user_k), ('item', args.item_k)):
+            recall[f'co_{side}'] = cooccurrence_recall(graph, side, k, cap)
+            print(f'co-occurrence recall {side}: {recall[f"co_{side}"]:.3f}')
     row = {'label': args.label, 'users': data['user'].num_nodes,
            'items': data['item'].num_nodes,
            'train_interactions': graph.edge_index.size(1),
            'features': features,
            'threads': args.threads, 'max_dim': args.max_dim,
+           'cooccurrence_cap': cap,
            'rerank': rerank if args.max_dim is not None else None,
            'settings': {k: getattr(args, k) for k in SETTINGS},
            'neighbour_recall': recall, 'times': times,
@@ -185,6 +221,10 @@ def main():
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--max-dim', type=int, default=None)
     parser.add_argument('--recall-sample', type=int, default=2000)
+    parser.add_argument('--cooccurrence-cap', type=int, default=None)
+    parser.add_argument('--co-recall', action='store_true',
+                        help='measure the capped co-occurrence top-k '
+                        'against the exact one (needs the exact counts)')
     parser.add_argument('--dataset', default=None,
                         help='a real dataset instead of the synthetic graph')
     parser.add_argument('--data-root', default=None)
@@ -217,7 +257,11 @@ def markdown_row(r):
     c = r.get('settings', _BABY)
     recall = ', '.join(f'{k} {v:.3f}' for k, v in
                        r.get('neighbour_recall', {}).items()) or '-'
-    search = ('exact' if r.get('max_dim') is None else
+    if r.get('cooccurrence_cap') is not None:
+        search = f"co cap {r['cooccurrence_cap']}, "
+    else:
+        search = ''
+    search += ('exact' if r.get('max_dim') is None else
               f"{r['max_dim']}-d" + (f", rerank {r['rerank']}"
                                       if r.get('rerank') else ''))
     start = r.get('rss_before_build_mib')  # absent: the peak was not reset

@@ -176,3 +176,122 @@ def topk_per_row(adj: Tensor, k: int) -> Tensor:
     new_crow = torch.cat([crow.new_zeros(1), counts.cumsum(0)])
     return _csr_from_parts(new_crow, col[keep], adj.values()[keep],
                            tuple(adj.shape))
+
+
+def cap_per_node(edge_index: Tensor, num_nodes: int, cap: int,
+                 generator: Optional[torch.Generator] = None) -> Tensor:
+    r"""Keeps at most :obj:`cap` of the pairs of every node of
+    :obj:`edge_index[1]`: all pairs of a node with at most :obj:`cap`, a
+    uniform sample without replacement of the others' (one seeded random
+    key per pair of those nodes only, from :obj:`generator`: nothing is
+    drawn when no node exceeds the cap). Returns the kept columns of
+    :obj:`edge_index` :obj:`[2, E']`, in their order.
+
+    Args:
+        edge_index (torch.Tensor): Pairs :obj:`[2, E]`, e.g. (user, item)
+            to cap the users considered per item.
+        num_nodes (int): The number of nodes of :obj:`edge_index[1]`.
+        cap (int): Pairs kept per node.
+        generator (torch.Generator, optional): The draws' generator.
+            (default: :obj:`None`)
+    """
+    if cap < 1:
+        raise ValueError(f"'cap' must be positive (got {cap})")
+    node = edge_index[1]
+    degree = torch.bincount(node, minlength=num_nodes)
+    over = degree[node] > cap
+    if not bool(over.any()):
+        return edge_index
+    at = over.nonzero().view(-1)
+    key = torch.rand(at.numel(), generator=generator, dtype=torch.float64)
+    # Rank of every pair of an over-cap node among its node's pairs:
+    order = torch.argsort(node[at].to(torch.float64) + key)
+    grouped = node[at][order]
+    rank = (torch.arange(order.numel()) -
+            torch.searchsorted(grouped, grouped))
+    keep = torch.ones(node.numel(), dtype=torch.bool)
+    keep[at[order[rank >= cap]]] = False
+    return edge_index[:, keep]
+
+
+def capped_cooccurrence_topk(
+    edge_index: Tensor,
+    num_users: int,
+    num_items: int,
+    k: int,
+    cap: int,
+    side: str = 'user',
+    generator: Optional[torch.Generator] = None,
+    block_pairs: int = 1 << 24,
+) -> Tuple[Tensor, Tensor]:
+    r"""The :func:`topk_entries_per_row` of the co-occurrence counts of
+    :func:`cooccurrence_graph` with at most :obj:`cap` co-occurring nodes
+    considered per shared node, without holding every co-occurring pair:
+
+    .. math::
+        \tilde{C}_{uv} = \sum_i R_{ui} \, S_{vi}, \quad u \ne v,
+
+    for :obj:`side="user"`, with :math:`\mathbf{S} \subseteq \mathbf{R}`
+    the pairs :func:`cap_per_node` keeps of every item (the users of an
+    item with at most :obj:`cap` users, else a seeded sample of
+    :obj:`cap`; :obj:`side="item"` caps the items per user). Every node
+    counts all its own shared nodes; the candidates it meets through a
+    popular one are sampled. With no node over the cap,
+    :math:`\tilde{\mathbf{C}} = \mathbf{C}` and no random number is drawn.
+
+    The products run by blocks of rows (SciPy, on CPU) of at most about
+    :obj:`block_pairs` pairs before merging, each reduced to its top
+    :math:`k` at once: memory :math:`O(\text{block\_pairs} + n k)`, work
+    :math:`O(\sum_u \sum_{i \in \mathcal{N}(u)} \min(d_i, \text{cap}))
+    \le O(E \cdot \text{cap})`, against :math:`O(\sum_i d_i^2)` pairs for
+    the exact counts of a power-law graph.
+
+    Returns:
+        (edge_index, value): as :func:`topk_entries_per_row` (rows, then
+        decreasing counts, ties towards the lower column), on the device
+        of :obj:`edge_index`.
+    """
+    import scipy.sparse as sp
+
+    if side not in SIDES:
+        raise ValueError(f"'side' must be one of {SIDES} (got '{side}')")
+    device = edge_index.device
+    pairs = unique_pairs(edge_index.cpu(), num_users, num_items)
+    n, m = num_users, num_items
+    if side == 'item':
+        pairs, n, m = pairs.flip(0), num_items, num_users
+    sampled = cap_per_node(pairs, m, cap, generator)
+
+    def csr(index, shape):
+        ones = np.ones(index.size(1), dtype=np.float64)
+        return sp.csr_matrix((ones, (index[0].numpy(), index[1].numpy())),
+                             shape=shape)
+
+    left = csr(pairs, (n, m))
+    right_t = csr(sampled.flip(0), (m, n))
+    # Pairs before merging per row: sum of the sampled degrees of its nodes
+    per_row = torch.from_numpy(left @ np.diff(right_t.indptr)).long()
+    total = int(per_row.sum())
+    ends = torch.searchsorted(per_row.cumsum(0), torch.arange(
+        block_pairs, max(total, block_pairs), block_pairs), right=True)
+    bounds = torch.unique(torch.cat([torch.tensor([0]), ends,
+                                     torch.tensor([n])]).clamp(max=n))
+    rows, cols, values = [], [], []
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        prod = (left[a:b] @ right_t).tocsr()
+        prod.sort_indices()
+        crow = torch.from_numpy(prod.indptr.astype(np.int64))
+        col = torch.from_numpy(prod.indices.astype(np.int64))
+        value = torch.from_numpy(prod.data)
+        row = torch.arange(b - a).repeat_interleave(crow[1:] - crow[:-1])
+        keep = col != row + a
+        counts = torch.bincount(row[keep], minlength=b - a)
+        block = _csr_from_parts(
+            torch.cat([crow.new_zeros(1), counts.cumsum(0)]), col[keep],
+            value[keep], (b - a, n))
+        (row, col), value = topk_entries_per_row(block, k)
+        rows.append(row + a)
+        cols.append(col)
+        values.append(value)
+    index = torch.stack([torch.cat(rows), torch.cat(cols)])
+    return index.to(device), torch.cat(values).to(device)

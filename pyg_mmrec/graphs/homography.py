@@ -8,7 +8,11 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import softmax
 
-from .cooccurrence import cooccurrence_graph, topk_entries_per_row
+from .cooccurrence import (
+    capped_cooccurrence_topk,
+    cooccurrence_graph,
+    topk_entries_per_row,
+)
 from .knn import knn_adjacency
 from .pairs import PairIndex
 from .sparse import expand_runs, to_sparse_csr, weighted_sum
@@ -17,8 +21,8 @@ SIDES = ('user', 'item')
 
 
 def cooccurrence_topk_graph(graph: PairIndex, side: str, k: int,
-                            generator: Optional[torch.Generator] = None
-                            ) -> Tensor:
+                            generator: Optional[torch.Generator] = None,
+                            cap: Optional[int] = None) -> Tensor:
     r"""REARM's co-occurrence graph: every node keeps :math:`k` co-neighbours
     (nodes of its side sharing training interactions with it), weighted by a
     softmax over their co-occurrence counts :math:`c`,
@@ -43,6 +47,15 @@ def cooccurrence_topk_graph(graph: PairIndex, side: str, k: int,
     are a sparse product (:func:`cooccurrence_graph`), never an
     :math:`n \times n` matrix.
 
+    With :obj:`cap`, the co-neighbours are counted by blocks of rows,
+    each node meeting at most :obj:`cap` others through each node of the
+    other side (:func:`~pyg_mmrec.graphs.cooccurrence.\
+capped_cooccurrence_topk`: a seeded sample of a more popular one's, drawn
+    from :obj:`generator` before the padding draws, and only when some
+    node exceeds the cap): the graph is then exact when the cap is not
+    binding, and its build never holds all :math:`\sum_i d_i^2`
+    co-occurring pairs of a power-law graph.
+
     Args:
         graph (PairIndex): The training graph
             (:func:`~pyg_mmrec.graphs.train_graph`).
@@ -51,6 +64,8 @@ def cooccurrence_topk_graph(graph: PairIndex, side: str, k: int,
         k (int): Slots per node.
         generator (torch.Generator, optional): Random generator of the
             padding draws. (default: :obj:`None`)
+        cap (int, optional): Co-occurring nodes considered per shared node.
+            (default: :obj:`None`, all: exact)
 
     Returns:
         A CSR tensor :obj:`[n, n]`.
@@ -60,10 +75,15 @@ def cooccurrence_topk_graph(graph: PairIndex, side: str, k: int,
     if k < 1:
         raise ValueError(f"'k' must be positive (got {k})")
     n = graph.num_users if side == 'user' else graph.num_items
-    counts = cooccurrence_graph(graph.edge_index, graph.num_users,
-                                graph.num_items, side=side,
-                                dtype=torch.float64)
-    (row, col), value = topk_entries_per_row(counts, k)
+    if cap is None:
+        counts = cooccurrence_graph(graph.edge_index, graph.num_users,
+                                    graph.num_items, side=side,
+                                    dtype=torch.float64)
+        (row, col), value = topk_entries_per_row(counts, k)
+    else:
+        (row, col), value = capped_cooccurrence_topk(
+            graph.edge_index, graph.num_users, graph.num_items, k, cap,
+            side=side, generator=generator)
     have = torch.bincount(row, minlength=n)
     starts = torch.cat([have.new_zeros(1), have.cumsum(0)[:-1]])
 
@@ -167,7 +187,8 @@ def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],
                       item_image_weight: float, user_co_weight: float,
                       item_co_weight: float,
                       generator: Optional[torch.Generator] = None,
-                      max_dim: Optional[int] = None
+                      max_dim: Optional[int] = None,
+                      cooccurrence_cap: Optional[int] = None
                       ) -> Tuple[Tensor, Tensor]:
     r"""REARM's homogeneous graphs, from the training interactions only,
 
@@ -181,7 +202,9 @@ def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],
     (:func:`cooccurrence_topk_graph`) and :math:`\mathbf{S}` the similarity
     graphs (:func:`similarity_graph`) of the item features and of the users'
     interest features (:func:`interest_features`); :obj:`max_dim` makes
-    their neighbour search approximate (see :func:`similarity_graph`).
+    their neighbour search approximate (see :func:`similarity_graph`), and
+    :obj:`cooccurrence_cap` caps the co-occurring nodes counted per shared
+    node (see :func:`cooccurrence_topk_graph`'s :obj:`cap`).
 
     Returns:
         (G_uu, G_ii): CSR tensors :obj:`[U, U]` and :obj:`[I, I]`.
@@ -200,10 +223,12 @@ def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],
 
     user_features = {m: interest_features(graph, x)
                      for m, x in item_features.items()}
-    g_uu = mix(cooccurrence_topk_graph(graph, 'user', user_k, generator),
+    g_uu = mix(cooccurrence_topk_graph(graph, 'user', user_k, generator,
+                                       cooccurrence_cap),
                user_co_weight, lambda: similarity_graph(
                    user_features, user_k, user_image_weight, max_dim))
-    g_ii = mix(cooccurrence_topk_graph(graph, 'item', item_k, generator),
+    g_ii = mix(cooccurrence_topk_graph(graph, 'item', item_k, generator,
+                                       cooccurrence_cap),
                item_co_weight, lambda: similarity_graph(
                    item_features, item_k, item_image_weight, max_dim))
     return g_uu, g_ii

@@ -1,13 +1,20 @@
 r"""Training batches and the sources that draw them (full-graph triples,
 row blocks, LinkNeighborLoader subgraphs)."""
 from .batch import BPRBatch, Subgraph
+from .candidate_pool import AddPoolItems, PoolNeighborSource
+from .distinct import DistinctUserNeighborSource
 from .neighbor import (
-                                       CausalNegatives,
                                        NeighborSource,
                                        PopularityNegatives,
                                        ReplaceNegatives,
                                        UniformNegatives,
                                        to_bpr_batch,
+)
+from .relations import (
+                                       AddRelationNeighbors,
+                                       Relation,
+                                       RelationNeighborSource,
+                                       to_relation_bpr_batch,
 )
 from .sources import (
                                        BatchSource,
@@ -26,9 +33,15 @@ __all__ = [
     'RowBlockSource',
     'shard_slices',
     'NeighborSource',
+    'DistinctUserNeighborSource',
     'ReplaceNegatives',
     'UniformNegatives',
     'PopularityNegatives',
-    'CausalNegatives',
     'to_bpr_batch',
+    'PoolNeighborSource',
+    'AddPoolItems',
+    'Relation',
+    'RelationNeighborSource',
+    'AddRelationNeighbors',
+    'to_relation_bpr_batch',
 ]

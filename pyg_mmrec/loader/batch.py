@@ -21,10 +21,25 @@ class Subgraph:
         edge_index (torch.Tensor): Its training (user, item) edges in local
             ids :obj:`[2, E]` (row: position in :obj:`user_id`, column:
             position in :obj:`item_id`).
+        user_edge_index (torch.Tensor, optional): Sampled entries
+            :math:`(u, v)` of a user-user graph :obj:`[2, E_uu]` in local
+            ids: user :obj:`u` aggregates user :obj:`v` (e.g. REARM's
+            homography graph). (default: :obj:`None`, none sampled)
+        user_edge_id (torch.Tensor, optional): Their positions :obj:`[E_uu]`
+            among that graph's stored entries (its CSR values), where their
+            weights are. (default: :obj:`None`)
+        item_edge_index (torch.Tensor, optional): Likewise for an item-item
+            graph :obj:`[2, E_ii]`. (default: :obj:`None`)
+        item_edge_id (torch.Tensor, optional): :obj:`[E_ii]`.
+            (default: :obj:`None`)
     """
     user_id: Tensor
     item_id: Tensor
     edge_index: Tensor
+    user_edge_index: Optional[Tensor] = None
+    user_edge_id: Optional[Tensor] = None
+    item_edge_index: Optional[Tensor] = None
+    item_edge_id: Optional[Tensor] = None
 
     @property
     def num_users(self) -> int:
@@ -35,8 +50,10 @@ class Subgraph:
         return self.item_id.numel()
 
     def to(self, device) -> 'Subgraph':
-        return Subgraph(*(t.to(device) for t in
-                          (self.user_id, self.item_id, self.edge_index)))
+        return Subgraph(*(None if t is None else t.to(device) for t in
+                          (self.user_id, self.item_id, self.edge_index,
+                           self.user_edge_index, self.user_edge_id,
+                           self.item_edge_index, self.item_edge_id)))
 
     @staticmethod
     def induced(graph: PairIndex, user_id: Tensor,
@@ -114,3 +131,13 @@ class BPRBatch:
         return (_local(sub.user_id, self.user, 'users'),
                 _local(sub.item_id, self.pos, 'positive items'),
                 _local(sub.item_id, self.neg, 'negative items'))
+
+    def intervention_index(self) -> Tensor:
+        r"""The rows of the batch's intervention items, as
+        :meth:`node_index` (raises if the batch has none)."""
+        if self.intervention is None:
+            raise ValueError("the batch has no intervention items")
+        if self.subgraph is None:
+            return self.intervention
+        return _local(self.subgraph.item_id, self.intervention,
+                      'intervention items')

@@ -3,7 +3,15 @@ r"""Mini-batch training on sampled subgraphs: PyG's
 in triplet mode, with our true-negative samplers in its batches."""
 import math
 import warnings
-from typing import Callable, Iterator, List, Optional, Sequence, Union
+from typing import (
+    Callable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import torch
 from torch import Tensor
@@ -13,10 +21,7 @@ from torch_geometric.sampler import NeighborSampler
 
 from ..graphs.pairs import PairIndex
 from ..graphs.sparse import expand_runs
-from ..nn.negative_sampling import (
-    CausalNegativeSampler,
-    PopularityNegativeSampler,
-)
+from ..nn.negative_sampling import PopularityNegativeSampler
 from .batch import BPRBatch, Subgraph
 from .sources import init_sharded, shard_slices
 
@@ -52,40 +57,8 @@ class PopularityNegatives:
         return self.sampler.sample(user)
 
 
-class CausalNegatives:
-    r"""FMCNS's causal-aware hard negatives
-    (:class:`~pyg_mmrec.nn.CausalNegativeSampler`) in sampled batches.
-
-    A batch's subgraph does not hold the embeddings of the candidate pool,
-    so the candidates are scored on a snapshot of all item embeddings
-    :obj:`[I, d]` (and, optionally, generated ones): :obj:`item_emb` is a
-    tensor or a function returning one, called once per batch (with loader
-    workers, in the worker: the snapshot of when the epoch's workers
-    started).
-
-    Args:
-        sampler (CausalNegativeSampler): The sampler (its training pairs are
-            the ones negatives avoid).
-        item_emb (torch.Tensor or callable): The item embeddings.
-        generated_emb (torch.Tensor or callable, optional): Generated item
-            embeddings mixed into the anchors. (default: :obj:`None`)
-    """
-    def __init__(self, sampler: CausalNegativeSampler,
-                 item_emb: Union[Tensor, Callable[[], Tensor]],
-                 generated_emb: Union[None, Tensor,
-                                      Callable[[], Tensor]] = None):
-        self.sampler = sampler
-        self.item_emb, self.generated_emb = item_emb, generated_emb
-
-    def __call__(self, user: Tensor, pos: Tensor) -> Tensor:
-        def get(x):
-            return x() if callable(x) else x
-        return self.sampler.sample(user, pos, get(self.item_emb).detach(),
-                                   get(self.generated_emb))
-
-
-#: The negatives of :class:`NeighborSource` by name (the causal ones need a
-#: model's embeddings and are passed as a :class:`CausalNegatives`).
+#: The negatives of :class:`NeighborSource` by name (a model's own, such as
+#: FMCNS's causal ones, are drawn in its forward among the subgraph's items).
 NEGATIVES = {'uniform': UniformNegatives, 'popularity': PopularityNegatives,
              'loader': None}
 
@@ -104,7 +77,8 @@ class ReplaceNegatives:
         graph (PairIndex): The loader's (user, item) edges: position
             :math:`e` of :obj:`graph.edge_index` is edge :math:`e` of both
             edge types.
-        negatives (callable): See :obj:`NegativeFn`.
+        negatives (callable): See :obj:`NegativeFn` (:obj:`None` for
+            :meth:`join_items` alone).
         edge_types (tuple): The forward and reverse edge types.
             (default: :obj:`(EDGE_TYPE, REV_EDGE_TYPE)`)
     """
@@ -124,18 +98,25 @@ class ReplaceNegatives:
         if neg.shape != user.shape:
             raise ValueError(f"negatives must return one item per row "
                              f"{tuple(user.shape)}, got {tuple(neg.shape)}")
-        # Local positions of the negatives, appending the new items.
+        batch[dst].dst_neg_index = self.join_items(batch, neg)
+        return batch
+
+    def join_items(self, batch: HeteroData, items: Tensor) -> Tensor:
+        r"""The local positions of the global item ids :obj:`items` in
+        :obj:`batch`, after adding those not yet in its subgraph with their
+        edges of :obj:`graph` to the subgraph's users (as the negatives
+        join; also MCLN's intervention items)."""
+        item_id = batch[self.edge_types[0][-1]].n_id
         order = torch.argsort(item_id)
-        at = torch.searchsorted(item_id[order], neg).clamp_(
+        at = torch.searchsorted(item_id[order], items).clamp_(
             max=item_id.numel() - 1)
-        found = item_id[order[at]] == neg
-        new, inverse = torch.unique(neg[~found], return_inverse=True)
+        found = item_id[order[at]] == items
+        new, inverse = torch.unique(items[~found], return_inverse=True)
         local = order[at]
         local[~found] = item_id.numel() + inverse
-        batch[dst].dst_neg_index = local
         if new.numel() > 0:
             self._add_items(batch, new)
-        return batch
+        return local
 
     def _add_items(self, batch: HeteroData, new: Tensor) -> None:
         fwd, rev = self.edge_types
@@ -227,9 +208,8 @@ class NeighborSource:
     be training positives; :class:`ReplaceNegatives` replaces them with
     :obj:`negatives`: :obj:`"uniform"` (true negatives, as
     :class:`~pyg_mmrec.loader.TripletSource`), :obj:`"popularity"`
-    (:class:`PopularityNegatives`), a :obj:`NegativeFn` such as
-    :class:`CausalNegatives`, or :obj:`"loader"` (keep the loader's, for
-    comparison only).
+    (:class:`PopularityNegatives`), a :obj:`NegativeFn`, or
+    :obj:`"loader"` (keep the loader's, for comparison only).
 
     The shuffled order, the shard of every process (:func:`shard_slices`)
     and the seeds of the neighbour sampling (of the main process, or of each
@@ -248,12 +228,21 @@ class NeighborSource:
         exclude (PairIndex, optional): The pairs negatives avoid, if not
             :obj:`graph`. (default: :obj:`None`)
         num_workers (int): Loader worker processes. (default: :obj:`0`)
+        epoch_edges (callable, optional): Returns the (user, item) pairs
+            :obj:`[2, E']` (global ids, training pairs) whose
+            neighbourhoods this epoch samples, or :obj:`None` for the
+            training graph; called once per epoch when its batches start
+            (after the model's :meth:`on_epoch_start`), *e.g.* the edges
+            FREEDOM's pruning kept. The positives stay every training
+            pair. (default: :obj:`None`)
     """
     def __init__(self, graph: PairIndex, batch_size: int,
                  num_neighbors: Union[str, Sequence[int]] = (10, 10),
                  negatives: Union[str, NegativeFn] = 'uniform',
                  shard: tuple = (0, 1), exclude: Optional[PairIndex] = None,
-                 num_workers: int = 0):
+                 num_workers: int = 0,
+                 epoch_edges: Optional[Callable[[], Optional[Tensor]]]
+                 = None):
         init_sharded(self, graph, batch_size, shard, exclude)
         self.num_neighbors = parse_num_neighbors(num_neighbors)
         if num_workers < 0:
@@ -269,17 +258,23 @@ class NeighborSource:
                          NEGATIVES[negatives](self.exclude))
         else:
             self.negatives_name = type(negatives).__name__
-        data = HeteroData()
-        data['user'].num_nodes = graph.num_users
-        data['item'].num_nodes = graph.num_items
-        data[EDGE_TYPE].edge_index = self.graph.edge_index
-        data[REV_EDGE_TYPE].edge_index = self.graph.edge_index.flip(0)
-        self.data = data
-        with warnings.catch_warnings():  # "without pyg-lib is deprecated"
-            warnings.filterwarnings('ignore', message='.*pyg-lib.*')
-            self.sampler = NeighborSampler(data, self.num_neighbors)
+        self.epoch_edges = epoch_edges
+        self.data, self.sampler = self.sampling_graph(self.graph.edge_index)
         self.transform = _Transform(None if negatives is None else
                                     ReplaceNegatives(self.graph, negatives))
+
+    def sampling_graph(self, edge_index: Tensor
+                       ) -> Tuple[HeteroData, NeighborSampler]:
+        r"""The loader's graph of the (user, item) pairs :obj:`edge_index`
+        (both directions) and its neighbour sampler."""
+        data = HeteroData()
+        data['user'].num_nodes = self.graph.num_users
+        data['item'].num_nodes = self.graph.num_items
+        data[EDGE_TYPE].edge_index = edge_index
+        data[REV_EDGE_TYPE].edge_index = edge_index.flip(0)
+        with warnings.catch_warnings():  # "without pyg-lib is deprecated"
+            warnings.filterwarnings('ignore', message='.*pyg-lib.*')
+            return data, NeighborSampler(data, self.num_neighbors)
 
     def slices(self) -> List[slice]:
         return shard_slices(self.graph.num_pairs, self.batch_size,
@@ -288,18 +283,25 @@ class NeighborSource:
     def __len__(self) -> int:
         return len(self.slices())
 
-    def loader(self, edge_label_index: Tensor, seed: int
-               ) -> LinkNeighborLoader:
+    def loader(self, edge_label_index: Tensor, seed: int,
+               transform: Optional[Callable] = None) -> LinkNeighborLoader:
         r"""The loader of the given (user, item) positives, in order, with
-        its sampling seeded by :obj:`seed`."""
+        its sampling seeded by :obj:`seed` (and :obj:`transform` instead of
+        the source's own, if given), over this epoch's sampling graph
+        (:obj:`epoch_edges`)."""
+        data, sampler = self.data, self.sampler
+        edges = None if self.epoch_edges is None else self.epoch_edges()
+        if edges is not None:
+            data, sampler = self.sampling_graph(edges)
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='.*pyg-lib.*')
             return LinkNeighborLoader(
-                self.data, self.num_neighbors,
+                data, self.num_neighbors,
                 edge_label_index=(EDGE_TYPE, edge_label_index),
                 neg_sampling='triplet', batch_size=self.batch_size,
-                shuffle=False, neighbor_sampler=self.sampler,
-                transform=self.transform, num_workers=self.num_workers,
+                shuffle=False, neighbor_sampler=sampler,
+                transform=transform or self.transform,
+                num_workers=self.num_workers,
                 generator=torch.Generator().manual_seed(seed))
 
     def batches(self, epoch: int,
@@ -313,12 +315,22 @@ class NeighborSource:
         mine = torch.cat([perm[sl] for sl in slices])
         loader = self.loader(self.graph.edge_index[:, mine],
                              seed + self.rank)
-        if self.num_workers > 0:  # workers seed themselves from `seed`
+        yield from self.seeded_batches(
+            loader, seed + self.rank, math.ceil(mine.numel() /
+                                                self.batch_size))
+
+    def seeded_batches(self, loader: LinkNeighborLoader, seed: int,
+                       num_batches: int) -> Iterator[BPRBatch]:
+        r"""The :obj:`num_batches` batches of :obj:`loader`, each drawn on
+        the global random number generator (the loader's negatives) seeded
+        by :obj:`seed` and then left as it was (loader workers seed
+        themselves from the loader's generator)."""
+        if self.num_workers > 0:
             yield from loader
             return
-        state = torch.Generator().manual_seed(seed + self.rank).get_state()
+        state = torch.Generator().manual_seed(seed).get_state()
         batches = iter(loader)
-        for _ in range(math.ceil(mine.numel() / self.batch_size)):
+        for _ in range(num_batches):
             with torch.random.fork_rng(devices=[]):
                 torch.set_rng_state(state)
                 batch = next(batches)

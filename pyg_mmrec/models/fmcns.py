@@ -1,12 +1,13 @@
 """FMCNS."""
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..graphs import train_graph
-from ..loader import BPRBatch, Subgraph
+from ..graphs.pairs import PairIndex
+from ..loader import BPRBatch, NeighborSource, PoolNeighborSource, Subgraph
 from ..nn import CausalNegativeSampler, FlowMatchingGenerator, item_frequency
 from ..nn.losses import bpr_loss
 from .freedom import FREEDOM
@@ -86,6 +87,35 @@ class FMCNS(FREEDOM):
     * Edge pruning draws with the Gumbel-top-k trick (the same distribution
       as :obj:`torch.multinomial` without replacement).
 
+    **Mini-batch training** (:obj:`sampler='neighbor'`, a
+    :class:`~pyg_mmrec.loader.Subgraph` per batch) keeps every part local
+    to the batch:
+
+    * LightGCN runs on the subgraph with FREEDOM's global degrees
+      (:meth:`~pyg_mmrec.models.FREEDOM.subgraph_adjacency`), from the
+      item-graph embeddings :math:`\mathbf{h}` of the subgraph's items;
+    * the flow loss and the mixed input cover the batch's positives and
+      negatives, at their local positions (the generator is per item, so
+      its term equals the full-graph one for the same items);
+    * the causal pool is drawn by the full-graph rule
+      (:meth:`~pyg_mmrec.nn.CausalNegativeSampler.pool_positions`:
+      :math:`N_c` uniformly among the items the batch has embeddings for),
+      among the subgraph's items (in id order) instead of all items, and
+      ranked by the same score; a pool smaller than :math:`N_c` keeps the
+      same top share. A subgraph holding every item, in any local order,
+      therefore draws exactly the full-graph pool. The subgraphs hold
+      :obj:`pool_extra` more items per batch, drawn by
+      :obj:`pool_exponent` and added with their training edges to the
+      sampled users (:class:`~pyg_mmrec.loader.PoolNeighborSource`): the
+      sampled neighbourhood alone favours popular items, and these reach
+      the others. They join the subgraph rather than being scored on a
+      cheaper representation so that every candidate is scored in the
+      space of the positives' and negatives' embeddings (after the same
+      convolution), and no all-item table is read. Training positives are
+      never negatives (rows without a valid candidate take the batch's own
+      negative);
+    * :meth:`generate` (after each epoch) streams over item blocks.
+
     The trainer defaults to the original's batch size (512) and learning
     rate (:obj:`5e-4`) where a configuration does not set them
     (``pyg_mmrec/config/models/fmcns.yaml``).
@@ -107,6 +137,13 @@ class FMCNS(FREEDOM):
         faithful (bool): Reproduce the original's undetached flow target and
             its sampler (start at step 8 of 10, binarise). (default:
             :obj:`False`)
+        pool_extra (int): Mini-batch training only: items :math:`M` per
+            batch that join the sampled subgraph, with their training
+            edges, as candidates of the causal pool. (default: :obj:`256`)
+        pool_exponent (float): Mini-batch training only: they are drawn
+            with probability :math:`\propto (d_i + 1)^{\alpha}`, this
+            :math:`\alpha` (:obj:`0`: uniform, as the original's pool).
+            (default: :obj:`0.0`)
         **kwargs: The arguments of :class:`FREEDOM` (:obj:`embedding_dim`,
             :obj:`knn_k`, :obj:`modality_weights`, :obj:`num_mm_layers`,
             :obj:`dropout`, ...), with the original's defaults where they
@@ -116,9 +153,10 @@ class FMCNS(FREEDOM):
     # Unlike in FREEDOM, the projections condition the generator (through
     # a LayerNorm), so their bias matters: keep it, as the original does.
     feature_projection = 'linear'
-    # The causal sampler ranks every item and the generator mixes into
-    # every item's input: not local to a sampled subgraph.
-    supports_subgraph = False
+    supports_subgraph = True
+    #: Items per block of :meth:`generate` (Clothing, the largest dataset
+    #: here, has 23,033 items: one block, all items at once, as before).
+    generate_block_size: int = 32768
 
     repr_settings = ('modalities', 'embedding_dim', 'knn_k', 'faithful')
 
@@ -133,6 +171,8 @@ class FMCNS(FREEDOM):
         sample_k: float = 0.1,
         num_steps: int = 10,
         faithful: bool = False,
+        pool_extra: int = 256,
+        pool_exponent: float = 0.0,
         **kwargs: Any,
     ):
         kwargs.setdefault('num_ui_layers', 3)
@@ -146,6 +186,9 @@ class FMCNS(FREEDOM):
         self.flow_weight, self.flow_mix = flow_weight, flow_mix
         self.causal_weight, self.num_steps = causal_weight, num_steps
         self.faithful = faithful
+        if pool_extra < 0:
+            raise ValueError(f"pool_extra must be >= 0, got {pool_extra}")
+        self.pool_extra, self.pool_exponent = int(pool_extra), pool_exponent
         #: Whether the flow generator takes part (off for the ablation
         #: :obj:`flow_weight = flow_mix = 0`).
         self.use_flow = flow_weight > 0 or flow_mix > 0
@@ -179,11 +222,24 @@ class FMCNS(FREEDOM):
 
     @torch.no_grad()
     def generate(self) -> Tensor:
-        r"""Samples the generator for every item and stores the result."""
-        self.generated = self.flow.sample(
-            self.conditions(), self.item_freq, num_steps=self.num_steps,
-            start_step=self.num_steps - 2 if self.faithful else 0,
-            binarize=self.faithful)
+        r"""Samples the generator for every item and stores the result,
+        in blocks of :attr:`generate_block_size` items (one block, all
+        items at once, when there are fewer): memory bounded by the block,
+        whatever the number of items (the generator is per item)."""
+        block = self.generate_block_size
+        for start in range(0, self.num_items, block):
+            items = (None if self.num_items <= block else torch.arange(
+                start, min(start + block, self.num_items),
+                device=self.generated.device))
+            freq = self.item_freq if items is None else self.item_freq[items]
+            out = self.flow.sample(
+                self.conditions(items), freq, num_steps=self.num_steps,
+                start_step=self.num_steps - 2 if self.faithful else 0,
+                binarize=self.faithful)
+            if items is None:
+                self.generated = out
+            else:
+                self.generated[items] = out
         self.has_generated.fill_(True)
         return self.generated
 
@@ -192,25 +248,68 @@ class FMCNS(FREEDOM):
             self.generate()
         self.causal_ready.fill_(True)
 
+    def propagate_subgraph(self, item_input: Tensor,
+                           subgraph: Subgraph) -> Tuple[Tensor, Tensor]:
+        r"""LightGCN over :obj:`subgraph` (:meth:`subgraph_adjacency`: the
+        global degrees of the graph the full-graph path propagates on) from
+        its users' ID embeddings and :obj:`item_input` :obj:`[S, d]` of its
+        items."""
+        x = torch.cat([self.user_embedding(subgraph.user_id), item_input])
+        return self.encoder(x, self.subgraph_adjacency(subgraph)).split(
+            [subgraph.num_users, subgraph.num_items])
+
     def encode(self, subgraph: Optional[Subgraph] = None
                ) -> Tuple[Tensor, Tensor]:
         r"""Embeddings with the generated item embeddings mixed into every
         item's input (evaluation); in training mode, without the generator
-        (:meth:`forward` mixes the batch's flow predictions instead)."""
-        h = self.item_graph_embedding()
+        (:meth:`forward` mixes the batch's flow predictions instead). On a
+        :obj:`subgraph`, the same for its users and items: the item input
+        is the item-graph embedding of its items (and their rows of the
+        generated embeddings in evaluation)."""
+        items = None if subgraph is None else subgraph.item_id
+        h = self.item_graph_embedding(items)
         if self.training:
-            user, item = self.propagate(h, self.train_adj)
+            item_input, adj = h, self.train_adj
         elif not self.use_flow:
-            user, item = self.propagate(h, self.adj)
+            item_input, adj = h, self.adj
         else:
             if not bool(self.has_generated):
                 self.generate()
-            mixed = self.flow_mix * self.generated + (1 - self.flow_mix) * h
-            user, item = self.propagate(mixed, self.adj)
+            generated = (self.generated if items is None else
+                         self.generated[items])
+            item_input = self.flow_mix * generated + (1 - self.flow_mix) * h
+            adj = self.adj
+        if subgraph is None:
+            user, item = self.propagate(item_input, adj)
+        else:
+            user, item = self.propagate_subgraph(item_input, subgraph)
         return user, item + h
 
+    def neighbor_source(self, graph: PairIndex, batch_size: int, *,
+                        num_neighbors: Union[str, Sequence[int]] = '10,10',
+                        negatives: str = 'uniform',
+                        shard: Tuple[int, int] = (0, 1),
+                        exclude: Optional[PairIndex] = None,
+                        num_workers: int = 0) -> NeighborSource:
+        r"""Sampled subgraphs that also hold :obj:`pool_extra` items per
+        batch (:class:`~pyg_mmrec.loader.candidate_pool.PoolNeighborSource`,
+        drawn with :obj:`pool_exponent`), candidates of the causal pool; a
+        plain :class:`~pyg_mmrec.loader.NeighborSource` when
+        :obj:`pool_extra` is 0 or the causal negatives are off."""
+        kwargs = dict(num_neighbors=num_neighbors, negatives=negatives,
+                      shard=shard, exclude=exclude, num_workers=num_workers,
+                      epoch_edges=self.sampling_edges)
+        if self.pool_extra == 0 or self.causal_weight == 0:
+            return NeighborSource(graph, batch_size, **kwargs)
+        return PoolNeighborSource(graph, batch_size, self.pool_extra,
+                                  self.pool_exponent, **kwargs)
+
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        h = self.item_graph_embedding()
+        sub = batch.subgraph
+        # Rows of the batch's users and items in this batch's embeddings:
+        # global ids on the full graph, local positions on a subgraph.
+        user, pos, neg = batch.node_index()
+        h = self.item_graph_embedding(None if sub is None else sub.item_id)
         item_input, flow_term, terms = h, None, {}
         if self.use_flow:
             items = torch.cat([batch.pos, batch.neg])
@@ -218,22 +317,23 @@ class FMCNS(FREEDOM):
             flow_loss, x_hat = self.flow.loss(
                 target, self.conditions(items), self.item_freq[items],
                 detach_target=not self.faithful)
-            uniq, last = last_occurrence(items)
+            uniq, last = last_occurrence(torch.cat([pos, neg]))
             mixed = (self.flow_mix * x_hat[last] +
                      (1 - self.flow_mix) * h[uniq])
             item_input = h.index_put((uniq, ), mixed)
             flow_term = self.flow_weight * flow_loss
-        user_emb, item_emb = self.propagate(item_input, self.train_adj)
+        if sub is None:
+            user_emb, item_emb = self.propagate(item_input, self.train_adj)
+        else:
+            user_emb, item_emb = self.propagate_subgraph(item_input, sub)
         item_emb = item_emb + h
 
-        u = user_emb[batch.user]
-        pos_score = (u * item_emb[batch.pos]).sum(-1)
-        bpr_uniform = bpr_loss(pos_score, (u * item_emb[batch.neg]).sum(-1))
+        u = user_emb[user]
+        pos_score = (u * item_emb[pos]).sum(-1)
+        bpr_uniform = bpr_loss(pos_score, (u * item_emb[neg]).sum(-1))
         if bool(self.causal_ready) and self.causal_weight > 0:
-            neg = self.causal_sampler.sample(
-                batch.user, batch.pos, item_emb.detach(),
-                self.generated if self.use_flow else None)
-            bpr_causal = bpr_loss(pos_score, (u * item_emb[neg]).sum(-1))
+            hard = self.causal_negatives(batch, item_emb.detach(), pos, neg)
+            bpr_causal = bpr_loss(pos_score, (u * item_emb[hard]).sum(-1))
             terms['bpr'] = (1 - self.causal_weight) * bpr_uniform
             terms['bpr_causal'] = self.causal_weight * bpr_causal
         else:
@@ -242,3 +342,24 @@ class FMCNS(FREEDOM):
             terms['flow'] = flow_term
         terms.update(self.feature_bpr_terms(u, batch))
         return terms
+
+    def causal_negatives(self, batch: BPRBatch, item_emb: Tensor,
+                         pos: Tensor, neg: Tensor) -> Tensor:
+        r"""The causal hard negatives of the batch's rows, as rows of
+        :obj:`item_emb` (the batch's item embeddings: of all items, or of
+        the subgraph's items). On the full graph, the pool is :math:`N_c`
+        of all items; on a subgraph, :math:`N_c` of the subgraph's items
+        (all of them when fewer; see the class description). A row whose
+        pool holds only its user's training items gets the uniform true
+        negative of :meth:`~pyg_mmrec.graphs.PairIndex.uniform_negatives`
+        on the full graph, the batch's own negative :obj:`neg` on a
+        subgraph."""
+        sampler = self.causal_sampler
+        sub = batch.subgraph
+        if sub is None:
+            return sampler.sample(batch.user, batch.pos, item_emb,
+                                  self.generated if self.use_flow else None)
+        generated = self.generated[batch.pos] if self.use_flow else None
+        return sampler.sample_subgraph(batch.user, batch.pos, pos,
+                                       sub.item_id, item_emb, generated,
+                                       fallback=neg)

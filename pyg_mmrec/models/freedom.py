@@ -19,7 +19,7 @@ from ..graphs import (
     weighted_sum,
 )
 from ..graphs.pairs import PairIndex
-from ..loader import BPRBatch, Subgraph
+from ..loader import BPRBatch, NeighborSource, Subgraph
 from ..nn import LightGCNEncoder, ModalityFeatures, sparse_mm
 from ..nn.losses import bpr_loss
 from .base import Recommender
@@ -72,8 +72,10 @@ class FREEDOM(Recommender):
     negative scores, so it cancels in BPR and never receives a gradient).
 
     On a sampled :class:`~pyg_mmrec.loader.Subgraph` (mini-batch training)
-    the LightGCN runs on the subgraph's edges that this epoch's pruning
-    kept, normalised by their own degrees, and the item-item hops are exact:
+    the neighbourhoods are sampled from the edges this epoch's pruning
+    kept (:meth:`neighbor_source`), the LightGCN runs on the subgraph's
+    kept edges with the pruned graph's degrees, and the item-item hops are
+    exact:
     the last hop reads only the subgraph items' rows of
     :math:`\mathbf{S}` (:math:`k` neighbours each, from the whole item
     table; earlier hops, if any, run on all items).
@@ -152,6 +154,7 @@ class FREEDOM(Recommender):
         # This epoch's kept edges (None: all kept) and the degrees that
         # normalise a subgraph: the full graph's, or the pruned graph's.
         self.kept_pairs: Optional[PairIndex] = None
+        self.kept_edge_index: Optional[Tensor] = None
         self.kept_degrees: Optional[Tuple[Tensor, Tensor]] = None
         user_degree, item_degree = bipartite_degrees(
             edge_index, self.num_users, self.num_items)
@@ -178,9 +181,30 @@ class FREEDOM(Recommender):
                 keep_ratio=1.0 - self.dropout, edge_weight=self.prune_weight)
             self.train_adj = bipartite_adjacency(kept, self.num_users,
                                                  self.num_items)
+            self.kept_edge_index = kept
             self.kept_pairs = PairIndex(kept, self.num_users, self.num_items)
             self.kept_degrees = bipartite_degrees(kept, self.num_users,
                                                   self.num_items)
+
+    def sampling_edges(self) -> Optional[Tensor]:
+        r"""The (user, item) pairs whose neighbourhoods this epoch's
+        mini-batches sample: the edges the pruning kept (:obj:`None`: every
+        training pair, without pruning)."""
+        kept = self.kept_edge_index
+        return None if kept is None else kept.cpu()
+
+    def neighbor_source(self, graph: PairIndex, batch_size: int,
+                        **kwargs) -> NeighborSource:
+        r"""A :class:`~pyg_mmrec.loader.NeighborSource` that samples each
+        epoch's neighbourhoods from the edges the pruning kept
+        (:meth:`sampling_edges`), so a subgraph holds up to
+        :obj:`num_neighbors` kept edges per node, as many as without
+        pruning (sampling the training graph and then dropping the pruned
+        edges left a fifth of them at :obj:`dropout=0.8`). Keyword
+        arguments are those of
+        :meth:`~pyg_mmrec.models.Recommender.neighbor_source`."""
+        return NeighborSource(graph, batch_size,
+                              epoch_edges=self.sampling_edges, **kwargs)
 
     def item_graph_embedding(self, items: Optional[Tensor] = None) -> Tensor:
         r"""The item ID embeddings smoothed on the item-item graph, of all

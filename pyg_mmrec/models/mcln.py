@@ -1,14 +1,25 @@
 """MCLN."""
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
-from ..graphs import bipartite_adjacency, train_graph
+from ..graphs import (
+    bipartite_adjacency,
+    bipartite_degrees,
+    subgraph_adjacency,
+    train_graph,
+)
 from ..graphs.pairs import PairIndex
-from ..loader import BatchSource, BPRBatch, DistinctUserSource, Subgraph
+from ..loader import (
+    BatchSource,
+    BPRBatch,
+    DistinctUserNeighborSource,
+    DistinctUserSource,
+    Subgraph,
+)
 from ..nn import (
     CounterfactualEncoder,
     LightGCNEncoder,
@@ -51,6 +62,18 @@ class MCLN(Recommender):
     embeddings, modality projections and :math:`\mathbf{m}^\pm`. Batches
     are :class:`~pyg_mmrec.loader.DistinctUserSource` (distinct users, one
     positive, negative and intervention item each).
+
+    **Sampled subgraphs** (:obj:`sampler="neighbor"`,
+    :class:`~pyg_mmrec.loader.DistinctUserNeighborSource`: the same
+    distinct-user rows on a sampled neighbourhood, negatives and
+    intervention items joining it with their training edges): the LightGCN
+    runs over the subgraph's edges with the self-loops and the weights
+    :math:`d_i^{a} d_j^{b}` of the **full** training graph's degrees
+    (:func:`~pyg_mmrec.graphs.subgraph_adjacency`), on the subgraph's
+    items' projections; the counterfactual attention runs across the
+    batch's rows as on the full graph. The whole graph as a subgraph gives
+    the full-graph losses. :meth:`encode` of a subgraph lets every item
+    attend within the members of its chunk that are in the subgraph.
 
     **Scores.** :math:`\langle \mathbf{u}_g, \mathbf{i}_g\rangle +
     \sum_m \lambda_m \langle \mathbf{u}_g, \mathbf{v}^m_i\rangle +
@@ -108,6 +131,7 @@ class MCLN(Recommender):
             :obj:`score(users, items)`. (default: :obj:`True`)
     """
     requires_features = True
+    supports_subgraph = True
     #: Cases scored at a time by the transductive candidate scoring.
     case_chunk = 256
 
@@ -151,10 +175,16 @@ class MCLN(Recommender):
         self.counterfactual = CounterfactualEncoder(dim, embedding_dim,
                                                     num_blocks)
         self.encoder = LightGCNEncoder(num_layers, combine='mean')
+        self.exponents = (float(exponents[0]), float(exponents[1]))
         graph = train_graph(data)
         self.register_buffer('adj', bipartite_adjacency(
             graph.edge_index, self.num_users, self.num_items, 'asym',
             self_loops=True, exponents=tuple(exponents)), persistent=False)
+        # The full graph's degrees normalise a sampled subgraph too.
+        user_degree, item_degree = bipartite_degrees(
+            graph.edge_index, self.num_users, self.num_items)
+        self.register_buffer('user_degree', user_degree, persistent=False)
+        self.register_buffer('item_degree', item_degree, persistent=False)
         perm = torch.randperm(self.num_items, generator=torch.Generator()
                               .manual_seed(chunk_seed))
         self.register_buffer('chunk_order', perm, persistent=False)
@@ -172,27 +202,53 @@ class MCLN(Recommender):
                      exclude: Optional[PairIndex] = None) -> BatchSource:
         return DistinctUserSource(graph, batch_size, shard, exclude)
 
-    def _features(self) -> List[Tensor]:
-        return list(self.features().values())
+    def neighbor_source(self, graph: PairIndex, batch_size: int, *,
+                        num_neighbors: Union[str, Sequence[int]] = '10,10',
+                        negatives: str = 'uniform',
+                        shard: Tuple[int, int] = (0, 1),
+                        exclude: Optional[PairIndex] = None,
+                        num_workers: int = 0) -> BatchSource:
+        return DistinctUserNeighborSource(
+            graph, batch_size, num_neighbors, negatives, shard, exclude,
+            num_workers)
+
+    def _features(self, items: Optional[Tensor] = None) -> List[Tensor]:
+        return list(self.features(items).values())
 
     def _graph_embeddings(self) -> Tuple[Tensor, Tensor]:
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
         return self.encoder(x, self.adj).split([self.num_users,
                                                 self.num_items])
 
+    def _propagate(self, subgraph: Optional[Subgraph] = None
+                   ) -> Tuple[Tensor, Tensor, List[Tensor]]:
+        r""":math:`\mathbf{u}_g`, :math:`\mathbf{i}_g` and the projections
+        :math:`\mathbf{v}^m` of the training graph's nodes, or of the
+        subgraph's (local rows; its edges normalised with the full graph's
+        degrees)."""
+        if subgraph is None:
+            return (*self._graph_embeddings(), self._features())
+        x = torch.cat([self.user_embedding(subgraph.user_id),
+                       self.item_embedding(subgraph.item_id)])
+        adj = subgraph_adjacency(
+            subgraph, (self.user_degree, self.item_degree),
+            normalization='asym', self_loops=True, exponents=self.exponents)
+        u_g, i_g = self.encoder(x, adj).split([subgraph.num_users,
+                                               subgraph.num_items])
+        return u_g, i_g, self._features(subgraph.item_id)
+
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
         if batch.intervention is None:
             raise ValueError("MCLN's batches need intervention items "
                              "(DistinctUserSource)")
-        u_g, i_g = self._graph_embeddings()
-        feats = self._features()
-        user, pos, neg = batch.user, batch.pos, batch.neg
+        u_g, i_g, feats = self._propagate(batch.subgraph)
+        user, pos, neg = batch.node_index()
+        intervention = batch.intervention_index()
 
         def inputs(items: Tensor) -> Tensor:
             return torch.cat([i_g[items]] + [v[items] for v in feats], dim=1)
 
-        m_pos, m_neg = self.counterfactual(inputs(pos),
-                                           inputs(batch.intervention),
+        m_pos, m_neg = self.counterfactual(inputs(pos), inputs(intervention),
                                            inputs(neg))
         u = u_g[user]
         parts = ([('id', i_g)] + [(m, v) for m, v in zip(self.modalities,
@@ -202,8 +258,8 @@ class MCLN(Recommender):
                  for name, emb in parts}
         terms['bpr_cf'] = bpr_loss((u * m_pos).sum(-1), (u * m_neg).sum(-1))
         terms['reg'] = self.decay * l2_reg(
-            self.user_embedding(user), self.item_embedding(pos),
-            self.item_embedding(neg), *[v[pos] for v in feats],
+            self.user_embedding(batch.user), self.item_embedding(batch.pos),
+            self.item_embedding(batch.neg), *[v[pos] for v in feats],
             *[v[neg] for v in feats], m_pos, m_neg)
         return terms
 
@@ -211,25 +267,40 @@ class MCLN(Recommender):
         return [self.image_test_weight if m == 'image' else 1.0
                 for m in self.modalities]
 
-    def _counterfactual_all(self, q: Tensor) -> Tensor:
-        r""":math:`\mathbf{m}_i` of every item under :attr:`scoring`."""
+    def _counterfactual_rows(self, q: Tensor,
+                             item_id: Optional[Tensor] = None) -> Tensor:
+        r""":math:`\mathbf{m}_i` under :attr:`scoring` of every item (rows
+        :obj:`q`), or of the items :obj:`item_id` (rows :obj:`q`): with
+        chunks, each attends within the members of its chunk among them."""
         if self.scoring == 'diagonal':
             return self.counterfactual.positive(q, None, diagonal=True)
         out = torch.empty(q.size(0), self.embedding_dim, device=q.device,
                           dtype=q.dtype)
-        for chunk in self.chunk_order.split(self.chunk_size):
-            out[chunk] = self.counterfactual.positive(q[chunk], q[chunk])
+        if item_id is None:
+            groups = self.chunk_order.split(self.chunk_size)
+        else:  # the rows by chunk_order position, split by chunk
+            rank = torch.empty_like(self.chunk_order)
+            rank[self.chunk_order] = torch.arange(
+                self.num_items, device=rank.device)
+            order = torch.argsort(rank[item_id])
+            sizes = torch.unique_consecutive(
+                rank[item_id[order]] // self.chunk_size,
+                return_counts=True)[1]
+            groups = order.split(sizes.tolist())
+        for rows in groups:
+            out[rows] = self.counterfactual.positive(q[rows], q[rows])
         return out
 
     def encode(self, subgraph: Optional[Subgraph] = None
                ) -> Tuple[Tensor, Tensor]:
         r"""User rows :math:`[\mathbf{u}_g \| \cdots \| \mathbf{u}_g]` and
         item rows :math:`[\mathbf{i}_g \| \lambda_m \mathbf{v}^m_i \|
-        \mathbf{m}_i]`, whose inner products are the full-ranking scores."""
-        u_g, i_g = self._graph_embeddings()
-        feats = self._features()
+        \mathbf{m}_i]`, whose inner products are the full-ranking scores
+        (of the subgraph's nodes, given one)."""
+        u_g, i_g, feats = self._propagate(subgraph)
         q = torch.cat([i_g] + feats, dim=1)
-        m = self._counterfactual_all(q)
+        m = self._counterfactual_rows(
+            q, None if subgraph is None else subgraph.item_id)
         items = torch.cat([i_g] + [w * v for w, v in zip(
             self._test_weights(), feats)] + [m], dim=1)
         return u_g.repeat(1, 2 + len(feats)), items

@@ -1,6 +1,6 @@
 """REARM."""
 import logging
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -10,9 +10,11 @@ from torch_geometric.data import HeteroData
 from ..data.hetero import require_features
 from ..graphs import (
     bipartite_adjacency,
+    bipartite_degrees,
     csr_transpose,
     homography_graphs,
     interest_features,
+    subgraph_adjacency,
     train_graph,
 )
 from ..loader import BPRBatch, Subgraph
@@ -26,72 +28,14 @@ from ..nn import (
     sparse_mm,
 )
 from .base import Recommender
+from .rearm_parts import FixedTables, SubgraphParts, channel_modalities
 from .registry import register_model
 
 log = logging.getLogger(__name__)
 
 
-_COUNT_WORDS = ('none', 'one', 'two', 'three', 'four', 'five')
-
-
-def _count(n: int) -> str:
-    return _COUNT_WORDS[n] if n < len(_COUNT_WORDS) else str(n)
-
-
-def channel_modalities(available: Sequence[str],
-                       chosen: Optional[Sequence[str]] = None,
-                       dataset: str = '?') -> Tuple[str, str]:
-    r"""REARM's :obj:`(visual, textual)` channels among the dataset's item
-    modalities :obj:`available` (in canonical order): the two of
-    :obj:`chosen`, or the dataset's only two when :obj:`chosen` is
-    :obj:`None`; of the two, :obj:`"image"` is the visual channel, else
-    the first (in :obj:`chosen`'s order, or the canonical one). Raises a
-    :class:`ValueError` naming the modalities when there are fewer than
-    two, or more than two and :obj:`chosen` does not pick two of them.
-    """
-    available = list(available)
-    has = ', '.join(available)
-    if len(available) < 2:
-        raise ValueError(
-            f"REARM needs at least two item modalities (it pairs two "
-            f"modalities as its visual and textual channels); the dataset "
-            f"'{dataset}' has {_count(len(available))}: {has}")
-    if chosen is None:
-        if len(available) > 2:
-            raise ValueError(
-                f"REARM pairs two modalities as its visual and textual "
-                f"channels, and the dataset '{dataset}' has "
-                f"{_count(len(available))}: {has}; choose two with the "
-                f"model setting 'modalities', e.g. modalities="
-                f"{available[:2]} (--modalities "
-                f"'[{', '.join(available[:2])}]' on the command line)")
-        chosen = available
-    chosen = [chosen] if isinstance(chosen, str) else list(chosen)
-    if len(chosen) != 2 or len(set(chosen)) != 2:
-        raise ValueError(f"REARM's 'modalities' must name two different "
-                         f"modalities (got {chosen})")
-    missing = [m for m in chosen if m not in available]
-    if missing:
-        raise ValueError(f"REARM's 'modalities' names {missing}, which the "
-                         f"dataset '{dataset}' lacks (it has: {has})")
-    visual = 'image' if 'image' in chosen else chosen[0]
-    return visual, next(m for m in chosen if m != visual)
-
-
-class _FixedTables(torch.nn.Module):
-    r"""Fixed tensors, iterable as a :class:`torch.nn.ParameterList`: buffers
-    that move with the module and stay out of its state dict."""
-    def __init__(self, tensors):
-        super().__init__()
-        for i, tensor in enumerate(tensors):
-            self.register_buffer(str(i), tensor, persistent=False)
-
-    def __iter__(self):
-        return iter(self._buffers.values())
-
-
 @register_model('rearm')
-class REARM(Recommender):
+class REARM(SubgraphParts, Recommender):
     r"""REARM from "Refining Contrastive Learning and Homography Relations
     for Multi-Modal Recommendation" (ACM MM'25, `code
     <https://github.com/MrShouxingMa/REARM>`_), for two modalities
@@ -175,7 +119,29 @@ class REARM(Recommender):
     unless :obj:`modalities` picks two (then image, if picked, is
     :math:`v`, else the first listed; the :obj:`*_image_weight` settings
     weight :math:`v`'s similarity graphs). The others are not used. See
-    :func:`channel_modalities`.
+    :func:`~pyg_mmrec.models.rearm_parts.channel_modalities`.
+
+    **Mini-batch training** (:obj:`sampler='neighbor'`,
+    :meth:`neighbor_source`): a heterogeneous neighbour sampler over the
+    training interactions and the two homography graphs as edge types
+    :obj:`(user, co, user)` and :obj:`(item, co, item)`
+    (:class:`~pyg_mmrec.loader.RelationNeighborSource`; their fan-out per
+    hop is :obj:`homography_neighbors`, the interactions' the trainer's
+    :obj:`num_neighbors`). On the sampled
+    :class:`~pyg_mmrec.loader.Subgraph`, the homography hops run over its
+    sampled entries of :math:`\mathbf{G}_{uu}, \mathbf{G}_{ii}` with the
+    full graphs' weights (a subgraph without such entries, *e.g.*
+    :meth:`~pyg_mmrec.loader.Subgraph.induced`, reads its nodes' whole
+    rows: exact), the LightGCN over its interactions with the training
+    graph's degrees, the attention and the meta-network over its nodes;
+    the meta-network's means :math:`\bar{\mathbf{T}}` are over the
+    subgraph's users (items) in training (as a batch statistic; all nodes
+    for the whole graph), and those of every node in evaluation (computed
+    once per evaluation), so that a node whose whole neighbourhood was
+    sampled scores as on the full graph. The InfoNCE and orthogonality
+    terms stay on the batch's nodes, as in full-graph training (the
+    original's rule; the subgraph's other nodes are context, not
+    samples).
 
     Args:
         data (HeteroData): The dataset; it must carry at least two item
@@ -229,11 +195,23 @@ class REARM(Recommender):
             the visual and textual channels, for a dataset with more than
             two (e.g. :obj:`["image", "audio"]`). (default: :obj:`None`,
             the dataset's two)
+        homography_neighbors (int or Mapping[str, int]): Entries of each
+            node's row of :math:`\mathbf{G}_{uu}` and
+            :math:`\mathbf{G}_{ii}` sampled per hop in mini-batch
+            training (:obj:`-1`: all), one number for both or
+            :obj:`{"user": ..., "item": ...}`. (default: :obj:`10`)
+        cooccurrence_cap (int, optional): Build the co-occurrence top-k
+            from at most this many users per item (items per user), a
+            seeded sample of the more popular ones' (see
+            :func:`~pyg_mmrec.graphs.cooccurrence_topk_graph`): at a
+            million users, the exact counts of a power-law graph are
+            :math:`10^{10}` pairs. (default: :obj:`None`, exact)
 
     The defaults are Baby's settings (models.md 4.6); the original has none
     for TikTok, whose configuration uses Baby's.
     """
     requires_features = True
+    supports_subgraph = True
     repr_settings = ('modalities', 'embedding_dim', 'faithful')
 
     def __init__(
@@ -261,8 +239,21 @@ class REARM(Recommender):
         train_features: bool = True,
         faithful: bool = False,
         modalities: Optional[Sequence[str]] = None,
+        homography_neighbors: Union[int, Mapping[str, int]] = 10,
+        cooccurrence_cap: Optional[int] = None,
     ):
         super().__init__(data)
+        # The meta-network's means over every node (evaluation of subgraphs)
+        self._meta_means: Optional[Tuple[Tuple[Tensor, Tensor], ...]] = None
+        if not isinstance(homography_neighbors, Mapping):
+            homography_neighbors = {'user': homography_neighbors,
+                                    'item': homography_neighbors}
+        if set(homography_neighbors) != {'user', 'item'}:
+            raise ValueError(f"homography_neighbors must be a number or a "
+                             f"mapping with the keys 'user' and 'item', got "
+                             f"{homography_neighbors!r}")
+        self.homography_neighbors = {k: int(v) for k, v in
+                                     homography_neighbors.items()}
         feats = require_features(data, type(self).__name__)
         #: The (visual, textual) channels' modalities.
         self.modalities: Tuple[str, str] = channel_modalities(
@@ -301,8 +292,8 @@ class REARM(Recommender):
             self.user_features = torch.nn.ParameterList([
                 torch.nn.Parameter(x) for x in users])
         else:
-            self.item_features = _FixedTables([x_v, x_t])
-            self.user_features = _FixedTables(users)
+            self.item_features = FixedTables([x_v, x_t])
+            self.user_features = FixedTables(users)
         self.user_embedding = torch.nn.Embedding(self.num_users, embedding_dim)
         self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)
         self.item_projections = torch.nn.ModuleList([
@@ -330,7 +321,7 @@ class REARM(Recommender):
             item_knn_k, user_image_weight, item_image_weight, user_co_weight,
             item_co_weight,
             generator=torch.Generator().manual_seed(graph_seed),
-            max_dim=knn_max_dim)
+            max_dim=knn_max_dim, cooccurrence_cap=cooccurrence_cap)
         for name, adj in (('user_graph', g_uu), ('item_graph', g_ii)):
             # Not symmetric: keep the transpose for the backward pass.
             self.register_buffer(name, adj, persistent=False)
@@ -339,6 +330,11 @@ class REARM(Recommender):
         self.register_buffer('adj', bipartite_adjacency(
             graph.edge_index, self.num_users, self.num_items),
             persistent=False)
+        for name, degree in zip(('user_degree', 'item_degree'),
+                                bipartite_degrees(graph.edge_index,
+                                                  self.num_users,
+                                                  self.num_items)):
+            self.register_buffer(name, degree, persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -370,27 +366,46 @@ class REARM(Recommender):
         c_vt = block(a_t, self.mutual_attention[1](a_v, a_t))
         return c_tv, c_vt
 
-    def channels(self) -> Tuple[Tensor, Tensor]:
+    def channels(self, subgraph: Optional[Subgraph] = None
+                 ) -> Tuple[Tensor, Tensor]:
         r"""The modal channels :math:`\mathbf{M}` :obj:`[U + I, 2d]` and the
-        representations :obj:`[U + I, 3d]` of every user, then item."""
-        U = self.num_users
-        f = [lin(x) for lin, x in zip(self.item_projections,
-                                      self.item_features)]
-        g = [lin(x) for lin, x in zip(self.user_projections,
-                                      self.user_features)]
-        e_i, f_v, f_t = self._homography(
-            torch.cat([self.item_embedding.weight, *f], dim=1),
-            self.item_graph, self.item_graph_t, self.num_item_hops)
-        e_u, g_v, g_t = self._homography(
-            torch.cat([self.user_embedding.weight, *g], dim=1),
-            self.user_graph, self.user_graph_t, self.num_user_hops)
+        representations :obj:`[U + I, 3d]` of every user, then item (of the
+        subgraph's, given a :obj:`subgraph`)."""
+        if subgraph is None:
+            U = self.num_users
+            f = [lin(x) for lin, x in zip(self.item_projections,
+                                          self.item_features)]
+            g = [lin(x) for lin, x in zip(self.user_projections,
+                                          self.user_features)]
+            e_i, f_v, f_t = self._homography(
+                torch.cat([self.item_embedding.weight, *f], dim=1),
+                self.item_graph, self.item_graph_t, self.num_item_hops)
+            e_u, g_v, g_t = self._homography(
+                torch.cat([self.user_embedding.weight, *g], dim=1),
+                self.user_graph, self.user_graph_t, self.num_user_hops)
+            adj, means = self.adj, (None, None)
+        else:
+            U = subgraph.num_users
+            e_i, f_v, f_t = self.subgraph_homography('item', subgraph)
+            e_u, g_v, g_t = self.subgraph_homography('user', subgraph)
+            adj = subgraph_adjacency(subgraph, (self.user_degree,
+                                                self.item_degree))
+            means = (None, None) if self.training else self.meta_means()
+            # The attention's dropout draws follow the items' order: run it
+            # in global id order (the full graph's for the whole graph).
+            order = subgraph.item_id.argsort()
+            back = torch.empty_like(order)
+            back[order] = torch.arange(order.numel(), device=order.device)
+            f_v, f_t = f_v[order], f_t[order]
         c_tv, c_vt = self._attend(f_v, f_t)
+        if subgraph is not None:
+            c_tv, c_vt = c_tv[back], c_vt[back]
         modal = torch.cat([torch.cat([self.act(g_v), self.act(g_t)], dim=1),
                            torch.cat([c_tv, c_vt], dim=1)])
-        m = self.encoder(modal, self.adj)
-        z = self.encoder(torch.cat([e_u, e_i]), self.adj)
-        s = torch.cat([self.user_meta(m[:U], z[:U]),
-                       self.item_meta(m[U:], z[U:])])
+        m = self.encoder(modal, adj)
+        z = self.encoder(torch.cat([e_u, e_i]), adj)
+        s = torch.cat([self.user_meta(m[:U], z[:U], means[0]),
+                       self.item_meta(m[U:], z[U:], means[1])])
         d = self.embedding_dim
         rep = torch.cat([self.act(m[:, :d]) + z, self.act(m[:, d:]) + z,
                          self.act(s) + z], dim=1)
@@ -398,23 +413,27 @@ class REARM(Recommender):
 
     def encode(self, subgraph: Optional[Subgraph] = None
                ) -> Tuple[Tensor, Tensor]:
-        _, rep = self.channels()
-        return rep.split([self.num_users, self.num_items])
+        _, rep = self.channels(subgraph)
+        items = self.num_items if subgraph is None else subgraph.num_items
+        return rep.split([rep.size(0) - items, items])
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        m, rep = self.channels()
-        U, d = self.num_users, self.embedding_dim
-        u = rep[batch.user]
-        terms = {'bpr': bpr_loss((u * rep[U + batch.pos]).sum(-1),
-                                 (u * rep[U + batch.neg]).sum(-1))}
+        m, rep = self.channels(batch.subgraph)
+        U = (self.num_users if batch.subgraph is None else
+             batch.subgraph.num_users)
+        d = self.embedding_dim
+        user, pos, neg = batch.node_index()
+        u = rep[user]
+        terms = {'bpr': bpr_loss((u * rep[U + pos]).sum(-1),
+                                 (u * rep[U + neg]).sum(-1))}
         if self.cl_weight > 0:
-            users = batch.user.unique()
-            items = U + torch.cat([batch.pos, batch.neg]).unique()
+            users = user.unique()
+            items = U + torch.cat([pos, neg]).unique()
             terms['cl'] = self.cl_weight * sum(
                 info_nce(m[nodes, :d], m[nodes, d:], self.cl_temperature)
                 for nodes in (items, users))
         if self.diff_weight > 0:
             terms['diff'] = self.diff_weight * sum(
                 orthogonality_loss(m[nodes, :d], m[nodes, d:])
-                for nodes in (batch.user, U + batch.pos))
+                for nodes in (user, U + pos))
         return terms

@@ -1,5 +1,7 @@
 r"""REARM's meta-network: a personalised low-rank transform generated from
 each node's modal knowledge."""
+from typing import Optional, Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -75,15 +77,34 @@ class MetaLowRankTransform(torch.nn.Module):
             elif isinstance(module, torch.nn.PReLU):
                 torch.nn.init.constant_(module.weight, 0.25)
 
-    def forward(self, knowledge: Tensor, z: Tensor) -> Tensor:
-        n, d, r = z.size(0), self.channels, self.rank
+    def templates(self, knowledge: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""The per-node :math:`\mathbf{T}^{(1)}` :obj:`[N, d, r]` and
+        :math:`\mathbf{T}^{(2)}` :obj:`[N, r, d]`."""
+        n, d, r = knowledge.size(0), self.channels, self.rank
         kappa = self.meta(knowledge)
         if self.detach_knowledge:
             kappa = kappa.detach()
         t1 = F.normalize(self.mlp1(kappa), dim=1).view(n, d, r)
         t2 = F.normalize(self.mlp2(kappa), dim=1).view(n, r, d)
-        w1 = torch.softmax(t1 + t1.mean(dim=0, keepdim=True), dim=1)
-        w2 = torch.softmax(t2 + t2.mean(dim=0, keepdim=True), dim=1)
+        return t1, t2
+
+    def template_means(self, knowledge: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""The means :math:`\bar{\mathbf{T}}^{(1)}, \bar{\mathbf{T}}^{(2)}`
+        :obj:`([1, d, r], [1, r, d])` over the nodes of :obj:`knowledge`."""
+        t1, t2 = self.templates(knowledge)
+        return t1.mean(dim=0, keepdim=True), t2.mean(dim=0, keepdim=True)
+
+    def forward(self, knowledge: Tensor, z: Tensor,
+                means: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+        r"""The transformed :obj:`z`; :obj:`means` replaces the means of
+        the call's nodes by given ones (*e.g.* those of every node, for a
+        subset of them: see :meth:`template_means`)."""
+        t1, t2 = self.templates(knowledge)
+        if means is None:
+            means = (t1.mean(dim=0, keepdim=True),
+                     t2.mean(dim=0, keepdim=True))
+        w1 = torch.softmax(t1 + means[0], dim=1)
+        w2 = torch.softmax(t2 + means[1], dim=1)
         low = torch.bmm(z.unsqueeze(1), w1)  # [N, 1, r]
         return torch.bmm(low, w2).squeeze(1)
 

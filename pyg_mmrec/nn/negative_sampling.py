@@ -1,5 +1,5 @@
 r"""Hard negative samplers that any model can use."""
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -57,6 +57,14 @@ class CausalNegativeSampler(torch.nn.Module):
     :math:`U \times I` matrix (the original's costs 3.6 GB on Clothing).
     Validation and test items are not excluded (that would leak them).
     Everything runs without gradient and without a loop over rows.
+
+    On a sampled subgraph (mini-batch training, :meth:`sample_subgraph`)
+    the pool is drawn by the same rule (:meth:`pool_positions`) among the
+    subgraph's items, whose embeddings the batch holds, instead of all
+    items; a subgraph with fewer than :math:`N_c` items is the whole pool,
+    with the same top share (:meth:`pool_top_k`), and a subgraph holding
+    every item, in any local order, draws exactly the full-graph pool. No
+    all-item embedding table is read.
 
     The module has no parameters; its buffers (a copy of the training
     pairs, their item-major order and the frequencies) follow :meth:`to`
@@ -156,11 +164,86 @@ class CausalNegativeSampler(torch.nn.Module):
         z = (freq[items] - freq.mean()) / (std + 1e-8)
         return torch.sigmoid(-self.beta * z)
 
+    def anchor(self, pos_items: Tensor, pos_emb: Tensor,
+               pos_generated: Optional[Tensor] = None) -> Tensor:
+        r"""The debiased anchors :math:`\mathbf{a}_p = m_p
+        \tilde{\mathbf{x}}_p + (1 - m_p) \mathbf{e}_p` :obj:`[B, d]` of
+        the positives :obj:`pos_items` :obj:`[B]` from their embeddings
+        :obj:`pos_emb` and generated embeddings :obj:`pos_generated`
+        (:obj:`[B, d]` each; without generated ones, :math:`\mathbf{e}_p`).
+        """
+        if pos_generated is None:
+            return pos_emb
+        m = self.popularity_mask(pos_items).to(pos_emb.dtype).view(-1, 1)
+        return m * pos_generated + (1 - m) * pos_emb
+
+    def pool_positions(self, num_available: int,
+                       generator: Optional[torch.Generator] = None,
+                       device=None) -> Tensor:
+        r"""The candidate pool of a batch, as positions among the
+        :obj:`num_available` items whose embeddings the batch holds (all
+        items on the full graph, a sampled subgraph's items otherwise):
+        the head of one uniform random permutation, :math:`N_c` positions
+        (all of them, shuffled, when fewer are available). One rule for
+        both, so a subgraph holding every item draws the full-graph pool."""
+        return torch.randperm(num_available, generator=generator,
+                              device=device)[:self.num_candidates]
+
+    def pool_top_k(self, pool_size: int) -> int:
+        r"""The :math:`k` for a pool of :obj:`pool_size` candidates:
+        :obj:`top_k` for a full pool, the same share of a smaller one
+        (at least one)."""
+        if pool_size >= self.num_candidates:
+            return self.top_k
+        return max(1, self.top_k * pool_size // self.num_candidates)
+
+    def rank_pool(self, users: Tensor, anchor: Tensor, pool: Tensor,
+                  pool_items: Tensor, pool_emb: Tensor,
+                  generator: Optional[torch.Generator] = None
+                  ) -> Tuple[Tensor, Tensor]:
+        r"""Scores the pool against the anchors,
+        :math:`S_{pc} = \langle \mathbf{a}_p, \mathbf{e}_c \rangle`, sets
+        the training items of each row's user to :math:`-\infty` and picks
+        one of the row's :meth:`pool_top_k` highest uniformly among its
+        valid entries.
+
+        Args:
+            users (torch.Tensor): User ids :obj:`[B]`.
+            anchor (torch.Tensor): Anchors :obj:`[B, d]` (:meth:`anchor`).
+            pool (torch.Tensor): What to return for each candidate
+                :obj:`[N]` (item ids, or positions in a subgraph).
+            pool_items (torch.Tensor): The candidates' item ids :obj:`[N]`.
+            pool_emb (torch.Tensor): Their embeddings :obj:`[N, d]`.
+            generator (torch.Generator, optional): Random generator.
+                (default: :obj:`None`)
+
+        Returns:
+            (torch.Tensor, torch.Tensor): The chosen entries of :obj:`pool`
+            :obj:`[B]` and the mask :obj:`[B]` of the rows without a valid
+            candidate (their entry is a training item: replace it).
+        """
+        score = anchor @ pool_emb.t()  # [B, N]
+        invalid = self.pool_positives(users, pool_items)
+        score = score.masked_fill(invalid, float('-inf'))
+
+        # sorted=True: the order of an unsorted top-k may vary between runs
+        # with several threads, which would make the pick below irreproducible.
+        idx = score.topk(self.pool_top_k(pool.numel()), dim=1,
+                         sorted=True).indices  # [B, k]
+        valid = ~invalid.gather(1, idx)
+        # Uniform among the valid entries of the row's top-k: the largest of
+        # i.i.d. uniform keys, with invalid entries pushed below all of them.
+        key = torch.rand(idx.shape, generator=generator, device=score.device)
+        key = key.masked_fill(~valid, -1.0)
+        choice = key.argmax(dim=1, keepdim=True)
+        return pool[idx.gather(1, choice).view(-1)], ~valid.any(dim=1)
+
     @torch.no_grad()
     def sample(self, users: Tensor, pos_items: Tensor, item_emb: Tensor,
                generated_emb: Optional[Tensor] = None,
                generator: Optional[torch.Generator] = None) -> Tensor:
-        r"""Draws one causal hard negative per (user, positive) pair.
+        r"""Draws one causal hard negative per (user, positive) pair, from a
+        pool of all items (:meth:`pool_positions`).
 
         Args:
             users (torch.Tensor): User ids :obj:`[B]`.
@@ -183,37 +266,66 @@ class CausalNegativeSampler(torch.nn.Module):
         device = item_emb.device
         users = users.long().to(device)
         pos_items = pos_items.long().to(device)
-
-        anchor = item_emb[pos_items]
         if generated_emb is not None:
             if generated_emb.shape != item_emb.shape:
                 raise ValueError(f"'generated_emb' must have the shape of "
                                  f"'item_emb' {tuple(item_emb.shape)} (got "
                                  f"{tuple(generated_emb.shape)})")
-            m = self.popularity_mask(pos_items).to(anchor.dtype).view(-1, 1)
-            anchor = m * generated_emb[pos_items] + (1 - m) * anchor
+            generated_emb = generated_emb[pos_items]
+        anchor = self.anchor(pos_items, item_emb[pos_items], generated_emb)
 
-        cand = torch.randperm(self.num_items, generator=generator,
-                              device=device)[:self.num_candidates]
-        score = anchor @ item_emb[cand].t()  # [B, N_c]
-        invalid = self.pool_positives(users, cand)
-        score = score.masked_fill(invalid, float('-inf'))
-
-        # sorted=True: the order of an unsorted top-k may vary between runs
-        # with several threads, which would make the pick below irreproducible.
-        idx = score.topk(self.top_k, dim=1, sorted=True).indices  # [B, k]
-        valid = ~invalid.gather(1, idx)
-        # Uniform among the valid entries of the row's top-k: the largest of
-        # i.i.d. uniform keys, with invalid entries pushed below all of them.
-        key = torch.rand(idx.shape, generator=generator, device=device)
-        key = key.masked_fill(~valid, -1.0)
-        choice = key.argmax(dim=1, keepdim=True)
-        neg = cand[idx.gather(1, choice).view(-1)]
-
-        empty = ~valid.any(dim=1)
+        cand = self.pool_positions(self.num_items, generator, device)
+        neg, empty = self.rank_pool(users, anchor, cand, cand,
+                                    item_emb[cand], generator)
         if bool(empty.any()):
             neg[empty] = self.pairs.uniform_negatives(users[empty],
                                                       generator)
+        return neg
+
+    @torch.no_grad()
+    def sample_subgraph(self, users: Tensor, pos_items: Tensor,
+                        pos_local: Tensor, item_id: Tensor, item_emb: Tensor,
+                        pos_generated: Optional[Tensor] = None, *,
+                        fallback: Tensor,
+                        generator: Optional[torch.Generator] = None
+                        ) -> Tensor:
+        r"""Draws one causal hard negative per (user, positive) pair among
+        the items of a sampled subgraph, which hold the batch's embeddings:
+        the pool is :meth:`pool_positions` of them, taken in id order
+        (:math:`N_c` drawn uniformly, or all), ranked as by :meth:`sample`.
+        On a subgraph holding every item (in any local order) it draws what
+        :meth:`sample` draws.
+
+        Args:
+            users (torch.Tensor): User ids :obj:`[B]`.
+            pos_items (torch.Tensor): Their positive items :obj:`[B]`.
+            pos_local (torch.Tensor): The positives' positions in
+                :obj:`item_id` :obj:`[B]`.
+            item_id (torch.Tensor): The subgraph's item ids :obj:`[S]`.
+            item_emb (torch.Tensor): Their embeddings :obj:`[S, d]`.
+            pos_generated (torch.Tensor, optional): The positives' generated
+                embeddings :obj:`[B, d]`. (default: :obj:`None`)
+            fallback (torch.Tensor): A position per row :obj:`[B]` for the
+                rows whose pool holds only training items of their user
+                (FMCNS: the batch's own true negative).
+            generator (torch.Generator, optional): Random generator.
+                (default: :obj:`None`)
+
+        Returns:
+            torch.Tensor: Positions in :obj:`item_id` :obj:`[B]`.
+        """
+        device = item_emb.device
+        users = users.long().to(device)
+        anchor = self.anchor(pos_items.long().to(device),
+                             item_emb[pos_local], pos_generated)
+        # Positions in id order: the pool does not depend on the subgraph's
+        # local order.
+        by_id = torch.argsort(item_id)
+        pool = by_id[self.pool_positions(item_id.numel(), generator, device)]
+        neg, empty = self.rank_pool(users, anchor, pool, item_id[pool],
+                                    item_emb[pool], generator)
+        if bool(empty.any()):
+            neg[empty] = fallback[empty]
         return neg
 
     def forward(self, users: Tensor, pos_items: Tensor, item_emb: Tensor,

@@ -1,12 +1,10 @@
 import pytest
 import torch
-from sampling_helpers import top_k_sets
 from torch_geometric.loader import LinkNeighborLoader
 
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.graphs import PairIndex, train_graph
 from pyg_mmrec.loader import (
-    CausalNegatives,
     NeighborSource,
     ReplaceNegatives,
     to_bpr_batch,
@@ -17,7 +15,6 @@ from pyg_mmrec.loader.neighbor import (
     parse_num_neighbors,
 )
 from pyg_mmrec.models import LightGCN
-from pyg_mmrec.nn import CausalNegativeSampler
 
 
 def power_law_graph(num_users=120, num_items=60, num_edges=900, seed=0):
@@ -86,24 +83,6 @@ def test_popularity_negatives_follow_degrees():
     head = degree >= degree.median()
     share = {k: head[v].float().mean().item() for k, v in neg.items()}
     assert share['popularity'] > share['uniform'] + 0.1
-
-
-@pytest.mark.parametrize('with_generated', [True, False])
-def test_causal_negatives_obey_the_pool_rule_in_loader_batches(
-        with_generated):
-    graph = power_law_graph(num_users=40, num_items=30, num_edges=300)
-    k = 4
-    sampler = CausalNegativeSampler(graph, num_candidates=30, top_k=k)
-    gen = torch.Generator().manual_seed(1)
-    item_emb = torch.randn(30, 8, generator=gen)
-    generated = torch.randn(30, 8, generator=gen) if with_generated else None
-    source = NeighborSource(graph, 50, [3, 3], negatives=CausalNegatives(
-        sampler, lambda: item_emb, generated))
-    for batch in epoch(source):
-        check_batch(graph, batch)
-        allowed = top_k_sets(sampler, batch.user, batch.pos, item_emb,
-                             generated, k)
-        assert all(n in a for n, a in zip(batch.neg.tolist(), allowed))
 
 
 def test_replaced_negatives_join_the_subgraph_with_their_edges():
@@ -322,3 +301,55 @@ def test_a_subgraph_holding_the_whole_graph_propagates_as_the_full_graph():
         user, item = model.encode(sub)
     torch.testing.assert_close(user, full_user[sub.user_id])
     torch.testing.assert_close(item, full_item[sub.item_id])
+
+
+def test_epoch_edges_are_the_only_sampled_neighbourhoods():
+    # FREEDOM's rule: each epoch samples from the edges its pruning kept;
+    # the positives stay every training pair. With the loader's own
+    # negatives no edge is added after sampling, so every subgraph edge is
+    # a kept edge, and each epoch reads its own set.
+    graph = power_law_graph()
+    calls = []
+
+    def kept():
+        gen = torch.Generator().manual_seed(len(calls))
+        keep = torch.rand(graph.num_pairs, generator=gen) < 0.3
+        calls.append(PairIndex(graph.edge_index[:, keep], graph.num_users,
+                               graph.num_items))
+        return graph.edge_index[:, keep]
+
+    source = NeighborSource(graph, 64, '-1,-1', negatives='loader',
+                            epoch_edges=kept)
+    for e in (1, 2):
+        batches = epoch(source, seed=e, epoch_=e)
+        assert len(calls) == e
+        sampled = torch.cat([torch.stack([b.subgraph.user_id[
+            b.subgraph.edge_index[0]], b.subgraph.item_id[
+            b.subgraph.edge_index[1]]]) for b in batches], 1)
+        assert calls[-1].contains(sampled[0], sampled[1]).all()
+        # all neighbours (-1): the kept edges of the seeds are there
+        users = torch.cat([b.user for b in batches]).unique()
+        seed_edges = calls[-1].edge_index[:, torch.isin(
+            calls[-1].edge_index[0], users)]
+        assert PairIndex(sampled, graph.num_users, graph.num_items).contains(
+            seed_edges[0], seed_edges[1]).all()
+        pos = torch.cat([b.pos for b in batches])
+        assert pos.numel() == graph.num_pairs  # every pair a positive
+
+
+def test_freedom_samples_the_pruned_graph():
+    from pyg_mmrec.models import FREEDOM
+    from pyg_mmrec.train import build_source
+    data = make_synthetic(num_users=60, num_items=40, seed=1)
+    model = FREEDOM(data, embedding_dim=8, dropout=0.5)
+    source = build_source(model, data, sampler='neighbor', batch_size=64,
+                          num_neighbors='-1', negatives='loader')
+    model.train()
+    model.on_epoch_start(1)
+    kept = PairIndex(model.kept_edge_index, model.num_users,
+                     model.num_items)
+    assert kept.num_pairs < train_graph(data).num_pairs
+    for batch in epoch(source):
+        sub = batch.subgraph
+        assert kept.contains(sub.user_id[sub.edge_index[0]],
+                             sub.item_id[sub.edge_index[1]]).all()

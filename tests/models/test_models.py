@@ -8,7 +8,7 @@ from pyg_mmrec.graphs import (
     csr_to_edge_index,
     train_graph,
 )
-from pyg_mmrec.loader import Subgraph, TripletSource
+from pyg_mmrec.loader import Subgraph
 from pyg_mmrec.models import MODELS, get_model
 from pyg_mmrec.models.freedom import default_modality_weights
 from pyg_mmrec.train import Trainer, build_source
@@ -88,10 +88,11 @@ def test_candidate_scores_are_the_full_scores_of_the_candidates(small, name):
 
 
 class WholeGraphSubgraphs:
-    r"""A batch source giving the default source's triples on a subgraph
-    that holds every node, in a shuffled local order."""
-    def __init__(self, graph, batch_size):
-        self.triplets = TripletSource(graph, batch_size)
+    r"""A batch source giving the batches of :obj:`source` (the model's
+    default: triples, or MCLN's distinct-user rows) on a subgraph that
+    holds every node, in a shuffled local order."""
+    def __init__(self, graph, source):
+        self.triplets = source
         self.graph = graph
 
     def __len__(self):
@@ -116,12 +117,14 @@ def test_subgraph_batches_give_the_full_graph_losses(small, name):
     kwargs = ({'denoiser_hidden': 16} if name in ('mdmns', 'genrec')
               else {})
     losses = []
-    for source in (None, WholeGraphSubgraphs(train_graph(small), 256)):
+    for whole in (False, True):
         seed_everything(0)
         model = cls(small, **kwargs)
-        trainer = Trainer(model, small, progress=False, source=source or
-                          build_source(model, small, batch_size=256))
-        if source is not None and not cls.supports_subgraph:
+        source = build_source(model, small, batch_size=256)
+        if whole:
+            source = WholeGraphSubgraphs(train_graph(small), source)
+        trainer = Trainer(model, small, progress=False, source=source)
+        if whole and not cls.supports_subgraph:
             with pytest.raises(ValueError, match='sampled subgraphs'):
                 trainer.train_epoch(1)
             return
@@ -227,7 +230,8 @@ def pop_recall(medium):
 
 
 #: Learning tests that take over ~20 s on a 2-core CPU (measured with
-#: ``--durations``: mcln 108 s, rearm 31 s; the others under 15 s): slow.
+#: ``--durations``: mcln 108 s, rearm 31 s; the others under 15 s; mcln
+#: with ``sampler='neighbor'`` 108 s): slow.
 SLOW_LEARNERS = {'mcln', 'rearm'}
 
 
@@ -245,8 +249,9 @@ def test_models_learn_beyond_popularity(medium, pop_recall, name):
         res['test'], pop_recall)
 
 
-@pytest.mark.parametrize('name', [n for n in TRAINABLE
-                                  if get_model(n).supports_subgraph])
+@pytest.mark.parametrize('name', [
+    pytest.param(n, marks=pytest.mark.slow) if n in SLOW_LEARNERS else n
+    for n in TRAINABLE if get_model(n).supports_subgraph])
 def test_mini_batch_models_learn_beyond_popularity(medium, pop_recall, name):
     res = fit(medium, name, epochs=15, trainer_kwargs=dict(
         sampler='neighbor', num_neighbors='10,10'))
