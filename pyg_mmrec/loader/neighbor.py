@@ -63,12 +63,26 @@ NEGATIVES = {'uniform': UniformNegatives, 'popularity': PopularityNegatives,
              'loader': None}
 
 
+def positive_index(batch: HeteroData, edge_types=(EDGE_TYPE, REV_EDGE_TYPE)
+                   ) -> Tuple[Tensor, Tensor]:
+    r"""The local (user, positive item) rows of a
+    :class:`~torch_geometric.loader.LinkNeighborLoader` batch: its
+    :obj:`src_index` and :obj:`dst_pos_index` in triplet mode, its
+    :obj:`edge_label_index` without negative sampling."""
+    src, dst = edge_types[0][0], edge_types[0][-1]
+    if 'src_index' in batch[src]:
+        return batch[src].src_index, batch[dst].dst_pos_index
+    return tuple(batch[edge_types[0]].edge_label_index)
+
+
 class ReplaceNegatives:
     r"""A :class:`~torch_geometric.loader.LinkNeighborLoader` transform for
-    triplet batches (:obj:`neg_sampling="triplet"`) over a user-item graph:
-    replaces the loader's negatives :obj:`dst_neg_index` (uniform over all
-    items, never checked against existing edges) with those of
-    :obj:`negatives`, and adds the items that are not yet in the subgraph
+    batches of positives over a user-item graph: sets the negatives
+    :obj:`dst_neg_index` to those of :obj:`negatives` (in triplet mode,
+    instead of the loader's, uniform over all items and never checked
+    against existing edges; without negative sampling, where the loader
+    samples no neighbourhood for negatives it would discard), and adds the
+    items that are not yet in the subgraph
     to :obj:`n_id`, with their edges of :obj:`graph` to the subgraph's users
     (both edge types, with their :obj:`e_id`). The added items have no
     sampled neighbourhood of their own: they see the sampled users only.
@@ -92,8 +106,8 @@ class ReplaceNegatives:
         fwd, rev = self.edge_types
         src, dst = fwd[0], fwd[-1]
         user_id, item_id = batch[src].n_id, batch[dst].n_id
-        user = user_id[batch[src].src_index]
-        pos = item_id[batch[dst].dst_pos_index]
+        src_index, pos_index = positive_index(batch, self.edge_types)
+        user, pos = user_id[src_index], item_id[pos_index]
         neg = self.negatives(user, pos)
         if neg.shape != user.shape:
             raise ValueError(f"negatives must return one item per row "
@@ -157,8 +171,8 @@ def to_bpr_batch(batch: HeteroData,
     keys = torch.unique(pairs[0] * item_id.numel() + pairs[1])
     edge_index = torch.stack([keys // item_id.numel(),
                               keys % item_id.numel()])
-    return BPRBatch(user_id[batch[src].src_index],
-                    item_id[batch[dst].dst_pos_index],
+    src_index, pos_index = positive_index(batch, edge_types)
+    return BPRBatch(user_id[src_index], item_id[pos_index],
                     item_id[batch[dst].dst_neg_index],
                     Subgraph(user_id, item_id, edge_index))
 
@@ -298,7 +312,10 @@ class NeighborSource:
             return LinkNeighborLoader(
                 data, self.num_neighbors,
                 edge_label_index=(EDGE_TYPE, edge_label_index),
-                neg_sampling='triplet', batch_size=self.batch_size,
+                # The loader's own triplet negatives only when they are
+                # kept: it samples a neighbourhood around each of them.
+                neg_sampling=('triplet' if self.negatives_name == 'loader'
+                              else None), batch_size=self.batch_size,
                 shuffle=False, neighbor_sampler=sampler,
                 transform=transform or self.transform,
                 num_workers=self.num_workers,

@@ -353,3 +353,19 @@ def test_freedom_samples_the_pruned_graph():
         sub = batch.subgraph
         assert kept.contains(sub.user_id[sub.edge_index[0]],
                              sub.item_id[sub.edge_index[1]]).all()
+
+
+def test_replaced_negatives_bring_no_sampled_neighbourhood():
+    # The loader samples around the batch's users and positives only: a
+    # negative it would discard (triplet mode) must not leave its sampled
+    # users in the subgraph. All neighbours, one hop, a sparse graph: the
+    # users are the seeds and the positives' users, exactly.
+    graph = power_law_graph(num_users=2000, num_items=3000, num_edges=2500)
+    source = NeighborSource(graph, 16, '-1', negatives='uniform')
+    users_of = {i: set() for i in range(graph.num_items)}
+    for u, i in graph.edge_index.t().tolist():
+        users_of[i].add(u)
+    for batch in epoch(source)[:4]:
+        expected = set(batch.user.tolist()).union(
+            *(users_of[i] for i in batch.pos.tolist()))
+        assert set(batch.subgraph.user_id.tolist()) == expected
