@@ -123,6 +123,28 @@ class TripletSource:
                 f'batch_size={self.batch_size})')
 
 
+def distinct_draw(n: int, k: int,
+                  generator: Optional[torch.Generator] = None) -> Tensor:
+    r""":obj:`k` distinct values of :obj:`range(n)`, uniformly, in a uniformly
+    random order: the first :obj:`k` of a random permutation when
+    :math:`16k > n`, else in :math:`O(k)` by drawing with replacement and
+    keeping first occurrences (the same distribution: the distinct values
+    of independent uniform draws, in order of first appearance, are a
+    uniform ordered sample without replacement), so that a batch of a
+    million-row table does not cost a permutation of it."""
+    if 16 * k > n:
+        return torch.randperm(n, generator=generator)[:k]
+    out = torch.empty(0, dtype=torch.long)
+    while out.numel() < k:
+        cand = torch.cat([out, torch.randint(n, (2 * (k - out.numel()), ),
+                                             generator=generator)])
+        uniq, inverse = torch.unique(cand, return_inverse=True)
+        first = torch.full((uniq.numel(), ), cand.numel()).scatter_reduce_(
+            0, inverse, torch.arange(cand.numel()), 'amin')
+        out = cand[first.sort().values][:k]
+    return out
+
+
 class DistinctUserSource:
     r"""MCLN's batches (``models.md`` 6.2): each step draws
     :obj:`batch_size` **distinct** users among those with training items,
@@ -163,8 +185,8 @@ class DistinctUserSource:
         graph, size = self.graph, min(self.batch_size, self.users.numel())
         degree = graph.user_degree()
         for step in range(len(self) * self.world_size):
-            pick = torch.randperm(self.users.numel(), generator=generator)
-            user = self.users[pick[:size]]
+            pick = distinct_draw(self.users.numel(), size, generator)
+            user = self.users[pick]
             offset = (torch.rand(size, generator=generator) *
                       degree[user]).long().clamp_(max=degree[user] - 1)
             pos = graph.edge_index[1, graph.ptr[user] + offset]

@@ -155,3 +155,26 @@ def test_distinct_user_batches_follow_mcln_sampling_rules():
     small = DistinctUserSource(graph, batch_size=1000)
     b = next(iter(small.batches(1, torch.Generator().manual_seed(0))))
     assert len(b) == 39 and b.to('cpu').intervention is not None
+
+
+def test_distinct_draw_is_a_uniform_sample_without_replacement():
+    from pyg_mmrec.loader.sources import distinct_draw
+    gen = torch.Generator().manual_seed(0)
+    # dense case: the permutation's prefix, as before
+    state = gen.get_state()
+    dense = distinct_draw(40, 10, gen)
+    gen.set_state(state)
+    assert torch.equal(dense, torch.randperm(40, generator=gen)[:10])
+    # sparse case: distinct, every value and every first position equally
+    # likely (4,000 draws of 5 of 100: 200 expected hits per value, 40 per
+    # value at position 0)
+    n, k, trials = 100, 5, 4000
+    draws = torch.stack([distinct_draw(n, k, gen) for _ in range(trials)])
+    assert all(row.unique().numel() == k for row in draws)
+    assert int(draws.min()) >= 0 and int(draws.max()) < n
+    hits = torch.bincount(draws.view(-1), minlength=n).double()
+    chi2 = ((hits - trials * k / n) ** 2 / (trials * k / n)).sum()
+    assert chi2 < 160  # 99 degrees of freedom: p < 1e-5 beyond
+    first = torch.bincount(draws[:, 0], minlength=n).double()
+    chi2 = ((first - trials / n) ** 2 / (trials / n)).sum()
+    assert chi2 < 160
