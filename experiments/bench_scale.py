@@ -17,6 +17,10 @@ Usage::
 and learning rate included); ``--set key=value`` overrides single settings;
 ``--max-batches`` limits the recommender's training batches of every epoch
 (the model's stages, e.g. MDMNS's denoisers, always run in full).
+``--powerlaw 2e7`` takes ``scale.py``'s power-law graph (1M users, 500k items,
+20M interactions; ``scale.py --prepare --interactions 2e7`` first) with random
+features of ``--features``, e.g. ``image=128 text=128`` and ``--set
+sampler=neighbor --max-batches 5`` for a mini-batch model at that size.
 Appends a row to ``experiments/results/scale.json`` and ``scale.md``.
 """
 import argparse
@@ -61,18 +65,27 @@ def run(args):
     config.update(overrides)
 
     t0 = time.perf_counter()
-    data = make_synthetic(num_users=args.users, num_items=args.items,
-                          mean_interactions=args.interactions / args.users,
-                          modalities=features, seed=0)
+    if args.powerlaw:
+        data = powerlaw_data(args.powerlaw, features)
+        args.users = data['user'].num_nodes
+        args.items = data['item'].num_nodes
+    else:
+        data = make_synthetic(num_users=args.users, num_items=args.items,
+                              mean_interactions=args.interactions / args.users,
+                              modalities=features, seed=0)
     data_time = time.perf_counter() - t0
     trainer, record, build, epochs_run = build_and_train(
         args.model, data, config, args.epochs, args.max_batches)
     build_time = build.wall
     epoch_times = [clock.wall for clock in epochs_run]
+    batches = len(trainer.source) if args.max_batches is None else min(
+        len(trainer.source), args.max_batches)
     held = held_memory_mb(trainer)
-    t0 = time.perf_counter()
-    trainer.evaluate('test')
-    eval_time = time.perf_counter() - t0
+    eval_time = None
+    if not args.no_eval:
+        t0 = time.perf_counter()
+        trainer.evaluate('test')
+        eval_time = time.perf_counter() - t0
     store = data['user', 'interacts', 'item']
     return {
         'label': args.label, 'model': args.model,
@@ -83,11 +96,35 @@ def run(args):
         'max_batches': args.max_batches,
         'threads': torch.get_num_threads(),
         'data_time': data_time, 'build_time': build_time,
+        'build_cpu': build.cpu,
         'epoch_times': epoch_times, 'eval_time': eval_time,
+        # per recommender batch (the epoch's stages included), in CPU
+        # seconds too: comparable on a machine shared with other jobs
+        'batches_per_epoch': len(trainer.source), 'batches_timed': batches,
+        'time_per_batch': epoch_times[-1] / batches,
+        'cpu_per_batch': epochs_run[-1].cpu / batches,
         'peak_memory_mb': peak_memory_mb(),
         'held_after_training_mb': held,
         'allocator': memory_allocator(),
     }
+
+
+def powerlaw_data(interactions, features):
+    r"""The power-law graph of ``experiments/scale.py`` with
+    :obj:`interactions` (``scale.py --prepare`` first), with random item
+    features of the given modalities and sizes (seeded; the costs of the
+    kNN graphs and projections do not depend on the values)."""
+    import torch
+    from scale import data_path
+    from torch_geometric.data import HeteroData
+
+    data = HeteroData.from_dict(torch.load(data_path(interactions),
+                                           weights_only=True))
+    gen = torch.Generator().manual_seed(0)
+    for modality, dim in features.items():
+        data['item'][f'x_{modality}'] = torch.randn(
+            data['item'].num_nodes, int(dim), generator=gen)
+    return data
 
 
 def variant(row):
@@ -98,19 +135,25 @@ def variant(row):
 
 def to_markdown(rows):
     lines = ['| graph | model | users | items | interactions | features | '
-             'batches / epoch | s / epoch | eval s | build s | peak MiB | '
-             'held after training MiB |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|']
+             'batches timed / epoch | s / epoch | s / batch (CPU s) | '
+             'eval s | build s | peak MiB | held after training MiB |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         feats = ', '.join(f'{k} {v}' for k, v in r['features'].items())
         batches = 'all' if r['max_batches'] is None else r['max_batches']
+        if 'batches_per_epoch' in r:
+            batches = f"{r['batches_timed']} / {r['batches_per_epoch']}"
         epoch = ', '.join(f'{t:.0f}' for t in r['epoch_times'])
+        per_batch = ('-' if 'time_per_batch' not in r else
+                     f"{r['time_per_batch']:.2f} ({r['cpu_per_batch']:.2f})")
         held = r.get('held_after_training_mb')
         held = '-' if held is None else f'{held:.0f}'
+        eval_s = ('-' if r.get('eval_time') is None else
+                  f"{r['eval_time']:.1f}")
         lines.append(
             f"| {r['label']} | {model_label(r)} | {r['users']} | "
             f"{r['items']} | {r['interactions']} | {feats} | {batches} | "
-            f"{epoch} | {r['eval_time']:.1f} | {r['build_time']:.0f} | "
+            f"{epoch} | {per_batch} | {eval_s} | {r['build_time']:.0f} | "
             f"{r['peak_memory_mb']:.0f} | {held} |")
     return '\n'.join(lines) + '\n'
 
@@ -119,18 +162,28 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', required=True)
     parser.add_argument('--label', required=True)
-    parser.add_argument('--users', type=int, required=True)
-    parser.add_argument('--items', type=int, required=True)
-    parser.add_argument('--interactions', type=int, required=True)
+    parser.add_argument('--users', type=int)
+    parser.add_argument('--items', type=int)
+    parser.add_argument('--interactions', type=int)
+    parser.add_argument('--powerlaw', type=float,
+                        help="the power-law graph of scale.py with this "
+                             "many interactions instead of make_synthetic's")
     parser.add_argument('--features', nargs='+', default=['image=4096',
                                                           'text=384'])
     parser.add_argument('--config')
     parser.add_argument('--set', nargs='*', default=[])
     parser.add_argument('--epochs', type=int, default=1)
     parser.add_argument('--max-batches', type=int)
+    parser.add_argument('--no-eval', action='store_true',
+                        help='skip the full-ranking evaluation (at 1M '
+                             'users: 5e11 scores; bench_million.py measures '
+                             'it)')
     parser.add_argument('--out', default=results_path('scale'),
                         help='append to <out>.json and <out>.md')
     args = parser.parse_args()
+    if not args.powerlaw and None in (args.users, args.items,
+                                      args.interactions):
+        parser.error('--users, --items and --interactions, or --powerlaw')
     row = run(args)
     # a new measurement replaces the one of the same variant
     rows = [r for r in read_rows(args.out) if variant(r) != variant(row)]
