@@ -1,6 +1,27 @@
-"""Invariants of the negative samplers, shared by the full-graph and the
-mini-batch (LinkNeighborLoader) tests."""
+"""Invariants of the negative samplers and the graphs and epochs of the
+batch-source tests, shared by the full-graph and the mini-batch
+(LinkNeighborLoader) tests."""
 import torch
+
+from pyg_mmrec.graphs import PairIndex
+
+
+def power_law_graph(num_users=120, num_items=60, num_edges=900, seed=0):
+    r"""Training pairs with skewed item degrees (Zipf weights), so that
+    popularity negatives differ from uniform ones and pools fill with
+    positives."""
+    gen = torch.Generator().manual_seed(seed)
+    weight = 1.0 / torch.arange(1, num_items + 1).float()
+    item = torch.multinomial(weight, num_edges, replacement=True,
+                             generator=gen)
+    user = torch.randint(num_users, (num_edges, ), generator=gen)
+    return PairIndex(torch.stack([user, item]), num_users, num_items)
+
+
+def epoch(source, seed=0, epoch_=1):
+    r"""The batches of one epoch of :obj:`source` under a seeded
+    generator."""
+    return list(source.batches(epoch_, torch.Generator().manual_seed(seed)))
 
 
 def top_k_sets(sampler, users, pos, item_emb, generated, k):

@@ -114,8 +114,9 @@ class MMRecDataset(InMemoryDataset):
 
     The cache is never unpickled with arbitrary globals: it is read with
     :obj:`torch.load(weights_only=True)`, allowing only the PyG classes it
-    holds (PyG's own :meth:`load` may retry with :obj:`weights_only=False`,
-    and its :obj:`pre_transform.pt` check always does, so neither is used). A
+    holds (PyG's own :meth:`load` may retry without the weights-only
+    restriction, and its :obj:`pre_transform.pt` check always unpickles in
+    full, so neither is used). A
     cache file that is refused or corrupt is treated as stale: a warning is
     logged and the raw files are processed again.
 
@@ -164,9 +165,10 @@ class MMRecDataset(InMemoryDataset):
             self.load(self.processed_paths[0], data_cls=HeteroData)
 
     def _process(self) -> None:
-        # PyG's version unpickles `pre_transform.pt` with weights_only=False
-        # (code execution from a crafted cache); the cache key covers the
-        # pre_transform, so that check is not needed.
+        # PyG's version unpickles `pre_transform.pt` without the
+        # weights-only restriction (code execution from a crafted cache);
+        # the cache key covers the pre_transform, so that check is not
+        # needed.
         if self.force_reload or not osp.isfile(self.processed_paths[0]):
             os.makedirs(self.processed_dir, exist_ok=True)
             self.process()

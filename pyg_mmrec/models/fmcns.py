@@ -1,5 +1,5 @@
 """FMCNS."""
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -285,20 +285,18 @@ class FMCNS(FREEDOM):
             user, item = self.propagate_subgraph(item_input, subgraph)
         return user, item + h
 
-    def neighbor_source(self, graph: PairIndex, batch_size: int, *,
-                        num_neighbors: Union[str, Sequence[int]] = '10,10',
-                        negatives: str = 'uniform',
-                        shard: Tuple[int, int] = (0, 1),
-                        exclude: Optional[PairIndex] = None,
-                        num_workers: int = 0) -> NeighborSource:
-        r"""Sampled subgraphs that also hold :obj:`pool_extra` items per
-        batch (:class:`~pyg_mmrec.loader.candidate_pool.PoolNeighborSource`,
+    def neighbor_source(self, graph: PairIndex, batch_size: int,
+                        **kwargs) -> NeighborSource:
+        r"""Sampled subgraphs of the edges the epoch's pruning kept
+        (:meth:`~pyg_mmrec.models.FREEDOM.neighbor_source`) that also hold
+        :obj:`pool_extra` items per batch
+        (:class:`~pyg_mmrec.loader.candidate_pool.PoolNeighborSource`,
         drawn with :obj:`pool_exponent`), candidates of the causal pool; a
         plain :class:`~pyg_mmrec.loader.NeighborSource` when
-        :obj:`pool_extra` is 0 or the causal negatives are off."""
-        kwargs = dict(num_neighbors=num_neighbors, negatives=negatives,
-                      shard=shard, exclude=exclude, num_workers=num_workers,
-                      epoch_edges=self.sampling_edges)
+        :obj:`pool_extra` is 0 or the causal negatives are off. Keyword
+        arguments are those of
+        :meth:`~pyg_mmrec.models.Recommender.neighbor_source`."""
+        kwargs['epoch_edges'] = self.sampling_edges
         if self.pool_extra == 0 or self.causal_weight == 0:
             return NeighborSource(graph, batch_size, **kwargs)
         return PoolNeighborSource(graph, batch_size, self.pool_extra,

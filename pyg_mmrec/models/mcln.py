@@ -1,5 +1,5 @@
 """MCLN."""
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -202,15 +202,13 @@ class MCLN(Recommender):
                      exclude: Optional[PairIndex] = None) -> BatchSource:
         return DistinctUserSource(graph, batch_size, shard, exclude)
 
-    def neighbor_source(self, graph: PairIndex, batch_size: int, *,
-                        num_neighbors: Union[str, Sequence[int]] = '10,10',
-                        negatives: str = 'uniform',
-                        shard: Tuple[int, int] = (0, 1),
-                        exclude: Optional[PairIndex] = None,
-                        num_workers: int = 0) -> BatchSource:
-        return DistinctUserNeighborSource(
-            graph, batch_size, num_neighbors, negatives, shard, exclude,
-            num_workers)
+    def neighbor_source(self, graph: PairIndex, batch_size: int,
+                        **kwargs) -> BatchSource:
+        r"""MCLN's distinct-user rows on sampled neighbourhoods
+        (:class:`~pyg_mmrec.loader.DistinctUserNeighborSource`; keyword
+        arguments those of
+        :meth:`~pyg_mmrec.models.Recommender.neighbor_source`)."""
+        return DistinctUserNeighborSource(graph, batch_size, **kwargs)
 
     def _features(self, items: Optional[Tensor] = None) -> List[Tensor]:
         return list(self.features(items).values())

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from sampling_helpers import epoch, power_law_graph
 from torch_geometric.loader import LinkNeighborLoader
 
 from pyg_mmrec.data import make_synthetic
@@ -15,20 +16,6 @@ from pyg_mmrec.loader.neighbor import (
     parse_num_neighbors,
 )
 from pyg_mmrec.models import LightGCN
-
-
-def power_law_graph(num_users=120, num_items=60, num_edges=900, seed=0):
-    # Skewed item degrees, so that popularity negatives differ from uniform.
-    gen = torch.Generator().manual_seed(seed)
-    weight = 1.0 / torch.arange(1, num_items + 1).float()
-    item = torch.multinomial(weight, num_edges, replacement=True,
-                             generator=gen)
-    user = torch.randint(num_users, (num_edges, ), generator=gen)
-    return PairIndex(torch.stack([user, item]), num_users, num_items)
-
-
-def epoch(source, seed=0, epoch_=1):
-    return list(source.batches(epoch_, torch.Generator().manual_seed(seed)))
 
 
 def check_batch(graph, batch):

@@ -8,27 +8,20 @@ from dataclasses import replace
 
 import pytest
 import torch
+from sampling_helpers import power_law_graph
 
 from pyg_mmrec.data import make_synthetic
-from pyg_mmrec.graphs import PairIndex, train_graph
+from pyg_mmrec.graphs import train_graph
 from pyg_mmrec.loader import NeighborSource, PoolNeighborSource, Subgraph
 from pyg_mmrec.models import FMCNS
 from pyg_mmrec.nn import CausalNegativeSampler
 
-
-def power_law_graph(num_users=60, num_items=40, num_edges=700, seed=0):
-    # Skewed item degrees and users with many items: pools full of
-    # positives, so that the training-item mask matters.
-    gen = torch.Generator().manual_seed(seed)
-    weight = 1.0 / torch.arange(1, num_items + 1).float()
-    item = torch.multinomial(weight, num_edges, replacement=True,
-                             generator=gen)
-    user = torch.randint(num_users, (num_edges, ), generator=gen)
-    return PairIndex(torch.stack([user, item]), num_users, num_items)
+#: Skewed training pairs: users with many items, pools full of positives.
+SMALL = dict(num_users=60, num_items=40, num_edges=700)
 
 
 def subgraph_case(num_candidates, top_k, num_sub_items=25, seed=0):
-    graph = power_law_graph()
+    graph = power_law_graph(**SMALL)
     gen = torch.Generator().manual_seed(seed)
     items = torch.randperm(40, generator=gen)[:num_sub_items]
     sub = Subgraph.induced(graph, torch.arange(60), items)
@@ -202,7 +195,7 @@ def test_generation_in_item_blocks_equals_one_block():
 def test_a_subgraph_of_every_item_draws_the_full_graph_negatives():
     """One pool rule: the subgraph's pool of all items (in any local order)
     is the full-graph pool, so both draw the same negatives."""
-    graph = power_law_graph()
+    graph = power_law_graph(**SMALL)
     sampler = CausalNegativeSampler(graph, num_candidates=10, top_k=3)
     gen = torch.Generator().manual_seed(5)
     users = torch.randint(60, (64, ), generator=gen)

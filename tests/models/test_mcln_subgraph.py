@@ -7,11 +7,11 @@ subgraph with the full graph's degrees. The registry tests
 the full-graph equivalence and the leakage rule."""
 import pytest
 import torch
+from sampling_helpers import epoch, power_law_graph
 from torch_geometric.loader import LinkNeighborLoader
 
 from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.graphs import (
-    PairIndex,
     bipartite_adjacency,
     bipartite_degrees,
     subgraph_adjacency,
@@ -26,18 +26,8 @@ from pyg_mmrec.loader.distinct import JoinDistinctUserItems
 from pyg_mmrec.loader.neighbor import EDGE_TYPE, REV_EDGE_TYPE
 from pyg_mmrec.models import MCLN
 
-
-def skewed_graph(num_users=60, num_items=40, num_edges=500, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    weight = 1.0 / torch.arange(1, num_items + 1).float()
-    item = torch.multinomial(weight, num_edges, replacement=True,
-                             generator=gen)
-    user = torch.randint(num_users, (num_edges, ), generator=gen)
-    return PairIndex(torch.stack([user, item]), num_users, num_items)
-
-
-def epoch(source, seed=0, epoch_=1):
-    return list(source.batches(epoch_, torch.Generator().manual_seed(seed)))
+#: The graph of most tests.
+SMALL = dict(num_users=60, num_items=40, num_edges=500)
 
 
 def pairs(index, user_id, item_id):
@@ -46,7 +36,7 @@ def pairs(index, user_id, item_id):
 
 @pytest.mark.parametrize('negatives', ['uniform', 'popularity', 'loader'])
 def test_batches_are_distinct_user_rows_on_training_subgraphs(negatives):
-    graph = skewed_graph()
+    graph = power_law_graph(**SMALL)
     eligible = int((graph.user_degree() > 0).sum())
     source = DistinctUserNeighborSource(graph, 16, [2, 2],
                                         negatives=negatives)
@@ -81,7 +71,7 @@ def test_uniform_rows_are_those_of_the_full_graph_source():
     """Same generator: the same (user, positive, negative, intervention)
     rows as :class:`DistinctUserSource`, step by step, and every epoch of
     the neighbour source is a function of its generator alone."""
-    graph = skewed_graph()
+    graph = power_law_graph(**SMALL)
     source = DistinctUserNeighborSource(graph, 16, [2, 2])
     full = epoch(DistinctUserSource(graph, 16), seed=3)
     torch.manual_seed(0)
@@ -103,7 +93,7 @@ def test_uniform_rows_are_those_of_the_full_graph_source():
 
 
 def test_shards_take_alternate_steps():
-    graph = skewed_graph()
+    graph = power_law_graph(**SMALL)
     one = epoch(DistinctUserNeighborSource(graph, 16, [2]))
     shards = [epoch(DistinctUserNeighborSource(graph, 16, [2],
                                                shard=(r, 2)))
@@ -116,7 +106,7 @@ def test_shards_take_alternate_steps():
 
 
 def test_workers_reproducible():
-    source = DistinctUserNeighborSource(skewed_graph(), 16, [2],
+    source = DistinctUserNeighborSource(power_law_graph(**SMALL), 16, [2],
                                         num_workers=1)
     a, b = epoch(source), epoch(source)
     assert len(a) == len(source)
@@ -146,7 +136,7 @@ def test_intervention_items_join_with_exactly_their_training_edges():
     """Negatives and intervention items outside the sampled subgraph join
     it with every training edge to the subgraph's users (both edge types,
     with their e_id) and no other edge; the batch carries them."""
-    graph = skewed_graph()
+    graph = power_law_graph(**SMALL)
     source = DistinctUserNeighborSource(graph, 16, [1])
     torch.manual_seed(0)
     seeds = graph.edge_index[:, ::25][:, :16]
@@ -195,7 +185,7 @@ def test_one_hop_subgraph_is_the_seeds_edges_plus_the_joined_items():
     seed is known): the subgraph's edges are exactly those of the seed
     users and seed items, plus the training edges between the subgraph's
     users and the intervention items outside the sampled part."""
-    graph = skewed_graph()
+    graph = power_law_graph(**SMALL)
     eu, ei = graph.edge_index
     source = DistinctUserNeighborSource(graph, 12, [-1], negatives='loader')
     joined = 0
@@ -222,7 +212,7 @@ def test_one_hop_subgraph_is_the_seeds_edges_plus_the_joined_items():
 @pytest.mark.parametrize('exponents', [(-0.5, -0.4), (-1.0, 0.0)])
 def test_asymmetric_subgraph_normalisation_matches_a_dense_reference(
         exponents):
-    graph = skewed_graph()
+    graph = power_law_graph(**SMALL)
     degrees = bipartite_degrees(graph.edge_index, graph.num_users,
                                 graph.num_items)
     gen = torch.Generator().manual_seed(0)
