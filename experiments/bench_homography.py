@@ -23,12 +23,14 @@ it the counts are exact (every co-occurring pair at once). With
 that the capped one keeps is measured when the exact counts fit
 (``--co-recall``).
 
-``--max-dim`` searches the kNN neighbours of wider features in a principal
-projection (:func:`pyg_mmrec.graphs.knn_graph`: its default ``rerank``
-times k candidates per node, re-ranked by their exact cosine); the recall
-of the neighbours against the exact ones is measured on
-``--recall-sample`` query rows per side and modality (the same search for
-those rows against the exact top-k by a direct product).
+Two searches are approximate: ``--knn-method ivf`` (an inverted file,
+:mod:`pyg_mmrec.graphs.ivf`, 16 probes) and ``--max-dim`` (neighbours of
+wider features searched in a principal projection,
+:func:`pyg_mmrec.graphs.knn_graph`: its default ``rerank`` times k
+candidates per node, re-ranked by their exact cosine). With either, the
+recall of the neighbours against the exact ones is measured on
+``--recall-sample`` query rows per side and modality (the search's graph
+at those rows against their exact top-k by a direct product).
 
 Memory: the process's resident peak (``ru_maxrss``) after the synthetic
 data is built; then the high-water mark is reset to the resident size
@@ -64,27 +66,22 @@ def reset_peak():
         return None
 
 
-def neighbour_recall(x, k, max_dim, rerank, sample, seed=0):
+def neighbour_recall(x, k, sample, seed=0, **search):
     r"""Mean fraction of the exact cosine top-(k - 1) neighbours (self
-    excluded) of :obj:`sample` random rows found by the projected search of
-    :func:`~pyg_mmrec.graphs.knn_graph` (same projection, the same
-    :obj:`rerank * k` candidates re-ranked exactly)."""
+    excluded) of :obj:`sample` random rows that
+    :func:`~pyg_mmrec.graphs.knn_graph` finds with the approximate
+    :obj:`search` options (:obj:`max_dim`, :obj:`method="ivf"`)."""
     import torch
 
-    from pyg_mmrec.graphs import principal_projection
+    from pyg_mmrec.graphs import knn_graph
     gen = torch.Generator().manual_seed(seed)
     rows = torch.randperm(x.size(0), generator=gen)[:sample]
     unit = torch.nn.functional.normalize(x, dim=-1)
-
-    def top(z, num):
-        sim = z[rows] @ z.t()
-        sim[torch.arange(rows.numel()), rows] = float('-inf')
-        return sim.topk(num, dim=1)[1]
-
-    exact = top(unit, k - 1)
-    candidates = top(principal_projection(unit, max_dim), rerank * k - 1)
-    exact_sim = (unit[rows, None] * unit[candidates]).sum(-1)
-    approx = candidates.gather(1, exact_sim.topk(k - 1, dim=1)[1])
+    sim = unit[rows] @ unit.t()
+    sim[torch.arange(rows.numel()), rows] = float('-inf')
+    exact = sim.topk(k - 1, dim=1)[1]
+    edge_index, _ = knn_graph(x, k, loop=True, **search)
+    approx = edge_index[1].view(-1, k)[rows, 1:]
     return (approx[:, :, None] == exact[:, None]).any(-1).float().mean().item()
 
 
@@ -165,7 +162,8 @@ def run(args):
                           image_weight=args.item_image_weight,
                           co_weight=args.item_co_weight)}
     sims = {side: timed(f'knn_{side}', lambda: similarity_graph(
-        s['feats'], s['k'], s['image_weight'], max_dim=args.max_dim))
+        s['feats'], s['k'], s['image_weight'], max_dim=args.max_dim,
+        method=args.knn_method))
         for side, s in sides.items() if s['co_weight'] < 1}
     timed('mixtures', lambda: [
         weighted_sum([sides[side]['co'], sim], [sides[side]['co_weight'],
@@ -173,16 +171,18 @@ def run(args):
         for side, sim in sims.items()])
     peak = rss_mib()  # since reset_peak: the process's peak in the build
     recall = {}
-    if args.max_dim is not None:
-        for side in sims:
-            s = sides[side]
-            for m, v in s['feats'].items():
-                weight = (s['image_weight'] if m == 'image' else
-                          1 - s['image_weight'])
-                if v.size(1) > args.max_dim and weight > 0:
-                    recall[f'{side}_{m}'] = neighbour_recall(
-                        v, s['k'], args.max_dim, rerank, args.recall_sample)
-                    print(f'recall {side} {m}: {recall[f"{side}_{m}"]:.3f}')
+    approximate = args.max_dim is not None or args.knn_method == 'ivf'
+    for side in sims if approximate else ():
+        s = sides[side]
+        for m, v in s['feats'].items():
+            weight = (s['image_weight'] if m == 'image' else
+                      1 - s['image_weight'])
+            projected = args.max_dim is not None and v.size(1) > args.max_dim
+            if weight > 0 and (projected or args.knn_method == 'ivf'):
+                recall[f'{side}_{m}'] = neighbour_recall(
+                    v, s['k'], args.recall_sample, max_dim=args.max_dim,
+                    method=args.knn_method)
+                print(f'recall {side} {m}: {recall[f"{side}_{m}"]:.3f}')
     if cap is not None and args.co_recall:
         for side, k in (('user', args.user_k), ('item', args.item_k)):
             recall[f'co_{side}'] = cooccurrence_recall(graph, side, k, cap)
@@ -192,7 +192,7 @@ def run(args):
            'train_interactions': graph.edge_index.size(1),
            'features': features,
            'threads': args.threads, 'max_dim': args.max_dim,
-           'cooccurrence_cap': cap,
+           'cooccurrence_cap': cap, 'knn_method': args.knn_method,
            'rerank': rerank if args.max_dim is not None else None,
            'settings': {k: getattr(args, k) for k in SETTINGS},
            'neighbour_recall': recall, 'times': times,
@@ -220,6 +220,9 @@ def main():
     parser.add_argument('--item-co-weight', type=float, default=0.1)
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--max-dim', type=int, default=None)
+    parser.add_argument('--knn-method', default='auto',
+                        help="knn_graph's method; 'ivf' searches "
+                             "approximately (inverted file)")
     parser.add_argument('--recall-sample', type=int, default=2000)
     parser.add_argument('--cooccurrence-cap', type=int, default=None)
     parser.add_argument('--co-recall', action='store_true',
@@ -264,6 +267,8 @@ def markdown_row(r):
     search += ('exact' if r.get('max_dim') is None else
               f"{r['max_dim']}-d" + (f", rerank {r['rerank']}"
                                       if r.get('rerank') else ''))
+    if r.get('knn_method') == 'ivf':
+        search = search.replace('exact', 'ivf 16 probes')
     start = r.get('rss_before_build_mib')  # absent: the peak was not reset
     build = (f"{r['peak_rss_after_graphs_mib'] - start:.0f}"
              if start is not None else '-')

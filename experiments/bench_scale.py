@@ -74,8 +74,10 @@ def run(args):
                               mean_interactions=args.interactions / args.users,
                               modalities=features, seed=0)
     data_time = time.perf_counter() - t0
+    readings = []
     trainer, record, build, epochs_run = build_and_train(
-        args.model, data, config, args.epochs, args.max_batches)
+        args.model, data, config, args.epochs, args.max_batches, readings)
+    steady = readings[0].steady()
     build_time = build.wall
     epoch_times = [clock.wall for clock in epochs_run]
     batches = len(trainer.source) if args.max_batches is None else min(
@@ -103,6 +105,10 @@ def run(args):
         'batches_per_epoch': len(trainer.source), 'batches_timed': batches,
         'time_per_batch': epoch_times[-1] / batches,
         'cpu_per_batch': epochs_run[-1].cpu / batches,
+        # the median interval between batches: a step without the epoch's
+        # setup (pruning, per-epoch sampling graphs), wall and CPU seconds
+        'steady_time_per_batch': None if steady is None else steady[0],
+        'steady_cpu_per_batch': None if steady is None else steady[1],
         'peak_memory_mb': peak_memory_mb(),
         'held_after_training_mb': held,
         'allocator': memory_allocator(),
@@ -136,8 +142,9 @@ def variant(row):
 def to_markdown(rows):
     lines = ['| graph | model | users | items | interactions | features | '
              'batches timed / epoch | s / epoch | s / batch (CPU s) | '
-             'eval s | build s | peak MiB | held after training MiB |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+             'steady s / batch (CPU s) | eval s | build s | peak MiB | '
+             'held after training MiB |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         feats = ', '.join(f'{k} {v}' for k, v in r['features'].items())
         batches = 'all' if r['max_batches'] is None else r['max_batches']
@@ -146,6 +153,9 @@ def to_markdown(rows):
         epoch = ', '.join(f'{t:.0f}' for t in r['epoch_times'])
         per_batch = ('-' if 'time_per_batch' not in r else
                      f"{r['time_per_batch']:.2f} ({r['cpu_per_batch']:.2f})")
+        steady = ('-' if r.get('steady_time_per_batch') is None else
+                  f"{r['steady_time_per_batch']:.2f} "
+                  f"({r['steady_cpu_per_batch']:.2f})")
         held = r.get('held_after_training_mb')
         held = '-' if held is None else f'{held:.0f}'
         eval_s = ('-' if r.get('eval_time') is None else
@@ -153,7 +163,8 @@ def to_markdown(rows):
         lines.append(
             f"| {r['label']} | {model_label(r)} | {r['users']} | "
             f"{r['items']} | {r['interactions']} | {feats} | {batches} | "
-            f"{epoch} | {per_batch} | {eval_s} | {r['build_time']:.0f} | "
+            f"{epoch} | {per_batch} | {steady} | {eval_s} | "
+            f"{r['build_time']:.0f} | "
             f"{r['peak_memory_mb']:.0f} | {held} |")
     return '\n'.join(lines) + '\n'
 

@@ -6,6 +6,7 @@ measure: :func:`write_results` (``<path>.json`` and ``<path>.md``),
 import contextlib
 import json
 import os
+import statistics
 import sys
 import time
 from typing import Any, List, Optional
@@ -32,14 +33,44 @@ class Clock:
         self.cpu = time.process_time() - self._cpu
 
 
-def build_and_train(model_name, data, config, epochs, max_batches=None):
+class BatchReadings:
+    r"""Wall and CPU clock readings each time :obj:`source` yields a batch
+    (wraps its :meth:`batches`): the intervals between readings are one
+    training step plus sampling the next batch, without the epoch's setup
+    (the model's epoch hooks, a source's per-epoch sampling graph)."""
+    def __init__(self, source):
+        self.readings = []
+        inner = source.batches
+
+        def batches(*args, **kwargs):
+            for batch in inner(*args, **kwargs):
+                self.readings.append((time.perf_counter(),
+                                      time.process_time()))
+                yield batch
+        source.batches = batches
+
+    def steady(self):
+        r"""Median wall and CPU seconds between consecutive batches (the
+        steady step), or :obj:`None` with fewer than two readings."""
+        if len(self.readings) < 2:
+            return None
+        walls, cpus = zip(*(
+            (b[0] - a[0], b[1] - a[1])
+            for a, b in zip(self.readings, self.readings[1:])))
+        return statistics.median(walls), statistics.median(cpus)
+
+
+def build_and_train(model_name, data, config, epochs, max_batches=None,
+                    readings=None):
     r"""Builds :obj:`model_name` on :obj:`data` with :obj:`config` (its
     batch size and learning rate included) and trains it for :obj:`epochs`
     epochs (of at most :obj:`max_batches` batches) with the deterministic
     kernels of :meth:`Trainer.fit`. Returns the trainer, the run's record
     (every setting of every section, see
     :func:`~pyg_mmrec.experiment.build_trainer`), the build's
-    :class:`Clock` and one :class:`Clock` per epoch."""
+    :class:`Clock` and one :class:`Clock` per epoch. A list as
+    :obj:`readings` receives the recommender source's
+    :class:`BatchReadings`."""
     import torch
 
     from pyg_mmrec.experiment import build_trainer
@@ -49,6 +80,8 @@ def build_and_train(model_name, data, config, epochs, max_batches=None):
         trainer, record = build_trainer(model_name, data, config,
                                         progress=False)
     epochs_run = []
+    if readings is not None:
+        readings.append(BatchReadings(trainer.source))
     if trainer.net.trainable:
         for epoch in range(1, epochs + 1):
             with Clock() as clock:

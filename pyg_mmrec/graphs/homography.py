@@ -146,7 +146,8 @@ def interest_features(graph: PairIndex, x: Tensor) -> Tensor:
 
 def similarity_graph(features: Mapping[str, Tensor], k: int,
                      image_weight: float,
-                     max_dim: Optional[int] = None) -> Tensor:
+                     max_dim: Optional[int] = None,
+                     method: str = 'auto') -> Tensor:
     r"""REARM's similarity graph of one side: per modality the cosine
     :math:`k`-NN graph (self included) with entries :math:`s_{ij} / k`
     (:func:`~pyg_mmrec.graphs.knn_adjacency` with similarity weights and
@@ -162,6 +163,9 @@ def similarity_graph(features: Mapping[str, Tensor], k: int,
         max_dim (int, optional): Search the neighbours of features wider
             than this in a principal projection (approximate, see
             :func:`~pyg_mmrec.graphs.knn_graph`). (default: :obj:`None`)
+        method (str, optional): The :func:`~pyg_mmrec.graphs.knn_graph`
+            back-end; :obj:`"ivf"` searches approximately, for graphs of
+            hundreds of thousands of nodes. (default: :obj:`"auto"`, exact)
     """
     if len(features) != 2:
         raise ValueError(f"the similarity graph mixes two modalities (got "
@@ -177,7 +181,7 @@ def similarity_graph(features: Mapping[str, Tensor], k: int,
                                  (other, 1.0 - image_weight)) if w > 0}
     mats = [knn_adjacency(features[m], k, weighting='similarity',
                           normalization='sym', degree='binary', loop=True,
-                          max_dim=max_dim)
+                          max_dim=max_dim, method=method)
             for m in weights]
     return weighted_sum(mats, list(weights.values()))
 
@@ -188,8 +192,8 @@ def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],
                       item_co_weight: float,
                       generator: Optional[torch.Generator] = None,
                       max_dim: Optional[int] = None,
-                      cooccurrence_cap: Optional[int] = None
-                      ) -> Tuple[Tensor, Tensor]:
+                      cooccurrence_cap: Optional[int] = None,
+                      knn_method: str = 'auto') -> Tuple[Tensor, Tensor]:
     r"""REARM's homogeneous graphs, from the training interactions only,
 
     .. math::
@@ -201,8 +205,9 @@ def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],
     with :math:`\mathbf{Co}` the co-occurrence graphs
     (:func:`cooccurrence_topk_graph`) and :math:`\mathbf{S}` the similarity
     graphs (:func:`similarity_graph`) of the item features and of the users'
-    interest features (:func:`interest_features`); :obj:`max_dim` makes
-    their neighbour search approximate (see :func:`similarity_graph`), and
+    interest features (:func:`interest_features`); :obj:`max_dim` and
+    :obj:`knn_method="ivf"` make their neighbour search approximate (see
+    :func:`similarity_graph`), and
     :obj:`cooccurrence_cap` caps the co-occurring nodes counted per shared
     node (see :func:`cooccurrence_topk_graph`'s :obj:`cap`).
 
@@ -226,9 +231,11 @@ def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],
     g_uu = mix(cooccurrence_topk_graph(graph, 'user', user_k, generator,
                                        cooccurrence_cap),
                user_co_weight, lambda: similarity_graph(
-                   user_features, user_k, user_image_weight, max_dim))
+                   user_features, user_k, user_image_weight, max_dim,
+                   knn_method))
     g_ii = mix(cooccurrence_topk_graph(graph, 'item', item_k, generator,
                                        cooccurrence_cap),
                item_co_weight, lambda: similarity_graph(
-                   item_features, item_k, item_image_weight, max_dim))
+                   item_features, item_k, item_image_weight, max_dim,
+                   knn_method))
     return g_uu, g_ii

@@ -1,6 +1,6 @@
 r"""k-nearest-neighbour graphs over item (or user) features.
 
-Two back-ends compute the same neighbours:
+Two exact back-ends compute the same neighbours:
 
 * :obj:`"matmul"`: row-normalise, multiply a chunk of rows with all rows and
   take the top-:math:`k` of each row. Memory is :math:`O(\text{chunk} \cdot
@@ -9,6 +9,11 @@ Two back-ends compute the same neighbours:
 * :obj:`"cluster"`: :func:`torch_cluster.knn` (a KD-tree on CPU, a brute
   force kernel on GPU) on L2-normalised rows, whose Euclidean order equals
   the cosine order. Tie-breaking among equal distances is the kernel's.
+
+:obj:`method="ivf"` is approximate: an inverted file
+(:mod:`pyg_mmrec.graphs.ivf`) compares each row with the rows of its
+:obj:`num_probes` nearest :math:`k`-means cells only, for graphs whose
+:math:`n^2` comparisons are out of reach (hundreds of thousands of rows).
 
 :obj:`method="auto"` takes :obj:`"cluster"` only for CUDA inputs when
 :mod:`torch_cluster` is installed (and :math:`k \le 100`, the limit of its
@@ -33,9 +38,10 @@ import torch
 from torch import Tensor
 
 from ..typing import WITH_TORCH_CLUSTER
+from .ivf import ivf_knn
 from .sparse import normalize_edge_weight, to_sparse_csr
 
-METHODS = ('auto', 'matmul', 'cluster')
+METHODS = ('auto', 'matmul', 'cluster', 'ivf')
 WEIGHTINGS = ('binary', 'similarity')
 DEGREES = ('weighted', 'binary')
 
@@ -232,6 +238,8 @@ def knn_graph(
     chunk_size: Optional[int] = None,
     max_dim: Optional[int] = None,
     rerank: int = 2,
+    num_probes: int = 16,
+    num_lists: Optional[int] = None,
 ) -> Tuple[Tensor, Tensor]:
     r"""Computes the :math:`k`-nearest-neighbour graph of the rows of
     :obj:`x`,
@@ -257,8 +265,9 @@ def knn_graph(
         cosine (bool, optional): Cosine similarity if :obj:`True`, else
             Euclidean distance (the returned values are then the negative
             distances). (default: :obj:`True`)
-        method (str, optional): :obj:`"matmul"`, :obj:`"cluster"` or
-            :obj:`"auto"` (see the module docstring). (default: :obj:`"auto"`)
+        method (str, optional): :obj:`"matmul"`, :obj:`"cluster"`,
+            :obj:`"ivf"` (approximate, cosine only) or :obj:`"auto"` (see
+            the module docstring). (default: :obj:`"auto"`)
         chunk_size (int, optional): Rows per block of the :obj:`"matmul"`
             back-end; when :obj:`None`, about :math:`2^{24} / n` rows so a
             block holds 16M entries. (default: :obj:`None`)
@@ -269,6 +278,10 @@ def knn_graph(
         rerank (int, optional): With :obj:`max_dim`, candidates per node
             searched in the projection, as a multiple of :math:`k`; their
             exact similarities pick the :math:`k`. (default: :obj:`2`)
+        num_probes (int, optional): With :obj:`method="ivf"`, the cells
+            searched per node. (default: :obj:`16`)
+        num_lists (int, optional): With :obj:`method="ivf"`, the cells of
+            the index. (default: :math:`\lceil 4 \sqrt{n} \rceil`)
 
     Returns:
         (edge_index, similarity): :obj:`edge_index[0]` holds the query
@@ -289,6 +302,8 @@ def knn_graph(
         raise ValueError("'max_dim' needs cosine=True")
     if rerank < 1:
         raise ValueError(f"'rerank' must be positive (got {rerank})")
+    if method == 'ivf' and not cosine:
+        raise ValueError("method='ivf' needs cosine=True")
     # The projection proposes rerank * k candidates (as many as there are):
     search_k = min(rerank * k, n if loop else n - 1) if project else k
     method = _resolve_method(x, method, search_k if loop else search_k + 1)
@@ -299,6 +314,9 @@ def knn_graph(
         query = x
     if method == 'matmul':
         sim, col = _knn_matmul(query, search_k, loop, cosine, chunk_size)
+    elif method == 'ivf':
+        sim, col = ivf_knn(_unit_rows(query), search_k, loop,
+                           num_probes=num_probes, num_lists=num_lists)
     else:
         sim, col = _knn_cluster(query, search_k, loop, cosine)
     if project:  # the k candidates of highest exact similarity, decreasing
@@ -325,6 +343,7 @@ def knn_adjacency(
     chunk_size: Optional[int] = None,
     max_dim: Optional[int] = None,
     rerank: int = 2,
+    num_probes: int = 16,
 ) -> Tensor:
     r"""Builds a normalised cosine :math:`k`-NN adjacency :obj:`[n, n]` (CSR)
     from the rows of :obj:`x` (see :func:`knn_graph`).
@@ -372,6 +391,8 @@ def knn_adjacency(
             approximate search. (default: :obj:`None`, exact)
         rerank (int, optional): :func:`knn_graph`'s candidates per
             neighbour in that search. (default: :obj:`2`)
+        num_probes (int, optional): :func:`knn_graph`'s cells searched per
+            node with :obj:`method="ivf"`. (default: :obj:`16`)
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"'weighting' must be one of {WEIGHTINGS} "
@@ -382,7 +403,7 @@ def knn_adjacency(
     n = x.size(0)
     edge_index, sim = knn_graph(x, k, loop=loop, cosine=True, method=method,
                                 chunk_size=chunk_size, max_dim=max_dim,
-                                rerank=rerank)
+                                rerank=rerank, num_probes=num_probes)
     if weighting == 'binary':
         weight = torch.ones_like(sim)
     else:

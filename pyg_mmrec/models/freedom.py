@@ -93,6 +93,11 @@ class FREEDOM(Recommender):
             (default: :obj:`0.8`)
         reg_weight (float): Weight of the modality BPR terms; the original
             searches :obj:`{0, 1e-5, 1e-4, 1e-3}`. (default: :obj:`1e-4`)
+        knn_method (str): The kNN search of the modality graphs
+            (:func:`~pyg_mmrec.graphs.knn_graph`'s :obj:`method`):
+            :obj:`"ivf"` for an approximate inverted-file search, whose cost
+            grows as :math:`n^{3/2}` instead of :math:`n^2` (hundreds of
+            thousands of items). (default: :obj:`"auto"`, exact)
     """
     requires_features = True
     supports_subgraph = True
@@ -112,6 +117,7 @@ class FREEDOM(Recommender):
         num_ui_layers: int = 2,
         dropout: float = 0.8,
         reg_weight: float = 1e-4,
+        knn_method: str = 'auto',
     ):
         super().__init__(data)
         feats = require_features(data, type(self).__name__)
@@ -138,7 +144,8 @@ class FREEDOM(Recommender):
 
         item_graph = weighted_sum(
             [knn_adjacency(feats[m], knn_k, weighting='binary',
-                           normalization='sym', loop=True) for m in weights],
+                           normalization='sym', loop=True, method=knn_method)
+             for m in weights],
             list(weights.values()))
         self.register_buffer('item_graph', item_graph, persistent=False)
         # kNN graphs are not symmetric: keep the transpose for the backward.

@@ -173,6 +173,11 @@ class REARM(SubgraphParts, Recommender):
             (approximate: see :func:`~pyg_mmrec.graphs.knn_graph`; for 4096-d
             features on a Clothing-size graph).
             (default: :obj:`None`, exact)
+        knn_method (str): The kNN search of the similarity graphs
+            (:func:`~pyg_mmrec.graphs.knn_graph`'s :obj:`method`):
+            :obj:`"ivf"` for an approximate inverted-file search, whose cost
+            grows as :math:`n^{3/2}` instead of :math:`n^2` (a million users).
+            (default: :obj:`"auto"`, exact)
         normalize_features (bool): Scale every item's feature rows to unit
             L2 norm before anything is built from them (the kNN graphs,
             being cosine, do not change). The joint L2 normalisation of
@@ -235,6 +240,7 @@ class REARM(SubgraphParts, Recommender):
         diff_weight: float = 5e-5,
         graph_seed: int = 0,
         knn_max_dim: Optional[int] = None,
+        knn_method: str = 'auto',
         normalize_features: bool = False,
         train_features: bool = True,
         faithful: bool = False,
@@ -321,7 +327,8 @@ class REARM(SubgraphParts, Recommender):
             item_knn_k, user_image_weight, item_image_weight, user_co_weight,
             item_co_weight,
             generator=torch.Generator().manual_seed(graph_seed),
-            max_dim=knn_max_dim, cooccurrence_cap=cooccurrence_cap)
+            max_dim=knn_max_dim, cooccurrence_cap=cooccurrence_cap,
+            knn_method=knn_method)
         for name, adj in (('user_graph', g_uu), ('item_graph', g_ii)):
             # Not symmetric: keep the transpose for the backward pass.
             self.register_buffer(name, adj, persistent=False)
