@@ -6,6 +6,7 @@ import torch
 
 from pyg_mmrec.cli import main, parse_overrides
 from pyg_mmrec.config import load_config, resolve_config
+from pyg_mmrec.models import MODELS
 
 
 def test_parse_overrides_types_and_dashes():
@@ -245,6 +246,27 @@ def test_train_mini_batch_and_refusal(tmp_path, capsys):
                  str(tmp_path / 'f'), '--sampler', 'neighbor']) == 2
     assert 'MDMNS encodes the whole training graph' in \
         capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('model', sorted(
+    name for name in MODELS if name != 'lightgcn'))
+def test_torchrun_two_processes_train_every_model(tmp_path, model):
+    # (LightGCN: with a resume, below.)
+    import subprocess
+    import sys
+    out = tmp_path / 'run'
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+           '--nproc_per_node', '2', '-m', 'pyg_mmrec', 'train', '--model',
+           model, '--dataset', 'synthetic', '--config', 'none', '--epochs',
+           '1', '--no-progress', '--output-dir', str(out)]
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads((out / 'results.json').read_text())
+    assert results['epochs_run'] == int(MODELS[model].trainable)
+    assert all(value == value for value in results['test'].values())
 
 
 @pytest.mark.slow

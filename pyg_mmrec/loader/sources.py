@@ -1,5 +1,5 @@
 r"""Batch sources: what the trainer iterates over in an epoch."""
-from typing import Iterator, List, Optional, Protocol, runtime_checkable
+from typing import Iterator, List, Optional, Protocol, Tuple, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -203,22 +203,42 @@ class DistinctUserSource:
 class RowBlockSource:
     r"""Shuffled blocks of row ids :math:`0, \dots, N - 1` (e.g. the users
     whose interaction rows a denoiser reconstructs), every row once per
-    epoch.
+    epoch; among :math:`W` processes each takes its part of every round of
+    :math:`W` blocks (:func:`shard_slices`), so that :math:`W` processes at
+    block size :math:`B` see the blocks of one process at :math:`WB`.
 
     Args:
         num_rows (int): :math:`N`.
         batch_size (int): Rows per block (the last may be smaller).
+        shard (tuple, optional): :obj:`(rank, world_size)` of this process
+            (the same generator in every process).
+            (default: :obj:`(0, 1)`)
     """
-    def __init__(self, num_rows: int, batch_size: int):
+    def __init__(self, num_rows: int, batch_size: int,
+                 shard: Tuple[int, int] = (0, 1)):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard must be (rank, world_size) with "
+                             f"0 <= rank < world_size, got {shard}")
         self.num_rows, self.batch_size = int(num_rows), int(batch_size)
+        self.rank, self.world_size = int(rank), int(world)
+
+    def with_shard(self, rank: int, world_size: int) -> 'RowBlockSource':
+        r"""The same blocks, this process's share among :obj:`world_size`."""
+        return RowBlockSource(self.num_rows, self.batch_size,
+                              (rank, world_size))
+
+    def _slices(self) -> List[slice]:
+        return shard_slices(self.num_rows, self.batch_size, self.rank,
+                            self.world_size)
 
     def __len__(self) -> int:
-        return -(-self.num_rows // self.batch_size)
+        return len(self._slices())
 
     def batches(self, epoch: int,
                 generator: Optional[torch.Generator] = None
                 ) -> Iterator[Tensor]:
-        return iter(torch.randperm(self.num_rows, generator=generator)
-                    .split(self.batch_size))
+        order = torch.randperm(self.num_rows, generator=generator)
+        return (order[part] for part in self._slices())

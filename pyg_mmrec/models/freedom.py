@@ -19,6 +19,7 @@ from ..graphs import (
     weighted_sum,
 )
 from ..graphs.pairs import PairIndex
+from ..graphs.receptive import receptive_field
 from ..loader import BPRBatch, NeighborSource, Subgraph
 from ..nn import LightGCNEncoder, ModalityFeatures, sparse_mm
 from ..nn.losses import bpr_loss
@@ -244,6 +245,26 @@ class FREEDOM(Recommender):
         :obj:`item_input`."""
         x = torch.cat([self.user_embedding.weight, item_input])
         return self.encoder(x, adj).split([self.num_users, self.num_items])
+
+    def propagate_rows(self, item_input: Tensor, adj: Tensor, users: Tensor,
+                       items: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""The rows :obj:`users` :obj:`[B_u]` and :obj:`items`
+        :obj:`[B_i]` (repeats allowed, in this order) of
+        :meth:`propagate`, with each layer computed on the receptive field
+        of those rows only
+        (:func:`~pyg_mmrec.graphs.receptive.receptive_field`,
+        :meth:`~pyg_mmrec.nn.LightGCNEncoder.forward_field`): the same
+        values, at the cost of the rows a batch reads instead of every
+        node."""
+        num_users = self.num_users
+        field = receptive_field(adj, torch.cat([users, items + num_users]),
+                                self.encoder.num_layers)
+        nodes = field.nodes[-1]  # sorted: users first
+        split = int((nodes < num_users).sum())
+        x = torch.cat([self.user_embedding.weight[nodes[:split]],
+                       item_input[nodes[split:] - num_users]])
+        out = self.encoder.forward_field(x, field)[field.index]
+        return out.split([users.numel(), items.numel()])
 
     def encode(self, subgraph: Optional[Subgraph] = None
                ) -> Tuple[Tensor, Tensor]:

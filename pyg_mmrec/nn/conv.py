@@ -7,6 +7,8 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.typing import Adj, OptTensor
 from torch_geometric.utils import spmm
 
+from ..graphs.receptive import ReceptiveField
+
 COMBINES = ('mean', 'sum', 'last')
 
 
@@ -190,6 +192,37 @@ class LightGCNEncoder(torch.nn.Module):
         if self.combine == 'mean':
             out = (out.div_(self.num_layers + 1) if self.num_layers > 0
                    else out / 1)
+        return out
+
+    def forward_field(self, x: Tensor, field: ReceptiveField) -> Tensor:
+        r"""The rows :obj:`field.nodes[0]` of :meth:`forward`, computing
+        layer :math:`l` on :obj:`field.nodes[L - l]` only (the
+        :class:`~pyg_mmrec.graphs.receptive.ReceptiveField` of
+        :math:`L` hops of the symmetric adjacency): the same sums in the
+        same order, so the same values, at the cost of the receptive field
+        instead of the whole graph (e.g. the users and items of one batch).
+
+        Args:
+            x (torch.Tensor): The input rows of :obj:`field.nodes[L]`
+                :obj:`[|S_L|, F]`.
+            field (ReceptiveField): From
+                :func:`~pyg_mmrec.graphs.receptive.receptive_field` with
+                :obj:`num_hops` equal to :obj:`num_layers`.
+        """
+        if len(field.blocks) != self.num_layers:
+            raise ValueError(f"'field' covers {len(field.blocks)} hops for "
+                             f"{self.num_layers} layers")
+        out = x[field.targets[-1]]
+        for layer in range(self.num_layers):
+            hop = self.num_layers - 1 - layer
+            x = sparse_mm(field.blocks[hop], x, field.blocks_t[hop])
+            if self.combine == 'last':
+                out = x[field.targets[hop]]
+            else:
+                out = out.add_(x[field.targets[hop]]) if layer else (
+                    out + x[field.targets[hop]])
+        if self.combine == 'mean':
+            out = out.div_(self.num_layers + 1)
         return out
 
     def __repr__(self) -> str:

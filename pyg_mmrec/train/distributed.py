@@ -46,6 +46,42 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     return tensor
 
 
+def average_gradients(params) -> None:
+    r"""Replaces the gradient of every parameter of :obj:`params` by its
+    mean over the processes (one flat all-reduce; a parameter without a
+    gradient counts as zero in every process, and gets one only if some
+    process has one); a no-op with one process. Used for the parameters a
+    model's :class:`~pyg_mmrec.models.Stage` trains outside the
+    :class:`~torch.nn.parallel.DistributedDataParallel` wrapper."""
+    world = world_size()
+    if world == 1:
+        return
+    params = [p for p in params if p.requires_grad]
+    has = torch.tensor([float(p.grad is not None) for p in params])
+    all_reduce_sum(has)
+    params = [p for p, h in zip(params, has.tolist()) if h > 0]
+    if not params:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p)
+             for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    all_reduce_sum(flat).div_(world)
+    for p, g in zip(params, flat.split([g.numel() for g in grads])):
+        p.grad = g.view_as(p).clone()
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    r"""Copies rank :obj:`0`'s persistent buffers (those of the state dict,
+    *e.g.* generated graphs' items and seeds) into every process, in place;
+    a no-op with one process."""
+    if world_size() == 1:
+        return
+    names = set(module.state_dict().keys())
+    for name, buf in module.named_buffers():
+        if name in names and buf is not None:
+            dist.broadcast(buf, src=0)
+
+
 def barrier() -> None:
     r"""Waits for all processes; a no-op without a process group or with one
     process."""
@@ -136,25 +172,27 @@ def wrap_model(model: torch.nn.Module) -> torch.nn.Module:
     parameters are broadcast from rank :obj:`0` once, and the gradients of
     every step are averaged over the processes. Buffers (normalised
     adjacencies, kNN graphs) are built from the same data in every process
-    and are never broadcast.
-
-    Raises:
-        ValueError: If the model trains stages of its own (their optimisers
-            run outside the wrapper, so their gradients would not be
-            all-reduced).
+    and are never broadcast. The parameters of the model's
+    :meth:`~pyg_mmrec.models.Recommender.stages` are left out of the
+    wrapper: the trainer averages their gradients itself
+    (:func:`average_gradients`), since a stage's loss does not run through
+    the wrapper's forward.
     """
     if world_size() == 1:
         return model
-    stages = model.stages() if hasattr(model, 'stages') else ()
-    if stages:
-        raise ValueError(
-            f"{type(model).__name__} trains the stages "
-            f"{[st.name for st in stages]} besides its batches; multi-process "
-            f"training supports models without stages (their gradients are "
-            f"not all-reduced); run it in one process")
     from torch.nn.parallel import DistributedDataParallel
     for param in model.parameters():  # not the (sparse) buffers
         dist.broadcast(param.data, src=0)
+    stages = model.stages() if hasattr(model, 'stages') else ()
+    claimed = {id(p) for st in stages for p in st.parameters()}
+    ignored = [name for name, p in model.named_parameters()
+               if id(p) in claimed]
+    if ignored:
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            model, ignored)
+    if not any(p.requires_grad and id(p) not in claimed
+               for p in model.parameters()):
+        return model  # nothing of the recommender's own to synchronise
     # static_graph: the parameters a step leaves out of its loss (e.g.
     # feature projections with a zero loss weight) are found once, not by
     # a traversal of the autograd graph at every step.
@@ -170,5 +208,6 @@ def destroy() -> None:
 
 
 __all__ = ['is_initialized', 'rank', 'world_size', 'is_main_process',
-           'all_reduce_sum', 'barrier', 'shard', 'init_from_env',
+           'all_reduce_sum', 'average_gradients', 'broadcast_buffers',
+           'barrier', 'shard', 'init_from_env',
            'wrap_model', 'destroy']

@@ -1,6 +1,7 @@
 r"""One epoch of a model: its stages, then its batches, one optimiser
 step per batch (see :class:`EpochRunner`)."""
 import contextlib
+import dataclasses
 import itertools
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
@@ -19,6 +20,27 @@ from .optim import (
     clip_gradients,
     decay_learning_rate,
 )
+
+
+def shard_stage(stage: Stage) -> Stage:
+    r""":obj:`stage` with its source sharded over the processes of
+    :mod:`torch.distributed` (itself with one process): each process takes
+    its part of every round of blocks (the source's :meth:`with_shard`).
+
+    Raises:
+        ValueError: If several processes train and the stage's source
+            cannot be sharded.
+    """
+    world = distributed.world_size()
+    if world == 1:
+        return stage
+    if not hasattr(stage.source, 'with_shard'):
+        raise ValueError(
+            f"stage {stage.name!r}: its source {type(stage.source).__name__} "
+            f"has no with_shard(rank, world_size), so its batches cannot be "
+            f"split over {world} processes; run it in one process")
+    return dataclasses.replace(stage, source=stage.source.with_shard(
+        distributed.rank(), world))
 
 
 class EpochRunner:
@@ -67,7 +89,8 @@ class EpochRunner:
         #: The epoch being trained or evaluated (named when it diverges).
         self.epoch = 0
 
-        self.stages: List[Stage] = list(self.net.stages())
+        self.stages: List[Stage] = [shard_stage(st)
+                                    for st in self.net.stages()]
         names = [st.name for st in self.stages]
         if len(set(names)) != len(names) or 'model' in names:
             raise ValueError(f"stage names must be distinct and not 'model', "
@@ -107,19 +130,43 @@ class EpochRunner:
         r"""The generator of one epoch of one batch stream (0: the
         recommender, :math:`k`: the :math:`k`-th stage), the same in every
         process (the sources shard what it draws)."""
-        # The trailing 0 was the rank: single-process runs draw as before.
+        return torch.Generator().manual_seed(
+            self._stream_seed(epoch, stream, 0))
+
+    def _stream_seed(self, epoch: int, stream: int, key: int) -> int:
+        # key 0: the generators shared by every process (the key was the
+        # rank once: single-process runs draw as before); 1 + rank: a
+        # process's own stage stream.
         state = np.random.SeedSequence(
-            [self.seed, epoch, stream, 0]).generate_state(2)
-        seed = (int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1)
-        return torch.Generator().manual_seed(seed)
+            [self.seed, epoch, stream, key]).generate_state(2)
+        return (int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1)
+
+    @contextlib.contextmanager
+    def stage_random_stream(self, epoch: int, stream: int) -> Iterator[None]:
+        r"""Under :mod:`torch.distributed`, a stage's epoch draws its
+        global random numbers (*e.g.* a denoiser's noise) from a stream of
+        its process's own, seeded by :obj:`(seed, epoch, stage, rank)`, so
+        that the processes' blocks get independent noise and a resumed run
+        draws the same; the global stream is restored afterwards. With one
+        process the stage draws from the global stream, as before."""
+        if distributed.world_size() == 1:
+            yield
+            return
+        devices = [self.device] if self.device.type == 'cuda' else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self._stream_seed(epoch, stream,
+                                                1 + distributed.rank()))
+            yield
 
     def _run(self, stage: Optional[str],
              step: Callable[[Any], Dict[str, torch.Tensor]],
              batches, num_batches: int, optimizer,
-             per_term: bool = False) -> Dict[str, float]:
+             per_term: bool = False,
+             sync: Optional[Callable[[], None]] = None) -> Dict[str, float]:
         r"""One pass of :obj:`step` over :obj:`batches`, one optimiser step
         per batch (after one backward pass of the terms' sum, or of each
-        term in turn); the mean of each loss term."""
+        term in turn, then :obj:`sync`, e.g. the all-reduce of a stage's
+        gradients); the mean of each loss term."""
         sums: Dict[str, float] = {}
         name = f'epoch {self.epoch}' + (f' {stage}' if stage else '')
         bar = tqdm(batches, total=num_batches, desc=name, leave=False,
@@ -136,6 +183,8 @@ class EpochRunner:
                     term.backward()
             else:
                 sum(terms.values()).backward()
+            if sync is not None:
+                sync()
             if stage is None:
                 clip_gradients(optimizer, self.clip_grad_norm)
             optimizer.step()
@@ -155,18 +204,29 @@ class EpochRunner:
         offload = self.offloads.get(stage.name)
         if offload is not None:
             offload.restore()
+        with self.stage_random_stream(epoch, index):
+            means = self._run_stage(index, stage, epoch)
+        # What the stage drew (e.g. a generated graph's dropout seed) is
+        # rank 0's in every process.
+        distributed.broadcast_buffers(self.net)
+        if offload is not None:  # idle until the next epoch
+            offload.offload()
+        return means
+
+    def _run_stage(self, index: int, stage: Stage,
+                   epoch: int) -> Dict[str, float]:
         if stage.before is not None:
             stage.before()
+        params = stage.parameters()
         means = self._run(stage.name, stage.loss,
                           stage.source.batches(epoch,
                                                self.generator(epoch, index)),
                           len(stage.source),
                           self.stage_optimizers[stage.name],
-                          per_term=stage.backward_per_term)
+                          per_term=stage.backward_per_term,
+                          sync=lambda: distributed.average_gradients(params))
         if stage.after is not None:
             stage.after()
-        if offload is not None:  # idle until the next epoch
-            offload.offload()
         return means
 
     def train_epoch(self, epoch: int,

@@ -107,6 +107,27 @@ def test_row_blocks_cover_every_row_once():
     assert sorted(torch.cat(blocks).tolist()) == list(range(10))
 
 
+@pytest.mark.parametrize('num_rows', [17, 16, 9])
+def test_row_block_shards_are_the_parts_of_one_process_blocks(num_rows):
+    # Two processes at block 4 take the halves of one process's blocks of 8
+    # (the same order); the last, incomplete round is split near-equally,
+    # or dropped with fewer rows than processes (17 and 9 rows: one row).
+    def blocks(source):
+        return list(source.batches(1, torch.Generator().manual_seed(3)))
+
+    one = blocks(RowBlockSource(num_rows, 8))
+    parts = [blocks(RowBlockSource(num_rows, 4).with_shard(r, 2))
+             for r in range(2)]
+    dropped = int(num_rows % 8 == 1)
+    assert len(parts[0]) == len(parts[1]) == len(one) - dropped
+    assert len(RowBlockSource(num_rows, 4, shard=(1, 2))) == len(parts[0])
+    for j, block in enumerate(one[:len(parts[0])]):
+        assert torch.equal(torch.cat([parts[0][j], parts[1][j]]), block)
+        assert abs(parts[0][j].numel() - parts[1][j].numel()) <= 1
+    with pytest.raises(ValueError, match='shard'):
+        RowBlockSource(10, 4, shard=(2, 2))
+
+
 def test_subgraph_induced_and_local_node_index():
     graph = PairIndex(torch.tensor([[0, 0, 1, 2, 2], [0, 2, 1, 1, 3]]), 3, 4)
     sub = Subgraph.induced(graph, torch.tensor([2, 0]),

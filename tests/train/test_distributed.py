@@ -239,13 +239,27 @@ def test_data_parallel_training_matches_one_process(tmp_path):
             one['test'][key], abs=0.05)
 
 
-def test_wrap_model_without_process_group_and_stages_refused(monkeypatch):
-    from pyg_mmrec.models import get_model
+def test_helpers_are_no_ops_in_one_process_and_unshardable_stages_refused(
+        monkeypatch):
+    from pyg_mmrec.loader import RowBlockSource
+    from pyg_mmrec.models import Stage, get_model
+    from pyg_mmrec.train.epoch import shard_stage
     data = synthetic()
     model = get_model('lightgcn')(data)
     assert distributed.wrap_model(model) is model
     assert distributed.init_from_env('cpu') == 'cpu'  # no torchrun: no-op
+    param = torch.nn.Parameter(torch.ones(3))
+    param.grad = torch.full((3,), 2.0)
+    distributed.average_gradients([param])
+    distributed.broadcast_buffers(model)
+    assert torch.equal(param.grad, torch.full((3,), 2.0))
+    linear = torch.nn.Linear(2, 2)
+    stage = Stage('rows', [linear], lambda ids: {}, RowBlockSource(10, 4))
+    assert shard_stage(stage) is stage
     monkeypatch.setattr(distributed, 'world_size', lambda: 2)
-    mdmns = get_model('mdmns')(data)
-    with pytest.raises(ValueError, match='stages'):
-        distributed.wrap_model(mdmns)
+    monkeypatch.setattr(distributed, 'rank', lambda: 1)
+    sharded = shard_stage(stage)
+    assert (sharded.source.rank, sharded.source.world_size) == (1, 2)
+    assert sharded.modules == [linear] and stage.source.world_size == 1
+    with pytest.raises(ValueError, match="stage 'lists'.*with_shard"):
+        shard_stage(Stage('lists', [linear], lambda ids: {}, [[0, 1]]))
