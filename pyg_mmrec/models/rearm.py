@@ -11,7 +11,6 @@ from ..data.hetero import require_features
 from ..graphs import (
     bipartite_adjacency,
     bipartite_degrees,
-    csr_transpose,
     homography_graphs,
     interest_features,
     subgraph_adjacency,
@@ -330,10 +329,9 @@ class REARM(SubgraphParts, Recommender):
             max_dim=knn_max_dim, cooccurrence_cap=cooccurrence_cap,
             knn_method=knn_method)
         for name, adj in (('user_graph', g_uu), ('item_graph', g_ii)):
-            # Not symmetric: keep the transpose for the backward pass.
+            # Not symmetric: the transposes of the backward pass are built
+            # on first need (graph_transpose).
             self.register_buffer(name, adj, persistent=False)
-            self.register_buffer(f'{name}_t', csr_transpose(adj),
-                                 persistent=False)
         self.register_buffer('adj', bipartite_adjacency(
             graph.edge_index, self.num_users, self.num_items),
             persistent=False)
@@ -357,7 +355,7 @@ class REARM(SubgraphParts, Recommender):
         self.user_meta.reset_parameters()
         self.item_meta.reset_parameters()
 
-    def _homography(self, x: Tensor, adj: Tensor, adj_t: Tensor,
+    def _homography(self, x: Tensor, adj: Tensor, adj_t: Optional[Tensor],
                     hops: int) -> Tuple[Tensor, ...]:
         for _ in range(hops):
             x = sparse_mm(adj, x, adj_t)
@@ -386,10 +384,12 @@ class REARM(SubgraphParts, Recommender):
                                           self.user_features)]
             e_i, f_v, f_t = self._homography(
                 torch.cat([self.item_embedding.weight, *f], dim=1),
-                self.item_graph, self.item_graph_t, self.num_item_hops)
+                self.item_graph, self.graph_transpose('item_graph'),
+                self.num_item_hops)
             e_u, g_v, g_t = self._homography(
                 torch.cat([self.user_embedding.weight, *g], dim=1),
-                self.user_graph, self.user_graph_t, self.num_user_hops)
+                self.user_graph, self.graph_transpose('user_graph'),
+                self.num_user_hops)
             adj, means = self.adj, (None, None)
         else:
             U = subgraph.num_users

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..graphs.pairs import PairIndex
-from ..graphs.sparse import expand_runs
+from ..graphs.sparse import csr_transpose, expand_runs
 from ..loader import Relation, RelationNeighborSource, Subgraph
 
 _COUNT_WORDS = ('none', 'one', 'two', 'three', 'four', 'five')
@@ -127,6 +127,21 @@ class SubgraphParts:
     :class:`~pyg_mmrec.models.REARM`, see its "Mini-batch training"): the
     homography on a subgraph, the meta-network's means over every node
     and the heterogeneous neighbour source."""
+    def graph_transpose(self, name: str) -> Optional[Tensor]:
+        r"""The transpose of the homography graph :obj:`name` for the
+        backward pass of a full-graph propagation, built on first need and
+        kept (on the graph's device); :obj:`None` without gradient. A
+        mini-batch run (its subgraphs read the graphs' entries) and an
+        evaluation never build it: at 1M users it is 1 GB."""
+        if not torch.is_grad_enabled():
+            return None
+        adj = getattr(self, name)
+        cache = self.__dict__.setdefault('_graph_transposes', {})
+        adj_t = cache.get(name)
+        if adj_t is None or adj_t.device != adj.device:
+            adj_t = cache[name] = csr_transpose(adj)
+        return adj_t
+
     def _inputs(self, side: str, ids: Tensor) -> Tensor:
         # [E | projected features] of the given nodes of a side.
         if side == 'user':
