@@ -230,7 +230,13 @@ def test_train_reports_a_bad_config_file(tmp_path, capsys):
     assert "'num_layers' is a model setting" in err
 
 
-def test_train_mini_batch_and_refusal(tmp_path, capsys):
+class FullGraphOnly(MODELS['lightgcn']):
+    r"""A model whose encoder needs the whole graph (every registered model
+    trains on subgraphs since issue 30)."""
+    supports_subgraph = False
+
+
+def test_train_mini_batch_and_refusal(tmp_path, capsys, monkeypatch):
     out = tmp_path / 'run'
     assert main(['train', '--model', 'lightgcn', '--config', 'none',
                  '--epochs', '1', '--no-progress', '--output-dir', str(out),
@@ -240,11 +246,13 @@ def test_train_mini_batch_and_refusal(tmp_path, capsys):
     assert results['config']['loader'] == {
         'sampler': 'neighbor', 'batch_size': 4096, 'num_neighbors': '5,5',
         'negatives': 'uniform', 'num_workers': 0}
-    # the diffusion models' steps are global (issue 30): refused clearly
-    assert main(['train', '--model', 'mdmns', '--config', 'none',
+    # a model that encodes the whole graph only: refused clearly
+    monkeypatch.setitem(MODELS, 'fullgraphonly', FullGraphOnly)
+    monkeypatch.setattr(FullGraphOnly, 'cli_name', 'fullgraphonly')
+    assert main(['train', '--model', 'fullgraphonly', '--config', 'none',
                  '--epochs', '1', '--no-progress', '--output-dir',
                  str(tmp_path / 'f'), '--sampler', 'neighbor']) == 2
-    assert 'MDMNS encodes the whole training graph' in \
+    assert 'FullGraphOnly encodes the whole training graph' in \
         capsys.readouterr().err
 
 

@@ -3,6 +3,11 @@ row blocks, LinkNeighborLoader subgraphs)."""
 from .batch import BPRBatch, Subgraph
 from .candidate_pool import AddPoolItems, PoolNeighborSource
 from .distinct import DistinctUserNeighborSource
+from .generated import (
+                                       GeneratedGraphNeighborSource,
+                                       UserItemEntries,
+                                       to_entry_bpr_batch,
+)
 from .neighbor import (
                                        NeighborSource,
                                        PopularityNegatives,
@@ -44,4 +49,7 @@ __all__ = [
     'RelationNeighborSource',
     'AddRelationNeighbors',
     'to_relation_bpr_batch',
+    'GeneratedGraphNeighborSource',
+    'UserItemEntries',
+    'to_entry_bpr_batch',
 ]

@@ -1,7 +1,7 @@
 r"""The training batch every model's :meth:`forward` takes: (user, positive,
 negative) ids and, optionally, the sampled subgraph they live in."""
 from dataclasses import dataclass, replace
-from typing import Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -32,6 +32,14 @@ class Subgraph:
             graph :obj:`[2, E_ii]`. (default: :obj:`None`)
         item_edge_id (torch.Tensor, optional): :obj:`[E_ii]`.
             (default: :obj:`None`)
+        graph_entries (Mapping[str, (Tensor, Tensor)], optional): Sampled
+            entries of further graphs over the users and items, by name
+            (e.g. the DiffMM family's generated graphs): :obj:`(index,
+            position)`, the entries :math:`(r, c)` :obj:`[2, E]` (row
+            :math:`r` aggregates column :math:`c`) in node positions, users
+            :math:`0, \ldots, N_u - 1` then items :math:`N_u, \ldots`, and
+            their positions :obj:`[E]` among the graph's stored CSR values.
+            (default: :obj:`None`, none sampled)
     """
     user_id: Tensor
     item_id: Tensor
@@ -40,6 +48,7 @@ class Subgraph:
     user_edge_id: Optional[Tensor] = None
     item_edge_index: Optional[Tensor] = None
     item_edge_id: Optional[Tensor] = None
+    graph_entries: Optional[Mapping[str, Tuple[Tensor, Tensor]]] = None
 
     @property
     def num_users(self) -> int:
@@ -50,10 +59,14 @@ class Subgraph:
         return self.item_id.numel()
 
     def to(self, device) -> 'Subgraph':
+        entries = None if self.graph_entries is None else {
+            name: (index.to(device), position.to(device))
+            for name, (index, position) in self.graph_entries.items()}
         return Subgraph(*(None if t is None else t.to(device) for t in
                           (self.user_id, self.item_id, self.edge_index,
                            self.user_edge_index, self.user_edge_id,
-                           self.item_edge_index, self.item_edge_id)))
+                           self.item_edge_index, self.item_edge_id)),
+                        graph_entries=entries)
 
     @staticmethod
     def induced(graph: PairIndex, user_id: Tensor,

@@ -7,7 +7,7 @@ because it builds a :class:`~pyg_mmrec.models.Stage` (the trainer's unit of
 optimisation), which the modules in :mod:`pyg_mmrec.nn` know nothing of;
 the denoisers themselves are :mod:`pyg_mmrec.nn` modules.
 """
-from typing import Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -19,14 +19,22 @@ from ..graphs import (
     bipartite_adjacency,
     bipartite_degrees,
     csr_dense_rows,
+    csr_to_edge_index,
     csr_transpose,
+    degree_power,
     generated_adjacency,
     train_graph,
     user_item_matrix,
 )
-from ..loader import RowBlockSource
+from ..loader import RowBlockSource, Subgraph
 from ..nn import sparse_mm
 from .base import Stage
+from .diffmm_subgraph import (
+    GraphBlocks,
+    generated_block,
+    subgraph_blocks,
+    subgraph_nodes,
+)
 
 #: Maps a key, users' training rows :obj:`[B, I]` and :math:`k` to their
 #: generated items :obj:`[B, k]` (:obj:`-1`: none).
@@ -67,8 +75,14 @@ class DiffMMCore(torch.nn.Module):
       :obj:`denoiser_lr`, that rebuilds the graphs after every epoch.
     * **The regulariser** (:meth:`reg_terms`): :obj:`reg_weight` times the
       squared norm of whole embedding tables (the originals' :obj:`reg`,
-      over every row, not the batch's).
+      over every row, not the batch's; on a sampled subgraph, the members
+      pass its rows).
     * **DiffMM's modality views** (:meth:`views`), its contrastive views.
+    * **Sampled subgraphs**: :meth:`blocks`, :meth:`generated` and
+      :meth:`views` of a :class:`~pyg_mmrec.loader.Subgraph` are those of
+      its nodes with the full graphs' weights (see
+      :mod:`~pyg_mmrec.models.diffmm_subgraph`); :meth:`sampling_graphs`
+      are the generated graphs a neighbour source samples.
 
     Args:
         data (HeteroData): The dataset.
@@ -142,13 +156,23 @@ class DiffMMCore(torch.nn.Module):
                              persistent=False)
         self.register_buffer('loop_item', 1.0 / (deg_i[:, None] + 1.0),
                              persistent=False)
+        # A subgraph's weights: the degrees and the scales (d + 1)^(-1/2)
+        # of the entries of A and R (computed as their builders do).
+        self.register_buffer('user_degree', deg_u, persistent=False)
+        self.register_buffer('item_degree', deg_i, persistent=False)
+        deg = torch.cat([deg_u, deg_i]).to(torch.get_default_dtype())
+        self.register_buffer('degree_scale', degree_power(deg + 1, -0.5),
+                             persistent=False)
         for key in self.keys:
             self.register_buffer(f'generated_{key}', torch.full(
                 (num_u, rebuild_k), -1, dtype=torch.long))
             self.register_buffer(f'graph_{key}', None, persistent=False)
             self.register_buffer(f'graph_{key}_t', None, persistent=False)
+            self.register_buffer(f'graph_{key}_diag', None,
+                                 persistent=False)
         self.register_buffer('dropout_seed', torch.zeros((), dtype=torch.long))
         self.register_buffer('has_generated', torch.tensor(False))
+        self._subgraph_memo: Tuple = (None, {})
         self.register_load_state_dict_post_hook(
             lambda module, _: module.clear_graphs())
 
@@ -204,6 +228,8 @@ class DiffMMCore(torch.nn.Module):
         for key in self.keys:
             setattr(self, f'graph_{key}', None)
             setattr(self, f'graph_{key}_t', None)
+            setattr(self, f'graph_{key}_diag', None)
+        self._subgraph_memo = (None, {})
 
     def graph(self, key: str) -> Tuple[Tensor, Tensor]:
         r"""The generated graph :math:`\mathbf{G}_k` of :obj:`key` and its
@@ -222,29 +248,85 @@ class DiffMMCore(torch.nn.Module):
 
     def adj_blocks(self, x_user: Tensor, x_item: Tensor) -> Dict[str, Tensor]:
         r"""The four block products of :math:`\hat{\mathbf{A}}
-        [\mathbf{X}_u; \mathbf{X}_i]`: :obj:`"uu"` :math:`\mathbf{S}_u
-        \mathbf{X}_u` and :obj:`"ui"` :math:`\mathbf{R} \mathbf{X}_i` (its
-        user rows are their sum), :obj:`"iu"` :math:`\mathbf{R}^{\top}
-        \mathbf{X}_u` and :obj:`"ii"` :math:`\mathbf{S}_i \mathbf{X}_i`."""
-        return {'uu': self.loop_user * x_user, 'ii': self.loop_item * x_item,
-                'ui': sparse_mm(self.norm_interactions, x_item,
-                                self.norm_interactions_t),
-                'iu': sparse_mm(self.norm_interactions_t, x_user,
-                                self.norm_interactions)}
+        [\mathbf{X}_u; \mathbf{X}_i]` (see
+        :meth:`~pyg_mmrec.models.diffmm_subgraph.GraphBlocks.adj_blocks`; the
+        user rows are :obj:`"uu" + "ui"`)."""
+        return self.blocks().adj_blocks(x_user, x_item)
+
+    def blocks(self, subgraph: Optional[Subgraph] = None) -> GraphBlocks:
+        r"""The training graph's forms on every node, or on
+        :obj:`subgraph`'s nodes (its edges, the full graph's weights)."""
+        if subgraph is None:
+            return GraphBlocks(self.adj, self.norm_interactions,
+                               self.norm_interactions_t, self.loop_user,
+                               self.loop_item, self.num_users)
+        return self._memo(subgraph, 'blocks',
+                          lambda: subgraph_blocks(self, subgraph))
+
+    def generated(self, key: str, subgraph: Optional[Subgraph] = None
+                  ) -> Tuple[Tensor, Tensor]:
+        r""":math:`\mathbf{G}_k` and its transpose (:meth:`graph`), or
+        their block on :obj:`subgraph`'s nodes: its sampled entries of the
+        graph (:obj:`graph_entries[key]`), else every entry between its
+        nodes, with the full graph's values (see
+        :func:`~pyg_mmrec.models.diffmm_subgraph.generated_block`)."""
+        adj, adj_t = self.graph(key)
+        if subgraph is None:
+            return adj, adj_t
+        entries = (subgraph.graph_entries or {}).get(key)
+        return self._memo(subgraph, ('generated', key),
+                          lambda: generated_block(
+                              adj, self.graph_diagonal(key),
+                              subgraph_nodes(subgraph, self.num_users),
+                              entries, key))
+
+    def _memo(self, subgraph: Subgraph, name, build: Callable):
+        # The blocks of the last subgraph, built once per batch (dropped
+        # with the graphs).
+        last, blocks = self._subgraph_memo
+        if last is not subgraph:
+            blocks = {}
+            self._subgraph_memo = (subgraph, blocks)
+        if name not in blocks:
+            blocks[name] = build()
+        return blocks[name]
+
+    def graph_diagonal(self, key: str) -> Tensor:
+        r"""The diagonal :obj:`[U + I]` of :math:`\mathbf{G}_k` (zero where
+        dropped), computed once per graph."""
+        if getattr(self, f'graph_{key}_diag') is None:
+            adj, _ = self.graph(key)
+            (row, col), value = csr_to_edge_index(adj)
+            diag = value.new_zeros(adj.size(0))
+            diag[row[row == col]] = value[row == col]
+            setattr(self, f'graph_{key}_diag', diag)
+        return getattr(self, f'graph_{key}_diag')
+
+    def sampling_graphs(self, keys: Optional[Sequence[str]] = None
+                        ) -> Dict[str, Tensor]:
+        r"""The :math:`\mathbf{G}_k` of :obj:`keys` (default: every key) on
+        the CPU (generated first if no :meth:`rebuild` has run), the graphs
+        a :class:`~pyg_mmrec.loader.GeneratedGraphNeighborSource`
+        samples."""
+        keys = self.keys if keys is None else keys
+        return {key: self.graph(key)[0].cpu() for key in keys}
 
     def views(self, encoder: Callable[[Tensor, Tensor], Tensor],
-              user_emb: Tensor, features: Mapping[str, Tensor]
+              user_emb: Tensor, features: Mapping[str, Tensor],
+              subgraph: Optional[Subgraph] = None
               ) -> Dict[str, Tuple[Tensor, Tensor]]:
         r"""DiffMM's contrastive views :math:`\mathrm{enc}(\mathbf{G}_m
         [\mathbf{E}_u; \mathrm{norm}(\mathbf{F}_m)], \hat{\mathbf{A}})`
         of every modality :math:`m` of :obj:`features` (the keys), as
         :obj:`(user, item)` rows; :obj:`encoder` is called with the rows and
-        :attr:`adj` (e.g. a :class:`~pyg_mmrec.nn.LightGCNEncoder`)."""
-        out = {}
+        :attr:`adj` (e.g. a :class:`~pyg_mmrec.nn.LightGCNEncoder`). On a
+        :obj:`subgraph` (:obj:`user_emb` and :obj:`features` of its nodes),
+        with its :meth:`blocks` and :meth:`generated` graphs."""
+        blocks, out = self.blocks(subgraph), {}
         for m, f in features.items():
-            adj, adj_t = self.graph(m)
+            adj, adj_t = self.generated(m, subgraph)
             x = sparse_mm(adj, torch.cat([user_emb, F.normalize(f)]), adj_t)
-            out[m] = self.split(encoder(x, self.adj))
+            out[m] = blocks.split(encoder(x, blocks.adj))
         return out
 
     def __repr__(self) -> str:

@@ -7,19 +7,20 @@ from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
 from ..graphs import csr_transpose, knn_adjacency, modality_clusters
-from ..loader import BPRBatch
+from ..loader import BPRBatch, Subgraph
 from ..nn import (
     BitFlipDiffusion,
     FlipTransformerDenoiser,
     ModalityFeatures,
     info_nce,
-    interest_debias,
     sparse_mm,
 )
-from ..nn.bitflip import candidate_rows, top_generated
+from ..nn.bitflip import candidate_rows, top_generated  # noqa: F401 (as before)
 from ..nn.losses import bpr_loss
-from .base import Recommender, Stage
+from .base import Recommender
 from .diffmm_core import DiffMMCore
+from .diffmm_subgraph import SubgraphParts, row_block
+from .genrec_parts import GenerationParts
 from .registry import register_model
 
 GRAPH_MIXES = ('softmax', 'sum')
@@ -35,7 +36,7 @@ def _block(in_channels: int, out_channels: int, dropout: float
 
 
 @register_model('genrec')
-class GenRec(Recommender):
+class GenRec(GenerationParts, SubgraphParts, Recommender):
     r"""GenRec-V1 from "Flip is Better than Noise: Unbiased Interest
     Generation for Multimedia Recommendation" (ACM MM'25, `code
     <https://github.com/orangeheyue/GenRec-V1>`_), a DiffMM derivative.
@@ -133,6 +134,22 @@ class GenRec(Recommender):
       labelled); :obj:`--data Sports` and :obj:`type=bool` flags are
       command-line bugs with no counterpart here.
 
+    **Mini-batch training** (:obj:`sampler="neighbor"`; see
+    :mod:`~pyg_mmrec.models.diffmm_subgraph`): subgraphs sampled over the
+    training interactions and :math:`\mathbf{G}` (as it is when the
+    epoch's batches start), and the propagation above on the subgraph's
+    nodes with the full graphs' weights. It is one hop of
+    :math:`\hat{\mathbf{A}}` and :math:`\mathbf{G}`
+    (:attr:`subgraph_hops` is 1) plus the item kNN hop, which reads the
+    whole rows of :math:`\mathbf{S}_m` of the subgraph's items (their
+    neighbours' features and embeddings join: exact). Local to the
+    subgraph: the regulariser (its rows of the ID tables, not every row)
+    and, in training mode, the BatchNorm statistics (over its nodes, and
+    over its items and their kNN neighbours for :math:`g_m(\mathbf{F}_m)`
+    and the projectors, instead of every node) and the dropout draws (in
+    that order). The InfoNCE terms are in-batch, as on the full graph. The
+    whole graph as a subgraph gives the full-graph losses.
+
     Args:
         data (HeteroData): The dataset; it must carry item features.
         embedding_dim (int): :obj:`latdim` :math:`d`. (default: :obj:`64`)
@@ -188,6 +205,7 @@ class GenRec(Recommender):
         faithful (bool): See above. (default: :obj:`False`)
     """
     requires_features = True
+    supports_subgraph = True
     repr_settings = ('modalities', 'embedding_dim', 'use_generated_graph',
                      'faithful')
 
@@ -336,83 +354,46 @@ class GenRec(Recommender):
                 child.train(True)
         return self
 
-    # Generated graph -----------------------------------------------------
-    def stages(self) -> Tuple[Stage, ...]:
-        r"""The denoiser stage (none without the generated graph): one pass
-        over all users' rows, then :math:`\mathbf{G}` is regenerated."""
-        if self.denoiser is None:
-            return ()
-        return (self.core.stage('denoiser', [self.denoiser],
-                                self.denoiser_loss), )
-
-    def denoiser_loss(self, users: Tensor) -> Dict[str, Tensor]:
-        r"""The flip-denoising loss on the training rows of :obj:`users`."""
-        x0 = self.core.rows(users)
-        return {'flip': self.process.loss(self.denoiser, x0)}
-
-    @torch.no_grad()
-    def generate_block(self, x0: Tensor, k: int) -> Tensor:
-        r"""The :obj:`k` generated items :obj:`[B, k]` (:obj:`-1`: none) of
-        the training rows :obj:`x0` :obj:`[B, I]` (the core's generation),
-        with the denoiser in eval mode (train mode with
-        :obj:`faithful=True`, as the original)."""
-        was_training = self.denoiser.training
-        self.denoiser.train(self.faithful)
-        try:
-            x, p = self.process.p_sample(self.denoiser, x0,
-                                         self.sampling_steps)
-        finally:
-            self.denoiser.train(was_training)
-        gen = candidate_rows(x0, x, p, self.gen_topk)
-        if self.interest_debias:
-            gen = interest_debias(x0, gen, self.clusters, self.sample_ratio)
-        return top_generated(gen, p, k, keep_empty=self.faithful)
-
-    def _generate(self, key: str, x0: Tensor, k: int) -> Tensor:
-        return self.generate_block(x0, k)  # G's generation (one key)
-
-    def rebuild_graph(self) -> None:
-        r"""Regenerates every user's items (see
-        :meth:`~pyg_mmrec.models.DiffMMCore.rebuild`)."""
-        self.core.rebuild()
-
-    def generated_graph(self) -> Tuple[Tensor, Tensor]:
-        r""":math:`\mathbf{G}` and its transpose (generated first if no
-        epoch has run)."""
-        return self.core.graph('items')
-
     # Recommender ---------------------------------------------------------
-    def content_embedding(self, e: Tensor) -> Tensor:
+    def content_embedding(self, e: Tensor,
+                          subgraph: Optional[Subgraph] = None) -> Tensor:
         r"""The collaborative embedding :math:`\mathbf{C}` of
-        :math:`\mathbf{E}` :obj:`[U + I, d]`."""
-        base = sparse_mm(self.core.adj, e, symmetric=True)
+        :math:`\mathbf{E}` :obj:`[U + I, d]` (or of :obj:`subgraph`'s
+        nodes)."""
+        base = sparse_mm(self.core.blocks(subgraph).adj, e, symmetric=True)
         if self.denoiser is None:
             return 0.5 * (e + base)
-        g, g_t = self.generated_graph()
+        g, g_t = self.core.generated('items', subgraph)
         gen = sparse_mm(g, e, g_t)
         if self.graph_mix == 'sum':
             return 0.5 * (e + base + gen)
         w = torch.softmax(self.mix_weight, dim=0)
         return 0.5 * (w[0] * (e + base) + w[1] * (e + gen))
 
-    def modality_embedding(self, m: str) -> Tensor:
-        r""":math:`\mathbf{H}_m` :obj:`[U + I, d]`."""
-        p = self.features.project(m)
+    def modality_embedding(self, m: str,
+                           subgraph: Optional[Subgraph] = None) -> Tensor:
+        r""":math:`\mathbf{H}_m` :obj:`[U + I, d]` (or of :obj:`subgraph`'s
+        nodes: the kNN hop reads its items' whole rows of
+        :math:`\mathbf{S}_m`, exactly)."""
+        knn, knn_t = getattr(self, f'knn_{m}'), getattr(self, f'knn_{m}_t')
+        items, item = None, self.item_embedding.weight
+        if subgraph is not None:  # the items' rows, on the items they read
+            knn, knn_t, items = row_block(knn, subgraph.item_id)
+            item = self.item_embedding(items)
+        p = self.features.project(m, items)
         f = self.res_scale * p + self.projector[m](p)
-        item = self.item_embedding.weight * self.gates[m](f)
-        item = sparse_mm(getattr(self, f'knn_{m}'), item,
-                         getattr(self, f'knn_{m}_t'))
-        user = sparse_mm(self.core.norm_interactions, item,
-                         self.core.norm_interactions_t)
-        return torch.cat([user, item])
+        item = sparse_mm(knn, item * self.gates[m](f), knn_t)
+        blocks = self.core.blocks(subgraph)
+        return torch.cat([sparse_mm(blocks.norm, item, blocks.norm_t), item])
 
-    def propagate(self) -> Tuple[Tensor, Tensor, Tensor]:
+    def propagate(self, subgraph: Optional[Subgraph] = None
+                  ) -> Tuple[Tensor, Tensor, Tensor]:
         r"""The final embedding :math:`\mathbf{Z}`, the side embedding
         :math:`\mathbf{S}` and the content embedding :math:`\mathbf{C}`,
-        each :obj:`[U + I, d]`."""
-        e = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-        content = self.content_embedding(e)
-        hidden = torch.stack([self.modality_embedding(m)
+        each :obj:`[U + I, d]` (or of :obj:`subgraph`'s nodes)."""
+        e = torch.cat(self.node_embeddings(subgraph))
+        content = self.content_embedding(e, subgraph)
+        hidden = torch.stack([self.modality_embedding(m, subgraph)
                               for m in self.modalities])  # [M, N, d]
         attn = torch.softmax(torch.stack([self.common(h) for h in hidden]),
                              dim=0)
@@ -425,17 +406,19 @@ class GenRec(Recommender):
         final = content + side if self.side_in_score else content
         return final, side, content
 
-    def encode(self, subgraph=None) -> Tuple[Tensor, Tensor]:
-        return self.core.split(self.propagate()[0])
+    def encode(self, subgraph: Optional[Subgraph] = None
+               ) -> Tuple[Tensor, Tensor]:
+        return self.core.blocks(subgraph).split(self.propagate(subgraph)[0])
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        final, side, content = map(self.core.split, self.propagate())
-        u, p, n = batch.user, batch.pos, batch.neg
+        sub = batch.subgraph
+        split = self.core.blocks(sub).split
+        final, side, content = map(split, self.propagate(sub))
+        u, p, n = batch.node_index()
         f_u = final[0][u]
         terms = {'bpr': bpr_loss((f_u * final[1][p]).sum(-1),
                                  (f_u * final[1][n]).sum(-1))}
-        terms.update(self.core.reg_terms(self.user_embedding.weight,
-                                         self.item_embedding.weight))
+        terms.update(self.embedding_reg_terms(sub))
         nce = lambda a, b: info_nce(a, b, self.temperature)  # noqa: E731
         s_p, c_p = side[1][p], content[1][p]
         cl1 = nce(s_p, c_p) + nce(side[0][u], content[0][u])

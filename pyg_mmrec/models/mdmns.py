@@ -10,7 +10,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
-from ..loader import BPRBatch
+from ..loader import BPRBatch, Subgraph
 from ..nn import (
     GaussianDiffusion,
     LightGCNEncoder,
@@ -22,8 +22,10 @@ from ..nn import (
     view_pair_info_nce,
 )
 from ..nn.losses import bpr_loss
-from .base import Recommender, Stage
+from .base import Recommender
 from .diffmm_core import DiffMMCore
+from .diffmm_subgraph import GraphBlocks, SubgraphParts
+from .mdmns_parts import DiffusionParts
 from .registry import register_model
 
 FUSED = 'fused'
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 @register_model('mdmns')
-class MDMNS(Recommender):
+class MDMNS(DiffusionParts, SubgraphParts, Recommender):
     r"""MDMNS from "Modal-aware Diffusion-enhanced with Multi-level Negative
     Sampling" for multimodal recommendation (`code
     <https://github.com/HuXianshengNXU/MDMNS-main>`_), a DiffMM derivative.
@@ -122,6 +124,21 @@ class MDMNS(Recommender):
     construction says so); :obj:`cl_method=1` has a contrastive loss on
     one modality too.
 
+    **Mini-batch training** (:obj:`sampler="neighbor"`; see
+    :mod:`~pyg_mmrec.models.diffmm_subgraph`): subgraphs sampled over the
+    training interactions and every :math:`\mathbf{G}_m` (as it is when
+    the epoch's batches start), and the branches above on the subgraph's
+    nodes with the full graphs' weights. A modality branch's rows read at
+    most :math:`L + 2` hops of :math:`\mathbf{A}` (one of
+    :math:`\mathbf{G}_m`), the fused branch's :math:`L + 4`
+    (:attr:`subgraph_hops` is :math:`L + 2`): beyond the sampled hops, a
+    node aggregates its sampled neighbours only. Also local to the
+    subgraph: the regulariser (its rows of the ID tables, not every row),
+    the softmaxes of the contrastive terms (over its users and items; the
+    anchors stay the batch's, or its nodes with :obj:`cl_anchors="all"`),
+    and the noisy views' noise (drawn in its item order). The whole graph
+    as a subgraph gives the full-graph losses.
+
     On CPU, glibc's allocator fragments under this model's many large
     temporaries (TikTok, :math:`d = 512`: 2.9 GB resident for a 1 GB live
     peak); run it under jemalloc with
@@ -188,6 +205,7 @@ class MDMNS(Recommender):
             nominal batch size. (default: :obj:`False`)
     """
     requires_features = True
+    supports_subgraph = True
     repr_settings = ('modalities', 'embedding_dim', 'cl_method', 'faithful')
 
     def __init__(
@@ -290,106 +308,63 @@ class MDMNS(Recommender):
             self.modal_weight.fill_(1.0 / len(self.modalities))
         self.diffusion.reset_parameters()
 
-    def stages(self) -> Tuple[Stage, ...]:
-        r"""The diffusion stage, run before the recommender in every epoch:
-        one pass of every denoiser (and the guidance network) over all user
-        rows, then the generated graphs are rebuilt."""
-        # One Adam over the denoisers and the guidance equals the original's
-        # one Adam per part: Adam is elementwise and the parts share no
-        # parameter. One backward per denoiser, as the original: the
-        # guidance's gradients add up in the same order. The generated
-        # graphs (in the core) are not offloaded: the recommender reads them.
-        modules = list(self.diffusion.denoisers.values())
-        if self.diffusion.guidance is not None:
-            modules.append(self.diffusion.guidance)
-        return (self.core.stage('diffusion', modules, self.denoiser_loss,
-                                before=self._prepare_denoiser_inputs,
-                                after=self.rebuild_graphs,
-                                backward_per_term=True,
-                                offload_dir=self.offload_dir), )
-
-    # Diffusion -----------------------------------------------------------
-    @torch.no_grad()
-    def denoiser_inputs(self) -> Tuple:
-        r"""The projected features, their guides
-        (:meth:`~pyg_mmrec.nn.ModalityDiffusion.guides`) and the item ID
-        embeddings, detached (fixed during the diffusion stage)."""
-        feats = self.features()
-        return (feats, self.diffusion.guides(feats),
-                self.item_embedding.weight.detach())
-
-    def _prepare_denoiser_inputs(self) -> None:
-        self._denoiser_inputs = self.denoiser_inputs()
-
-    def denoiser_loss(self, users: Tensor) -> Dict[str, Tensor]:
-        r"""The loss :math:`\mathcal{L}_m` of every modality's denoiser on
-        the interaction rows of :obj:`users` (the stage's batch)."""
-        feats, guides, item_emb = (self._denoiser_inputs or
-                                   self.denoiser_inputs())
-        x0 = self.core.rows(users)
-        return {m: self.diffusion.loss(m, x0, guides[m], feats[m], item_emb)
-                for m in self.modalities}
-
-    def rebuild_graphs(self) -> None:
-        r"""Regenerates the generated graphs from the current denoisers
-        (see :meth:`~pyg_mmrec.models.DiffMMCore.rebuild`)."""
-        self.core.rebuild()
-        self._denoiser_inputs = None
-
-    def generated_graph(self, modality: str) -> Tuple[Tensor, Tensor]:
-        r"""The generated graph :math:`\mathbf{G}_m` and its transpose
-        (generated first if no epoch has run)."""
-        return self.core.graph(modality)
-
     # Recommender ---------------------------------------------------------
+    @property
+    def subgraph_hops(self) -> int:
+        r""":math:`L + 2`, the hops a modality branch's rows read."""
+        return self.encoder.num_layers + 2
+
     def _branch(self, x_item: Tensor, ids: Dict[str, Tensor],
-                generated: Tensor) -> Tensor:
+                generated: Tensor, blocks: GraphBlocks) -> Tensor:
         # A [E_u; X] + A [(A [E_u; X])_u; E_i] + lambda_a * generated, with
         # A = [[S_u, R], [R^T, S_i]] (self-loops S on the diagonal): only
         # R X and R^T h_u depend on the branch; the rest is shared.
-        h_u = ids['uu'] + sparse_mm(self.core.norm_interactions, x_item,
-                                    self.core.norm_interactions_t)
-        h_i = ids['iu'] + self.core.loop_item * x_item
-        h2_u = self.core.loop_user * h_u + ids['ui']
-        h2_i = sparse_mm(self.core.norm_interactions_t, h_u,
-                         self.core.norm_interactions) + ids['ii']
+        h_u = ids['uu'] + sparse_mm(blocks.norm, x_item, blocks.norm_t)
+        h_i = ids['iu'] + blocks.loop_item * x_item
+        h2_u = blocks.loop_user * h_u + ids['ui']
+        h2_i = sparse_mm(blocks.norm_t, h_u, blocks.norm) + ids['ii']
         out = torch.cat([h_u + h2_u, h_i + h2_i])
         return torch.add(out, generated, alpha=self.ris_adj_lambda)
 
-    def _encode(self, h: Tensor) -> Tuple[Tensor, Tensor]:
-        z = torch.add(self.encoder(h, self.core.adj), F.normalize(h),
+    def _encode(self, h: Tensor, blocks: GraphBlocks) -> Tuple[Tensor, Tensor]:
+        z = torch.add(self.encoder(h, blocks.adj), F.normalize(h),
                       alpha=self.ris_lambda)
-        return self.core.split(z)
+        return blocks.split(z)
 
-    def branches(self, feats: Optional[Dict[str, Tensor]] = None
+    def branches(self, feats: Optional[Dict[str, Tensor]] = None,
+                 subgraph: Optional[Subgraph] = None
                  ) -> Dict[str, Tuple[Tensor, Tensor]]:
         r"""The :obj:`(user, item)` embeddings of the fused branch
         (:obj:`"fused"`) and of every modality branch, from the projected
         features :obj:`feats` (computed by :attr:`features` if not
-        given)."""
-        e_u, e_i = self.user_embedding.weight, self.item_embedding.weight
+        given), of every node or of :obj:`subgraph`'s."""
+        e_u, e_i = self.node_embeddings(subgraph)
         e_id = torch.cat([e_u, e_i])
-        ids = self.core.adj_blocks(e_u, e_i)  # shared by every branch
+        blocks = self.core.blocks(subgraph)
+        ids = blocks.adj_blocks(e_u, e_i)  # shared by every branch
         if feats is None:
-            feats = self.features()
+            feats = self.features(None if subgraph is None
+                                  else subgraph.item_id)
         hidden = {}
         for m in self.modalities:
-            adj, adj_t = self.generated_graph(m)
+            adj, adj_t = self.core.generated(m, subgraph)
             hidden[m] = self._branch(F.normalize(feats[m]), ids,
-                                     sparse_mm(adj, e_id, adj_t))
+                                     sparse_mm(adj, e_id, adj_t), blocks)
         weight = torch.softmax(self.modal_weight, dim=0)
-        mixed = sum(w * hidden[m][self.num_users:]  # the item halves only
+        mixed = sum(w * hidden[m][blocks.num_users:]  # the item halves only
                     for w, m in zip(weight, self.modalities))
         id_graph = torch.cat([ids['uu'] + ids['ui'], ids['iu'] + ids['ii']])
-        fused = self._branch(F.normalize(mixed), ids, id_graph)
-        out = {FUSED: self._encode(fused)}
-        out.update({m: self._encode(hidden[m]) for m in self.modalities})
+        fused = self._branch(F.normalize(mixed), ids, id_graph, blocks)
+        out = {FUSED: self._encode(fused, blocks)}
+        out.update({m: self._encode(hidden[m], blocks)
+                    for m in self.modalities})
         return out
 
-    def encode(self, subgraph=None) -> Tuple[Tensor, Tensor]:
+    def encode(self, subgraph: Optional[Subgraph] = None
+               ) -> Tuple[Tensor, Tensor]:
         r"""All branches concatenated, so that a dot product is the sum of
         the branches' scores."""
-        out = self.branches()
+        out = self.branches(subgraph=subgraph)
         return (torch.cat([u for u, _ in out.values()], dim=1),
                 torch.cat([i for _, i in out.values()], dim=1))
 
@@ -404,40 +379,43 @@ class MDMNS(Recommender):
         kwargs = dict(temperature=self.temperature, chunk_size=self.chunk_size,
                       matmul_dtype=(torch.bfloat16 if self.mixed_precision
                                     else None))
+        user, pos, _ = batch.node_index()
         if self.cl_method == 0:
             if len(self.modalities) < 2:  # nothing to contrast
                 return self.item_embedding.weight.new_zeros(())
-            views = self.core.views(self.encoder,
-                                    self.user_embedding.weight, feats)
-            loss = view_pair_info_nce(list(views.values()), batch.user,
-                                      batch.pos, **kwargs)
+            sub = batch.subgraph
+            views = self.core.views(self.encoder, self.node_embeddings(sub)[0],
+                                    feats, sub)
+            loss = view_pair_info_nce(list(views.values()), user, pos,
+                                      **kwargs)
         else:
             users = items = None
             if self.cl_anchors == 'batch':
-                users, items = batch.user.unique(), batch.pos.unique()
+                users, items = user.unique(), pos.unique()
             loss = multi_level_info_nce(
                 out[FUSED], [out[m] for m in self.modalities],
                 self.noise_levels, users, items, **kwargs)
         return self.ssl_weight * loss
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        feats = self.features()  # once per batch, shared with the views
-        out = self.branches(feats)
+        sub = batch.subgraph  # once per batch, shared with the views:
+        feats = self.features(None if sub is None else sub.item_id)
+        out = self.branches(feats, sub)
+        user, pos, neg = batch.node_index()
         parts = []
         for m in self.modalities:
             user_emb, item_emb = out[m]
-            u = user_emb.index_select(0, batch.user)
+            u = user_emb.index_select(0, user)
             parts.append(bpr_loss(
-                (u * item_emb.index_select(0, batch.pos)).sum(-1),
-                (u * item_emb.index_select(0, batch.neg)).sum(-1)))
+                (u * item_emb.index_select(0, pos)).sum(-1),
+                (u * item_emb.index_select(0, neg)).sum(-1)))
         bpr = functools.reduce(operator.add, parts)  # a tensor, in order
         if self.faithful:  # the original's sum over the nominal batch size
             size = batch.user.numel()
             self._nominal_batch_size = max(self._nominal_batch_size, size)
             bpr = bpr * (size / self._nominal_batch_size)
         terms = {'bpr': bpr}
-        terms.update(self.core.reg_terms(self.user_embedding.weight,
-                                         self.item_embedding.weight))
+        terms.update(self.embedding_reg_terms(sub))
         if self.ssl_weight > 0:
             terms['cl'] = self.contrastive_loss(out, feats, batch)
         return terms

@@ -233,6 +233,10 @@ def pop_recall(medium):
 #: ``--durations``: mcln 108 s, rearm 31 s; the others under 15 s; mcln
 #: with ``sampler='neighbor'`` 108 s): slow.
 SLOW_LEARNERS = {'mcln', 'rearm'}
+#: Model settings of the learning tests: GenRec's default 6-layer, 512-wide
+#: denoiser alone takes a minute here.
+LEARNER_SETTINGS = {'genrec': dict(denoiser_hidden=32, denoiser_layers=1,
+                                   denoiser_ff=32)}
 
 
 @pytest.mark.parametrize('name', [
@@ -241,10 +245,7 @@ SLOW_LEARNERS = {'mcln', 'rearm'}
 def test_models_learn_beyond_popularity(medium, pop_recall, name):
     assert set(TRAINABLE) >= {'lightgcn', 'vbpr', 'freedom', 'fmcns',
                               'mdmns', 'rearm', 'genrec', 'mcln'}
-    # GenRec's default 6-layer, 512-wide denoiser alone takes a minute here
-    kwargs = (dict(denoiser_hidden=32, denoiser_layers=1, denoiser_ff=32)
-              if name == 'genrec' else {})
-    res = fit(medium, name, epochs=15, **kwargs)
+    res = fit(medium, name, epochs=15, **LEARNER_SETTINGS.get(name, {}))
     assert res['test']['recall@20'] > 1.3 * pop_recall, (
         res['test'], pop_recall)
 
@@ -254,7 +255,8 @@ def test_models_learn_beyond_popularity(medium, pop_recall, name):
     for n in TRAINABLE if get_model(n).supports_subgraph])
 def test_mini_batch_models_learn_beyond_popularity(medium, pop_recall, name):
     res = fit(medium, name, epochs=15, trainer_kwargs=dict(
-        sampler='neighbor', num_neighbors='10,10'))
+        sampler='neighbor', num_neighbors='10,10'),
+        **LEARNER_SETTINGS.get(name, {}))
     assert res['test']['recall@20'] > 1.3 * pop_recall, (
         res['test'], pop_recall)
 
