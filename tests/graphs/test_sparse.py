@@ -8,6 +8,7 @@ from pyg_mmrec.graphs import (
     drop_entries,
     expand_runs,
     to_sparse_csr,
+    weighted_sum,
 )
 from pyg_mmrec.nn import sparse_mm
 
@@ -75,3 +76,27 @@ def test_drop_entries_keeps_a_share_and_rescales():
     assert drop_entries(adj, 1.0) is adj
     with pytest.raises(ValueError, match='keep_rate'):
         drop_entries(adj, 0.0)
+
+
+@pytest.mark.parametrize('shape', [(7, 5), (5, 9), (4, 4)])
+def test_to_sparse_csr_sums_duplicates_and_sorts_columns(shape):
+    # Unordered entries with duplicates against the dense sum; the CSR is
+    # coalesced (each row's columns strictly increasing).
+    gen = torch.Generator().manual_seed(sum(shape))
+    num = 60
+    edge_index = torch.stack([
+        torch.randint(0, size, (num,), generator=gen) for size in shape])
+    weight = torch.rand(num, generator=gen)
+    dense = torch.zeros(shape).index_put_(tuple(edge_index), weight,
+                                          accumulate=True)
+    adj = to_sparse_csr(edge_index, weight, shape)
+    torch.testing.assert_close(adj.to_dense(), dense)
+    crow, col = adj.crow_indices(), adj.col_indices()
+    assert crow[-1] == int((dense != 0).sum())
+    for r in range(shape[0]):
+        assert (col[crow[r]:crow[r + 1]].diff() > 0).all()
+    other = to_sparse_csr(edge_index.flip(1), weight.flip(0), shape)
+    total = weighted_sum([adj, other], [0.25, 2.0])
+    torch.testing.assert_close(total.to_dense(), 2.25 * dense)
+    empty = to_sparse_csr(torch.empty(2, 0, dtype=torch.long), None, shape)
+    assert empty._nnz() == 0 and tuple(empty.shape) == shape
