@@ -74,6 +74,8 @@ def fingerprint(model):
 
 
 def models_worker(rank, init_method, out_dir):
+    from trainer_helpers import Interrupt
+
     from pyg_mmrec.train.checkpoint import seed_everything
     dist.init_process_group('gloo', init_method=init_method, rank=rank,
                             world_size=WORLD_SIZE)
@@ -92,6 +94,23 @@ def models_worker(rank, init_method, out_dir):
         out['row_stage'] = dict(test=result['test'], state=fingerprint(model),
                                 losses=[r['losses'] for r in
                                         result['history']])
+        # MDMNS with its diffusion stage, interrupted after epoch 1 and
+        # resumed, against the uninterrupted run:
+        runs = {}
+        for name, kwargs in (('uninterrupted', {}),
+                             ('interrupted', dict(callbacks=[
+                                 Interrupt(after_epoch=1)])),
+                             ('resumed', dict(resume=True))):
+            seed_everything(0)
+            model = MODELS['mdmns'](data)
+            folder = 'mdmns_full' if name == 'uninterrupted' else 'mdmns'
+            try:
+                result = fit(model, data, 32, checkpoint_dir=os.path.join(
+                    out_dir, folder), **kwargs)
+            except KeyboardInterrupt:
+                continue
+            runs[name] = dict(test=result['test'], state=fingerprint(model))
+        out['mdmns_resume'] = runs
         seed_everything(0)
         model = mdmns_without_noise(data)
         result = fit(model, data, 32)
@@ -176,3 +195,15 @@ def test_mdmns_recommender_in_two_processes_trains_as_one_process(
                                                       abs=1e-5), key
         for name, value in one['test'].items():
             assert got['test'][name] == pytest.approx(value, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_mdmns_with_its_stage_resumes_exactly_in_two_processes(
+        two_processes):
+    # Checkpoints hold the stage's optimiser state and the generated
+    # graphs; each process's stage noise is seeded by (seed, epoch, stage,
+    # rank), so the resumed epoch 2 draws what the uninterrupted one drew.
+    for run in two_processes:
+        runs = run['mdmns_resume']
+        assert runs['resumed']['test'] == runs['uninterrupted']['test']
+        assert runs['resumed']['state'] == runs['uninterrupted']['state']
