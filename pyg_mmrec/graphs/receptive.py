@@ -87,43 +87,52 @@ def receptive_field(adj: Tensor, rows: Tensor,
         raise ValueError(f"'num_hops' must be non-negative (got {num_hops})")
     crow, col = adj.crow_indices().long(), adj.col_indices().long()
     value, device, num_nodes = adj.values(), crow.device, adj.size(0)
+    degree = crow[1:] - crow[:-1]
     rows = rows.to(device, torch.long)
     # The first hop h at which a node joins S_h (num_hops + 1: never).
     joined = torch.full((num_nodes, ), num_hops + 1, dtype=torch.long,
                         device=device)
     joined[rows] = 0
     nodes = [(joined == 0).nonzero().view(-1)]
-    runs = []  # the entries of the rows of every S_h
+    # The entries of the rows of every S_h: their row (position in S_h),
+    # column and value.
+    entries = []
     for hop in range(num_hops + 1):
-        start = crow[nodes[hop]]
-        count = crow[nodes[hop] + 1] - start
-        run, at = expand_runs(start, count)
-        runs.append((count, run, at))
+        ids = nodes[hop]
+        count = degree.index_select(0, ids)
+        run, at = expand_runs(crow.index_select(0, ids), count)
+        entries.append((count, run, col.index_select(0, at),
+                        value.index_select(0, at)))
         if hop < num_hops:
-            neighbour = col[at]
-            joined[neighbour] = joined[neighbour].clamp_(max=hop + 1)
+            neighbour = entries[-1][2]
+            joined.index_put_((neighbour, ), joined.index_select(
+                0, neighbour).clamp_(max=hop + 1))
             nodes.append((joined <= hop + 1).nonzero().view(-1))
     position = torch.empty(num_nodes, dtype=torch.long, device=device)
     blocks, blocks_t, targets = [], [], []
     for hop, ids in enumerate(nodes):
-        position[ids] = torch.arange(ids.numel(), device=device)
-        targets.append(position[nodes[0]])
+        position.index_copy_(0, ids, torch.arange(ids.numel(),
+                                                  device=device))
+        targets.append(position.index_select(0, nodes[0]))
         if hop > 0:
             # A[S_{h-1}, S_h]: every entry of the rows of S_{h-1}.
-            count, _, at = runs[hop - 1]
-            blocks.append(_csr_block(count, position[col[at]], value[at],
-                                     ids.numel()))
+            count, _, entry_col, entry_value = entries[hop - 1]
+            blocks.append(_csr_block(
+                count, position.index_select(0, entry_col), entry_value,
+                ids.numel()))
         else:
-            index = position[rows]
+            index = position.index_select(0, rows)
     for hop in range(num_hops):
         # A[S_{h+1}, S_h], the transpose of blocks[h] by symmetry: the
         # entries of the rows of S_{h+1} whose column is in S_h.
-        count, run, at = runs[hop + 1]
-        keep = joined[col[at]] <= hop
-        run, at = run[keep], at[keep]
-        position[nodes[hop]] = torch.arange(nodes[hop].numel(),
-                                            device=device)
+        count, run, entry_col, entry_value = entries[hop + 1]
+        keep = (joined.index_select(0, entry_col) <= hop).nonzero().view(-1)
+        entry_col = entry_col.index_select(0, keep)
+        position.index_copy_(0, nodes[hop], torch.arange(
+            nodes[hop].numel(), device=device))
         blocks_t.append(_csr_block(
-            torch.bincount(run, minlength=count.numel()),
-            position[col[at]], value[at], nodes[hop].numel()))
+            torch.bincount(run.index_select(0, keep),
+                           minlength=count.numel()),
+            position.index_select(0, entry_col),
+            entry_value.index_select(0, keep), nodes[hop].numel()))
     return ReceptiveField(nodes, blocks, blocks_t, targets, index)

@@ -59,6 +59,11 @@ class FMCNS(FREEDOM):
     causal anchor is the item's graph embedding :math:`\mathbf{e}_p` alone
     (an untrained generator would otherwise still steer the negatives).
 
+    A full-graph training step reads the embeddings of its users, positives,
+    negatives and causal pool only, so LightGCN computes each layer on their
+    receptive field in the pruned graph
+    (:meth:`full_graph_rows`; the same values as the whole propagation).
+
     Differences from the original code, and why:
 
     * The flow target (the item ID embeddings) is detached: otherwise the
@@ -320,18 +325,21 @@ class FMCNS(FREEDOM):
                      (1 - self.flow_mix) * h[uniq])
             item_input = h.index_put((uniq, ), mixed)
             flow_term = self.flow_weight * flow_loss
+        causal = bool(self.causal_ready) and self.causal_weight > 0
         if sub is None:
-            user_emb, item_emb = self.propagate(item_input, self.train_adj)
+            u, pos_emb, neg_emb, hard_emb = self.full_graph_rows(
+                batch, item_input, h, causal)
         else:
             user_emb, item_emb = self.propagate_subgraph(item_input, sub)
-        item_emb = item_emb + h
+            item_emb = item_emb + h
+            u, pos_emb, neg_emb = user_emb[user], item_emb[pos], item_emb[neg]
+            hard_emb = item_emb[self.causal_negatives(
+                batch, item_emb.detach(), pos, neg)] if causal else None
 
-        u = user_emb[user]
-        pos_score = (u * item_emb[pos]).sum(-1)
-        bpr_uniform = bpr_loss(pos_score, (u * item_emb[neg]).sum(-1))
-        if bool(self.causal_ready) and self.causal_weight > 0:
-            hard = self.causal_negatives(batch, item_emb.detach(), pos, neg)
-            bpr_causal = bpr_loss(pos_score, (u * item_emb[hard]).sum(-1))
+        pos_score = (u * pos_emb).sum(-1)
+        bpr_uniform = bpr_loss(pos_score, (u * neg_emb).sum(-1))
+        if hard_emb is not None:
+            bpr_causal = bpr_loss(pos_score, (u * hard_emb).sum(-1))
             terms['bpr'] = (1 - self.causal_weight) * bpr_uniform
             terms['bpr_causal'] = self.causal_weight * bpr_causal
         else:
@@ -341,23 +349,57 @@ class FMCNS(FREEDOM):
         terms.update(self.feature_bpr_terms(u, batch))
         return terms
 
+    def full_graph_rows(self, batch: BPRBatch, item_input: Tensor, h: Tensor,
+                        causal: bool) -> Tuple[Tensor, ...]:
+        r"""The embeddings :obj:`[B, d]` of the batch's users, positives,
+        negatives and causal hard negatives (:obj:`None` when
+        :obj:`causal` is off) on the full pruned graph, from the item
+        input :obj:`item_input` and the item-graph embeddings :obj:`h`
+        (:obj:`[I, d]` each).
+
+        The causal pool (:meth:`~pyg_mmrec.nn.CausalNegativeSampler.
+        pool_positions` of all items) is drawn first, so that LightGCN runs
+        on the receptive field of the rows the batch reads only
+        (:meth:`~pyg_mmrec.models.FREEDOM.propagate_rows`: users,
+        positives, negatives, pool), and ranked as by
+        :meth:`~pyg_mmrec.nn.CausalNegativeSampler.sample`, with the same
+        random draws in the same order (LightGCN draws nothing between the
+        pool and the ranking). A row whose pool holds only training items
+        of its user gets a uniform true negative, propagated on its own."""
+        sampler, size = self.causal_sampler, batch.pos.numel()
+        pool = (sampler.pool_positions(self.num_items, device=h.device)
+                if causal else batch.pos.new_empty(0))
+        items = torch.cat([batch.pos, batch.neg, pool])
+        u, item_emb = self.propagate_rows(item_input, self.train_adj,
+                                          batch.user, items)
+        pos_emb, neg_emb, pool_emb = (
+            item_emb + h.index_select(0, items)).split(
+            [size, size, pool.numel()])
+        if not causal:
+            return u, pos_emb, neg_emb, None
+        generated = self.generated[batch.pos] if self.use_flow else None
+        anchor = sampler.anchor(batch.pos, pos_emb.detach(), generated)
+        slot, empty = sampler.rank_pool(
+            batch.user, anchor, torch.arange(pool.numel(), device=h.device),
+            pool, pool_emb.detach())
+        hard_emb = pool_emb.index_select(0, slot)
+        if bool(empty.any()):
+            rows = empty.nonzero().view(-1)
+            fallback = sampler.pairs.uniform_negatives(batch.user[rows])
+            _, emb = self.propagate_rows(item_input, self.train_adj,
+                                         batch.user[:0], fallback)
+            hard_emb = hard_emb.index_put((rows, ), emb + h[fallback])
+        return u, pos_emb, neg_emb, hard_emb
+
     def causal_negatives(self, batch: BPRBatch, item_emb: Tensor,
                          pos: Tensor, neg: Tensor) -> Tensor:
-        r"""The causal hard negatives of the batch's rows, as rows of
-        :obj:`item_emb` (the batch's item embeddings: of all items, or of
-        the subgraph's items). On the full graph, the pool is :math:`N_c`
-        of all items; on a subgraph, :math:`N_c` of the subgraph's items
-        (all of them when fewer; see the class description). A row whose
-        pool holds only its user's training items gets the uniform true
-        negative of :meth:`~pyg_mmrec.graphs.PairIndex.uniform_negatives`
-        on the full graph, the batch's own negative :obj:`neg` on a
-        subgraph."""
-        sampler = self.causal_sampler
-        sub = batch.subgraph
-        if sub is None:
-            return sampler.sample(batch.user, batch.pos, item_emb,
-                                  self.generated if self.use_flow else None)
+        r"""The causal hard negatives of the batch's rows on a subgraph, as
+        positions among the subgraph's items (the rows of :obj:`item_emb`):
+        the pool is :math:`N_c` of the subgraph's items (all of them when
+        fewer; see the class description), and a row whose pool holds only
+        its user's training items gets the batch's own negative
+        :obj:`neg`."""
         generated = self.generated[batch.pos] if self.use_flow else None
-        return sampler.sample_subgraph(batch.user, batch.pos, pos,
-                                       sub.item_id, item_emb, generated,
-                                       fallback=neg)
+        return self.causal_sampler.sample_subgraph(
+            batch.user, batch.pos, pos, batch.subgraph.item_id, item_emb,
+            generated, fallback=neg)

@@ -261,9 +261,11 @@ class FREEDOM(Recommender):
                                 self.encoder.num_layers)
         nodes = field.nodes[-1]  # sorted: users first
         split = int((nodes < num_users).sum())
-        x = torch.cat([self.user_embedding.weight[nodes[:split]],
-                       item_input[nodes[split:] - num_users]])
-        out = self.encoder.forward_field(x, field)[field.index]
+        x = torch.cat([
+            self.user_embedding.weight.index_select(0, nodes[:split]),
+            item_input.index_select(0, nodes[split:] - num_users)])
+        out = self.encoder.forward_field(x, field).index_select(
+            0, field.index)
         return out.split([users.numel(), items.numel()])
 
     def encode(self, subgraph: Optional[Subgraph] = None

@@ -12,6 +12,19 @@ from ..graphs.receptive import ReceptiveField
 COMBINES = ('mean', 'sum', 'last')
 
 
+def _csr_mm(adj: Tensor, x: Tensor) -> Tensor:
+    r""":math:`\mathbf{A}\mathbf{X}` (no autograd) for a CSR :obj:`adj`,
+    written into a fresh output by :func:`torch.addmm` with
+    :obj:`beta=0` (the output is never read): on the CPU,
+    :func:`torch.sparse.mm` zero-fills two :obj:`[M, F]` buffers and copies
+    the result, which costs as much as the product on a LightGCN graph
+    (same values)."""
+    if adj.layout != torch.sparse_csr or x.device.type != 'cpu':
+        return torch.sparse.mm(adj, x)
+    out = x.new_empty(adj.size(0), x.size(1))
+    return torch.addmm(out, adj, x, beta=0, out=out)
+
+
 class _SpMM(torch.autograd.Function):
     r"""CSR :math:`\mathbf{A}\mathbf{X}` whose backward pass multiplies by a
     precomputed :math:`\mathbf{A}^{\top}` (:math:`\mathbf{A}` itself when
@@ -21,11 +34,47 @@ class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, adj: Tensor, adj_t: Tensor) -> Tensor:
         ctx.adj_t = adj_t
-        return torch.sparse.mm(adj, x)
+        return _csr_mm(adj, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return torch.sparse.mm(ctx.adj_t, grad), None, None
+        return _csr_mm(ctx.adj_t, grad.contiguous()), None, None
+
+
+class _FieldPropagation(torch.autograd.Function):
+    r""":meth:`LightGCNEncoder.forward_field` in one autograd node: the
+    backward pass walks the transposed blocks down the hops and adds each
+    layer's share of the output gradient in place, instead of a zero-filled
+    gradient per gathered layer and a sum per layer (the same values)."""
+    @staticmethod
+    def forward(ctx, x: Tensor, field: ReceptiveField,
+                combine: str) -> Tensor:
+        ctx.field, ctx.combine = field, combine
+        num_layers = len(field.blocks)
+        out = x.index_select(0, field.targets[-1])
+        for layer in range(num_layers):
+            hop = num_layers - 1 - layer
+            x = _csr_mm(field.blocks[hop], x)
+            rows = x.index_select(0, field.targets[hop])
+            out = rows if combine == 'last' else out.add_(rows)
+        if combine == 'mean':
+            out.div_(num_layers + 1)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        field, combine = ctx.field, ctx.combine
+        num_layers = len(field.blocks)
+        # Every layer's rows of S_0 get `share` (the last layer's only, for
+        # 'last'); the layer on S_h is the last layer's gradient walked h
+        # hops down (targets[0] is the identity).
+        share = grad / (num_layers + 1) if combine == 'mean' else grad
+        out = share.contiguous()
+        for hop in range(num_layers):
+            out = _csr_mm(field.blocks_t[hop], out)
+            if combine != 'last':
+                out.index_add_(0, field.targets[hop + 1], share)
+        return out, None, None
 
 
 def sparse_mm(adj: Tensor, x: Tensor, adj_t: Optional[Tensor] = None,
@@ -49,7 +98,9 @@ def sparse_mm(adj: Tensor, x: Tensor, adj_t: Optional[Tensor] = None,
     if (adj_t is not None and x.requires_grad
             and adj.layout == torch.sparse_csr):
         return _SpMM.apply(x, adj, adj_t)
-    return torch.sparse.mm(adj, x)
+    if x.requires_grad:
+        return torch.sparse.mm(adj, x)
+    return _csr_mm(adj, x)
 
 
 class LightGCNConv(MessagePassing):
@@ -212,18 +263,7 @@ class LightGCNEncoder(torch.nn.Module):
         if len(field.blocks) != self.num_layers:
             raise ValueError(f"'field' covers {len(field.blocks)} hops for "
                              f"{self.num_layers} layers")
-        out = x[field.targets[-1]]
-        for layer in range(self.num_layers):
-            hop = self.num_layers - 1 - layer
-            x = sparse_mm(field.blocks[hop], x, field.blocks_t[hop])
-            if self.combine == 'last':
-                out = x[field.targets[hop]]
-            else:
-                out = out.add_(x[field.targets[hop]]) if layer else (
-                    out + x[field.targets[hop]])
-        if self.combine == 'mean':
-            out = out.div_(self.num_layers + 1)
-        return out
+        return _FieldPropagation.apply(x, field, self.combine)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_layers={self.num_layers}, '

@@ -201,7 +201,11 @@ class ModalityFeatures(torch.nn.Module):
         r"""The table :math:`\mathbf{X}_m` of :obj:`modality`, or its rows
         :obj:`items`."""
         x = getattr(self, f'x_{modality}')
-        return x if items is None else x[items]
+        if items is None:
+            return x
+        if items.dim() == 1 and items.dtype != torch.bool:
+            return x.index_select(0, items)  # faster than x[items] on CPU
+        return x[items]
 
     def project(self, modality: str,
                 items: Optional[Tensor] = None) -> Tensor:

@@ -23,30 +23,34 @@ def item_frequency(graph: PairIndex) -> Tensor:
     return graph.item_degree().float() / max(graph.num_users, 1)
 
 
-def top_k_indices(score: Tensor, k: int) -> Tensor:
-    r"""The columns of the :obj:`k` largest entries of every row of
-    :obj:`score` :obj:`[B, N]`, largest first: the indices of
-    :obj:`score.topk(k, dim=1, sorted=True)` (exact ties, whose order
-    :func:`torch.topk` leaves open, may come in another order). On the CPU
-    by NumPy's introselect and a sort of the :obj:`k` kept
-    (:func:`numpy.argpartition`, :func:`numpy.argsort`), three times
-    faster than ATen's top-:math:`k` on FMCNS's :obj:`[512, 1000]` pools;
-    elsewhere :func:`torch.topk`. For scores without :obj:`NaN`
-    (:obj:`-inf` allowed).
+def column_at_rank(score: Tensor, rank: Tensor, k: int) -> Tensor:
+    r"""The column of the entry of rank :obj:`rank[b]` (:obj:`0`: the
+    largest) of every row :math:`b` of :obj:`score` :obj:`[B, N]`, for
+    ranks below :obj:`k`: :obj:`score.topk(k, dim=1, sorted=True).indices`
+    at column :obj:`rank[b]` (an exact tie, whose order :func:`torch.topk`
+    leaves open, may give the other column). On the CPU without sorting the
+    :math:`k` columns: NumPy's (SIMD) selection of the :math:`k` largest
+    values per row (:func:`numpy.partition`), a sort of those values, and
+    the first column holding the row's value of rank :obj:`rank[b]`, seven
+    times faster than ATen's sorted top-:math:`k` on FMCNS's
+    :obj:`[512, 1000]` pools; elsewhere :func:`torch.topk`. For scores
+    without :obj:`NaN` (:obj:`-inf` allowed).
 
     Args:
         score (torch.Tensor): Scores :obj:`[B, N]` (without gradient).
+        rank (torch.Tensor): Ranks :obj:`[B]` in :math:`[0, k)`.
         k (int): :math:`1 \le k \le N`.
 
     Returns:
-        torch.Tensor: Column indices :obj:`[B, k]`.
+        torch.Tensor: Columns :obj:`[B]`.
     """
     if score.device.type != 'cpu':
-        return score.topk(k, dim=1, sorted=True).indices
+        idx = score.topk(k, dim=1, sorted=True).indices
+        return idx.gather(1, rank.view(-1, 1)).view(-1)
     neg = score.neg().numpy()  # ascending order of -score
-    part = np.argpartition(neg, k - 1, axis=1)[:, :k]
-    order = np.argsort(np.take_along_axis(neg, part, axis=1), axis=1)
-    return torch.from_numpy(np.take_along_axis(part, order, axis=1))
+    top = np.sort(np.partition(neg, k - 1, axis=1)[:, :k], axis=1)
+    value = np.take_along_axis(top, rank.view(-1, 1).numpy(), axis=1)
+    return torch.from_numpy((neg == value).argmax(axis=1))
 
 
 class CausalNegativeSampler(torch.nn.Module):
@@ -150,10 +154,12 @@ class CausalNegativeSampler(torch.nn.Module):
         self.register_buffer('freq', freq, persistent=False)
         # m_p of every item, once (the frequencies are fixed).
         std = freq.std() if freq.numel() > 1 else freq.new_zeros(())
-        self.register_buffer('popularity', torch.sigmoid(
+        self.register_buffer('anchor_weight', torch.sigmoid(
             -beta * (freq - freq.mean()) / (std + 1e-8)), persistent=False)
         self.register_buffer('item_users', item_users, persistent=False)
         self.register_buffer('item_ptr', item_ptr, persistent=False)
+        self.register_buffer('item_degree', item_ptr[1:] - item_ptr[:-1],
+                             persistent=False)
 
     def reset_parameters(self):
         r"""Resets all learnable parameters of the module (there are none)."""
@@ -170,20 +176,26 @@ class CausalNegativeSampler(torch.nn.Module):
         :obj:`([P], [P])`: candidate :obj:`cand[c]` is a training item of
         :obj:`users[b]` for every returned :obj:`(b, c)`, each once.
 
-        Walks the training users of the pool items and finds them among the
-        (sorted) batch users, in :math:`O(\sum_{c} \deg(c) \log B)` plus
-        the number of positives found: for a random pool, :math:`N_c` times
+        Walks the training users of the pool items, keeps those in the batch
+        and finds them among the (sorted) batch users, in
+        :math:`O(\sum_{c} \deg(c) + U)` plus the positives found times
+        :math:`\log B`: for a random pool, :math:`N_c` times
         the mean item degree, however many positives the batch users
         have."""
-        start = self.item_ptr[cand]
-        slot, at = expand_runs(start, self.item_ptr[cand + 1] - start)
-        user = self.item_users[at]  # (pool slot, user) training pairs
+        start = self.item_ptr.index_select(0, cand)
+        slot, at = expand_runs(start, self.item_degree.index_select(0, cand))
+        user = self.item_users.index_select(0, at)  # (slot, user) pairs
+        # Those whose user is in the batch, then the batch rows of each.
+        in_batch = torch.zeros(self.pairs.num_users, dtype=torch.bool,
+                               device=users.device)
+        in_batch[users] = True
+        hit = in_batch.index_select(0, user).nonzero().view(-1)
+        user, slot = user.index_select(0, hit), slot.index_select(0, hit)
         sorted_users, order = torch.sort(users)
         lo = torch.searchsorted(sorted_users, user)
         count = torch.searchsorted(sorted_users, user, right=True) - lo
-        hit = count > 0
-        pair, at = expand_runs(lo[hit], count[hit])
-        return order[at], slot[hit][pair]
+        pair, at = expand_runs(lo, count)
+        return order.index_select(0, at), slot.index_select(0, pair)
 
     def popularity_mask(self, items: Tensor) -> Tensor:
         r"""The mixing weight :math:`m_p = \sigma(-\beta (f_p - \mu_f) /
@@ -191,7 +203,7 @@ class CausalNegativeSampler(torch.nn.Module):
         below :math:`0.5` for items more frequent than the mean, above it
         for rarer ones, :math:`0.5` at the mean (computed for every item
         once, at construction)."""
-        return self.popularity[items]
+        return self.anchor_weight[items]
 
     def anchor(self, pos_items: Tensor, pos_emb: Tensor,
                pos_generated: Optional[Tensor] = None) -> Tensor:
@@ -252,19 +264,22 @@ class CausalNegativeSampler(torch.nn.Module):
             candidate (their entry is a training item: replace it).
         """
         score = anchor @ pool_emb.t()  # [B, N]
-        score[self.pool_positives(users, pool_items)] = float('-inf')
-
-        # Sorted: the order of an unsorted top-k may vary between runs with
-        # several threads, which would make the pick below irreproducible.
-        idx = top_k_indices(score, self.pool_top_k(pool.numel()))  # [B, k]
-        # The user's training items score -inf: they rank last.
-        valid = score.gather(1, idx) != float('-inf')
-        # Uniform among the valid entries of the row's top-k: the largest of
-        # i.i.d. uniform keys, with invalid entries pushed below all of them.
-        key = torch.rand(idx.shape, generator=generator, device=score.device)
-        key = key.masked_fill(~valid, -1.0)
-        choice = key.argmax(dim=1, keepdim=True)
-        return pool[idx.gather(1, choice).view(-1)], ~valid.any(dim=1)
+        row, col = self.pool_positives(users, pool_items)
+        score[row, col] = float('-inf')  # ranks last
+        k = self.pool_top_k(pool.numel())
+        # The valid entries of a row's top k: its k best, or all its
+        # candidates that are not its user's training items.
+        num_valid = (pool.numel() - torch.bincount(
+            row, minlength=users.numel())).clamp_(max=k)
+        # Uniform among them: the largest of i.i.d. uniform keys, with the
+        # invalid ranks pushed below all of them; then the column of that
+        # rank in the row's descending order.
+        key = torch.rand((users.numel(), k), generator=generator,
+                         device=score.device)
+        key = key.masked_fill(torch.arange(k, device=score.device)
+                              >= num_valid.view(-1, 1), -1.0)
+        rank = key.argmax(dim=1)
+        return pool[column_at_rank(score, rank, k)], num_valid == 0
 
     @torch.no_grad()
     def sample(self, users: Tensor, pos_items: Tensor, item_emb: Tensor,

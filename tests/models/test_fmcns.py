@@ -75,6 +75,46 @@ def test_generation_and_evaluation_use_the_generated_embeddings(
     assert torch.allclose(u0, u1)
 
 
+@pytest.mark.parametrize('flow', [True, False])
+def test_training_on_the_receptive_field_equals_the_full_graph(data, flow,
+                                                               monkeypatch):
+    """The full-graph step propagates only the rows the batch reads (users,
+    positives, negatives, causal pool): the same losses and gradients as
+    reading them off the whole propagation, with the same random draws."""
+    weights = {} if flow else dict(flow_weight=0.0, flow_mix=0.0)
+    model = FMCNS(data, num_candidates=30, sample_k=0.2, **weights)
+    model.train()
+    model.on_epoch_start(1)
+    model.on_epoch_end(1)  # causal negatives from here on
+    model.on_epoch_start(2)
+    batch = batch_of(data)
+
+    def step():
+        model.zero_grad()
+        terms = model(batch)
+        sum(terms.values()).backward()
+        return ({k: v.detach() for k, v in terms.items()},
+                {n: p.grad.clone() for n, p in model.named_parameters()
+                 if p.grad is not None})
+
+    def full_rows(item_input, adj, users, items):
+        user, item = model.propagate(item_input, adj)
+        return user[users], item[items]
+
+    state = torch.get_rng_state()
+    terms, grads = step()
+    assert set(terms) >= {'bpr', 'bpr_causal'}
+    monkeypatch.setattr(model, 'propagate_rows', full_rows)
+    torch.set_rng_state(state)
+    ref_terms, ref_grads = step()
+    assert terms.keys() == ref_terms.keys()
+    assert grads.keys() == ref_grads.keys()
+    for key in terms:
+        assert torch.allclose(terms[key], ref_terms[key], atol=1e-7), key
+    for key in grads:
+        assert torch.allclose(grads[key], ref_grads[key], atol=1e-7), key
+
+
 def test_fmcns_learns_beyond_popularity():
     data = make_synthetic(num_users=1000, num_items=500, mean_interactions=20,
                           seed=0)
@@ -93,13 +133,13 @@ def test_no_flow_ablation_leaves_the_generator_out(data, monkeypatch):
     model = FMCNS(data, flow_weight=0.0, flow_mix=0.0)
     assert not model.use_flow
     anchors = []
-    sample = model.causal_sampler.sample
+    anchor = model.causal_sampler.anchor
 
-    def recording_sample(users, pos, item_emb, generated_emb=None, **kw):
-        anchors.append(generated_emb)
-        return sample(users, pos, item_emb, generated_emb, **kw)
+    def recording_anchor(pos, pos_emb, pos_generated=None):
+        anchors.append(pos_generated)
+        return anchor(pos, pos_emb, pos_generated)
 
-    monkeypatch.setattr(model.causal_sampler, 'sample', recording_sample)
+    monkeypatch.setattr(model.causal_sampler, 'anchor', recording_anchor)
     monkeypatch.setattr(model, 'generate', lambda: pytest.fail('sampled'))
     model.train()
     model.on_epoch_start(1)

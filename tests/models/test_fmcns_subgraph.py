@@ -116,7 +116,7 @@ def test_the_flow_term_and_input_on_a_subgraph_equal_the_full_graph_ones(
             inputs[name] = item_input.detach()
             return fn(item_input, *args)
         monkeypatch.setattr(model, name, wrapped)
-    record('propagate', model.propagate)
+    record('propagate_rows', model.propagate_rows)
     record('propagate_subgraph', model.propagate_subgraph)
     state = torch.get_rng_state()
     full = model(replace(batch, subgraph=None))
@@ -126,7 +126,7 @@ def test_the_flow_term_and_input_on_a_subgraph_equal_the_full_graph_ones(
     # The mixed rows (batch items, last occurrence) and the plain ones.
     item_id = batch.subgraph.item_id
     assert torch.allclose(inputs['propagate_subgraph'],
-                          inputs['propagate'][item_id], atol=1e-6)
+                          inputs['propagate_rows'][item_id], atol=1e-6)
     mixed = torch.isin(item_id, torch.cat([batch.pos, batch.neg]))
     h = model.item_graph_embedding(item_id).detach()
     assert not torch.allclose(inputs['propagate_subgraph'][mixed], h[mixed])

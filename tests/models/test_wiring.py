@@ -228,9 +228,12 @@ def test_fmcns_eval_forward_mixes_the_generated_embeddings(data):
 def test_fmcns_loss_terms_by_value(data, monkeypatch):
     """bpr = (1 - lambda) BPR(uniform), bpr_causal = lambda BPR(causal)
     once generated embeddings exist (plain BPR before), flow = gamma * MSE;
-    the batch items' input mixes the flow's x_hat (last occurrence wins)."""
+    the batch items' input mixes the flow's x_hat (last occurrence wins);
+    the causal ranking sees the debiased anchors and the pool's embeddings,
+    and a row without a valid candidate takes a uniform true negative."""
     torch.manual_seed(0)
-    model = fmcns(data, dropout=0.5, causal_weight=0.8, flow_weight=0.7)
+    model = fmcns(data, dropout=0.5, causal_weight=0.8, flow_weight=0.7,
+                  num_candidates=NUM_ITEMS)  # every item in the pool
     model.train()
     model.on_epoch_start(1)
     adj = pruned_dense(model)
@@ -245,12 +248,24 @@ def test_fmcns_loss_terms_by_value(data, monkeypatch):
 
     causal = torch.tensor([3, 4, 4, 1])  # no training positive of its user
 
-    def fake_sample(users, pos, item_emb, generated=None, generator=None):
-        record['sample'] = (users, pos, item_emb, generated)
-        return causal
+    def fake_rank(users, anchor, pool, pool_items, pool_emb, generator=None):
+        record['rank'] = (users, anchor, pool_items, pool_emb)
+        slot = (pool_items.view(1, -1) == causal.view(-1, 1)).long().argmax(1)
+        # Rows 2 and 3: no valid candidate, a uniform true negative each.
+        return pool[slot], torch.tensor([False, False, True, True])
 
+    def fake_uniform(users, generator=None):
+        record['fallback'] = users
+        return causal[2:]
+
+    sampler = model.causal_sampler
     monkeypatch.setattr(model.flow, 'loss', recording_loss)
-    monkeypatch.setattr(model.causal_sampler, 'sample', fake_sample)
+    monkeypatch.setattr(sampler, 'rank_pool', fake_rank)
+    monkeypatch.setattr(sampler.pairs, 'uniform_negatives', fake_uniform)
+    freq = torch.bincount(torch.tensor([i for _, i in TRAIN]),
+                          minlength=NUM_ITEMS).float() / NUM_USERS
+    m = torch.sigmoid(-3.0 * (freq - freq.mean()) / (freq.std() + 1e-8))
+    m = m[BATCH.pos].view(-1, 1)
 
     e_u = model.user_embedding.weight.detach()
     e_i = model.item_embedding.weight.detach()
@@ -280,11 +295,13 @@ def test_fmcns_loss_terms_by_value(data, monkeypatch):
             assert_close(terms['bpr'], uniform)
             continue
         assert set(terms) == {'bpr', 'bpr_causal', 'flow'}
-        users, pos_items, emb, generated = record['sample']
+        users, anchor, pool_items, pool_emb = record['rank']
         assert torch.equal(users, BATCH.user)
-        assert torch.equal(pos_items, BATCH.pos)
-        assert_close(emb, item_emb)
-        assert_close(generated, model.generated)
+        assert sorted(pool_items.tolist()) == list(range(NUM_ITEMS))
+        assert_close(pool_emb, item_emb[pool_items])
+        assert_close(anchor, m * model.generated[BATCH.pos] +
+                     (1 - m) * item_emb[BATCH.pos])
+        assert torch.equal(record['fallback'], BATCH.user[2:])
         hard = bpr(pos, (u * item_emb[causal]).sum(-1))
         assert not torch.allclose(hard, uniform)
         assert_close(terms['bpr'], 0.2 * uniform)

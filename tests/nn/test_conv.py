@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from pyg_mmrec.graphs import bipartite_adjacency, csr_to_edge_index
-from pyg_mmrec.nn import LightGCNConv, LightGCNEncoder
+from pyg_mmrec.graphs.receptive import receptive_field
+from pyg_mmrec.nn import LightGCNConv, LightGCNEncoder, sparse_mm
+from pyg_mmrec.nn.conv import COMBINES
 from pyg_mmrec.testing import with_package
 
 
@@ -118,3 +120,43 @@ def test_lightgcn_encoder_gradient_and_errors():
         LightGCNEncoder(2, combine='concat')
     with pytest.raises(ValueError, match='num_layers'):
         LightGCNEncoder(-1)
+
+
+def test_sparse_mm_equals_torch_sparse_mm():
+    adj = random_adjacency(num_users=30, num_items=40, num_edges=90)
+    x = torch.randn(adj.size(0), 5)
+    # The fresh output is written, never read: the NaN that deterministic
+    # mode puts in empty memory does not show.
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert torch.equal(sparse_mm(adj, x), torch.sparse.mm(adj, x))
+    finally:
+        torch.use_deterministic_algorithms(was)
+    x.requires_grad_()
+    out = sparse_mm(adj, x, symmetric=True)
+    assert torch.equal(out, torch.sparse.mm(adj, x.detach()))
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.sparse.mm(adj, torch.ones_like(out)))
+
+
+@pytest.mark.parametrize('combine', COMBINES)
+@pytest.mark.parametrize('num_layers', [0, 1, 3])
+def test_forward_field_equals_the_rows_of_forward(combine, num_layers):
+    adj = random_adjacency(num_users=30, num_items=40, num_edges=70, seed=1)
+    enc = LightGCNEncoder(num_layers, combine=combine, symmetric=True)
+    rows = torch.tensor([0, 5, 5, 31, 44, 69, 0])
+    weight = torch.randn(rows.numel(), 8)
+    x = torch.randn(adj.size(0), 8, requires_grad=True)
+    full = enc(x, adj)[rows]
+    (full * weight).sum().backward()
+    grad, x.grad = x.grad, None
+
+    field = receptive_field(adj, rows, num_layers)
+    assert field.nodes[-1].numel() < adj.size(0)
+    part = enc.forward_field(x[field.nodes[-1]], field)[field.index]
+    assert torch.equal(part, full)  # the same sums in the same order
+    (part * weight).sum().backward()
+    assert torch.allclose(x.grad, grad, atol=1e-6)
+    with pytest.raises(ValueError, match='hops'):
+        enc.forward_field(x, receptive_field(adj, rows, num_layers + 1))

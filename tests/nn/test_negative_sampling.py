@@ -8,6 +8,7 @@ from pyg_mmrec.nn import (
     PopularityNegativeSampler,
     item_frequency,
 )
+from pyg_mmrec.nn.negative_sampling import column_at_rank
 
 
 def random_pairs(num_users, num_items, num_edges, seed=0):
@@ -197,7 +198,28 @@ def test_pool_positives_equals_lookup(num_candidates):
                   torch.full((5, ), 3), torch.tensor([11, 3])]:
         cand = torch.randperm(num_items, generator=gen)[:num_candidates]
         expected = sampler.is_positive(users.view(-1, 1), cand.view(1, -1))
-        assert torch.equal(sampler.pool_positives(users, cand), expected)
+        row, slot = sampler.pool_positives(users, cand)
+        assert torch.equal(torch.sort(row * num_candidates + slot).values,
+                           expected.view(-1).nonzero().view(-1))
+
+
+@pytest.mark.parametrize('k', [1, 7, 40])
+def test_column_at_rank_is_the_sorted_top_k(k):
+    gen = torch.Generator().manual_seed(11)
+    score = torch.randn(30, 40, generator=gen)
+    score[torch.rand(30, 40, generator=gen) < 0.3] = float('-inf')
+    score[0] = float('-inf')  # a row of training items only
+    top = score.topk(k, dim=1, sorted=True)
+    for rank in [torch.zeros(30, dtype=torch.long),
+                 torch.full((30, ), k - 1),
+                 torch.randint(k, (30, ), generator=gen)]:
+        col = column_at_rank(score, rank, k)
+        # The value of that rank (which of tied -inf columns is open):
+        want = top.values.gather(1, rank.view(-1, 1)).view(-1)
+        assert torch.equal(score.gather(1, col.view(-1, 1)).view(-1), want)
+        finite = torch.isfinite(want)
+        assert torch.equal(col[finite], top.indices.gather(
+            1, rank.view(-1, 1)).view(-1)[finite])
 
 
 def test_popularity_negatives_are_true_and_degree_weighted():
