@@ -43,9 +43,8 @@ import argparse
 import inspect
 import json
 import resource
-import time
 
-from report import read_rows, results_path, write_results
+from report import Clock, read_rows, results_path, write_results
 
 
 def rss_mib() -> float:
@@ -136,13 +135,14 @@ def run(args):
     x = {m: data['item'][f'x_{m}'] for m in features}
     rss_data = rss_mib()
     rss_start = reset_peak()
-    times = {}
+    times, cpu_times = {}, {}
 
     def timed(name, fn):
-        t0 = time.perf_counter()
-        out = fn()
-        times[name] = time.perf_counter() - t0
-        print(f'{name}: {times[name]:.1f} s', flush=True)
+        with Clock() as clock:
+            out = fn()
+        times[name], cpu_times[name] = clock.wall, clock.cpu
+        print(f'{name}: {clock.wall:.1f} s ({clock.cpu:.1f} CPU s)',
+              flush=True)
         return out
 
     gen = torch.Generator().manual_seed(0)
@@ -196,6 +196,7 @@ def run(args):
            'rerank': rerank if args.max_dim is not None else None,
            'settings': {k: getattr(args, k) for k in SETTINGS},
            'neighbour_recall': recall, 'times': times,
+           'cpu_times': cpu_times,
            'total_time': sum(times.values()),
            'peak_rss_after_data_mib': rss_data,
            'peak_rss_after_graphs_mib': peak,
