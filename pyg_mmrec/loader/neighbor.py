@@ -21,7 +21,7 @@ from torch_geometric.sampler import NeighborSampler
 
 from ..graphs.pairs import PairIndex
 from ..graphs.sparse import expand_runs
-from ..nn.negative_sampling import PopularityNegativeSampler
+from ..nn.popularity_negatives import PopularityNegativeSampler
 from .batch import BPRBatch, Subgraph
 from .sources import init_sharded, shard_slices
 

@@ -17,11 +17,8 @@ from .flow import FlowMatchingGenerator, frequency_prior, mask_interpolate
 from .losses import bpr_loss, l2_reg, orthogonality_loss
 from .meta import MetaLowRankTransform
 from .modality_diffusion import ModalityDiffusion
-from .negative_sampling import (
-                                  CausalNegativeSampler,
-                                  PopularityNegativeSampler,
-                                  item_frequency,
-)
+from .negative_sampling import CausalNegativeSampler, item_frequency
+from .popularity_negatives import PopularityNegativeSampler
 from .view_contrast import multi_level_info_nce, view_pair_info_nce
 
 __all__ = [
