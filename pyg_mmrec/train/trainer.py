@@ -69,9 +69,12 @@ class Trainer(EpochRunner):
     and takes its shard of the batches
     (:func:`~pyg_mmrec.loader.shard_slices`; wrap the model with
     :func:`~pyg_mmrec.train.distributed.wrap_model` to all-reduce
-    gradients), the evaluation is sharded over users, and only the main
-    process writes checkpoints and results. The model trains on the device
-    it is on.
+    gradients); a stage's blocks are sharded the same way, its gradients
+    averaged by the trainer, its random draws taken from a stream of each
+    process's own and what it leaves in the model's state broadcast from
+    rank 0 (:class:`~pyg_mmrec.train.epoch.EpochRunner`); the evaluation is
+    sharded over users, and only the main process writes checkpoints and
+    results. The model trains on the device it is on.
 
     Example:
         >>> model = get_model('lightgcn')(data)
