@@ -3,7 +3,7 @@ batch-source tests, shared by the full-graph and the mini-batch
 (LinkNeighborLoader) tests."""
 import torch
 
-from pyg_mmrec.graphs import PairIndex
+from pyg_mmrec.graphs import PairIndex, bipartite_adjacency
 
 
 def power_law_graph(num_users=120, num_items=60, num_edges=900, seed=0):
@@ -16,6 +16,17 @@ def power_law_graph(num_users=120, num_items=60, num_edges=900, seed=0):
                              generator=gen)
     user = torch.randint(num_users, (num_edges, ), generator=gen)
     return PairIndex(torch.stack([user, item]), num_users, num_items)
+
+
+def random_adjacency(num_users=6, num_items=9, num_edges=25, seed=0):
+    r"""The normalised user-item adjacency of uniformly drawn pairs
+    (repeats allowed)."""
+    gen = torch.Generator().manual_seed(seed)
+    pairs = torch.stack([
+        torch.randint(num_users, (num_edges, ), generator=gen),
+        torch.randint(num_items, (num_edges, ), generator=gen),
+    ])
+    return bipartite_adjacency(pairs, num_users, num_items)
 
 
 def epoch(source, seed=0, epoch_=1):

@@ -3,13 +3,17 @@ r"""Normalised user-item adjacencies.
 Node ids of the square :math:`(U + I) \times (U + I)` matrix run over users
 first, then items (item :math:`i` is node :math:`U + i`).
 """
-import warnings
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .sparse import degree_power, drop_entries, to_sparse_csr
+from .sparse import (
+    csr_from_parts,
+    degree_power,
+    drop_entries,
+    to_sparse_csr,
+)
 
 NORMALIZATIONS = ('sym', 'row', 'asym', 'none')
 
@@ -165,10 +169,7 @@ gcn_norm` with :obj:`add_self_loops=True`);
         row_scale, col_scale = _scales(edge_index, num_users, num_items, ab,
                                        self_loops, eps, degrees)
         value = row_scale[row] * col_scale[col]
-    with warnings.catch_warnings():  # "CSR support is in beta"
-        warnings.filterwarnings('ignore', 'Sparse CSR tensor support')
-        return torch.sparse_csr_tensor(crow, col, value, (n, n),
-                                       check_invariants=False)
+    return csr_from_parts(crow, col, value, (n, n))
 
 
 def _bipartite_csr_layout(edge_index: Tensor, num_users: int,

@@ -1,5 +1,4 @@
 r"""Co-occurrence graphs: users sharing items, items sharing users."""
-import warnings
 from typing import Optional, Tuple
 
 import numpy as np
@@ -7,17 +6,9 @@ import torch
 from torch import Tensor
 
 from .bipartite import unique_pairs
+from .sparse import csr_from_parts
 
 SIDES = ('item', 'user')
-
-
-def _csr_from_parts(crow: Tensor, col: Tensor, value: Tensor,
-                    size: Tuple[int, int]) -> Tensor:
-    # "CSR support is in beta": it is our format
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', 'Sparse CSR tensor support')
-        return torch.sparse_csr_tensor(crow, col, value, size,
-                                       check_invariants=False)
 
 
 def _drop_diagonal(crow: Tensor, col: Tensor,
@@ -117,7 +108,7 @@ def cooccurrence_graph(
     else:
         crow, col, value = _product_torch(edge_index, n, m, dtype)
     crow, col, value = _drop_diagonal(crow, col, value)
-    return _csr_from_parts(crow, col, value, (n, n))
+    return csr_from_parts(crow, col, value, (n, n))
 
 
 def topk_entries_per_row(adj: Tensor, k: int) -> Tuple[Tensor, Tensor]:
@@ -174,7 +165,7 @@ def topk_per_row(adj: Tensor, k: int) -> Tensor:
     counts = torch.zeros(adj.size(0), dtype=torch.long, device=col.device)
     counts.index_add_(0, row[keep], torch.ones_like(row[keep]))
     new_crow = torch.cat([crow.new_zeros(1), counts.cumsum(0)])
-    return _csr_from_parts(new_crow, col[keep], adj.values()[keep],
+    return csr_from_parts(new_crow, col[keep], adj.values()[keep],
                            tuple(adj.shape))
 
 
@@ -286,7 +277,7 @@ def capped_cooccurrence_topk(
         row = torch.arange(b - a).repeat_interleave(crow[1:] - crow[:-1])
         keep = col != row + a
         counts = torch.bincount(row[keep], minlength=b - a)
-        block = _csr_from_parts(
+        block = csr_from_parts(
             torch.cat([crow.new_zeros(1), counts.cumsum(0)]), col[keep],
             value[keep], (b - a, n))
         (row, col), value = topk_entries_per_row(block, k)

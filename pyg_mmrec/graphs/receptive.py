@@ -2,13 +2,12 @@ r"""The receptive field of a few rows under a multi-hop propagation, as
 row blocks of a symmetric sparse matrix, so that a propagation computes
 those rows only (e.g. the users and items of one batch) instead of every
 node."""
-import warnings
 from typing import List, NamedTuple
 
 import torch
 from torch import Tensor
 
-from .sparse import expand_runs
+from .sparse import csr_from_counts, expand_runs
 
 
 class ReceptiveField(NamedTuple):
@@ -40,19 +39,6 @@ class ReceptiveField(NamedTuple):
     blocks_t: List[Tensor]
     targets: List[Tensor]
     index: Tensor
-
-
-def _csr_block(count: Tensor, col: Tensor, value: Tensor,
-               num_cols: int) -> Tensor:
-    crow = torch.zeros(count.numel() + 1, dtype=torch.long,
-                       device=count.device)
-    torch.cumsum(count, 0, out=crow[1:])
-    # "CSR support is in beta": it is our format
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', 'Sparse CSR tensor support')
-        return torch.sparse_csr_tensor(crow, col, value,
-                                       (count.numel(), num_cols),
-                                       check_invariants=False)
 
 
 def receptive_field(adj: Tensor, rows: Tensor,
@@ -117,7 +103,7 @@ def receptive_field(adj: Tensor, rows: Tensor,
         if hop > 0:
             # A[S_{h-1}, S_h]: every entry of the rows of S_{h-1}.
             count, _, entry_col, entry_value = entries[hop - 1]
-            blocks.append(_csr_block(
+            blocks.append(csr_from_counts(
                 count, position.index_select(0, entry_col), entry_value,
                 ids.numel()))
         else:
@@ -130,7 +116,7 @@ def receptive_field(adj: Tensor, rows: Tensor,
         entry_col = entry_col.index_select(0, keep)
         position.index_copy_(0, nodes[hop], torch.arange(
             nodes[hop].numel(), device=device))
-        blocks_t.append(_csr_block(
+        blocks_t.append(csr_from_counts(
             torch.bincount(run.index_select(0, keep),
                            minlength=count.numel()),
             position.index_select(0, entry_col),

@@ -74,15 +74,31 @@ def _csr_from_keys(key: Tensor, value: Tensor, num_rows: int,
     row = torch.div(key, max(num_cols, 1), rounding_mode='floor')
     col = key - row * num_cols
     del key
-    crow = torch.zeros(num_rows + 1, dtype=torch.long, device=device)
-    torch.cumsum(torch.bincount(row, minlength=num_rows), 0, out=crow[1:])
-    del row
+    return csr_from_counts(torch.bincount(row, minlength=num_rows), col,
+                           value, num_cols)
+
+
+def csr_from_parts(crow: Tensor, col: Tensor, value: Tensor,
+                   size: Tuple[int, int]) -> Tensor:
+    r"""The CSR matrix :obj:`size` of row pointers :obj:`crow`, columns
+    :obj:`col` and values :obj:`value`, laid out by the caller (sorted
+    columns within each row), without an invariant check."""
     # "CSR support is in beta": it is our format
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', 'Sparse CSR tensor support')
-        return torch.sparse_csr_tensor(crow, col, value,
-                                       (num_rows, num_cols),
+        return torch.sparse_csr_tensor(crow, col, value, size,
                                        check_invariants=False)
+
+
+def csr_from_counts(count: Tensor, col: Tensor, value: Tensor,
+                    num_cols: int) -> Tensor:
+    r""":func:`csr_from_parts` with row pointers from the entries per row
+    :obj:`count` :obj:`[num_rows]` (the rows' entries consecutive in
+    :obj:`col` and :obj:`value`)."""
+    crow = torch.zeros(count.numel() + 1, dtype=torch.long,
+                       device=count.device)
+    torch.cumsum(count, 0, out=crow[1:])
+    return csr_from_parts(crow, col, value, (count.numel(), num_cols))
 
 
 def csr_to_edge_index(adj: Tensor) -> Tuple[Tensor, Tensor]:

@@ -87,13 +87,21 @@ class Subgraph:
         return Subgraph(user_id, item_id, torch.stack([row[keep], col[keep]]))
 
 
-def _local(ids: Tensor, query: Tensor, what: str) -> Tensor:
+def positions_in(ids: Tensor, query: Tensor) -> Tuple[Tensor, Tensor]:
+    r"""The positions of :obj:`query` among the distinct, non-empty
+    :obj:`ids` (global ids to a subgraph's local ones), and whether each
+    is there (where not, the position is meaningless)."""
     order = torch.argsort(ids)
-    pos = torch.searchsorted(ids[order], query).clamp_(max=ids.numel() - 1)
-    found = order[pos]
-    if not bool((ids[found] == query).all()):
+    at = order[torch.searchsorted(ids[order], query).clamp_(
+        max=ids.numel() - 1)]
+    return at, ids[at] == query
+
+
+def _local(ids: Tensor, query: Tensor, what: str) -> Tensor:
+    at, found = positions_in(ids, query)
+    if not bool(found.all()):
         raise ValueError(f"the subgraph lacks some of the batch's {what}")
-    return found
+    return at
 
 
 @dataclass(frozen=True)

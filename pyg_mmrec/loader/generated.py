@@ -14,7 +14,7 @@ from torch_geometric.sampler import NeighborSampler
 
 from ..graphs.pairs import PairIndex
 from ..graphs.sparse import expand_runs
-from .batch import BPRBatch
+from .batch import BPRBatch, positions_in
 from .neighbor import (
     EDGE_TYPE,
     REV_EDGE_TYPE,
@@ -82,15 +82,6 @@ class UserItemEntries:
         return run[keep], at[keep]
 
 
-def _local(ids: Tensor, query: Tensor) -> Tuple[Tensor, Tensor]:
-    # The positions of `query` among the distinct `ids` (not empty), and
-    # whether each is there.
-    order = torch.argsort(ids)
-    at = order[torch.searchsorted(ids[order], query).clamp_(
-        max=ids.numel() - 1)]
-    return at, ids[at] == query
-
-
 class AddItemRowEntries:
     r"""Adds to a batch, for items appended after sampling (the true
     negatives of :class:`~pyg_mmrec.loader.ReplaceNegatives`), the
@@ -108,7 +99,7 @@ class AddItemRowEntries:
         new = torch.arange(first, item_id.numel())
         for name, graph in self.graphs.items():
             run, at = graph.item_row_entries(item_id[new])
-            user, found = _local(batch['user'].n_id, graph.col[at])
+            user, found = positions_in(batch['user'].n_id, graph.col[at])
             store = batch[entry_edge_types(name)[1]]
             store.edge_index = torch.cat([store.edge_index, torch.stack(
                 [user[found], new[run[found]]])], dim=1)

@@ -297,8 +297,9 @@ class DiffMMCore(torch.nn.Module):
         if getattr(self, f'graph_{key}_diag') is None:
             adj, _ = self.graph(key)
             (row, col), value = csr_to_edge_index(adj)
+            loop = row == col
             diag = value.new_zeros(adj.size(0))
-            diag[row[row == col]] = value[row == col]
+            diag[row[loop]] = value[loop]
             setattr(self, f'graph_{key}_diag', diag)
         return getattr(self, f'graph_{key}_diag')
 

@@ -40,6 +40,7 @@ from ..graphs import subgraph_adjacency, to_sparse_csr
 from ..graphs.pairs import PairIndex
 from ..graphs.sparse import csr_transpose, expand_runs
 from ..loader import GeneratedGraphNeighborSource, Subgraph
+from ..loader.batch import positions_in
 from ..loader.neighbor import parse_num_neighbors
 from ..nn import sparse_mm
 
@@ -99,15 +100,6 @@ def subgraph_nodes(subgraph: Subgraph, num_users: int) -> Tensor:
     return torch.cat([subgraph.user_id, num_users + subgraph.item_id])
 
 
-def _positions(nodes: Tensor, query: Tensor) -> Tuple[Tensor, Tensor]:
-    # The positions of `query` among the distinct `nodes`, and whether each
-    # is there.
-    order = torch.argsort(nodes)
-    at = order[torch.searchsorted(nodes[order], query).clamp_(
-        max=nodes.numel() - 1)]
-    return at, nodes[at] == query
-
-
 def induced_entries(adj: Tensor, nodes: Tensor) -> Tuple[Tensor, Tensor]:
     r"""Every stored entry of the CSR matrix :obj:`adj` between the global
     nodes :obj:`nodes` (distinct): :obj:`(index, position)`, the entries in
@@ -116,7 +108,7 @@ def induced_entries(adj: Tensor, nodes: Tensor) -> Tuple[Tensor, Tensor]:
     crow, col = adj.crow_indices().long(), adj.col_indices().long()
     start = crow[nodes]
     run, at = expand_runs(start, crow[nodes + 1] - start)
-    local, found = _positions(nodes, col[at])
+    local, found = positions_in(nodes, col[at])
     return torch.stack([run[found], local[found]]), at[found]
 
 

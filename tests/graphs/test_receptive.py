@@ -1,22 +1,13 @@
 import pytest
 import torch
+from sampling_helpers import random_adjacency
 
-from pyg_mmrec.graphs import bipartite_adjacency
 from pyg_mmrec.graphs.receptive import receptive_field
-
-
-def random_graph(num_users=40, num_items=30, num_edges=70, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    pairs = torch.stack([
-        torch.randint(num_users, (num_edges, ), generator=gen),
-        torch.randint(num_items, (num_edges, ), generator=gen),
-    ])
-    return bipartite_adjacency(pairs, num_users, num_items)
 
 
 @pytest.mark.parametrize('num_hops', [0, 1, 3])
 def test_receptive_field_holds_the_hops_and_their_blocks(num_hops):
-    adj = random_graph()
+    adj = random_adjacency(num_users=40, num_items=30, num_edges=70)
     dense = adj.to_dense()
     rows = torch.tensor([3, 3, 50, 7, 60, 0, 50])  # repeats, users, items
     field = receptive_field(adj, rows, num_hops)

@@ -1,20 +1,12 @@
 import pytest
 import torch
+from sampling_helpers import random_adjacency
 
-from pyg_mmrec.graphs import bipartite_adjacency, csr_to_edge_index
+from pyg_mmrec.graphs import csr_to_edge_index
 from pyg_mmrec.graphs.receptive import receptive_field
 from pyg_mmrec.nn import LightGCNConv, LightGCNEncoder, sparse_mm
 from pyg_mmrec.nn.conv import COMBINES
 from pyg_mmrec.testing import with_package
-
-
-def random_adjacency(num_users=6, num_items=9, num_edges=25, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    pairs = torch.stack([
-        torch.randint(num_users, (num_edges, ), generator=gen),
-        torch.randint(num_items, (num_edges, ), generator=gen),
-    ])
-    return bipartite_adjacency(pairs, num_users, num_items)
 
 
 def asymmetric_adjacency():

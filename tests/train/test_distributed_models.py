@@ -134,6 +134,27 @@ def two_processes(tmp_path_factory):
     return runs
 
 
+def assert_one_process_matches(two_processes, name, build):
+    r"""Trains :obj:`build(data)` in this process at batch 64 and checks
+    that each of the two processes' run :obj:`name` (batch 32 each) ended
+    with its parameters and metrics, up to the order of the floating-point
+    sums of the averaged gradients; returns this process's results."""
+    from pyg_mmrec.train.checkpoint import seed_everything
+    data = synthetic()
+    seed_everything(0)
+    model = build(data)
+    one = fit(model, data, 64)
+    state = fingerprint(model)
+    for run in two_processes:
+        got = run[name]
+        for key, value in state.items():
+            assert got['state'][key] == pytest.approx(value, rel=1e-4,
+                                                      abs=1e-5), key
+        for metric, value in one['test'].items():
+            assert got['test'][metric] == pytest.approx(value, abs=1e-4)
+    return one
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(MODELS))
 def test_every_model_trains_in_two_processes(two_processes, name):
@@ -155,19 +176,9 @@ def test_a_stage_in_two_processes_trains_as_one_process_at_twice_the_block(
     # Blocks of 8 rows in each of 2 processes = blocks of 16 in one: the
     # stage's parameters, the recommender's and the metrics agree up to the
     # order of the floating-point sums of the averaged gradients.
-    from pyg_mmrec.train.checkpoint import seed_everything
-    data = synthetic()
-    seed_everything(0)
-    model = LightGCNWithRowStage(data, block=16)
-    one = fit(model, data, 64)
-    state = fingerprint(model)
-    for run in two_processes:
-        got = run['row_stage']
-        for key, value in state.items():
-            assert got['state'][key] == pytest.approx(value, rel=1e-4,
-                                                      abs=1e-5), key
-        for name, value in one['test'].items():
-            assert got['test'][name] == pytest.approx(value, abs=1e-4)
+    one = assert_one_process_matches(
+        two_processes, 'row_stage',
+        lambda data: LightGCNWithRowStage(data, block=16))
     # Each process logs the mean of its half of the blocks:
     for epoch, record in enumerate(one['history']):
         mean = sum(run['row_stage']['losses'][epoch]['rows/mse']
@@ -182,19 +193,8 @@ def test_mdmns_recommender_in_two_processes_trains_as_one_process(
     # processes at batch 32 = 1 process at batch 64. What is not exact
     # (the diffusion stage's noise, drawn per process; the in-batch
     # contrast) is left out here and agrees within noise (the test above).
-    from pyg_mmrec.train.checkpoint import seed_everything
-    data = synthetic()
-    seed_everything(0)
-    model = mdmns_without_noise(data)
-    one = fit(model, data, 64)
-    state = fingerprint(model)
-    for run in two_processes:
-        got = run['mdmns_exact']
-        for key, value in state.items():
-            assert got['state'][key] == pytest.approx(value, rel=1e-4,
-                                                      abs=1e-5), key
-        for name, value in one['test'].items():
-            assert got['test'][name] == pytest.approx(value, abs=1e-4)
+    assert_one_process_matches(two_processes, 'mdmns_exact',
+                               mdmns_without_noise)
 
 
 @pytest.mark.slow
