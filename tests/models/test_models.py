@@ -112,7 +112,11 @@ def test_subgraph_batches_give_the_full_graph_losses(small, name):
     """Two batch sources on the same ids: the full graph, and a subgraph
     with every node (local ids shuffled). The same losses, epoch after
     epoch, for every model that takes subgraphs; a clear error for the
-    others."""
+    others. The two paths sum in different orders, so their parameters
+    drift apart by rounding; plain SGD keeps that drift rounding-sized
+    (Adam's normalised step turns the rounding of a near-zero gradient into
+    a step of up to lr, and a near-tie in FMCNS's causal ranking then picks
+    another negative: seen on CI at rel. 7e-5)."""
     cls = get_model(name)
     kwargs = ({'denoiser_hidden': 16} if name in ('mdmns', 'genrec')
               else {})
@@ -124,6 +128,9 @@ def test_subgraph_batches_give_the_full_graph_losses(small, name):
         if whole:
             source = WholeGraphSubgraphs(train_graph(small), source)
         trainer = Trainer(model, small, progress=False, source=source)
+        if trainer.optimizer is not None:
+            trainer.optimizer = torch.optim.SGD(
+                trainer.optimizer.param_groups[0]['params'], lr=0.1)
         if whole and not cls.supports_subgraph:
             with pytest.raises(ValueError, match='sampled subgraphs'):
                 trainer.train_epoch(1)
