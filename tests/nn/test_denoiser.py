@@ -5,7 +5,12 @@ import torch
 import torch.nn.functional as F
 
 from pyg_mmrec.nn import GaussianDiffusion, sinusoidal_time_embedding
-from pyg_mmrec.nn.denoiser import BipartiteGuidance, Denoiser
+from pyg_mmrec.nn.denoiser import (
+    BipartiteGuidance,
+    Denoiser,
+    FlipTransformerDenoiser,
+    rows_times_weight,
+)
 
 
 def test_denoiser_forward_and_dropout():
@@ -41,6 +46,43 @@ def test_denoiser_forward_and_dropout():
 
     with pytest.raises(ValueError, match="'x'"):
         model(torch.rand(5, 29), t)
+
+
+@pytest.mark.parametrize('density', [0.004, 0.3])
+def test_rows_times_weight_sparse_and_dense_products(monkeypatch, density):
+    """Binary rows below the density threshold take the sparse product
+    (through torch.sparse.mm), denser rows the dense one: the same values
+    and weight gradients as the dense formula either way, and the
+    denoisers' outputs do not depend on the path."""
+    import pyg_mmrec.nn.denoiser as module
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(64, 500, generator=gen) < density).float()
+    x[3] = 0.0  # an empty row
+    weight = torch.randn(12, 510, generator=gen, requires_grad=True)
+    calls = []
+    sparse_mm = torch.sparse.mm
+    monkeypatch.setattr(torch.sparse, 'mm',
+                        lambda *a: calls.append(1) or sparse_mm(*a))
+    out = rows_times_weight(x, weight[:, :500])
+    assert len(calls) == (1 if density < module.SPARSE_INPUT_DENSITY
+                          else 0)
+    ref = x @ weight[:, :500].detach().t()
+    torch.testing.assert_close(out, ref)
+    out.pow(2).sum().backward()
+    grad = 2 * (ref.t() @ x)  # d/dW sum((x W^T)^2)
+    torch.testing.assert_close(weight.grad[:, :500], grad)
+    assert torch.all(weight.grad[:, 500:] == 0)
+
+    t = torch.randint(5, (64, ), generator=gen)
+    for model in (Denoiser(500, hidden_channels=16).eval(),
+                  FlipTransformerDenoiser(500, hidden_channels=16,
+                                          num_layers=1, heads=2,
+                                          ff_channels=8,
+                                          head_channels=8).eval()):
+        got = model(x, t)
+        monkeypatch.setattr(module, 'SPARSE_INPUT_DENSITY', -1.0)  # dense
+        torch.testing.assert_close(got, model(x, t))
+        monkeypatch.setattr(module, 'SPARSE_INPUT_DENSITY', 0.01)
 
 
 def test_denoiser_init():
