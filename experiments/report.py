@@ -61,7 +61,7 @@ class BatchReadings:
 
 
 def build_and_train(model_name, data, config, epochs, max_batches=None,
-                    readings=None):
+                    readings=None, prepare=None):
     r"""Builds :obj:`model_name` on :obj:`data` with :obj:`config` (its
     batch size and learning rate included) and trains it for :obj:`epochs`
     epochs (of at most :obj:`max_batches` batches) with the deterministic
@@ -70,7 +70,8 @@ def build_and_train(model_name, data, config, epochs, max_batches=None,
     :func:`~pyg_mmrec.experiment.build_trainer`), the build's
     :class:`Clock` and one :class:`Clock` per epoch. A list as
     :obj:`readings` receives the recommender source's
-    :class:`BatchReadings`."""
+    :class:`BatchReadings`; :obj:`prepare` (optional) is called with the
+    trainer before the first epoch."""
     import torch
 
     from pyg_mmrec.experiment import build_trainer
@@ -82,6 +83,8 @@ def build_and_train(model_name, data, config, epochs, max_batches=None,
     epochs_run = []
     if readings is not None:
         readings.append(BatchReadings(trainer.source))
+    if prepare is not None:
+        prepare(trainer)
     if trainer.net.trainable:
         for epoch in range(1, epochs + 1):
             with Clock() as clock:

@@ -37,16 +37,19 @@ DATA_DIR = os.environ.get('PYG_MMREC_SCALE_DATA',
 MODES = ('full', 'neighbor', 'ddp2')
 
 
-def power_law_graph(num_interactions, seed=0):
+def power_law_graph(num_interactions, seed=0, num_items=None):
     r"""Interactions with power-law user activity (Lomax, exponent 2.5,
     at least 5) and Zipf item popularity (exponent 0.8), split 80/10/10 at
-    random; duplicate pairs collapsed."""
+    random; duplicate pairs collapsed. Users: one per 20 interactions;
+    items: one per 40, or :obj:`num_items` (e.g. 50k for the models whose
+    denoisers hold an items-by-hidden layer, MDMNS and GenRec-V1)."""
     import numpy as np
     import torch
 
     from pyg_mmrec.data import build_hetero_data
     num_users = max(int(num_interactions // 20), 10)
-    num_items = max(int(num_interactions // 40), 10)
+    if num_items is None:
+        num_items = max(int(num_interactions // 40), 10)
     rng = np.random.default_rng(seed)
     activity = 5 + rng.pareto(2.5, num_users)
     activity = activity / activity.sum() * num_interactions
@@ -62,12 +65,15 @@ def power_law_graph(num_interactions, seed=0):
     data = build_hetero_data(user, item, split, num_users, num_items,
                              name=f'powerlaw-{num_interactions:.0e}')
     # As a dict of tensors: it loads with weights_only=True.
-    torch.save(data.to_dict(), data_path(num_interactions))
+    torch.save(data.to_dict(), data_path(num_interactions, num_items))
     return data
 
 
-def data_path(n):
-    return os.path.join(DATA_DIR, f'powerlaw-{int(n)}.pt')
+def data_path(n, num_items=None):
+    r"""The file of the graph with :obj:`n` interactions (and
+    :obj:`num_items` items when not the default one per 40)."""
+    items = '' if num_items is None else f'-items{int(num_items)}'
+    return os.path.join(DATA_DIR, f'powerlaw-{int(n)}{items}.pt')
 
 
 class TimedSource:
@@ -270,6 +276,9 @@ def main():
                         default=list(MODES))
     parser.add_argument('--prepare', action='store_true',
                         help='generate the graphs of --interactions')
+    parser.add_argument('--items', type=int, default=None,
+                        help='with --prepare: this many items (default: '
+                        'one per 40 interactions)')
     parser.add_argument('--plot', action='store_true',
                         help='write the table and plot of the rows so far')
     parser.add_argument('--batch-size', type=int, default=8192)
@@ -290,7 +299,7 @@ def main():
         os.makedirs(DATA_DIR, exist_ok=True)
         for n in args.interactions:
             t0 = time.perf_counter()
-            data = power_law_graph(n)
+            data = power_law_graph(n, num_items=args.items)
             print(f"{n:.0e}: {data['user'].num_nodes} users, "
                   f"{data['item'].num_nodes} items, "
                   f"{data['user', 'interacts', 'item'].edge_index.size(1)} "

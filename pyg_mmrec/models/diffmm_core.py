@@ -209,11 +209,14 @@ class DiffMMCore(torch.nn.Module):
                      optimizer_kwargs={'lr': self.denoiser_lr}, **kwargs)
 
     @torch.no_grad()
-    def rebuild(self) -> None:
-        r"""Regenerates every key's items from every user's training row,
+    def rebuild(self, users: Optional[Tensor] = None) -> None:
+        r"""Regenerates every key's items from the training rows of
+        :obj:`users` (default: every user; the others keep theirs),
         :obj:`denoiser_batch_size` users at a time, and draws a new
         entry-dropout seed."""
-        users = torch.arange(self.num_users, device=self.dropout_seed.device)
+        if users is None:
+            users = torch.arange(self.num_users,
+                                 device=self.dropout_seed.device)
         for key in self.keys:
             out = getattr(self, f'generated_{key}')
             for block in users.split(self.denoiser_batch_size):

@@ -93,6 +93,24 @@ def test_rebuild_is_blockwise_and_graphs_follow_the_items(data, block):
     assert core.graph('text')[0] is adj  # cached
 
 
+def test_rebuild_of_some_users_keeps_the_others_items(data):
+    core, gen = make(data, keep_rate=1.0, denoiser_batch_size=3)
+    core.rebuild()
+    before = core.generated_image.clone()
+    adj = core.graph('image')[0]
+    core.generated_image[:] = 24  # what a rebuild of every user overwrites
+    users = torch.tensor([5, 0, 17, 9])
+    gen.calls.clear()
+    core.rebuild(users)
+    # two blocks of at most 3 users, per key
+    assert [rows.size(0) for _, rows, _ in gen.calls] == [3, 1, 3, 1]
+    rest = torch.ones(40, dtype=torch.bool)
+    rest[users] = False
+    assert torch.equal(core.generated_image[users], before[users])
+    assert torch.all(core.generated_image[rest] == 24)
+    assert core.graph('image')[0] is not adj  # the graphs follow
+
+
 def test_seed_is_drawn_at_each_rebuild_and_a_loaded_state_rebuilds_the_graphs(
         data):
     core, _ = make(data, keep_rate=0.5)
