@@ -35,6 +35,7 @@ import dataclasses
 import gc
 import itertools
 import os
+import statistics
 import time
 
 from report import (
@@ -196,6 +197,9 @@ def run(args):
         # setup (pruning, per-epoch sampling graphs), wall and CPU seconds
         'steady_time_per_batch': None if steady is None else steady[0],
         'steady_cpu_per_batch': None if steady is None else steady[1],
+        # the median number of nodes of a batch's subgraph (mini-batches)
+        'subgraph_nodes': (statistics.median(readings[0].subgraph_nodes)
+                           if readings[0].subgraph_nodes else None),
         'peak_memory_mb': peak_memory_mb(),
         'held_after_training_mb': held,
         'allocator': memory_allocator(),

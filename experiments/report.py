@@ -40,12 +40,18 @@ class BatchReadings:
     (the model's epoch hooks, a source's per-epoch sampling graph)."""
     def __init__(self, source):
         self.readings = []
+        #: The nodes (users + items) of each batch's subgraph, if any.
+        self.subgraph_nodes = []
         inner = source.batches
 
         def batches(*args, **kwargs):
             for batch in inner(*args, **kwargs):
                 self.readings.append((time.perf_counter(),
                                       time.process_time()))
+                sub = getattr(batch, 'subgraph', None)
+                if sub is not None:
+                    self.subgraph_nodes.append(sub.user_id.numel() +
+                                               sub.item_id.numel())
                 yield batch
         source.batches = batches
 
