@@ -158,6 +158,8 @@ class Trainer(EpochRunner):
         self.evaluator.check_metric()
         #: The run's configuration and callbacks (see :meth:`fit`).
         self.config: Dict[str, Any] = {}
+        #: Whether :meth:`fit` evaluates the test split (its :obj:`test`).
+        self.test = True
         self.callbacks: List[Callable] = []
 
     @property
@@ -230,7 +232,8 @@ class Trainer(EpochRunner):
 
     def fit(self, resume: bool = False,
             config: Optional[Dict[str, Any]] = None,
-            callbacks: Optional[List[Callable]] = None) -> Dict[str, Any]:
+            callbacks: Optional[List[Callable]] = None,
+            test: bool = True) -> Dict[str, Any]:
         r"""Trains until early stopping (or :obj:`epochs`) and returns the
         results: configuration, per-epoch history, best epoch, its validation
         and test metrics, timings and peak memory.
@@ -242,7 +245,12 @@ class Trainer(EpochRunner):
             config (dict, optional): The run's configuration, stored in the
                 results and checked against the checkpoint on resume.
             callbacks (list, optional): Functions :obj:`f(trainer, record)`
-                called after every epoch.
+                called after every epoch; one returning :obj:`False` stops
+                the run there (recorded as stopped early).
+            test (bool): Evaluate the test split at each new best epoch;
+                :obj:`False` (a hyper-parameter search) never computes a
+                test metric, and the results hold none (:obj:`"test"` is
+                :obj:`None`). (default: :obj:`True`)
 
         Runs with :func:`torch.use_deterministic_algorithms` (restored
         afterwards): some CPU kernels (e.g. accumulating index writes) are
@@ -258,6 +266,9 @@ class Trainer(EpochRunner):
                 :obj:`"diverged"`, with the best epoch before it."""
         if resume and self.checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
+        if not test and self.select_on == 'test':
+            raise ValueError("test=False cannot select the epoch on test")
+        self.test = test
         self.config = dict(config or {})
         self.callbacks = list(callbacks or [])
         previous = torch.are_deterministic_algorithms_enabled()
@@ -325,8 +336,10 @@ class Trainer(EpochRunner):
             if self._path('last.pt') is not None:
                 self._save_state(self._path('last.pt'), epoch, history, best,
                                  bad_evals)
-            for callback in self.callbacks:
-                callback(self, record)
+            # A callback returning False (e.g. a pruner) ends the run here.
+            if any([callback(self, record) is False
+                    for callback in self.callbacks]):
+                return True
         return False
 
     def _evaluate_epoch(self, epoch, record, best, bad_evals) -> int:
@@ -337,10 +350,10 @@ class Trainer(EpochRunner):
             self._evaluate_test(record)
         score = record[self.select_on][self.metric]
         if math.isfinite(score) and score > best['score']:
-            if 'test' not in record:
+            if 'test' not in record and self.test:
                 self._evaluate_test(record)
             best.update(epoch=epoch, score=score, val=record['val'],
-                        test=record['test'])
+                        test=record.get('test'))
             if 'test_by_mask' in record:
                 best['test_by_mask'] = record['test_by_mask']
             record['best'] = True
@@ -375,7 +388,7 @@ class Trainer(EpochRunner):
             'test_mask': self.evaluator.test_masks[0],
             'best_epoch': best['epoch'],
             'val': best['val'],
-            'test': best['test'],
+            'test': best['test'] if self.test else None,
             'epochs_run': len(train_times),
             'stopped_early': stopped_early,
             'time_per_epoch': _mean(train_times),
