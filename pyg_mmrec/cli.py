@@ -1,5 +1,5 @@
-"""Command line: ``python -m pyg_mmrec {train,datasets,models,demo,preprocess,
-report,recommend}``."""
+"""Command line: ``python -m pyg_mmrec {train,tune,datasets,models,demo,
+preprocess,report,recommend}``."""
 import argparse
 import json
 import logging
@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                        'the run starts at epoch 1)')
     train.add_argument('--no-progress', action='store_true')
 
+    from .tune.cli import add_parser as add_tune_parser
+    add_tune_parser(sub)
     datasets = sub.add_parser('datasets', help='list datasets and statistics')
     datasets.add_argument('--data-root', default=None)
 
@@ -148,12 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument('--output', default=None, help='write the table as JSON')
 
     report = sub.add_parser(
-        'report', help='tables, curves and bar charts of finished runs',
+        'report', help='tables, curves and bar charts of finished runs, '
+        'or of a tune study',
         description='Group runs by dataset, model variant (the settings in '
         'which runs of a model differ) and protocol; write report.md (test '
         'metrics at the selected epoch, mean ± std over seeds; the sampled '
         'protocol in tables of its own), report.json and PNG curves and bar '
-        'charts.')
+        'charts. Given one study folder of tune: trials.md (the trials '
+        'table), the best-so-far curve and the parameter importances.')
     report.add_argument('runs', nargs='+', metavar='RUN_DIR',
                         help='run directories (with results.json), folders '
                         'of them, or glob patterns')
@@ -209,23 +213,15 @@ def _silent(*args, **kwargs) -> None:
 
 
 def _train(args, overrides: Dict[str, Any], device: str, say) -> int:
-    from .config import find_config, load_config
-    from .experiment import format_results_table, run_experiment
+    from .experiment import (
+        check_output_folder,
+        config_for,
+        format_results_table,
+        run_experiment,
+    )
     from .models import get_model
     model = get_model(args.model).cli_name  # an unknown model fails first
-    path = args.config
-    if path is None:
-        path, looked = find_config(args.dataset, model)
-        if path is None:
-            say(f"config: no file with a section for '{model}' (looked at "
-                f"{', '.join(looked)}); the defaults and the command line")
-    elif path.lower() == 'none':
-        path = None
-        say("config: none (--config none); the defaults and the command "
-            "line")
-    config = load_config(path, model) if path else {}
-    if path:
-        say(f"config: {path} [{model}]")
+    config = config_for(args, model, say)
     config.update(overrides)
     if args.select_on is not None:
         config['select_on'] = args.select_on
@@ -248,14 +244,6 @@ def _train(args, overrides: Dict[str, Any], device: str, say) -> int:
         f"{results['eval_time']:.2f}s | peak memory "
         f"{results['peak_memory_mb']:.0f} MiB | results: {out}/results.json")
     return 0
-
-
-def check_output_folder(path: str, option: str) -> None:
-    r"""Refuses an output folder that is an existing file (before any work
-    is done, not when the first result is written)."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{option} {path}: is an existing file, not a "
-                         f"folder")
 
 
 def cmd_datasets(args) -> int:
@@ -340,8 +328,15 @@ def cmd_models(name: Optional[str] = None) -> int:
 
 
 def cmd_report(args) -> int:
+    from .experiment import check_output_folder
     from .report import find_runs, format_markdown, write_report
+    from .tune.report import is_study, write_study_report
     check_output_folder(args.output, '--output')
+    if len(args.runs) == 1 and is_study(args.runs[0]):
+        report = write_study_report(args.runs[0], args.output)
+        print(report['text'])
+        print(f"written to {args.output}/: {', '.join(report['files'])}")
+        return 0
     report = write_report(find_runs(args.runs), args.output)
     print(format_markdown(report['tables']))
     print(f"written to {args.output}/: {', '.join(report['files'])}")
@@ -396,12 +391,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command != 'train':
+    if rest and args.command not in ('train', 'tune'):
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     from .train.divergence import TrainingDiverged
     try:
         if args.command == 'train':
             return cmd_train(args, parse_overrides(rest))
+        if args.command == 'tune':
+            from .tune.cli import cmd_tune
+            return cmd_tune(args, parse_overrides(rest))
         if args.command == 'datasets':
             return cmd_datasets(args)
         if args.command == 'models':

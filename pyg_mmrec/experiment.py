@@ -6,7 +6,14 @@ import logging
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from .config import SECTIONS, complete_config, normalize_config, resolve_config
+from .config import (
+    SECTIONS,
+    complete_config,
+    find_config,
+    load_config,
+    normalize_config,
+    resolve_config,
+)
 from .data import load_dataset
 from .models import get_model
 from .train import Trainer, build_evaluator, build_source, distributed
@@ -205,3 +212,31 @@ def run_config(results: Mapping[str, Any]) -> Dict[str, Any]:
     sections = resolve_config(name, normalize_config(name, settings, source))
     return {'name': name, 'dataset': dataset, 'seed': config.get('seed', 0),
             **complete_config(name, sections)}
+
+
+def config_for(args, model: str, say) -> Dict[str, Any]:
+    r"""The settings of :obj:`model` from :obj:`args.config` (by default
+    the dataset's YAML that has a section for it; :obj:`none`: none),
+    saying which file was read."""
+    path = args.config
+    if path is None:
+        path, looked = find_config(args.dataset, model)
+        if path is None:
+            say(f"config: no file with a section for '{model}' (looked at "
+                f"{', '.join(looked)}); the defaults and the command line")
+    elif path.lower() == 'none':
+        path = None
+        say("config: none (--config none); the defaults and the command "
+            "line")
+    config = load_config(path, model) if path else {}
+    if path:
+        say(f"config: {path} [{model}]")
+    return config
+
+
+def check_output_folder(path: str, option: str) -> None:
+    r"""Refuses an output folder that is an existing file (before any work
+    is done, not when the first result is written)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{option} {path}: is an existing file, not a "
+                         f"folder")

@@ -382,6 +382,16 @@ def write_report(run_dirs: Sequence[str], output: str) -> Dict[str, Any]:
     if not run_dirs:
         raise ValueError("no run directories to report")
     runs = {d: read_results(d) for d in run_dirs}
+    searched = [d for d, r in runs.items() if r.get('test') is None]
+    if searched:  # a tune study's trials: validation only, no test
+        log.info("left out %d runs without test metrics (search trials; "
+                 "report their study folder instead): %s", len(searched),
+                 ', '.join(searched[:3]) + (' ...' if len(searched) > 3
+                                             else ''))
+        runs = {d: r for d, r in runs.items() if d not in searched}
+    if not runs:
+        raise ValueError("no run with test metrics to report (search trials "
+                         "have none: report their study folder)")
     tables = summarise(list(runs.values()))
     os.makedirs(output, exist_ok=True)
     files = ['report.md', 'report.json']

@@ -1,8 +1,8 @@
 """The package's import graph runs one way: data -> graphs -> nn -> loader
--> models -> train -> config -> experiment -> report/recommend -> cli/demo. A
-subpackage imports only from itself and the layers below it, so that shared
-types live below their users (e.g. the batch type below the models, the pair
-index below the samplers and the evaluator)."""
+-> models -> train -> config -> experiment -> report/recommend -> tune ->
+cli/demo. A subpackage imports only from itself and the layers below it, so
+that shared types live below their users (e.g. the batch type below the
+models, the pair index below the samplers and the evaluator)."""
 import ast
 from pathlib import Path
 
@@ -10,8 +10,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / 'pyg_mmrec'
 LAYERS = ['typing', 'testing', 'data', 'graphs', 'nn', 'loader', 'models',
-          'train', 'config', 'experiment', 'report', 'recommend', 'demo',
-          'cli', '__main__']
+          'train', 'config', 'experiment', 'report', 'recommend', 'tune',
+          'demo', 'cli', '__main__']
 
 
 def layer_of(path: Path) -> str:

@@ -1,0 +1,319 @@
+r"""Hyper-parameter search on the validation split (Optuna), and the final
+runs of the best settings (see :func:`run_study`).
+
+A study lives in a folder: :obj:`study.json` (what is searched, how),
+Optuna's storage (by default the journal file :obj:`journal.log`; any
+Optuna storage URL, e.g. :obj:`sqlite:///study.db` or a PostgreSQL URL
+shared by workers on several machines), one folder per trial under
+:obj:`trials/` with its :obj:`results.json` (validation metrics only) and
+:obj:`trial.json`, and at the end :obj:`final/seed<k>/` (the best settings
+re-trained with test metrics), :obj:`final.json` and :obj:`best.yaml`."""
+import json
+import logging
+import os
+import os.path as osp
+import shutil
+import socket
+import statistics
+import time
+from typing import Any, Dict, List, Mapping, Optional
+
+from ..config import resolve_config
+from ..experiment import build_trainer
+from ..train.records import write_json
+from .space import SearchSpace
+
+log = logging.getLogger('pyg_mmrec')
+
+#: Trial states that count against the budget.
+PRUNERS = ('median', 'hyperband', 'none')
+
+
+def open_storage(url: Optional[str], folder: str):
+    r"""Optuna's storage: the journal file :obj:`<folder>/journal.log` by
+    default, a path ending in :obj:`.log` as a journal file, or an Optuna
+    storage URL (:obj:`sqlite:///...`, :obj:`postgresql://...`)."""
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+    if url is None:
+        url = osp.join(folder, 'journal.log')
+    if '://' not in url:
+        return JournalStorage(JournalFileBackend(url))
+    return RDBStorage(url)
+
+
+def build_pruner(name, max_epochs: int):
+    r"""The pruner :obj:`name`: :obj:`"median"` (stop a trial whose
+    validation metric is below the median of earlier trials at the same
+    epoch, after 5 trials and 5 epochs), :obj:`"hyperband"` (from 5 epochs
+    to the epoch cap), :obj:`"none"`, or an Optuna pruner itself."""
+    import optuna
+    if isinstance(name, optuna.pruners.BasePruner):
+        return name
+    if name == 'median':
+        return optuna.pruners.MedianPruner(n_startup_trials=5,
+                                           n_warmup_steps=5)
+    if name == 'hyperband':
+        return optuna.pruners.HyperbandPruner(
+            min_resource=min(5, max_epochs), max_resource=max_epochs)
+    if name == 'none':
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"--pruner must be one of {PRUNERS}, got {name!r}")
+
+
+def _alive(worker: str) -> bool:
+    host, _, pid = worker.rpartition(':')
+    if host != socket.gethostname():
+        return True  # another machine's: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def fail_interrupted_trials(study) -> List[int]:
+    r"""Marks as failed the running trials whose worker process on this
+    machine is gone (an interrupted :obj:`tune`), so that the budget counts
+    the trials that can still finish; returns their numbers."""
+    from optuna.trial import TrialState
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, )):
+        worker = t.user_attrs.get('worker')
+        if worker is not None and not _alive(worker):
+            study.tell(t.number, state=TrialState.FAIL)
+            failed.append(t.number)
+    return failed
+
+
+def _counted(study, below: Optional[int] = None) -> int:
+    from optuna.trial import TrialState
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=states)
+               if below is None or t.number < below)
+
+
+class PruningCallback:
+    r"""Reports each evaluation's validation metric to the trial and stops
+    the run (the trainer's callback returns :obj:`False`) when the pruner
+    says so."""
+    def __init__(self, trial):
+        self.trial, self.pruned = trial, False
+
+    def __call__(self, trainer, record) -> Optional[bool]:
+        value = record.get('val', {}).get(trainer.metric)
+        if value is None:
+            return None
+        self.trial.report(value, record['epoch'])
+        if self.trial.should_prune():
+            self.pruned = True
+            return False
+        return None
+
+
+def run_trial(trial, space: SearchSpace, data, base: Mapping[str, Any],
+              folder: str, seed: int, device: str,
+              keep_checkpoints: bool) -> Dict[str, Any]:
+    r"""Trains one trial's settings on the validation split only (no test
+    metric is computed) and returns its :obj:`trial.json` record."""
+    settings = {**base, **space.suggest(trial)}
+    run_dir = osp.join(folder, 'trials', f'trial-{trial.number:04d}')
+    os.makedirs(run_dir, exist_ok=True)
+    trainer, record = build_trainer(space.model, data, settings, seed,
+                                    device, run_dir, progress=False)
+    pruning = PruningCallback(trial)
+    t0 = time.process_time()
+    results = trainer.fit(config=record, callbacks=[pruning], test=False)
+    if not keep_checkpoints:
+        for name in ('last.pt', 'best.pt'):
+            if osp.exists(osp.join(run_dir, name)):
+                os.remove(osp.join(run_dir, name))
+    out = {'number': trial.number, 'params': trial.params,
+           'value': results['val'].get(trainer.metric),
+           'metric': trainer.metric, 'pruned': pruning.pruned,
+           'best_epoch': results['best_epoch'],
+           'epochs_run': results['epochs_run'],
+           'cpu_seconds': time.process_time() - t0, 'run_dir': run_dir}
+    write_json(out, osp.join(run_dir, 'trial.json'))
+    return out
+
+
+def search(study, space: SearchSpace, trials: int, data,
+           base: Mapping[str, Any], folder: str, seed: int = 0,
+           device: str = 'cpu', keep_checkpoints: bool = False) -> int:
+    r"""Runs trials of :obj:`study` until it holds :obj:`trials` finished
+    or running ones (counting every worker's); returns how many this
+    process ran. Trial numbers come from the storage, so two workers never
+    run the same trial; a worker that asks for a trial beyond the budget
+    (two asked at once for the last one) fails it unrun."""
+    from optuna.trial import TrialState
+    ran = 0
+    while _counted(study) < trials:
+        trial = study.ask()
+        trial.set_user_attr('worker', f'{socket.gethostname()}:{os.getpid()}')
+        if _counted(study, below=trial.number) >= trials:
+            trial.set_user_attr('skipped', 'the budget was reached')
+            study.tell(trial, state=TrialState.FAIL)
+            break
+        try:
+            out = run_trial(trial, space, data, base, folder, seed, device,
+                            keep_checkpoints)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        for key in ('epochs_run', 'best_epoch', 'cpu_seconds', 'run_dir'):
+            trial.set_user_attr(key, out[key])
+        if out['pruned']:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, out['value'])
+        ran += 1
+        log.info("trial %d: %s %s = %.4f%s", trial.number, trial.params,
+                 out['metric'], out['value'] or float('nan'),
+                 ' (pruned)' if out['pruned'] else '')
+    return ran
+
+
+def best_sections(space: SearchSpace, base: Mapping[str, Any],
+                  params: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+    r"""The best trial's settings by section, as a section of
+    :obj:`experiments/configs/<dataset>.yaml`."""
+    sections = resolve_config(space.model, {**base, **space.fixed, **params})
+    return {name: values for name, values in sections.items() if values}
+
+
+def final_runs(study, space: SearchSpace, data, base: Mapping[str, Any],
+               folder: str, seeds: int, device: str = 'cpu'
+               ) -> Dict[str, Any]:
+    r"""Re-trains the best trial's settings with seeds :obj:`0..seeds-1`
+    (test metrics computed once, at each run's best validation epoch) and
+    writes :obj:`final.json` (test mean and standard deviation per metric)
+    and :obj:`best.yaml`."""
+    import yaml
+    best = study.best_trial
+    sections = best_sections(space, base, best.params)
+    runs = []
+    for seed in range(seeds):
+        run_dir = osp.join(folder, 'final', f'seed{seed}')
+        trainer, record = build_trainer(space.model, data, sections, seed,
+                                        device, run_dir, progress=False)
+        runs.append(trainer.fit(config=record))
+    test = {}
+    for key in runs[0]['test']:
+        values = [r['test'][key] for r in runs]
+        test[key] = {'mean': statistics.fmean(values),
+                     'std': statistics.stdev(values) if len(values) > 1
+                     else 0.0, 'values': values}
+    out = {'model': space.model, 'best_trial': best.number,
+           'params': best.params, 'val': best.value,
+           'metric': runs[0]['metric'], 'seeds': seeds, 'test': test,
+           'settings': sections}
+    write_json(out, osp.join(folder, 'final.json'))
+    tmp = osp.join(folder, 'best.yaml.tmp')
+    with open(tmp, 'w') as f:
+        f.write(f"# the best of study '{study.study_name}' (trial "
+                f"{best.number}, validation {runs[0]['metric']} "
+                f"{best.value:.4f}); drops into "
+                f"experiments/configs/<dataset>.yaml\n")
+        yaml.safe_dump({space.model: sections}, f, sort_keys=False)
+    os.replace(tmp, osp.join(folder, 'best.yaml'))
+    return out
+
+
+def claim(path: str) -> bool:
+    r"""Creates :obj:`path` if it does not exist (atomically); whether this
+    process did."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def run_study(space: SearchSpace, data, dataset: str, folder: str,
+              trials: int, base: Optional[Mapping[str, Any]] = None,
+              storage: Optional[str] = None, study_name: Optional[str] = None,
+              pruner: str = 'median', final_seeds: int = 3, seed: int = 0,
+              device: str = 'cpu', keep_checkpoints: bool = False
+              ) -> Dict[str, Any]:
+    r"""Searches :obj:`space` on :obj:`data` (see :func:`search`; the same
+    folder, storage and study name continue a study), then, once every
+    trial of the budget has ended, re-trains the best settings
+    (:func:`final_runs`). Returns a summary: trials run here, the study's
+    counts, and :obj:`final.json`'s content when the final runs are done.
+
+    Args:
+        space (SearchSpace): What to search.
+        data (HeteroData): The dataset.
+        dataset (str): Its name, recorded.
+        folder (str): The study folder.
+        trials (int): The budget of trials (finished or pruned), all
+            workers together; a grid runs at most its combinations.
+        base (Mapping, optional): Settings of every trial (the YAML file
+            and command line), under the space's own.
+        storage (str, optional): Optuna storage URL (see
+            :func:`open_storage`).
+        study_name (str, optional): Default :obj:`"<model>-<dataset>"`.
+        pruner (str or optuna.pruners.BasePruner): See
+            :func:`build_pruner`. (default: :obj:`"median"`)
+        final_seeds (int): Seeds of the final runs (:obj:`0`: none).
+        seed (int): Seed of the trials and of the sampler.
+        device (str): Device.
+        keep_checkpoints (bool): Keep each trial's :obj:`best.pt` and
+            :obj:`last.pt`. (default: :obj:`False`)
+    """
+    import optuna
+    from optuna.trial import TrialState
+    if trials < 1:
+        raise ValueError(f"--trials must be >= 1, got {trials}")
+    base = dict(base or {})
+    resolve_config(space.model, {**base, **space.fixed})  # fail early
+    if space.grid:
+        trials = min(trials, space.size())
+    os.makedirs(folder, exist_ok=True)
+    study_name = study_name or f'{space.model}-{dataset}'
+    epochs = resolve_config(space.model, {**base, **space.fixed}
+                            )['trainer'].get('epochs', 1000)
+    study = optuna.create_study(
+        storage=open_storage(storage, folder), study_name=study_name,
+        direction='maximize', sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=build_pruner(pruner, epochs), load_if_exists=True)
+    if space.grid:  # every combination queued once, in grid order
+        for params in space.combinations():
+            study.enqueue_trial(params, skip_if_exists=True)
+    meta = {'model': space.model, 'dataset': dataset, 'study': study_name,
+            'storage': storage,  # None: journal.log in the folder
+            'trials': trials, 'pruner': str(pruner), 'seed': seed,
+            'space': space.params, 'fixed': space.fixed, 'grid': space.grid,
+            'base': base}
+    if not osp.exists(osp.join(folder, 'study.json')):
+        write_json(meta, osp.join(folder, 'study.json'))
+    interrupted = fail_interrupted_trials(study)
+    if interrupted:
+        log.info("trials %s of an interrupted run marked failed",
+                 interrupted)
+    ran = search(study, space, trials, data, base, folder, seed, device,
+                 keep_checkpoints)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    summary = {'study': study_name, 'folder': folder, 'ran_here': ran,
+               'complete': states.count(TrialState.COMPLETE),
+               'pruned': states.count(TrialState.PRUNED),
+               'running': states.count(TrialState.RUNNING), 'final': None}
+    final = osp.join(folder, 'final.json')
+    if osp.exists(final):
+        with open(final) as f:
+            summary['final'] = json.load(f)
+    elif (final_seeds > 0 and summary['running'] == 0
+          and summary['complete'] > 0
+          and claim(osp.join(folder, 'final.claimed'))):
+        try:
+            summary['final'] = final_runs(study, space, data, base, folder,
+                                          final_seeds, device)
+        except BaseException:
+            os.remove(osp.join(folder, 'final.claimed'))
+            shutil.rmtree(osp.join(folder, 'final'), ignore_errors=True)
+            raise
+    return summary

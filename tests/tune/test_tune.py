@@ -1,0 +1,242 @@
+import json
+import multiprocessing
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from pyg_mmrec.cli import main
+from pyg_mmrec.config import load_config, resolve_config
+from pyg_mmrec.data import make_synthetic
+from pyg_mmrec.models import MODELS
+from pyg_mmrec.train import Trainer
+from pyg_mmrec.tune import SearchSpace, load_space, run_study
+from pyg_mmrec.tune.report import load_study, write_study_report
+from pyg_mmrec.tune.study import fail_interrupted_trials
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+FIXED = {'epochs': 3, 'patience': 5, 'eval_batch_size': 512}
+
+
+def small():
+    return make_synthetic(num_users=150, num_items=120, seed=0)
+
+
+def lightgcn_space(**fixed):
+    return SearchSpace('lightgcn', {
+        'lr': {'low': 1e-3, 'high': 5e-2, 'log': True},
+        'num_layers': [1, 2]}, {**FIXED, **fixed})
+
+
+def states(folder):
+    study, _ = load_study(folder)
+    return [t.state for t in study.get_trials()]
+
+
+@pytest.mark.parametrize('name', [n for n, c in MODELS.items()
+                                  if c.trainable])
+def test_every_trainable_model_ships_a_space_whose_trials_resolve(name):
+    space = load_space(name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
+    for _ in range(3):
+        settings = space.suggest(study.ask())
+        sections = resolve_config(name, settings)
+        routed = {k: v for values in sections.values()
+                  for k, v in values.items()}
+        assert all(routed[k] == v for k, v in settings.items())
+
+
+def test_search_never_computes_test_metrics(tmp_path, monkeypatch):
+    splits = []
+    evaluate = Trainer.evaluate
+
+    def spy(self, split, *args, **kwargs):
+        splits.append(split)
+        return evaluate(self, split, *args, **kwargs)
+    monkeypatch.setattr(Trainer, 'evaluate', spy)
+    folder = str(tmp_path / 'study')
+    summary = run_study(lightgcn_space(), small(), 'small', folder, trials=2,
+                        pruner='none', final_seeds=0)
+    assert summary['complete'] == 2 and summary['final'] is None
+    assert splits and set(splits) == {'val'}
+    for n in (0, 1):
+        run = osp.join(folder, 'trials', f'trial-{n:04d}')
+        with open(osp.join(run, 'results.json')) as f:
+            results = json.load(f)
+        assert results['test'] is None
+        assert all('test' not in r for r in results['history'])
+        assert not osp.exists(osp.join(run, 'best.pt'))  # not kept
+    # The same command again: the budget is spent, the final runs are done
+    # (test metrics, once per seed, at the best validation epoch).
+    splits.clear()
+    summary = run_study(lightgcn_space(), small(), 'small', folder, trials=2,
+                        pruner='none', final_seeds=2)
+    assert summary['ran_here'] == 0
+    assert splits.count('test') >= 2
+    final = summary['final']
+    assert final['best_trial'] in (0, 1) and final['seeds'] == 2
+    values = final['test']['recall@20']['values']
+    assert len(values) == 2 and 0 < final['test']['recall@20']['mean'] < 1
+    study, _ = load_study(folder)
+    assert final['val'] == max(t.value for t in study.get_trials())
+
+
+def test_a_pruned_trial_stops_early(tmp_path):
+    folder = str(tmp_path / 'study')
+    pruner = optuna.pruners.ThresholdPruner(lower=2.0)  # always below
+    summary = run_study(lightgcn_space(), small(), 'small', folder, trials=2,
+                        pruner=pruner, final_seeds=1)
+    assert summary['pruned'] == 2 and summary['complete'] == 0
+    assert summary['final'] is None  # nothing complete to re-train
+    for n in (0, 1):
+        with open(osp.join(folder, 'trials', f'trial-{n:04d}',
+                           'trial.json')) as f:
+            trial = json.load(f)
+        assert trial['pruned'] and trial['epochs_run'] == 1  # of 3
+
+
+def _worker(folder, trials):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run_study(lightgcn_space(), small(), 'small', folder, trials=trials,
+              pruner='none', final_seeds=0)
+
+
+def test_two_workers_share_one_study(tmp_path):
+    folder = str(tmp_path / 'study')
+    ctx = multiprocessing.get_context('spawn')
+    procs = [ctx.Process(target=_worker, args=(folder, 5)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=600)
+        assert p.exitcode == 0
+    study, _ = load_study(folder)
+    done = [t for t in study.get_trials()
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(done) == 5
+    assert len({t.number for t in done}) == 5
+    workers = {t.user_attrs['worker'] for t in done}
+    assert len(workers) == 2  # both took part
+    for t in study.get_trials():  # the others: skipped at the budget
+        if t not in done:
+            assert t.state == TrialState.FAIL and t.user_attrs['skipped']
+    for t in done:
+        assert osp.isfile(osp.join(folder, 'trials',
+                                   f'trial-{t.number:04d}', 'results.json'))
+
+
+def test_an_mmrec_grid_runs_every_combination_once(tmp_path):
+    path = tmp_path / 'grid.yaml'
+    path.write_text(yaml.safe_dump({
+        'hyper_parameters': ['n_layers', 'reg_weight'],
+        'n_layers': [1, 2], 'reg_weight': [0.0, 0.001],
+        'learning_rate': 0.01, 'epochs': 2, 'eval_batch_size': 512}))
+    space = load_space('lightgcn', str(path))
+    assert space.grid and space.size() == 4
+    assert space.fixed == {'lr': 0.01, 'epochs': 2, 'eval_batch_size': 512}
+    folder = str(tmp_path / 'study')
+    summary = run_study(space, small(), 'small', folder, trials=20,
+                        pruner='none', final_seeds=0)
+    assert summary['complete'] == 4 and summary['ran_here'] == 4
+    study, _ = load_study(folder)
+    seen = sorted((t.params['num_layers'], t.params['reg_weight'])
+                  for t in study.get_trials())
+    assert seen == [(1, 0.0), (1, 0.001), (2, 0.0), (2, 0.001)]
+    with open(osp.join(folder, 'trials', 'trial-0000',
+                       'results.json')) as f:
+        config = json.load(f)['config']
+    assert config['trainer']['lr'] == 0.01
+
+
+def test_an_interrupted_study_resumes(tmp_path, monkeypatch):
+    import pyg_mmrec.tune.study as module
+    folder = str(tmp_path / 'study')
+    run_trial = module.run_trial
+    calls = []
+
+    def interrupted(trial, *args, **kwargs):
+        calls.append(trial.number)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return run_trial(trial, *args, **kwargs)
+    monkeypatch.setattr(module, 'run_trial', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(lightgcn_space(), small(), 'small', folder, trials=3,
+                  pruner='none', final_seeds=0)
+    assert states(folder) == [TrialState.COMPLETE, TrialState.FAIL]
+    monkeypatch.setattr(module, 'run_trial', run_trial)
+    summary = run_study(lightgcn_space(), small(), 'small', folder,
+                        trials=3, pruner='none', final_seeds=0)
+    assert summary['ran_here'] == 2 and summary['complete'] == 3
+    # A worker killed mid-trial leaves it running; the next run on this
+    # machine fails it, since its process is gone.
+    study, _ = load_study(folder)
+    trial = study.ask()
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    trial.set_user_attr('worker', f'{os.uname().nodename}:{dead.pid}')
+    alive = study.ask()
+    alive.set_user_attr('worker', f'{os.uname().nodename}:{os.getpid()}')
+    assert fail_interrupted_trials(study) == [trial.number]
+
+
+def test_best_yaml_loads_with_train_config(tmp_path):
+    folder = str(tmp_path / 'study')
+    summary = run_study(lightgcn_space(), small(), 'small', folder, trials=2,
+                        pruner='none', final_seeds=1)
+    best = osp.join(folder, 'best.yaml')
+    sections = load_config(best, 'lightgcn')
+    assert {k: v for k, v in sections.items() if v} == summary['final'][
+        'settings']
+    assert sections['model']['num_layers'] == summary['final']['params'][
+        'num_layers']
+    out = str(tmp_path / 'run')
+    assert main(['train', '--model', 'lightgcn', '--config', best,
+                 '--epochs', '1', '--no-progress', '--output-dir', out]) == 0
+    with open(osp.join(out, 'results.json')) as f:
+        config = json.load(f)['config']
+    assert config['trainer']['lr'] == pytest.approx(
+        summary['final']['params']['lr'])
+    report = write_study_report(folder, str(tmp_path / 'report'))
+    assert {'trials.md', 'best_so_far.png', 'importance.png'} <= set(
+        report['files'])
+    assert '**' in report['text'] and 'test recall@20' in report['text']
+    # The run report leaves the trials out (no test metrics): the final
+    # runs are reported, the trials alone are refused with a clear error.
+    assert main(['report', folder + '/trials', '--output',
+                 str(tmp_path / 'r1')]) == 2
+    assert main(['report', folder + '/final', '--output',
+                 str(tmp_path / 'r2')]) == 0
+
+
+def test_bad_spaces_and_arguments_exit_2_naming_the_problem(tmp_path,
+                                                            capsys):
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('lr: {low: 1.0e-3, high: 1.0e-2}\nbogus: [1, 2]\n')
+    assert main(['tune', '--model', 'lightgcn', '--space', str(bad),
+                 '--output-dir', str(tmp_path / 's')]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "unknown setting 'bogus'" in err
+    bad.write_text('lr: {low: 1.0e-2, high: 1.0e-3}\n')
+    assert main(['tune', '--model', 'lightgcn', '--space',
+                 str(bad)]) == 2
+    assert 'low <= high' in capsys.readouterr().err
+    assert main(['tune', '--model', 'lightgcn', '--space',
+                 str(tmp_path / 'missing.yaml')]) == 2
+    assert 'missing.yaml' in capsys.readouterr().err
+    assert main(['tune', '--model', 'lightgcn', '--trials', '0',
+                 '--output-dir', str(tmp_path / 's0')]) == 2
+    assert '--trials' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(['tune', '--help'])
+    text = capsys.readouterr().out
+    for option in ('--model', '--dataset', '--data-root', '--config',
+                   '--space', '--trials', '--storage', '--study', '--pruner',
+                   '--final-seeds', '--output-dir', '--seed', '--device',
+                   '--keep-checkpoints'):
+        assert option in text
