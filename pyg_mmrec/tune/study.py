@@ -194,7 +194,7 @@ def final_runs(study, space: SearchSpace, data, base: Mapping[str, Any],
     import yaml
     best = study.best_trial
     sections = best_sections(space, base, best.params)
-    runs = []
+    runs, t0 = [], time.process_time()
     for seed in range(seeds):
         run_dir = osp.join(folder, 'final', f'seed{seed}')
         trainer, record = build_trainer(space.model, data, sections, seed,
@@ -209,7 +209,8 @@ def final_runs(study, space: SearchSpace, data, base: Mapping[str, Any],
     out = {'model': space.model, 'best_trial': best.number,
            'params': best.params, 'val': best.value,
            'metric': runs[0]['metric'], 'seeds': seeds, 'test': test,
-           'settings': sections}
+           'best_epochs': [r['best_epoch'] for r in runs],
+           'cpu_seconds': time.process_time() - t0, 'settings': sections}
     write_json(out, osp.join(folder, 'final.json'))
     tmp = osp.join(folder, 'best.yaml.tmp')
     with open(tmp, 'w') as f:

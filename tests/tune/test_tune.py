@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -212,6 +213,28 @@ def test_best_yaml_loads_with_train_config(tmp_path):
                  str(tmp_path / 'r1')]) == 2
     assert main(['report', folder + '/final', '--output',
                  str(tmp_path / 'r2')]) == 0
+    # The leaderboard row of the study (experiments/tune_leaderboard.py).
+    spec = importlib.util.spec_from_file_location(
+        'tune_leaderboard', osp.join(osp.dirname(__file__), '..', '..',
+                                     'experiments', 'tune_leaderboard.py'))
+    board = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, osp.dirname(spec.origin))
+    try:
+        spec.loader.exec_module(board)
+    finally:
+        sys.path.remove(osp.dirname(spec.origin))
+    row = board.study_row(folder)
+    assert (row['complete'], row['pruned'], row['trials']) == (2, 0, 2)
+    assert row['final']['test']['recall@20']['mean'] == summary['final'][
+        'test']['recall@20']['mean']
+    assert row['search_cpu_hours'] > 0 and row['final_cpu_hours'] > 0
+    rec = summary['final']['test']['recall@20']
+    assert f"{rec['mean']:.4f} ± {rec['std']:.4f}" in board.to_markdown([row])
+    board.copy_study(folder, str(tmp_path / 'kept'))
+    kept = tmp_path / 'kept'
+    assert (kept / 'journal.log').exists() and (kept / 'best.yaml').exists()
+    assert not list(kept.rglob('*.pt'))
+    assert write_study_report(str(kept), str(tmp_path / 'r3'))['trials']
 
 
 def test_bad_spaces_and_arguments_exit_2_naming_the_problem(tmp_path,

@@ -1,0 +1,126 @@
+"""The equal-budget leaderboard: each model's ``tune`` study on one dataset
+(the same number of trials, epoch cap and pruner for every model) beside
+its default settings' 3-seed result.
+
+Usage::
+
+    python -m pyg_mmrec tune --model freedom --dataset tiktok \\
+        --data-root ../shared/data --trials 20 --epochs 200 \\
+        --output-dir runs/tune-freedom-tiktok
+    python experiments/tune_leaderboard.py --studies runs/tune-*-tiktok \\
+        --defaults lightgcn=experiments/results/tiktok_baselines.json \\
+        freedom=experiments/results/tiktok_baselines.json \\
+        --copy-to experiments/results/tune --out tune_tiktok
+
+``--defaults MODEL=FILE`` reads ``experiments/table.py``'s JSON (the runs of
+each model's default settings per seed). ``--copy-to`` keeps each study's
+storage, trial records and final results (no checkpoints) under that
+folder. Writes ``experiments/results/<out>.{json,md}``.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import shutil
+import statistics
+
+from report import results_path, write_results
+
+KEEP = ('study.json', 'journal.log', 'final.json', 'best.yaml',
+        'trial.json', 'results.json')
+
+
+def default_result(path, model, metric):
+    with open(path) as f:
+        runs = json.load(f)[model]
+    values = [r['test'][metric] for r in runs]
+    return statistics.fmean(values), statistics.stdev(values), len(values)
+
+
+def study_row(folder):
+    from pyg_mmrec.tune.report import load_study, trial_rows
+    study, meta = load_study(folder)
+    rows = trial_rows(study)
+    final_path = osp.join(folder, 'final.json')
+    final = None
+    if osp.exists(final_path):
+        with open(final_path) as f:
+            final = json.load(f)
+    search_cpu = sum(r['cpu_seconds'] or 0 for r in rows)
+    return {'model': meta['model'], 'dataset': meta['dataset'],
+            'trials': meta['trials'], 'pruner': meta['pruner'],
+            'epochs': meta['base'].get('epochs'),
+            'complete': sum(r['state'] == 'complete' for r in rows),
+            'pruned': sum(r['state'] == 'pruned' for r in rows),
+            'search_cpu_hours': search_cpu / 3600,
+            'final_cpu_hours': (final or {}).get('cpu_seconds', 0) / 3600,
+            'best_val': max((r['value'] for r in rows
+                             if r['value'] is not None), default=None),
+            'final': final}
+
+
+def copy_study(folder, dest):
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if name in KEEP:
+                src = osp.join(root, name)
+                out = osp.join(dest, osp.relpath(src, folder))
+                os.makedirs(osp.dirname(out), exist_ok=True)
+                shutil.copy2(src, out)
+
+
+def to_markdown(rows):
+    lines = ['| model | default Recall@20 (3 seeds) | tuned Recall@20 | tuned '
+             'NDCG@20 | best validation | trials run / pruned | CPU-hours '
+             '(search + final) | best settings |',
+             '|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        default = ('-' if r.get('default') is None else
+                   f"{r['default'][0]:.4f} ± {r['default'][1]:.4f}")
+        final = r['final']
+        if final is None:
+            tuned = ndcg = 'not yet'
+            params = '-'
+        else:
+            rec, nd = final['test']['recall@20'], final['test']['ndcg@20']
+            tuned = f"{rec['mean']:.4f} ± {rec['std']:.4f}"
+            ndcg = f"{nd['mean']:.4f} ± {nd['std']:.4f}"
+            params = ', '.join(f'{k} {v:.3g}' if isinstance(v, float)
+                               else f'{k} {v}'
+                               for k, v in final['params'].items())
+        best = '-' if r['best_val'] is None else f"{r['best_val']:.4f}"
+        lines.append(
+            f"| {r['model']} | {default} | {tuned} | {ndcg} | {best} | "
+            f"{r['complete'] + r['pruned']} / {r['pruned']} | "
+            f"{r['search_cpu_hours']:.2f} + {r['final_cpu_hours']:.2f} | "
+            f"{params} |")
+    return '\n'.join(lines) + '\n'
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--studies', nargs='+', required=True)
+    parser.add_argument('--defaults', nargs='*', default=[])
+    parser.add_argument('--copy-to', default=None)
+    parser.add_argument('--out', default='tune_leaderboard')
+    args = parser.parse_args()
+    defaults = dict(item.split('=', 1) for item in args.defaults)
+    folders = [f for pattern in args.studies for f in sorted(glob.glob(
+        pattern)) if osp.isfile(osp.join(f, 'study.json'))]
+    rows = []
+    for folder in folders:
+        row = study_row(folder)
+        if row['model'] in defaults:
+            row['default'] = default_result(defaults[row['model']],
+                                            row['model'], 'recall@20')
+        rows.append(row)
+        if args.copy_to:
+            copy_study(folder, osp.join(
+                args.copy_to, f"{row['dataset']}-{row['model']}"))
+    write_results(results_path(args.out), rows, to_markdown(rows))
+    print(to_markdown(rows))
+
+
+if __name__ == '__main__':
+    main()
