@@ -61,6 +61,11 @@ def add_parser(sub) -> None:
     p.add_argument('--device', default='cpu')
     p.add_argument('--keep-checkpoints', action='store_true',
                    help="keep each trial's best.pt and last.pt")
+    p.add_argument('--fail-running', action='store_true',
+                   help='first mark every running trial failed: those of '
+                   'a worker on a machine that is gone (on this machine '
+                   'an interrupted worker\'s trial is failed anyway); no '
+                   'other worker may be running')
 
 
 def cmd_tune(args, overrides: Dict[str, Any]) -> int:
@@ -88,7 +93,7 @@ def cmd_tune(args, overrides: Dict[str, Any]) -> int:
         summary = run_study(space, data, args.dataset, out, args.trials,
                             base, args.storage, args.study, args.pruner,
                             args.final_seeds, args.seed, args.device,
-                            args.keep_checkpoints)
+                            args.keep_checkpoints, args.fail_running)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the study is kept in {out}: rerun the same "
               f"command to continue it")

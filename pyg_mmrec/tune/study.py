@@ -74,15 +74,17 @@ def _alive(worker: str) -> bool:
     return True
 
 
-def fail_interrupted_trials(study) -> List[int]:
+def fail_interrupted_trials(study, every: bool = False) -> List[int]:
     r"""Marks as failed the running trials whose worker process on this
-    machine is gone (an interrupted :obj:`tune`), so that the budget counts
-    the trials that can still finish; returns their numbers."""
+    machine is gone (an interrupted :obj:`tune`), or every running trial
+    with :obj:`every` (a worker on a machine that is gone; no other worker
+    may be running), so that the budget counts the trials that can still
+    finish; returns their numbers."""
     from optuna.trial import TrialState
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, )):
         worker = t.user_attrs.get('worker')
-        if worker is not None and not _alive(worker):
+        if every or worker is not None and not _alive(worker):
             study.tell(t.number, state=TrialState.FAIL)
             failed.append(t.number)
     return failed
@@ -238,8 +240,8 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
               trials: int, base: Optional[Mapping[str, Any]] = None,
               storage: Optional[str] = None, study_name: Optional[str] = None,
               pruner: str = 'median', final_seeds: int = 3, seed: int = 0,
-              device: str = 'cpu', keep_checkpoints: bool = False
-              ) -> Dict[str, Any]:
+              device: str = 'cpu', keep_checkpoints: bool = False,
+              fail_running: bool = False) -> Dict[str, Any]:
     r"""Searches :obj:`space` on :obj:`data` (see :func:`search`; the same
     folder, storage and study name continue a study), then, once every
     trial of the budget has ended, re-trains the best settings
@@ -265,6 +267,8 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
         device (str): Device.
         keep_checkpoints (bool): Keep each trial's :obj:`best.pt` and
             :obj:`last.pt`. (default: :obj:`False`)
+        fail_running (bool): First mark every running trial failed (see
+            :func:`fail_interrupted_trials`). (default: :obj:`False`)
     """
     import optuna
     from optuna.trial import TrialState
@@ -292,7 +296,7 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
             'base': base}
     if not osp.exists(osp.join(folder, 'study.json')):
         write_json(meta, osp.join(folder, 'study.json'))
-    interrupted = fail_interrupted_trials(study)
+    interrupted = fail_interrupted_trials(study, every=fail_running)
     if interrupted:
         log.info("trials %s of an interrupted run marked failed",
                  interrupted)

@@ -184,6 +184,10 @@ def test_an_interrupted_study_resumes(tmp_path, monkeypatch):
     alive = study.ask()
     alive.set_user_attr('worker', f'{os.uname().nodename}:{os.getpid()}')
     assert fail_interrupted_trials(study) == [trial.number]
+    # another machine's trial (its process unknown here): only on request
+    alive.set_user_attr('worker', 'elsewhere:1')
+    assert fail_interrupted_trials(study) == []
+    assert fail_interrupted_trials(study, every=True) == [alive.number]
 
 
 def test_best_yaml_loads_with_train_config(tmp_path):
@@ -261,5 +265,5 @@ def test_bad_spaces_and_arguments_exit_2_naming_the_problem(tmp_path,
     for option in ('--model', '--dataset', '--data-root', '--config',
                    '--space', '--trials', '--storage', '--study', '--pruner',
                    '--final-seeds', '--output-dir', '--seed', '--device',
-                   '--keep-checkpoints'):
+                   '--keep-checkpoints', '--fail-running'):
         assert option in text
