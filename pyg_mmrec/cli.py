@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                        '--output-dir/last.pt (without one: a warning, and '
                        'the run starts at epoch 1)')
     train.add_argument('--no-progress', action='store_true')
+    train.add_argument('--tensorboard', default=None, metavar='DIR',
+                       help='TensorBoard scalars per epoch (losses, '
+                       'metrics) in DIR (pip install tensorboard)')
 
     from .tune.cli import add_parser as add_tune_parser
     add_tune_parser(sub)
@@ -220,6 +223,7 @@ def _train(args, overrides: Dict[str, Any], device: str, say) -> int:
         run_experiment,
     )
     from .models import get_model
+    from .train import distributed
     model = get_model(args.model).cli_name  # an unknown model fails first
     config = config_for(args, model, say)
     config.update(overrides)
@@ -229,11 +233,16 @@ def _train(args, overrides: Dict[str, Any], device: str, say) -> int:
         'runs', f'{model}-{os.path.basename(os.path.normpath(args.dataset))}'
         f'-seed{args.seed}')
     check_output_folder(out, '--output-dir')
+    callbacks = []
+    if args.tensorboard and distributed.is_main_process():
+        from .train.tensorboard import TensorBoardScalars
+        callbacks.append(TensorBoardScalars(args.tensorboard))
     try:
         results = run_experiment(model, args.dataset, args.data_root,
                                  config, seed=args.seed, device=device,
                                  output_dir=out, resume=args.resume,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress,
+                                 callbacks=callbacks)
     except KeyboardInterrupt:
         say(f"\ninterrupted; the last finished epoch is saved in "
             f"{out}/last.pt: rerun the same command with --resume to "

@@ -77,6 +77,7 @@ def run_experiment(
     progress: bool = True,
     ks: Optional[Sequence[int]] = None,
     data=None,
+    callbacks: Optional[Sequence] = None,
 ) -> Dict[str, Any]:
     r"""Trains :obj:`model` on :obj:`dataset` (see :func:`build_trainer`)
     and returns the trainer's results (see
@@ -101,6 +102,9 @@ def run_experiment(
             configuration's :obj:`evaluation.ks`.
         data (HeteroData, optional): An already loaded dataset to use
             instead of loading :obj:`dataset`.
+        callbacks (Sequence, optional): Epoch callbacks of
+            :meth:`~pyg_mmrec.train.Trainer.fit` (e.g.
+            :class:`~pyg_mmrec.train.tensorboard.TensorBoardScalars`).
     """
     config = dict(config or {})
     if ks is not None:
@@ -112,7 +116,8 @@ def run_experiment(
                                     output_dir, progress)
     if record['dataset'] is None:
         record['dataset'] = dataset
-    return trainer.fit(resume=resume, config=record)
+    return trainer.fit(resume=resume, config=record,
+                       callbacks=list(callbacks or []))
 
 
 def format_settings(record: Mapping[str, Any]) -> str:

@@ -61,6 +61,10 @@ def add_parser(sub) -> None:
     p.add_argument('--device', default='cpu')
     p.add_argument('--keep-checkpoints', action='store_true',
                    help="keep each trial's best.pt and last.pt")
+    p.add_argument('--tensorboard', default=None, metavar='DIR',
+                   help='TensorBoard scalars of every run (losses, '
+                   'validation metrics; test in the final runs) under DIR/'
+                   'trial-NNNN and DIR/final-seedK (pip install tensorboard)')
     p.add_argument('--fail-running', action='store_true',
                    help='first mark every running trial failed: those of '
                    'a worker on a machine that is gone (on this machine '
@@ -93,7 +97,8 @@ def cmd_tune(args, overrides: Dict[str, Any]) -> int:
         summary = run_study(space, data, args.dataset, out, args.trials,
                             base, args.storage, args.study, args.pruner,
                             args.final_seeds, args.seed, args.device,
-                            args.keep_checkpoints, args.fail_running)
+                            args.keep_checkpoints, args.fail_running,
+                            args.tensorboard)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the study is kept in {out}: rerun the same "
               f"command to continue it")

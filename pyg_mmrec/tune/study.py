@@ -115,11 +115,21 @@ class PruningCallback:
         return None
 
 
+def _callbacks(tensorboard: Optional[str], name: str) -> list:
+    # TensorBoard scalars of one run in <tensorboard>/<name>, if asked.
+    if tensorboard is None:
+        return []
+    from ..train.tensorboard import TensorBoardScalars
+    return [TensorBoardScalars(osp.join(tensorboard, name))]
+
+
 def run_trial(trial, space: SearchSpace, data, base: Mapping[str, Any],
               folder: str, seed: int, device: str,
-              keep_checkpoints: bool) -> Dict[str, Any]:
+              keep_checkpoints: bool,
+              tensorboard: Optional[str] = None) -> Dict[str, Any]:
     r"""Trains one trial's settings on the validation split only (no test
-    metric is computed) and returns its :obj:`trial.json` record."""
+    metric is computed) and returns its :obj:`trial.json` record
+    (TensorBoard scalars in :obj:`<tensorboard>/trial-NNNN` if given)."""
     settings = {**base, **space.suggest(trial)}
     run_dir = osp.join(folder, 'trials', f'trial-{trial.number:04d}')
     os.makedirs(run_dir, exist_ok=True)
@@ -127,7 +137,8 @@ def run_trial(trial, space: SearchSpace, data, base: Mapping[str, Any],
                                     device, run_dir, progress=False)
     pruning = PruningCallback(trial)
     t0 = time.process_time()
-    results = trainer.fit(config=record, callbacks=[pruning], test=False)
+    results = trainer.fit(config=record, test=False, callbacks=[
+        *_callbacks(tensorboard, f'trial-{trial.number:04d}'), pruning])
     if not keep_checkpoints:
         for name in ('last.pt', 'best.pt'):
             if osp.exists(osp.join(run_dir, name)):
@@ -144,7 +155,8 @@ def run_trial(trial, space: SearchSpace, data, base: Mapping[str, Any],
 
 def search(study, space: SearchSpace, trials: int, data,
            base: Mapping[str, Any], folder: str, seed: int = 0,
-           device: str = 'cpu', keep_checkpoints: bool = False) -> int:
+           device: str = 'cpu', keep_checkpoints: bool = False,
+           tensorboard: Optional[str] = None) -> int:
     r"""Runs trials of :obj:`study` until it holds :obj:`trials` finished
     or running ones (counting every worker's); returns how many this
     process ran. Trial numbers come from the storage, so two workers never
@@ -161,7 +173,7 @@ def search(study, space: SearchSpace, trials: int, data,
             break
         try:
             out = run_trial(trial, space, data, base, folder, seed, device,
-                            keep_checkpoints)
+                            keep_checkpoints, tensorboard)
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
@@ -187,8 +199,8 @@ def best_sections(space: SearchSpace, base: Mapping[str, Any],
 
 
 def final_runs(study, space: SearchSpace, data, base: Mapping[str, Any],
-               folder: str, seeds: int, device: str = 'cpu'
-               ) -> Dict[str, Any]:
+               folder: str, seeds: int, device: str = 'cpu',
+               tensorboard: Optional[str] = None) -> Dict[str, Any]:
     r"""Re-trains the best trial's settings with seeds :obj:`0..seeds-1`
     (test metrics computed once, at each run's best validation epoch) and
     writes :obj:`final.json` (test mean and standard deviation per metric)
@@ -201,7 +213,8 @@ def final_runs(study, space: SearchSpace, data, base: Mapping[str, Any],
         run_dir = osp.join(folder, 'final', f'seed{seed}')
         trainer, record = build_trainer(space.model, data, sections, seed,
                                         device, run_dir, progress=False)
-        runs.append(trainer.fit(config=record))
+        runs.append(trainer.fit(config=record, callbacks=_callbacks(
+            tensorboard, f'final-seed{seed}')))
     test = {}
     for key in runs[0]['test']:
         values = [r['test'][key] for r in runs]
@@ -241,7 +254,8 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
               storage: Optional[str] = None, study_name: Optional[str] = None,
               pruner: str = 'median', final_seeds: int = 3, seed: int = 0,
               device: str = 'cpu', keep_checkpoints: bool = False,
-              fail_running: bool = False) -> Dict[str, Any]:
+              fail_running: bool = False,
+              tensorboard: Optional[str] = None) -> Dict[str, Any]:
     r"""Searches :obj:`space` on :obj:`data` (see :func:`search`; the same
     folder, storage and study name continue a study), then, once every
     trial of the budget has ended, re-trains the best settings
@@ -269,6 +283,8 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
             :obj:`last.pt`. (default: :obj:`False`)
         fail_running (bool): First mark every running trial failed (see
             :func:`fail_interrupted_trials`). (default: :obj:`False`)
+        tensorboard (str, optional): Write each run's TensorBoard scalars
+            under this folder (:obj:`trial-NNNN`, :obj:`final-seedK`).
     """
     import optuna
     from optuna.trial import TrialState
@@ -301,7 +317,7 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
         log.info("trials %s of an interrupted run marked failed",
                  interrupted)
     ran = search(study, space, trials, data, base, folder, seed, device,
-                 keep_checkpoints)
+                 keep_checkpoints, tensorboard)
     states = [t.state for t in study.get_trials(deepcopy=False)]
     summary = {'study': study_name, 'folder': folder, 'ran_here': ran,
                'complete': states.count(TrialState.COMPLETE),
@@ -316,7 +332,7 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
           and claim(osp.join(folder, 'final.claimed'))):
         try:
             summary['final'] = final_runs(study, space, data, base, folder,
-                                          final_seeds, device)
+                                          final_seeds, device, tensorboard)
         except BaseException:
             os.remove(osp.join(folder, 'final.claimed'))
             shutil.rmtree(osp.join(folder, 'final'), ignore_errors=True)

@@ -265,5 +265,37 @@ def test_bad_spaces_and_arguments_exit_2_naming_the_problem(tmp_path,
     for option in ('--model', '--dataset', '--data-root', '--config',
                    '--space', '--trials', '--storage', '--study', '--pruner',
                    '--final-seeds', '--output-dir', '--seed', '--device',
-                   '--keep-checkpoints', '--fail-running'):
+                   '--keep-checkpoints', '--fail-running', '--tensorboard'):
         assert option in text
+
+
+def scalars(folder):
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator,
+    )
+    events = EventAccumulator(folder)
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
+            for tag in events.Tags()['scalars']}
+
+
+def test_tensorboard_scalars_of_trials_final_runs_and_train(tmp_path):
+    folder, tb = str(tmp_path / 'study'), str(tmp_path / 'tb')
+    run_study(lightgcn_space(), small(), 'small', folder, trials=1,
+              pruner='none', final_seeds=1, tensorboard=tb)
+    with open(osp.join(folder, 'trials', 'trial-0000',
+                       'results.json')) as f:
+        history = json.load(f)['history']
+    trial = scalars(osp.join(tb, 'trial-0000'))
+    assert trial['val/recall@20'] == [
+        (r['epoch'], pytest.approx(r['val']['recall@20'], rel=1e-6))
+        for r in history]
+    assert [s for s, _ in trial['loss/bpr']] == [1, 2, 3]
+    assert not any(tag.startswith('test/') for tag in trial)  # a trial
+    final = scalars(osp.join(tb, 'final-seed0'))
+    assert 'test/recall@20' in final and 'val/ndcg@20' in final
+    out, tb2 = str(tmp_path / 'run'), str(tmp_path / 'tb2')
+    assert main(['train', '--model', 'lightgcn', '--epochs', '2',
+                 '--no-progress', '--output-dir', out,
+                 '--tensorboard', tb2]) == 0
+    assert [s for s, _ in scalars(tb2)['loss/reg']] == [1, 2]
