@@ -106,7 +106,9 @@ def _local(ids: Tensor, query: Tensor, what: str) -> Tensor:
 
 @dataclass(frozen=True)
 class BPRBatch:
-    r"""A batch of :obj:`[B]` (user, positive item, negative item) triples.
+    r"""A batch of :obj:`[B]` (user, positive item, negative item) triples,
+    or of (user, positive item) pairs with :obj:`neg` :obj:`None` (a
+    negative-free recipe, *e.g.* BM3).
 
     The ids are global. With a :obj:`subgraph` (mini-batch training), the
     model encodes that subgraph instead of the full training graph and
@@ -120,7 +122,7 @@ class BPRBatch:
     """
     user: Tensor
     pos: Tensor
-    neg: Tensor
+    neg: Optional[Tensor]
     subgraph: Optional[Subgraph] = None
     #: Optional per-row "intervention" items (MCLN's counterfactual inputs:
     #: uninteracted items drawn independently of :obj:`neg`).
@@ -131,7 +133,7 @@ class BPRBatch:
 
     def to(self, device) -> 'BPRBatch':
         return BPRBatch(self.user.to(device), self.pos.to(device),
-                        self.neg.to(device),
+                        None if self.neg is None else self.neg.to(device),
                         None if self.subgraph is None else
                         self.subgraph.to(device),
                         None if self.intervention is None else
@@ -151,6 +153,7 @@ class BPRBatch:
             return self.user, self.pos, self.neg
         return (_local(sub.user_id, self.user, 'users'),
                 _local(sub.item_id, self.pos, 'positive items'),
+                None if self.neg is None else
                 _local(sub.item_id, self.neg, 'negative items'))
 
     def intervention_index(self) -> Tensor:

@@ -95,10 +95,15 @@ class TripletSource:
         exclude (PairIndex, optional): The pairs negatives avoid, if not
             :obj:`graph` (e.g. every interaction, to reproduce an original
             that leaks the held-out items this way). (default: :obj:`None`)
+        negatives (bool): Draw the negatives; :obj:`False` gives (user,
+            positive) pairs (:obj:`neg` is :obj:`None`) for a negative-free
+            recipe. (default: :obj:`True`)
     """
     def __init__(self, graph: PairIndex, batch_size: int,
-                 shard: tuple = (0, 1), exclude: Optional[PairIndex] = None):
+                 shard: tuple = (0, 1), exclude: Optional[PairIndex] = None,
+                 negatives: bool = True):
         init_sharded(self, graph, batch_size, shard, exclude)
+        self.negatives = negatives
 
     def slices(self) -> List[slice]:
         r"""This process's batches as slices of the epoch's order."""
@@ -114,6 +119,10 @@ class TripletSource:
         num_pairs = self.graph.num_pairs
         perm = torch.randperm(num_pairs, generator=generator)
         user, pos = self.graph.edge_index[:, perm]
+        if not self.negatives:
+            for sl in self.slices():
+                yield BPRBatch(user[sl], pos[sl], None)
+            return
         neg = self.exclude.uniform_negatives(user, generator)
         for sl in self.slices():
             yield BPRBatch(user[sl], pos[sl], neg[sl])

@@ -1,5 +1,6 @@
 """The recommenders and their registry (see :func:`register_model`)."""
 from .base import Recommender, Stage
+from .bm3 import BM3
 from .diffmm_core import DiffMMCore
 from .fmcns import FMCNS
 from .freedom import FREEDOM
@@ -13,5 +14,5 @@ from .registry import MODELS, get_model, register_model
 from .vbpr import VBPR
 
 __all__ = ['Recommender', 'Stage', 'DiffMMCore', 'Pop', 'LightGCN', 'VBPR',
-           'FREEDOM', 'FMCNS', 'MDMNS', 'REARM', 'GenRec', 'MCLN', 'MODELS',
-           'get_model', 'register_model']
+           'FREEDOM', 'FMCNS', 'MDMNS', 'REARM', 'GenRec', 'MCLN', 'BM3',
+           'MODELS', 'get_model', 'register_model']

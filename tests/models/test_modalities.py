@@ -32,6 +32,7 @@ COUNTS = (0, 1, 2, 3)
 #: Small constructor settings per model (default: the model's own).
 SMALL = {
     'lightgcn': dict(embedding_dim=16),
+    'bm3': dict(embedding_dim=16),
     'vbpr': dict(embedding_dim=16),
     'freedom': dict(embedding_dim=16),
     'fmcns': dict(embedding_dim=16),
@@ -58,6 +59,7 @@ def _needs_features(cls_name: str) -> str:
 #:   (:func:`test_rearm_modalities_setting_chooses_the_channels`).
 REFUSES = {
     ('vbpr', 0): _needs_features('VBPR'),
+    ('bm3', 0): _needs_features('BM3'),
     ('freedom', 0): _needs_features('FREEDOM'),
     ('fmcns', 0): _needs_features('FMCNS'),
     ('mdmns', 0): _needs_features('MDMNS'),
