@@ -48,13 +48,24 @@ def study_row(folder):
         with open(final_path) as f:
             final = json.load(f)
     search_cpu = sum(r['cpu_seconds'] or 0 for r in rows)
+    final_hours, final_unit = 0.0, 'CPU'
+    if final is not None and 'cpu_seconds' in final:
+        final_hours = final['cpu_seconds'] / 3600
+    elif final is not None:  # older studies: the final runs' wall time
+        final_unit = 'wall'
+        for run in glob.glob(osp.join(folder, 'final', 'seed*',
+                                      'results.json')):
+            with open(run) as f:
+                r = json.load(f)
+            final_hours += r['epochs_run'] * (r['time_per_epoch']
+                                              + r['eval_time']) / 3600
     return {'model': meta['model'], 'dataset': meta['dataset'],
             'trials': meta['trials'], 'pruner': meta['pruner'],
             'epochs': meta['base'].get('epochs'),
             'complete': sum(r['state'] == 'complete' for r in rows),
             'pruned': sum(r['state'] == 'pruned' for r in rows),
             'search_cpu_hours': search_cpu / 3600,
-            'final_cpu_hours': (final or {}).get('cpu_seconds', 0) / 3600,
+            'final_hours': final_hours, 'final_unit': final_unit,
             'best_val': max((r['value'] for r in rows
                              if r['value'] is not None), default=None),
             'final': final}
@@ -93,7 +104,8 @@ def to_markdown(rows):
         lines.append(
             f"| {r['model']} | {default} | {tuned} | {ndcg} | {best} | "
             f"{r['complete'] + r['pruned']} / {r['pruned']} | "
-            f"{r['search_cpu_hours']:.2f} + {r['final_cpu_hours']:.2f} | "
+            f"{r['search_cpu_hours']:.2f} + {r['final_hours']:.2f}"
+            f"{'' if r['final_unit'] == 'CPU' else ' (wall)'} | "
             f"{params} |")
     return '\n'.join(lines) + '\n'
 

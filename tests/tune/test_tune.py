@@ -231,7 +231,8 @@ def test_best_yaml_loads_with_train_config(tmp_path):
     assert (row['complete'], row['pruned'], row['trials']) == (2, 0, 2)
     assert row['final']['test']['recall@20']['mean'] == summary['final'][
         'test']['recall@20']['mean']
-    assert row['search_cpu_hours'] > 0 and row['final_cpu_hours'] > 0
+    assert row['search_cpu_hours'] > 0 and row['final_hours'] > 0
+    assert row['final_unit'] == 'CPU'
     rec = summary['final']['test']['recall@20']
     assert f"{rec['mean']:.4f} ± {rec['std']:.4f}" in board.to_markdown([row])
     board.copy_study(folder, str(tmp_path / 'kept'))
