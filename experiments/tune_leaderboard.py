@@ -61,7 +61,7 @@ def study_row(folder):
                                               + r['eval_time']) / 3600
     return {'model': meta['model'], 'dataset': meta['dataset'],
             'trials': meta['trials'], 'pruner': meta['pruner'],
-            'epochs': meta['base'].get('epochs'),
+            'epochs': {**meta['base'], **meta['fixed']}.get('epochs'),
             'complete': sum(r['state'] == 'complete' for r in rows),
             'pruned': sum(r['state'] == 'pruned' for r in rows),
             'search_cpu_hours': search_cpu / 3600,

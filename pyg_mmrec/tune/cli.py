@@ -86,8 +86,8 @@ def cmd_tune(args, overrides: Dict[str, Any]) -> int:
         raise ValueError(f"--final-seeds must be >= 0, got "
                          f"{args.final_seeds}")
     space = load_space(args.model, args.space)
+    space.fix(overrides)  # the command line wins over the search
     base = config_for(args, space.model, print)
-    base.update(overrides)
     out = args.output_dir or osp.join(
         'runs', f'tune-{space.model}-'
         f'{osp.basename(osp.normpath(args.dataset))}')

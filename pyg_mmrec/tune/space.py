@@ -111,6 +111,17 @@ class SearchSpace:
         except ValueError as e:
             raise ValueError(f"{self.source}: {e}") from None
 
+    def fix(self, settings: Mapping[str, Any]) -> None:
+        r"""Fixes :obj:`settings` in every trial (the command line's), taking
+        their keys out of the search."""
+        for key in settings:
+            self.params.pop(key, None)
+        if not self.params:
+            raise ValueError(f"{self.source}: every searched setting is "
+                             f"fixed by the command line")
+        self.fixed.update(settings)
+        self._validate(self.fixed)
+
     def size(self) -> Optional[int]:
         r"""The number of grid combinations (:obj:`None` for a sampled
         space)."""

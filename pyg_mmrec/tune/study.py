@@ -25,14 +25,14 @@ from .space import SearchSpace
 
 log = logging.getLogger('pyg_mmrec')
 
-#: Trial states that count against the budget.
+#: The pruners of :func:`build_pruner` by name.
 PRUNERS = ('median', 'hyperband', 'none')
 
 
 def open_storage(url: Optional[str], folder: str):
     r"""Optuna's storage: the journal file :obj:`<folder>/journal.log` by
-    default, a path ending in :obj:`.log` as a journal file, or an Optuna
-    storage URL (:obj:`sqlite:///...`, :obj:`postgresql://...`)."""
+    default, any other file path as a journal file, or an Optuna storage
+    URL (:obj:`sqlite:///...`, :obj:`postgresql://...`)."""
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
     if url is None:
@@ -269,8 +269,9 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
         folder (str): The study folder.
         trials (int): The budget of trials (finished or pruned), all
             workers together; a grid runs at most its combinations.
-        base (Mapping, optional): Settings of every trial (the YAML file
-            and command line), under the space's own.
+        base (Mapping, optional): Settings of every trial (the YAML
+            file), under the space's own (:obj:`space.fixed`, with the
+            command line's: :meth:`~pyg_mmrec.tune.SearchSpace.fix`).
         storage (str, optional): Optuna storage URL (see
             :func:`open_storage`).
         study_name (str, optional): Default :obj:`"<model>-<dataset>"`.
@@ -310,8 +311,7 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
             'trials': trials, 'pruner': str(pruner), 'seed': seed,
             'space': space.params, 'fixed': space.fixed, 'grid': space.grid,
             'base': base}
-    if not osp.exists(osp.join(folder, 'study.json')):
-        write_json(meta, osp.join(folder, 'study.json'))
+    write_json(meta, osp.join(folder, 'study.json'))  # this run's budget
     interrupted = fail_interrupted_trials(study, every=fail_running)
     if interrupted:
         log.info("trials %s of an interrupted run marked failed",

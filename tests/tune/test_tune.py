@@ -242,6 +242,25 @@ def test_best_yaml_loads_with_train_config(tmp_path):
     assert write_study_report(str(kept), str(tmp_path / 'r3'))['trials']
 
 
+def test_the_command_line_fixes_settings_over_the_search(tmp_path):
+    space = lightgcn_space()
+    space.fix({'num_layers': 3, 'epochs': 2})
+    assert list(space.params) == ['lr'] and space.fixed['num_layers'] == 3
+    folder = str(tmp_path / 'study')
+    run_study(space, small(), 'small', folder, trials=2, pruner='none',
+              final_seeds=0)
+    for n in (0, 1):
+        with open(osp.join(folder, 'trials', f'trial-{n:04d}',
+                           'results.json')) as f:
+            results = json.load(f)
+        assert results['config']['model']['num_layers'] == 3
+        assert results['epochs_run'] == 2
+    with pytest.raises(ValueError, match='every searched setting'):
+        space.fix({'lr': 1e-3})
+    with pytest.raises(ValueError, match="unknown setting 'bogus'"):
+        lightgcn_space().fix({'bogus': 1})
+
+
 def test_bad_spaces_and_arguments_exit_2_naming_the_problem(tmp_path,
                                                             capsys):
     bad = tmp_path / 'bad.yaml'
