@@ -172,8 +172,9 @@ def to_bpr_batch(batch: HeteroData,
     edge_index = torch.stack([keys // item_id.numel(),
                               keys % item_id.numel()])
     src_index, pos_index = positive_index(batch, edge_types)
+    neg = getattr(batch[dst], 'dst_neg_index', None)  # none: pairs
     return BPRBatch(user_id[src_index], item_id[pos_index],
-                    item_id[batch[dst].dst_neg_index],
+                    None if neg is None else item_id[neg],
                     Subgraph(user_id, item_id, edge_index))
 
 
@@ -222,8 +223,10 @@ class NeighborSource:
     be training positives; :class:`ReplaceNegatives` replaces them with
     :obj:`negatives`: :obj:`"uniform"` (true negatives, as
     :class:`~pyg_mmrec.loader.TripletSource`), :obj:`"popularity"`
-    (:class:`PopularityNegatives`), a :obj:`NegativeFn`, or
-    :obj:`"loader"` (keep the loader's, for comparison only).
+    (:class:`PopularityNegatives`), a :obj:`NegativeFn`,
+    :obj:`"loader"` (keep the loader's, for comparison only), or
+    :obj:`None` (no negatives: (user, positive) pairs, for a negative-free
+    recipe such as BM3).
 
     The shuffled order, the shard of every process (:func:`shard_slices`)
     and the seeds of the neighbour sampling (of the main process, or of each
@@ -236,7 +239,8 @@ class NeighborSource:
         batch_size (int): Triples per batch.
         num_neighbors (str or list): Neighbours per hop, *e.g.*
             :obj:`"10,10"` (see :func:`parse_num_neighbors`).
-        negatives (str or callable): See above. (default: :obj:`"uniform"`)
+        negatives (str or callable, optional): See above.
+            (default: :obj:`"uniform"`)
         shard (tuple, optional): :obj:`(rank, world_size)`.
             (default: :obj:`(0, 1)`)
         exclude (PairIndex, optional): The pairs negatives avoid, if not
@@ -252,7 +256,7 @@ class NeighborSource:
     """
     def __init__(self, graph: PairIndex, batch_size: int,
                  num_neighbors: Union[str, Sequence[int]] = (10, 10),
-                 negatives: Union[str, NegativeFn] = 'uniform',
+                 negatives: Union[str, NegativeFn, None] = 'uniform',
                  shard: tuple = (0, 1), exclude: Optional[PairIndex] = None,
                  num_workers: int = 0,
                  epoch_edges: Optional[Callable[[], Optional[Tensor]]]
@@ -270,6 +274,8 @@ class NeighborSource:
             self.negatives_name = negatives
             negatives = (None if NEGATIVES[negatives] is None else
                          NEGATIVES[negatives](self.exclude))
+        elif negatives is None:
+            self.negatives_name = 'none'
         else:
             self.negatives_name = type(negatives).__name__
         self.epoch_edges = epoch_edges

@@ -207,6 +207,10 @@ class Recommender(torch.nn.Module):
     #: honest rule) or :obj:`"all"` (also validation and test items: only
     #: to reproduce an original that leaks them this way).
     negative_exclusion: str = 'train'
+    #: Whether the model's batches carry negatives (:obj:`False`: (user,
+    #: positive) pairs, :obj:`batch.neg` is :obj:`None`; a negative-free
+    #: recipe such as BM3's, whose sources ignore the negatives setting).
+    uses_negatives: bool = True
     #: Whether :obj:`score(users, items)` of a candidate depends on the
     #: other candidates (MCLN's transductive scoring); such scores are not
     #: the full-ranking scores of the candidates, and results say so.

@@ -7,8 +7,14 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
-from ..graphs import PairIndex, bipartite_adjacency, train_graph
-from ..loader import BPRBatch, TripletSource
+from ..graphs import (
+    PairIndex,
+    bipartite_adjacency,
+    bipartite_degrees,
+    subgraph_adjacency,
+    train_graph,
+)
+from ..loader import BPRBatch, NeighborSource, Subgraph, TripletSource
 from ..loader.sources import BatchSource
 from ..nn import LightGCNEncoder
 from .base import Recommender
@@ -71,8 +77,11 @@ class BM3(Recommender):
       :obj:`nn.Embedding.from_pretrained(freeze=False)`, unlike the paper's
       description); :obj:`False` keeps them fixed (no Adam state for
       :math:`I \times \sum_m F_m` entries).
-    * Full-graph training only (:attr:`supports_subgraph` is :obj:`False`:
-      its regulariser reads every propagated row).
+    * Mini-batch training (:obj:`sampler="neighbor"`, ours): LightGCN on
+      the sampled subgraph with the full graph's degrees (pairs, no
+      negatives), and the regulariser over the subgraph's rows (still
+      divided by the item count): the whole graph as a subgraph gives the
+      full-graph losses.
 
     Args:
         data (HeteroData): The dataset; it must carry item features.
@@ -87,6 +96,8 @@ class BM3(Recommender):
             (default: :obj:`True`)
     """
     requires_features = True
+    supports_subgraph = True
+    uses_negatives = False
     repr_settings = ('embedding_dim', 'num_layers')
 
     def __init__(self, data: HeteroData, embedding_dim: int = 64,
@@ -105,9 +116,14 @@ class BM3(Recommender):
         self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)
         self.encoder = LightGCNEncoder(num_layers, combine='mean',
                                        symmetric=True)
+        edge_index = train_graph(data).edge_index
         self.register_buffer('adj', bipartite_adjacency(
-            train_graph(data).edge_index, self.num_users, self.num_items),
-            persistent=False)
+            edge_index, self.num_users, self.num_items), persistent=False)
+        # The full graph's degrees normalise a sampled subgraph too.
+        for name, degree in zip(('user_degree', 'item_degree'),
+                                bipartite_degrees(edge_index, self.num_users,
+                                                  self.num_items)):
+            self.register_buffer(name, degree, persistent=False)
         if train_features:
             self.features = torch.nn.ParameterDict({
                 m: torch.nn.Parameter(x.clone()) for m, x in feats.items()})
@@ -136,16 +152,33 @@ class BM3(Recommender):
         return TripletSource(graph, batch_size, shard=shard, exclude=exclude,
                              negatives=False)
 
-    def propagate(self) -> Tuple[Tensor, Tensor]:
-        r"""The online representations :math:`(\mathbf{H}_U, \mathbf{H}_I +
-        \mathbf{E}_I)` of every user and item (before the predictor)."""
-        x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-        user, item = self.encoder(x, self.adj).split(
-            [self.num_users, self.num_items])
-        return user, item + self.item_embedding.weight
+    def neighbor_source(self, graph: PairIndex, batch_size: int,
+                        **kwargs) -> BatchSource:
+        r"""Sampled subgraphs around (user, positive) pairs: no negative is
+        drawn (:obj:`negatives` is ignored)."""
+        kwargs['negatives'] = None
+        return NeighborSource(graph, batch_size, **kwargs)
 
-    def encode(self, subgraph=None) -> Tuple[Tensor, Tensor]:
-        user, item = self.propagate()
+    def propagate(self, subgraph: Optional[Subgraph] = None
+                  ) -> Tuple[Tensor, Tensor]:
+        r"""The online representations :math:`(\mathbf{H}_U, \mathbf{H}_I +
+        \mathbf{E}_I)` of every user and item, or of the subgraph's nodes
+        (before the predictor)."""
+        if subgraph is None:
+            e_u, e_i = self.user_embedding.weight, self.item_embedding.weight
+            adj = self.adj
+        else:
+            e_u = self.user_embedding(subgraph.user_id)
+            e_i = self.item_embedding(subgraph.item_id)
+            adj = subgraph_adjacency(subgraph, (self.user_degree,
+                                                self.item_degree))
+        user, item = self.encoder(torch.cat([e_u, e_i]), adj).split(
+            [e_u.size(0), e_i.size(0)])
+        return user, item + e_i
+
+    def encode(self, subgraph: Optional[Subgraph] = None
+               ) -> Tuple[Tensor, Tensor]:
+        user, item = self.propagate(subgraph)
         return self.predictor(user), self.predictor(item)
 
     def projected(self, modality: str, items: Tensor) -> Tensor:
@@ -159,8 +192,9 @@ class BM3(Recommender):
         return F.dropout(x.detach(), self.dropout, training=True)
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
-        h_u, h_i = self.propagate()
-        u, i = h_u[batch.user], h_i[batch.pos]
+        h_u, h_i = self.propagate(batch.subgraph)
+        user, pos, _ = batch.node_index()
+        u, i = h_u[user], h_i[pos]
         t_u, t_i = self._target(u), self._target(i)
         rec = (cosine_loss(self.predictor(u), t_i)
                + cosine_loss(self.predictor(i), t_u))

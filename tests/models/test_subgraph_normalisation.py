@@ -22,6 +22,7 @@ from pyg_mmrec.models import MODELS
 #: One-hop settings of every model that trains on subgraphs (a one-hop
 #: propagation is what "a fully sampled user" makes exact).
 ONE_HOP = {'lightgcn': dict(num_layers=1),
+           'bm3': dict(num_layers=1),
            'vbpr': dict(),
            'freedom': dict(num_ui_layers=1, num_mm_layers=1),
            'fmcns': dict(num_ui_layers=1, num_mm_layers=1),
