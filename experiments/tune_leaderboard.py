@@ -32,10 +32,15 @@ KEEP = ('study.json', 'journal.log', 'final.json', 'best.yaml',
 
 
 def default_result(path, model, metric):
+    r"""Mean, standard deviation (0 for one run) and count of the default
+    runs' test :obj:`metric`: ``table.py``'s JSON, or one run's
+    ``results.json``."""
     with open(path) as f:
-        runs = json.load(f)[model]
+        loaded = json.load(f)
+    runs = [loaded] if 'test' in loaded else loaded[model]
     values = [r['test'][metric] for r in runs]
-    return statistics.fmean(values), statistics.stdev(values), len(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), std, len(values)
 
 
 def study_row(folder):
@@ -82,13 +87,15 @@ def copy_study(folder, dest):
 
 
 def to_markdown(rows):
-    lines = ['| model | default Recall@20 (3 seeds) | tuned Recall@20 | tuned '
+    lines = ['| model | default Recall@20 | tuned Recall@20 (3 seeds) | tuned '
              'NDCG@20 | best validation | trials run / pruned | CPU-hours '
              '(search + final) | best settings |',
              '|---|---|---|---|---|---|---|---|']
     for r in rows:
         default = ('-' if r.get('default') is None else
-                   f"{r['default'][0]:.4f} ± {r['default'][1]:.4f}")
+                   f"{r['default'][0]:.4f} ± {r['default'][1]:.4f}"
+                   if r['default'][2] > 1 else
+                   f"{r['default'][0]:.4f} (one seed)")
         final = r['final']
         if final is None:
             tuned = ndcg = 'not yet'
