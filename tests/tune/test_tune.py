@@ -101,8 +101,18 @@ def test_a_pruned_trial_stops_early(tmp_path):
         assert trial['pruned'] and trial['epochs_run'] == 1  # of 3
 
 
-def _worker(folder, trials):
+def _worker(folder, trials, barrier):
+    import pyg_mmrec.tune.study as module
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run_trial, waited = module.run_trial, []
+
+    def first_trial_waits(*args, **kwargs):
+        # Each worker's first trial runs while the other's does: both take
+        # part however slowly either process starts.
+        if not waited:
+            waited.append(barrier.wait(timeout=300))
+        return run_trial(*args, **kwargs)
+    module.run_trial = first_trial_waits
     run_study(lightgcn_space(), small(), 'small', folder, trials=trials,
               pruner='none', final_seeds=0)
 
@@ -110,7 +120,9 @@ def _worker(folder, trials):
 def test_two_workers_share_one_study(tmp_path):
     folder = str(tmp_path / 'study')
     ctx = multiprocessing.get_context('spawn')
-    procs = [ctx.Process(target=_worker, args=(folder, 5)) for _ in range(2)]
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_worker, args=(folder, 5, barrier))
+             for _ in range(2)]
     for p in procs:
         p.start()
     for p in procs:
