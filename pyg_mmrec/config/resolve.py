@@ -156,7 +156,7 @@ MODEL_CONFIGS = Path(__file__).resolve().parent / 'models'
 
 def _model_file(model: str) -> Dict[str, Any]:
     path = MODEL_CONFIGS / f'{get_model(model).cli_name}.yaml'
-    return _read_yaml(str(path)) if path.is_file() else {}
+    return read_yaml(str(path)) if path.is_file() else {}
 
 
 def model_defaults(model: str) -> Dict[str, Dict[str, Any]]:
@@ -224,7 +224,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _read_yaml(path: str) -> Dict[str, Any]:
+def read_yaml(path: str, expected: str = 'one mapping per model name'
+              ) -> Dict[str, Any]:
+    r"""The mapping in the YAML file :obj:`path`; a clear error naming the
+    file when it is missing, not YAML, or not a mapping (:obj:`expected`
+    says what it should hold)."""
     try:
         with open(path) as f:
             config = yaml.safe_load(f) or {}
@@ -233,7 +237,7 @@ def _read_yaml(path: str) -> Dict[str, Any]:
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(config, dict):
-        raise ValueError(f"{path}: expected one mapping per model name")
+        raise ValueError(f"{path}: expected {expected}")
     return config
 
 
@@ -242,7 +246,7 @@ def load_config(path: str, model: str) -> Dict[str, Dict[str, Any]]:
     top-level mapping per model name, each with the sections of
     :func:`normalize_config`) and returns it validated, by section."""
     model = get_model(model).cli_name
-    config = _read_yaml(path)
+    config = read_yaml(path)
     unknown = [k for k in config if k not in MODELS]
     if unknown:
         raise ValueError(
@@ -280,6 +284,6 @@ def find_config(dataset: str, model: str) -> Tuple[Optional[str], List[str]]:
     for folder in config_dirs():
         path = folder / f'{name}.yaml'
         looked.append(str(path))
-        if path.is_file() and model in _read_yaml(str(path)):
+        if path.is_file() and model in read_yaml(str(path)):
             return str(path), looked
     return None, looked

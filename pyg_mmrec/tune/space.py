@@ -29,7 +29,7 @@ import os.path as osp
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..config import resolve_config
-from ..config.resolve import _read_yaml
+from ..config.resolve import read_yaml
 from ..models import get_model
 
 SPACES_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'spaces')
@@ -172,7 +172,7 @@ def load_space(model: str, path: Optional[str] = None) -> SearchSpace:
                              f"give one with --space FILE")
     elif not osp.isfile(path):
         raise FileNotFoundError(f"--space: {path} does not exist")
-    raw = _read_yaml(path)
+    raw = read_yaml(path, 'a mapping of settings to search')
     if 'hyper_parameters' in raw:  # MMRec's format
         keys = raw.pop('hyper_parameters')
         if not isinstance(keys, list) or not keys:
