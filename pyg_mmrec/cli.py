@@ -33,6 +33,7 @@ def parse_overrides(tokens: List[str]) -> Dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .experiment import add_run_arguments
     parser = argparse.ArgumentParser(
         prog='python -m pyg_mmrec',
         description='Multimodal recommendation on PyTorch Geometric.',
@@ -58,17 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         "both). 'python -m pyg_mmrec models MODEL' lists a model's settings. "
         'The effective settings are printed at the start and recorded in '
         'results.json.')
-    train.add_argument('--model', required=True)
-    train.add_argument('--dataset', default='synthetic',
-                       help="name under --data-root, a folder, or 'synthetic'")
-    train.add_argument('--data-root', default=None,
-                       help='folder holding the datasets (default: '
-                       '$PYG_MMREC_DATA or datasets/)')
-    train.add_argument('--config', default=None,
-                       help='YAML settings: one mapping per model with the '
-                       'sections model, trainer, loader, evaluation (default: '
-                       "experiments/configs/<dataset>.yaml if it has the "
-                       "model; 'none': the model's defaults)")
+    add_run_arguments(
+        train, config_help='YAML settings: one mapping per model with the '
+        'sections model, trainer, loader, evaluation (default: '
+        "experiments/configs/<dataset>.yaml if it has the model; 'none': "
+        "the model's defaults)")
     train.add_argument('--seed', type=int, default=0)
     train.add_argument('--device', default='cpu')
     train.add_argument('--select-on', choices=['val', 'test'], default=None,

@@ -219,6 +219,20 @@ def run_config(results: Mapping[str, Any]) -> Dict[str, Any]:
             **complete_config(name, sections)}
 
 
+def add_run_arguments(parser, config_help: str) -> None:
+    r"""The options naming a run's model, dataset and settings file
+    (:obj:`--model`, :obj:`--dataset`, :obj:`--data-root`,
+    :obj:`--config`), which :func:`config_for` reads."""
+    parser.add_argument('--model', required=True)
+    parser.add_argument('--dataset', default='synthetic',
+                        help="name under --data-root, a folder, or "
+                        "'synthetic'")
+    parser.add_argument('--data-root', default=None,
+                        help='folder holding the datasets (default: '
+                        '$PYG_MMREC_DATA or datasets/)')
+    parser.add_argument('--config', default=None, help=config_help)
+
+
 def config_for(args, model: str, say) -> Dict[str, Any]:
     r"""The settings of :obj:`model` from :obj:`args.config` (by default
     the dataset's YAML that has a section for it; :obj:`none`: none),

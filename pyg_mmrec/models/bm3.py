@@ -17,6 +17,7 @@ from ..graphs import (
 from ..loader import BPRBatch, NeighborSource, Subgraph, TripletSource
 from ..loader.sources import BatchSource
 from ..nn import LightGCNEncoder
+from ..nn.features import feature_tables
 from .base import Recommender
 from .registry import register_model
 
@@ -124,13 +125,7 @@ class BM3(Recommender):
                                 bipartite_degrees(edge_index, self.num_users,
                                                   self.num_items)):
             self.register_buffer(name, degree, persistent=False)
-        if train_features:
-            self.features = torch.nn.ParameterDict({
-                m: torch.nn.Parameter(x.clone()) for m, x in feats.items()})
-        else:  # buffers outside the state dict, rebuilt from the data
-            self.features = torch.nn.Module()
-            for m, x in feats.items():
-                self.features.register_buffer(m, x, persistent=False)
+        self.features = feature_tables(feats, train_features)
         self.projections = torch.nn.ModuleDict({
             m: torch.nn.Linear(x.size(1), embedding_dim)
             for m, x in feats.items()})

@@ -26,8 +26,9 @@ from ..nn import (
     orthogonality_loss,
     sparse_mm,
 )
+from ..nn.features import feature_tables
 from .base import Recommender
-from .rearm_parts import FixedTables, SubgraphParts, channel_modalities
+from .rearm_parts import SubgraphParts, channel_modalities
 from .registry import register_model
 
 log = logging.getLogger(__name__)
@@ -291,14 +292,9 @@ class REARM(SubgraphParts, Recommender):
         # state dict (rebuilt from the data), the item ones the dataset's
         # own tensors, with no gradient and no AdamW state.
         users = [interest_features(graph, x) for x in (x_v, x_t)]
-        if train_features:
-            self.item_features = torch.nn.ParameterList([
-                torch.nn.Parameter(x.clone()) for x in (x_v, x_t)])
-            self.user_features = torch.nn.ParameterList([
-                torch.nn.Parameter(x) for x in users])
-        else:
-            self.item_features = FixedTables([x_v, x_t])
-            self.user_features = FixedTables(users)
+        self.item_features = feature_tables([x_v, x_t], train_features)
+        self.user_features = feature_tables(users, train_features,
+                                            owned=True)
         self.user_embedding = torch.nn.Embedding(self.num_users, embedding_dim)
         self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)
         self.item_projections = torch.nn.ModuleList([

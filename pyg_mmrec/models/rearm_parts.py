@@ -57,18 +57,6 @@ def channel_modalities(available: Sequence[str],
     return visual, next(m for m in chosen if m != visual)
 
 
-class FixedTables(torch.nn.Module):
-    r"""Fixed tensors, iterable as a :class:`torch.nn.ParameterList`: buffers
-    that move with the module and stay out of its state dict."""
-    def __init__(self, tensors):
-        super().__init__()
-        for i, tensor in enumerate(tensors):
-            self.register_buffer(str(i), tensor, persistent=False)
-
-    def __iter__(self):
-        return iter(self._buffers.values())
-
-
 def row_neighbourhood(adj: Tensor, nodes: Tensor, hops: int
                       ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""The :obj:`hops`-hop row neighbourhood of :obj:`nodes` (global ids,

@@ -1,5 +1,14 @@
 r"""The item features of every modality and their projections."""
-from typing import Any, Dict, List, Mapping, Optional, TypeVar, Union
+from typing import (
+    Any,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    TypeVar,
+    Union,
+)
 
 import torch
 import torch.nn.functional as F
@@ -235,3 +244,38 @@ class ModalityFeatures(torch.nn.Module):
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'out_channels={self.out_channels}, '
                 f'projection={short(self.projection)}{extra})')
+
+
+class FixedTables(torch.nn.Module):
+    r"""Fixed tensors, iterable as a :class:`torch.nn.ParameterList` and
+    read by name as a :class:`torch.nn.ParameterDict` (:obj:`getattr`):
+    buffers that move with the module and stay out of its state dict."""
+    def __init__(self, tensors: Union[Sequence[Tensor], Mapping[str, Tensor]]):
+        super().__init__()
+        items = (tensors.items() if isinstance(tensors, Mapping) else
+                 ((str(i), t) for i, t in enumerate(tensors)))
+        for name, tensor in items:
+            self.register_buffer(name, tensor, persistent=False)
+
+    def __iter__(self):
+        return iter(self._buffers.values())
+
+
+def feature_tables(tensors: Union[Sequence[Tensor], Mapping[str, Tensor]],
+                   trainable: bool, owned: bool = False) -> torch.nn.Module:
+    r"""Tables (a list, or a mapping by name) a model either trains, as
+    :class:`torch.nn.ParameterList` / :class:`torch.nn.ParameterDict`
+    parameters (copies, unless :obj:`owned`: tensors the caller built for
+    the model), or keeps fixed (:class:`FixedTables`: no gradient, no
+    optimiser state, rebuilt from the data), *e.g.* the raw item features
+    that REARM and BM3 train as their originals do."""
+    if not trainable:
+        return FixedTables(tensors)
+
+    def parameter(tensor: Tensor) -> torch.nn.Parameter:
+        return torch.nn.Parameter(tensor if owned else tensor.clone())
+    if isinstance(tensors, Mapping):
+        return torch.nn.ParameterDict({k: parameter(t)
+                                       for k, t in tensors.items()})
+    return torch.nn.ParameterList([parameter(t) for t in tensors])
+

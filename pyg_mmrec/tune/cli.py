@@ -3,6 +3,7 @@ import os
 import os.path as osp
 from typing import Any, Dict
 
+from ..experiment import add_run_arguments
 from .study import PRUNERS
 
 DESCRIPTION = (
@@ -25,16 +26,10 @@ def add_parser(sub) -> None:
     r"""Adds the :obj:`tune` sub-command to :obj:`sub`."""
     p = sub.add_parser('tune', help='hyper-parameter search on validation',
                        description=DESCRIPTION)
-    p.add_argument('--model', required=True)
-    p.add_argument('--dataset', default='synthetic',
-                   help="name under --data-root, a folder, or 'synthetic'")
-    p.add_argument('--data-root', default=None,
-                   help='folder holding the datasets (default: '
-                   '$PYG_MMREC_DATA or datasets/)')
-    p.add_argument('--config', default=None,
-                   help='YAML settings under the search (as for train; '
-                   "default: experiments/configs/<dataset>.yaml if it has "
-                   "the model; 'none': the defaults)")
+    add_run_arguments(
+        p, config_help='YAML settings under the search (as for train; '
+        "default: experiments/configs/<dataset>.yaml if it has the model; "
+        "'none': the defaults)")
     p.add_argument('--space', default=None,
                    help="search space YAML (ours, or MMRec's "
                    "hyper_parameters grid; default: the model's shipped "

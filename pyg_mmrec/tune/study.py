@@ -18,7 +18,7 @@ import statistics
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..config import resolve_config
+from ..config import complete_config, resolve_config
 from ..experiment import build_trainer
 from ..train.records import write_json
 from .space import SearchSpace
@@ -292,13 +292,13 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
     if trials < 1:
         raise ValueError(f"--trials must be >= 1, got {trials}")
     base = dict(base or {})
-    resolve_config(space.model, {**base, **space.fixed})  # fail early
+    # Bad settings fail before any work; the epoch cap sizes Hyperband.
+    epochs = complete_config(space.model, resolve_config(
+        space.model, {**base, **space.fixed}))['trainer']['epochs']
     if space.grid:
         trials = min(trials, space.size())
     os.makedirs(folder, exist_ok=True)
     study_name = study_name or f'{space.model}-{dataset}'
-    epochs = resolve_config(space.model, {**base, **space.fixed}
-                            )['trainer'].get('epochs', 1000)
     study = optuna.create_study(
         storage=open_storage(storage, folder), study_name=study_name,
         direction='maximize', sampler=optuna.samplers.TPESampler(seed=seed),
