@@ -97,6 +97,17 @@ def _counted(study, below: Optional[int] = None) -> int:
                if below is None or t.number < below)
 
 
+class RejectedSettings(ValueError):
+    r"""A trial's settings that the model or the trainer refuses (a value
+    inside the space's ranges that the model does not accept, or a
+    combination of values that it does not)."""
+
+
+#: Trials rejected in a row after which :func:`search` gives up: the
+#: space (or the settings it fixes) is wrong, not one unlucky draw.
+MAX_REJECTED_IN_A_ROW = 5
+
+
 class PruningCallback:
     r"""Reports each evaluation's validation metric to the trial and stops
     the run (the trainer's callback returns :obj:`False`) when the pruner
@@ -133,8 +144,12 @@ def run_trial(trial, space: SearchSpace, data, base: Mapping[str, Any],
     settings = {**base, **space.suggest(trial)}
     run_dir = osp.join(folder, 'trials', f'trial-{trial.number:04d}')
     os.makedirs(run_dir, exist_ok=True)
-    trainer, record = build_trainer(space.model, data, settings, seed,
-                                    device, run_dir, progress=False)
+    try:
+        trainer, record = build_trainer(space.model, data, settings, seed,
+                                        device, run_dir, progress=False)
+    except ValueError as e:  # the model or trainer refuses these values
+        os.rmdir(run_dir)
+        raise RejectedSettings(str(e)) from None
     pruning = PruningCallback(trial)
     t0 = time.process_time()
     results = trainer.fit(config=record, test=False, callbacks=[
@@ -161,9 +176,12 @@ def search(study, space: SearchSpace, trials: int, data,
     or running ones (counting every worker's); returns how many this
     process ran. Trial numbers come from the storage, so two workers never
     run the same trial; a worker that asks for a trial beyond the budget
-    (two asked at once for the last one) fails it unrun."""
+    (two asked at once for the last one) fails it unrun. A trial whose
+    settings the model refuses fails with the reason (user attribute
+    :obj:`rejected`) and does not count; :obj:`MAX_REJECTED_IN_A_ROW` in a
+    row raise :class:`ValueError`."""
     from optuna.trial import TrialState
-    ran = 0
+    ran = rejected = 0
     while _counted(study) < trials:
         trial = study.ask()
         trial.set_user_attr('worker', f'{socket.gethostname()}:{os.getpid()}')
@@ -174,9 +192,22 @@ def search(study, space: SearchSpace, trials: int, data,
         try:
             out = run_trial(trial, space, data, base, folder, seed, device,
                             keep_checkpoints, tensorboard)
+        except RejectedSettings as e:
+            # A failed trial is not counted: the budget draws another.
+            trial.set_user_attr('rejected', str(e))
+            study.tell(trial, state=TrialState.FAIL)
+            log.warning("trial %d: %s rejected: %s", trial.number,
+                        trial.params, e)
+            rejected += 1
+            if rejected >= MAX_REJECTED_IN_A_ROW:
+                raise ValueError(
+                    f"{space.source}: {rejected} trials in a row were "
+                    f"rejected by {space.model!r}; the last: {e}") from None
+            continue
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
+        rejected = 0
         for key in ('epochs_run', 'best_epoch', 'cpu_seconds', 'run_dir'):
             trial.set_user_attr(key, out[key])
         if out['pruned']:

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from pyg_mmrec.cli import main
 from pyg_mmrec.config import load_config, resolve_config
 from pyg_mmrec.data import make_synthetic
+from pyg_mmrec.experiment import build_trainer
 from pyg_mmrec.models import MODELS
 from pyg_mmrec.train import Trainer
 from pyg_mmrec.tune import SearchSpace, load_space, run_study
@@ -50,6 +51,45 @@ def test_every_trainable_model_ships_a_space_whose_trials_resolve(name):
         routed = {k: v for values in sections.values()
                   for k, v in values.items()}
         assert all(routed[k] == v for k, v in settings.items())
+
+
+def extremes(spec):
+    return spec if isinstance(spec, list) else [spec['low'], spec['high']]
+
+
+@pytest.mark.parametrize('name', [n for n, c in MODELS.items()
+                                  if c.trainable])
+def test_every_shipped_space_bound_is_accepted_by_the_model(name):
+    # The space's file checks names and types; the model checks values
+    # (REARM refuses self_dropout 1.0 unless faithful): each bound and
+    # choice, the others at the defaults, must build the run.
+    space, data = load_space(name), small()
+    for key, spec in space.params.items():
+        for value in extremes(spec):
+            settings = {**space.fixed, key: value}
+            try:
+                build_trainer(name, data, settings, progress=False)
+            except ValueError as e:
+                pytest.fail(f"{name}: {key}={value!r} is refused: {e}")
+
+
+def test_rejected_settings_fail_their_trial_and_do_not_count(tmp_path):
+    # lr -1 passes the space's type check but Adam refuses it.
+    space = SearchSpace('lightgcn', {'lr': [-1.0, 1e-2]}, FIXED)
+    folder = str(tmp_path / 'study')
+    summary = run_study(space, small(), 'small', folder, trials=2,
+                        pruner='none', final_seeds=0, seed=3)
+    study, _ = load_study(folder)
+    done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    failed = [t for t in study.get_trials() if t.state == TrialState.FAIL]
+    assert summary['complete'] == 2 and len(done) == 2
+    assert all(t.params['lr'] == 1e-2 for t in done)
+    assert all(t.params['lr'] == -1.0 and 'learning rate' in
+               t.user_attrs['rejected'] for t in failed)
+    space = SearchSpace('lightgcn', {'lr': [-1.0, -2.0]}, FIXED)
+    with pytest.raises(ValueError, match='5 trials in a row were rejected'):
+        run_study(space, small(), 'small', str(tmp_path / 'bad'), trials=2,
+                  pruner='none', final_seeds=0)
 
 
 def test_search_never_computes_test_metrics(tmp_path, monkeypatch):
