@@ -54,9 +54,10 @@ def to_sparse_csr(
 
 
 def _csr_from_keys(key: Tensor, value: Tensor, num_rows: int,
-                   num_cols: int) -> Tensor:
+                   num_cols: int, reduce: str = 'sum') -> Tensor:
     # The CSR matrix of entries (key // num_cols, key % num_cols, value),
-    # sorted by (row, column) through the one int64 key, duplicates summed:
+    # sorted by (row, column) through the one int64 key, duplicates summed
+    # (or their maximum kept, reduce='amax'):
     # the same matrix as a COO coalesce followed by a CSR conversion, with
     # a third of their temporaries and half their time (40M entries). Takes
     # ownership of `key`.
@@ -65,10 +66,15 @@ def _csr_from_keys(key: Tensor, value: Tensor, num_rows: int,
     value = value[perm]
     del perm
     key, counts = torch.unique_consecutive(key, return_counts=True)
-    if key.numel() < value.numel():  # duplicates: sum them
+    if key.numel() < value.numel():  # duplicates: sum them (or the max)
         segment = torch.repeat_interleave(
             torch.arange(key.numel(), device=device), counts)
-        value = value.new_zeros(key.numel()).index_add_(0, segment, value)
+        if reduce == 'sum':
+            value = value.new_zeros(key.numel()).index_add_(0, segment,
+                                                            value)
+        else:
+            value = value.new_empty(key.numel()).scatter_reduce_(
+                0, segment, value, reduce, include_self=False)
         del segment
     del counts
     row = torch.div(key, max(num_cols, 1), rounding_mode='floor')
@@ -175,23 +181,12 @@ def normalize_edge_weight(
     return inv_sqrt[row] * edge_weight * inv_sqrt[col]
 
 
-def weighted_sum(
-    mats: Sequence[Tensor],
-    weights: Optional[Sequence[float]] = None,
-) -> Tensor:
-    r"""Returns :math:`\sum_m \alpha_m \mathbf{A}_m` of sparse matrices of one
-    shape as a coalesced CSR matrix (overlapping entries add), e.g. FREEDOM's
-    :math:`0.1\,\mathbf{A}_{img} + 0.9\,\mathbf{A}_{txt}`.
-
-    Args:
-        mats (list[torch.Tensor]): Sparse (CSR or COO) matrices.
-        weights (list[float], optional): The :math:`\alpha_m`; ones when
-            :obj:`None`. (default: :obj:`None`)
-    """
+def _combine(mats: Sequence[Tensor], weights: Sequence[float],
+             reduce: str) -> Tensor:
+    # The entries of every matrix (scaled by its weight) in one CSR matrix,
+    # the entries at one position reduced by `reduce`.
     if len(mats) == 0:
         raise ValueError("'mats' must hold at least one sparse matrix")
-    if weights is None:
-        weights = [1.0] * len(mats)
     if len(weights) != len(mats):
         raise ValueError(f"Got {len(mats)} matrices but {len(weights)} "
                          f"weights")
@@ -208,7 +203,37 @@ def weighted_sum(
         values.append(value * weight)
     key, value = torch.cat(keys), torch.cat(values)
     del keys, values
-    return _csr_from_keys(key, value, *shape)
+    return _csr_from_keys(key, value, *shape, reduce=reduce)
+
+
+def weighted_sum(
+    mats: Sequence[Tensor],
+    weights: Optional[Sequence[float]] = None,
+) -> Tensor:
+    r"""Returns :math:`\sum_m \alpha_m \mathbf{A}_m` of sparse matrices of one
+    shape as a coalesced CSR matrix (overlapping entries add), e.g. FREEDOM's
+    :math:`0.1\,\mathbf{A}_{img} + 0.9\,\mathbf{A}_{txt}`.
+
+    Args:
+        mats (list[torch.Tensor]): Sparse (CSR or COO) matrices.
+        weights (list[float], optional): The :math:`\alpha_m`; ones when
+            :obj:`None`. (default: :obj:`None`)
+    """
+    return _combine(mats, [1.0] * len(mats) if weights is None else weights,
+                    'sum')
+
+
+def elementwise_max(mats: Sequence[Tensor]) -> Tensor:
+    r"""The element-wise maximum of sparse matrices of one shape on the union
+    of their entries, an entry missing from a matrix counting as
+    :math:`-\infty` (an entry of one matrix only keeps its value), as a
+    coalesced CSR matrix: SMORE's fusion item graph
+    :math:`\max(\mathbf{S}_v, \mathbf{S}_t)` (not re-normalised).
+
+    Args:
+        mats (list[torch.Tensor]): Sparse (CSR or COO) matrices.
+    """
+    return _combine(mats, [1.0] * len(mats), 'amax')
 
 
 def expand_runs(start: Tensor, count: Tensor) -> Tuple[Tensor, Tensor]:
@@ -300,3 +325,20 @@ def drop_entries(adj: Tensor, keep_rate: float,
                       device=value.device) < keep_rate
     return to_sparse_csr(edge_index[:, keep], value[keep] / keep_rate,
                          tuple(adj.shape))
+
+
+def csr_row_block(adj: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""The rows :obj:`rows` of a CSR matrix :obj:`adj` on the columns they
+    use: :obj:`(block, block_t, columns)`, with :obj:`columns` the sorted
+    distinct columns of their entries and the rows' own ids (so that one
+    hop of the block over the columns' inputs gives the rows' outputs
+    exactly, e.g. an item kNN hop for a sampled subgraph's items), the
+    block :obj:`[R, C]` and its transpose."""
+    crow, col = adj.crow_indices().long(), adj.col_indices().long()
+    start = crow[rows]
+    run, at = expand_runs(start, crow[rows + 1] - start)
+    columns = torch.unique(torch.cat([rows, col[at]]))
+    local = torch.searchsorted(columns, col[at])
+    block = to_sparse_csr(torch.stack([run, local]), adj.values()[at],
+                          (rows.numel(), columns.numel()))
+    return block, csr_transpose(block), columns

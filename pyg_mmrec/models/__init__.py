@@ -8,11 +8,14 @@ from .genrec import GenRec
 from .lightgcn import LightGCN
 from .mcln import MCLN
 from .mdmns import MDMNS
+from .mgcn import MGCN
 from .pop import Pop
 from .rearm import REARM
 from .registry import MODELS, get_model, register_model
+from .smore import SMORE
 from .vbpr import VBPR
 
 __all__ = ['Recommender', 'Stage', 'DiffMMCore', 'Pop', 'LightGCN', 'VBPR',
            'FREEDOM', 'FMCNS', 'MDMNS', 'REARM', 'GenRec', 'MCLN', 'BM3',
+           'MGCN', 'SMORE',
            'MODELS', 'get_model', 'register_model']

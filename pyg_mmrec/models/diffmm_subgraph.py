@@ -155,23 +155,6 @@ def generated_block(adj: Tensor, diagonal: Tensor, nodes: Tensor,
     return block, csr_transpose(block)
 
 
-def row_block(adj: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    r"""The rows :obj:`rows` of a CSR matrix :obj:`adj` on the columns they
-    use: :obj:`(block, block_t, columns)`, with :obj:`columns` the sorted
-    distinct columns of their entries and the rows' own ids (so that one
-    hop of the block over the columns' inputs gives the rows' outputs
-    exactly, e.g. GenRec's item kNN hop for a subgraph's items), the block
-    :obj:`[R, C]` and its transpose."""
-    crow, col = adj.crow_indices().long(), adj.col_indices().long()
-    start = crow[rows]
-    run, at = expand_runs(start, crow[rows + 1] - start)
-    columns = torch.unique(torch.cat([rows, col[at]]))
-    local = torch.searchsorted(columns, col[at])
-    block = to_sparse_csr(torch.stack([run, local]), adj.values()[at],
-                          (rows.numel(), columns.numel()))
-    return block, csr_transpose(block), columns
-
-
 class SubgraphParts:
     r"""The DiffMM members' mini-batch parts (a mixin of a
     :class:`~pyg_mmrec.models.Recommender` with :obj:`user_embedding`,

@@ -6,12 +6,18 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
-from ..graphs import csr_transpose, knn_adjacency, modality_clusters
+from ..graphs import (
+    csr_row_block,
+    csr_transpose,
+    knn_adjacency,
+    modality_clusters,
+)
 from ..loader import BPRBatch, Subgraph
 from ..nn import (
     BitFlipDiffusion,
     FlipTransformerDenoiser,
     ModalityFeatures,
+    common_specific_fusion,
     info_nce,
     sparse_mm,
 )
@@ -19,7 +25,7 @@ from ..nn.bitflip import candidate_rows, top_generated  # noqa: F401 (as before)
 from ..nn.losses import bpr_loss
 from .base import Recommender
 from .diffmm_core import DiffMMCore
-from .diffmm_subgraph import SubgraphParts, row_block
+from .diffmm_subgraph import SubgraphParts
 from .genrec_parts import GenerationParts
 from .registry import register_model
 
@@ -378,7 +384,7 @@ class GenRec(GenerationParts, SubgraphParts, Recommender):
         knn, knn_t = getattr(self, f'knn_{m}'), getattr(self, f'knn_{m}_t')
         items, item = None, self.item_embedding.weight
         if subgraph is not None:  # the items' rows, on the items they read
-            knn, knn_t, items = row_block(knn, subgraph.item_id)
+            knn, knn_t, items = csr_row_block(knn, subgraph.item_id)
             item = self.item_embedding(items)
         p = self.features.project(m, items)
         f = self.res_scale * p + self.projector[m](p)
@@ -395,14 +401,10 @@ class GenRec(GenerationParts, SubgraphParts, Recommender):
         content = self.content_embedding(e, subgraph)
         hidden = torch.stack([self.modality_embedding(m, subgraph)
                               for m in self.modalities])  # [M, N, d]
-        attn = torch.softmax(torch.stack([self.common(h) for h in hidden]),
-                             dim=0)
-        common = (attn * hidden).sum(dim=0)
-        side = common
-        for m in self.side_modalities:
-            k = self.modalities.index(m)
-            side = side + self.gates[m](content) * (hidden[k] - common)
-        side = side / 4
+        logits = torch.stack([self.common(h) for h in hidden])
+        side = common_specific_fusion(hidden, logits, [
+            self.gates[m](content) if m in self.side_modalities else None
+            for m in self.modalities], divisor=4)
         final = content + side if self.side_in_score else content
         return final, side, content
 

@@ -14,11 +14,17 @@ from .diffusion import GaussianDiffusion
 from .embedding import sinusoidal_time_embedding
 from .features import ModalityFeatures
 from .flow import FlowMatchingGenerator, frequency_prior, mask_interpolate
+from .fusion import (
+                                  BehaviourAwareFuser,
+                                  common_specific_fusion,
+                                  sigmoid_gate,
+)
 from .losses import bpr_loss, l2_reg, orthogonality_loss
 from .meta import MetaLowRankTransform
 from .modality_diffusion import ModalityDiffusion
 from .negative_sampling import CausalNegativeSampler, item_frequency
 from .popularity_negatives import PopularityNegativeSampler
+from .spectral import SpectralFilter
 from .view_contrast import multi_level_info_nce, view_pair_info_nce
 
 __all__ = [
@@ -27,6 +33,10 @@ __all__ = [
     'sparse_mm',
     'ModalityFeatures',
     'CoordinateAttention',
+    'BehaviourAwareFuser',
+    'common_specific_fusion',
+    'sigmoid_gate',
+    'SpectralFilter',
     'MetaLowRankTransform',
     'CounterfactualAttention',
     'CounterfactualEncoder',

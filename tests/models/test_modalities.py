@@ -33,6 +33,8 @@ COUNTS = (0, 1, 2, 3)
 SMALL = {
     'lightgcn': dict(embedding_dim=16),
     'bm3': dict(embedding_dim=16),
+    'mgcn': dict(embedding_dim=16),
+    'smore': dict(embedding_dim=16),
     'vbpr': dict(embedding_dim=16),
     'freedom': dict(embedding_dim=16),
     'fmcns': dict(embedding_dim=16),
@@ -60,6 +62,8 @@ def _needs_features(cls_name: str) -> str:
 REFUSES = {
     ('vbpr', 0): _needs_features('VBPR'),
     ('bm3', 0): _needs_features('BM3'),
+    ('mgcn', 0): _needs_features('MGCN'),
+    ('smore', 0): _needs_features('SMORE'),
     ('freedom', 0): _needs_features('FREEDOM'),
     ('fmcns', 0): _needs_features('FMCNS'),
     ('mdmns', 0): _needs_features('MDMNS'),

@@ -23,6 +23,8 @@ from pyg_mmrec.models import MODELS
 #: propagation is what "a fully sampled user" makes exact).
 ONE_HOP = {'lightgcn': dict(num_layers=1),
            'bm3': dict(num_layers=1),
+           'mgcn': dict(num_ui_layers=1),
+           'smore': dict(num_ui_layers=1),
            'vbpr': dict(),
            'freedom': dict(num_ui_layers=1, num_mm_layers=1),
            'fmcns': dict(num_ui_layers=1, num_mm_layers=1),
