@@ -5,6 +5,7 @@ from .diffmm_core import DiffMMCore
 from .fmcns import FMCNS
 from .freedom import FREEDOM
 from .genrec import GenRec
+from .lattice import LATTICE
 from .lightgcn import LightGCN
 from .mcln import MCLN
 from .mdmns import MDMNS
@@ -17,5 +18,5 @@ from .vbpr import VBPR
 
 __all__ = ['Recommender', 'Stage', 'DiffMMCore', 'Pop', 'LightGCN', 'VBPR',
            'FREEDOM', 'FMCNS', 'MDMNS', 'REARM', 'GenRec', 'MCLN', 'BM3',
-           'MGCN', 'SMORE',
+           'MGCN', 'SMORE', 'LATTICE',
            'MODELS', 'get_model', 'register_model']
