@@ -66,6 +66,12 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import num_items, num_users
+from ..graphs import (
+    bipartite_adjacency,
+    bipartite_degrees,
+    subgraph_adjacency,
+    train_graph,
+)
 from ..graphs.pairs import PairIndex
 from ..loader import (
     BatchSource,
@@ -273,6 +279,37 @@ class Recommender(torch.nn.Module):
         return NeighborSource(graph, batch_size, num_neighbors=num_neighbors,
                               negatives=negatives, shard=shard,
                               exclude=exclude, num_workers=num_workers)
+
+    def register_training_graph(self, data: HeteroData,
+                                **normalization) -> Tensor:
+        r"""Registers the normalised training graph
+        (:func:`~pyg_mmrec.graphs.bipartite_adjacency` with
+        :obj:`normalization`) as the buffer :obj:`adj` and the full graph's
+        degrees as :obj:`user_degree` and :obj:`item_degree`, which
+        normalise a sampled subgraph the same way
+        (:meth:`training_adjacency`); returns the training
+        :obj:`edge_index`."""
+        edge_index = train_graph(data).edge_index
+        self._normalization = dict(normalization)
+        self.register_buffer('adj', bipartite_adjacency(
+            edge_index, self.num_users, self.num_items, **normalization),
+            persistent=False)
+        for name, degree in zip(('user_degree', 'item_degree'),
+                                bipartite_degrees(edge_index, self.num_users,
+                                                  self.num_items)):
+            self.register_buffer(name, degree, persistent=False)
+        return edge_index
+
+    def training_adjacency(self, subgraph: Optional[Subgraph] = None
+                           ) -> Tensor:
+        r"""The graph of :meth:`register_training_graph`, or the edges of
+        :obj:`subgraph` with the full graph's degrees
+        (:func:`~pyg_mmrec.graphs.subgraph_adjacency`)."""
+        if subgraph is None:
+            return self.adj
+        return subgraph_adjacency(subgraph, (self.user_degree,
+                                             self.item_degree),
+                                  **self._normalization)
 
     def on_epoch_start(self, epoch: int) -> None:
         r"""Hook called by the trainer before the recommender's batches of

@@ -9,10 +9,6 @@ from torch_geometric.data import HeteroData
 from ..data.hetero import require_features
 from ..graphs import (
     PairIndex,
-    bipartite_adjacency,
-    bipartite_degrees,
-    subgraph_adjacency,
-    train_graph,
 )
 from ..loader import BPRBatch, NeighborSource, Subgraph, TripletSource
 from ..loader.sources import BatchSource
@@ -117,14 +113,8 @@ class BM3(Recommender):
         self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)
         self.encoder = LightGCNEncoder(num_layers, combine='mean',
                                        symmetric=True)
-        edge_index = train_graph(data).edge_index
-        self.register_buffer('adj', bipartite_adjacency(
-            edge_index, self.num_users, self.num_items), persistent=False)
         # The full graph's degrees normalise a sampled subgraph too.
-        for name, degree in zip(('user_degree', 'item_degree'),
-                                bipartite_degrees(edge_index, self.num_users,
-                                                  self.num_items)):
-            self.register_buffer(name, degree, persistent=False)
+        self.register_training_graph(data)
         self.features = feature_tables(feats, train_features)
         self.projections = torch.nn.ModuleDict({
             m: torch.nn.Linear(x.size(1), embedding_dim)
@@ -161,12 +151,10 @@ class BM3(Recommender):
         (before the predictor)."""
         if subgraph is None:
             e_u, e_i = self.user_embedding.weight, self.item_embedding.weight
-            adj = self.adj
         else:
             e_u = self.user_embedding(subgraph.user_id)
             e_i = self.item_embedding(subgraph.item_id)
-            adj = subgraph_adjacency(subgraph, (self.user_degree,
-                                                self.item_degree))
+        adj = self.training_adjacency(subgraph)
         user, item = self.encoder(torch.cat([e_u, e_i]), adj).split(
             [e_u.size(0), e_i.size(0)])
         return user, item + e_i

@@ -15,7 +15,6 @@ from ..graphs import (
     knn_adjacency,
     pruning_weights,
     subgraph_adjacency,
-    train_graph,
     weighted_sum,
 )
 from ..graphs.pairs import PairIndex
@@ -152,22 +151,16 @@ class FREEDOM(Recommender):
         # kNN graphs are not symmetric: keep the transpose for the backward.
         self.register_buffer('item_graph_t', csr_transpose(item_graph),
                              persistent=False)
-        edge_index = train_graph(data).edge_index
+        edge_index = self.register_training_graph(data)
         self.register_buffer('train_edge_index', edge_index, persistent=False)
         self.register_buffer('prune_weight', pruning_weights(
             edge_index, self.num_users, self.num_items), persistent=False)
-        adj = bipartite_adjacency(edge_index, self.num_users, self.num_items)
-        self.register_buffer('adj', adj, persistent=False)
-        self.register_buffer('train_adj', adj, persistent=False)
+        self.register_buffer('train_adj', self.adj, persistent=False)
         # This epoch's kept edges (None: all kept) and the degrees that
         # normalise a subgraph: the full graph's, or the pruned graph's.
         self.kept_pairs: Optional[PairIndex] = None
         self.kept_edge_index: Optional[Tensor] = None
         self.kept_degrees: Optional[Tuple[Tensor, Tensor]] = None
-        user_degree, item_degree = bipartite_degrees(
-            edge_index, self.num_users, self.num_items)
-        self.register_buffer('user_degree', user_degree, persistent=False)
-        self.register_buffer('item_degree', item_degree, persistent=False)
         # FREEDOM's own parameters (not virtual: a subclass resets what it
         # adds once it has built it).
         FREEDOM.reset_parameters(self)

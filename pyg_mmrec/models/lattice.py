@@ -158,8 +158,8 @@ class LATTICE(Recommender):
             self.register_buffer(f'neighbors_{m}', torch.zeros(
                 self.num_items, knn_k, dtype=torch.long))
         self._union: Optional[Tuple[Tensor, List[Tensor]]] = None
-        self._detached: Optional[Tensor] = None  # faithful: the epoch's S
-        self._rebuild = True
+        # faithful: the values of the epoch's S after its first batch
+        self._detached: Optional[Tensor] = None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -219,8 +219,7 @@ class LATTICE(Recommender):
         r""":math:`\mathbf{h} = \mathbf{S}^{L_i}\mathbf{E}_I` :obj:`[I, d]`
         (before the row normalisation)."""
         alpha = torch.softmax(self.modal_weight, dim=0)
-        if (self.faithful and self.training and not self._rebuild
-                and self._detached is not None):
+        if self.faithful and self.training and self._detached is not None:
             # The original's later batches: the whole S detached.
             edge_index, value = self._union[0], self._detached
             alpha = alpha.detach()
@@ -229,7 +228,7 @@ class LATTICE(Recommender):
                 self.select_pairs()
             edge_index, value = self.learned_values()
             if self.faithful and self.training:
-                self._detached, self._rebuild = value.detach(), False
+                self._detached = value.detach()
         h = self.item_embedding.weight
         lam = self.lambda_coeff
         for _ in range(self.num_item_layers):
@@ -244,7 +243,7 @@ class LATTICE(Recommender):
 
     def on_epoch_start(self, epoch: int) -> None:
         if self.faithful:
-            self._rebuild = True  # on the epoch's first batch, with gradient
+            self._detached = None  # rebuilt on the first batch, with gradient
         else:
             self.select_pairs()
 

@@ -5,12 +5,6 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..graphs import (
-    bipartite_adjacency,
-    bipartite_degrees,
-    subgraph_adjacency,
-    train_graph,
-)
 from ..loader import BPRBatch, Subgraph
 from ..nn import LightGCNEncoder
 from ..nn.losses import bpr_loss, l2_reg
@@ -59,14 +53,8 @@ class LightGCN(Recommender):
                                             embedding_dim)
         self.encoder = LightGCNEncoder(num_layers, combine='mean',
                                        symmetric=True)
-        edge_index = train_graph(data).edge_index
-        adj = bipartite_adjacency(edge_index, self.num_users, self.num_items)
-        self.register_buffer('adj', adj, persistent=False)
         # The full graph's degrees normalise a sampled subgraph too.
-        user_degree, item_degree = bipartite_degrees(
-            edge_index, self.num_users, self.num_items)
-        self.register_buffer('user_degree', user_degree, persistent=False)
-        self.register_buffer('item_degree', item_degree, persistent=False)
+        self.register_training_graph(data)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -88,13 +76,9 @@ class LightGCN(Recommender):
                   ) -> Tuple[Tensor, Tensor]:
         r"""LightGCN from the layer-0 embeddings :obj:`x` over the training
         graph or the subgraph."""
-        if subgraph is None:
-            return self.encoder(x, self.adj).split(
-                [self.num_users, self.num_items])
-        adj = subgraph_adjacency(subgraph, (self.user_degree,
-                                            self.item_degree))
-        return self.encoder(x, adj).split([subgraph.num_users,
-                                           subgraph.num_items])
+        sizes = ([self.num_users, self.num_items] if subgraph is None
+                 else [subgraph.num_users, subgraph.num_items])
+        return self.encoder(x, self.training_adjacency(subgraph)).split(sizes)
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:
         ego = self.ego_embeddings(batch.subgraph)

@@ -6,12 +6,6 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
-from ..graphs import (
-    bipartite_adjacency,
-    bipartite_degrees,
-    subgraph_adjacency,
-    train_graph,
-)
 from ..graphs.pairs import PairIndex
 from ..loader import (
     BatchSource,
@@ -176,15 +170,10 @@ class MCLN(Recommender):
                                                     num_blocks)
         self.encoder = LightGCNEncoder(num_layers, combine='mean')
         self.exponents = (float(exponents[0]), float(exponents[1]))
-        graph = train_graph(data)
-        self.register_buffer('adj', bipartite_adjacency(
-            graph.edge_index, self.num_users, self.num_items, 'asym',
-            self_loops=True, exponents=tuple(exponents)), persistent=False)
         # The full graph's degrees normalise a sampled subgraph too.
-        user_degree, item_degree = bipartite_degrees(
-            graph.edge_index, self.num_users, self.num_items)
-        self.register_buffer('user_degree', user_degree, persistent=False)
-        self.register_buffer('item_degree', item_degree, persistent=False)
+        self.register_training_graph(data, normalization='asym',
+                                     self_loops=True,
+                                     exponents=self.exponents)
         perm = torch.randperm(self.num_items, generator=torch.Generator()
                               .manual_seed(chunk_seed))
         self.register_buffer('chunk_order', perm, persistent=False)
@@ -228,11 +217,8 @@ class MCLN(Recommender):
             return (*self._graph_embeddings(), self._features())
         x = torch.cat([self.user_embedding(subgraph.user_id),
                        self.item_embedding(subgraph.item_id)])
-        adj = subgraph_adjacency(
-            subgraph, (self.user_degree, self.item_degree),
-            normalization='asym', self_loops=True, exponents=self.exponents)
-        u_g, i_g = self.encoder(x, adj).split([subgraph.num_users,
-                                               subgraph.num_items])
+        u_g, i_g = self.encoder(x, self.training_adjacency(subgraph)).split(
+            [subgraph.num_users, subgraph.num_items])
         return u_g, i_g, self._features(subgraph.item_id)
 
     def forward(self, batch: BPRBatch) -> Dict[str, Tensor]:

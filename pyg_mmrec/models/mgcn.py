@@ -7,14 +7,10 @@ from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
 from ..graphs import (
-    bipartite_adjacency,
-    bipartite_degrees,
     csr_row_block,
     csr_rows_mm,
     csr_transpose,
     knn_adjacency,
-    subgraph_adjacency,
-    train_graph,
 )
 from ..loader import BPRBatch, Subgraph
 from ..nn import (
@@ -133,13 +129,7 @@ class MGCN(Recommender):
         self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)
         self.encoder = LightGCNEncoder(num_ui_layers, combine='mean',
                                        symmetric=True)
-        edge_index = train_graph(data).edge_index
-        self.register_buffer('adj', bipartite_adjacency(
-            edge_index, self.num_users, self.num_items), persistent=False)
-        for name, degree in zip(('user_degree', 'item_degree'),
-                                bipartite_degrees(edge_index, self.num_users,
-                                                  self.num_items)):
-            self.register_buffer(name, degree, persistent=False)
+        self.register_training_graph(data)
         self.features = feature_tables(feats, train_features)
         self.projections = torch.nn.ModuleDict({
             m: torch.nn.Linear(x.size(1), embedding_dim)
@@ -225,13 +215,12 @@ class MGCN(Recommender):
         :obj:`[U + I, d]` (users first), or of :obj:`subgraph`'s nodes."""
         if subgraph is None:
             e_u, e_i = self.user_embedding.weight, self.item_embedding.weight
-            adj, items = self.adj, None
+            items = None
         else:
             e_u = self.user_embedding(subgraph.user_id)
             e_i = self.item_embedding(subgraph.item_id)
-            adj = subgraph_adjacency(subgraph, (self.user_degree,
-                                                self.item_degree))
             items = subgraph.item_id
+        adj = self.training_adjacency(subgraph)
         num_users = e_u.size(0)
         content = self.encoder(torch.cat([e_u, e_i]), adj)
         hidden = []

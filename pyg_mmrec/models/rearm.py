@@ -9,11 +9,8 @@ from torch_geometric.data import HeteroData
 
 from ..data.hetero import require_features
 from ..graphs import (
-    bipartite_adjacency,
-    bipartite_degrees,
     homography_graphs,
     interest_features,
-    subgraph_adjacency,
     train_graph,
 )
 from ..loader import BPRBatch, Subgraph
@@ -328,14 +325,7 @@ class REARM(SubgraphParts, Recommender):
             # Not symmetric: the transposes of the backward pass are built
             # on first need (graph_transpose).
             self.register_buffer(name, adj, persistent=False)
-        self.register_buffer('adj', bipartite_adjacency(
-            graph.edge_index, self.num_users, self.num_items),
-            persistent=False)
-        for name, degree in zip(('user_degree', 'item_degree'),
-                                bipartite_degrees(graph.edge_index,
-                                                  self.num_users,
-                                                  self.num_items)):
-            self.register_buffer(name, degree, persistent=False)
+        self.register_training_graph(data)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -391,8 +381,7 @@ class REARM(SubgraphParts, Recommender):
             U = subgraph.num_users
             e_i, f_v, f_t = self.subgraph_homography('item', subgraph)
             e_u, g_v, g_t = self.subgraph_homography('user', subgraph)
-            adj = subgraph_adjacency(subgraph, (self.user_degree,
-                                                self.item_degree))
+            adj = self.training_adjacency(subgraph)
             means = (None, None) if self.training else self.meta_means()
             # The attention's dropout draws follow the items' order: run it
             # in global id order (the full graph's for the whole graph).

@@ -143,13 +143,12 @@ def run_trial(trial, space: SearchSpace, data, base: Mapping[str, Any],
     (TensorBoard scalars in :obj:`<tensorboard>/trial-NNNN` if given)."""
     settings = {**base, **space.suggest(trial)}
     run_dir = osp.join(folder, 'trials', f'trial-{trial.number:04d}')
-    os.makedirs(run_dir, exist_ok=True)
-    try:
+    try:  # (the run folder is made once the settings are accepted)
         trainer, record = build_trainer(space.model, data, settings, seed,
                                         device, run_dir, progress=False)
     except ValueError as e:  # the model or trainer refuses these values
-        os.rmdir(run_dir)
         raise RejectedSettings(str(e)) from None
+    os.makedirs(run_dir, exist_ok=True)
     pruning = PruningCallback(trial)
     t0 = time.process_time()
     results = trainer.fit(config=record, test=False, callbacks=[

@@ -146,6 +146,7 @@ def test_the_pairs_are_saved_with_the_weights(data):
     model.eval()
     scores = model.score(torch.arange(5))
     fresh = build(data)
+    assert not torch.equal(fresh.neighbors_image, model.neighbors_image)
     fresh.load_state_dict(model.state_dict())
     fresh.eval()
     torch.testing.assert_close(fresh.score(torch.arange(5)), scores)

@@ -78,14 +78,17 @@ def test_rejected_settings_fail_their_trial_and_do_not_count(tmp_path):
     space = SearchSpace('lightgcn', {'lr': [-1.0, 1e-2]}, FIXED)
     folder = str(tmp_path / 'study')
     summary = run_study(space, small(), 'small', folder, trials=2,
-                        pruner='none', final_seeds=0, seed=3)
+                        pruner='none', final_seeds=0, seed=2)
     study, _ = load_study(folder)
     done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
     failed = [t for t in study.get_trials() if t.state == TrialState.FAIL]
     assert summary['complete'] == 2 and len(done) == 2
     assert all(t.params['lr'] == 1e-2 for t in done)
-    assert all(t.params['lr'] == -1.0 and 'learning rate' in
-               t.user_attrs['rejected'] for t in failed)
+    assert failed and all(t.params['lr'] == -1.0 and 'learning rate' in
+                          t.user_attrs['rejected'] for t in failed)
+    assert not any(osp.exists(osp.join(folder, 'trials',
+                                       f'trial-{t.number:04d}'))
+                   for t in failed)  # no folder for a rejected trial
     space = SearchSpace('lightgcn', {'lr': [-1.0, -2.0]}, FIXED)
     with pytest.raises(ValueError, match='5 trials in a row were rejected'):
         run_study(space, small(), 'small', str(tmp_path / 'bad'), trials=2,
