@@ -24,10 +24,13 @@ from .cooccurrence import (
     topk_per_row,
 )
 from .homography import (
+    cooccurrence_topk,
     cooccurrence_topk_graph,
     homography_graphs,
     interest_features,
+    mixed_knn_adjacency,
     similarity_graph,
+    urn_padded_slots,
 )
 from .knn import knn_adjacency, knn_graph, principal_projection
 from .pairs import PairIndex, interaction_graph, split_graph, train_graph
@@ -88,10 +91,13 @@ __all__ = [
     'split_graph',
     'interaction_graph',
     'train_graph',
+    'cooccurrence_topk',
     'cooccurrence_topk_graph',
     'interest_features',
     'similarity_graph',
     'homography_graphs',
+    'mixed_knn_adjacency',
+    'urn_padded_slots',
     'GENREC_CLUSTERS',
     'kmeans_clusters',
     'elbow_num_clusters',

@@ -20,6 +20,86 @@ from .sparse import expand_runs, to_sparse_csr, weighted_sum
 SIDES = ('user', 'item')
 
 
+def cooccurrence_topk(graph: PairIndex, side: str, k: int,
+                      generator: Optional[torch.Generator] = None,
+                      cap: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+    r"""Every node's top :math:`k` co-neighbours (nodes of its side sharing
+    training interactions with it) by co-occurrence count: the
+    :obj:`(edge_index, count)` of :func:`topk_entries_per_row` of
+    :func:`cooccurrence_graph` (rows in order, counts decreasing, ties
+    towards the lower id; :obj:`float64` counts), or with :obj:`cap` of
+    :func:`~pyg_mmrec.graphs.cooccurrence.capped_cooccurrence_topk` (by
+    blocks of rows, never every co-occurring pair).
+
+    Args:
+        graph (PairIndex): The training graph.
+        side (str): :obj:`"user"` or :obj:`"item"`.
+        k (int): Co-neighbours kept per node.
+        generator (torch.Generator, optional): Random generator of the
+            capped sample. (default: :obj:`None`)
+        cap (int, optional): Co-occurring nodes considered per shared node.
+            (default: :obj:`None`, all: exact)
+    """
+    if side not in SIDES:
+        raise ValueError(f"'side' must be one of {SIDES} (got '{side}')")
+    if cap is None:
+        counts = cooccurrence_graph(graph.edge_index, graph.num_users,
+                                    graph.num_items, side=side,
+                                    dtype=torch.float64)
+        return topk_entries_per_row(counts, k)
+    return capped_cooccurrence_topk(
+        graph.edge_index, graph.num_users, graph.num_items, k, cap,
+        side=side, generator=generator)
+
+
+def urn_padded_slots(edge_index: Tensor, count: Tensor, n: int, k: int,
+                     generator: Optional[torch.Generator] = None
+                     ) -> Tuple[Tensor, Tensor]:
+    r"""DRAGON's :math:`k` neighbour slots per node from ranked
+    co-neighbour lists (:func:`cooccurrence_topk`): a node with at least
+    :math:`k` co-neighbours keeps its first :math:`k`; one with
+    :math:`1 \le n_u < k` keeps all and fills slot :math:`j = n_u, \ldots,
+    k - 1` with a copy (neighbour and count) of a uniformly drawn slot
+    among :math:`0, \ldots, j - 1` (a P\'olya urn: the padded list grows
+    as it is drawn from, as the original's :obj:`topk_sample`); one with
+    none gets no neighbour.
+
+    Args:
+        edge_index (torch.Tensor): Ranked lists :obj:`[2, E]` (rows in
+            order, each row's entries in rank order).
+        count (torch.Tensor): Their counts :obj:`[E]`.
+        n (int): Number of nodes.
+        k (int): Slots per node.
+        generator (torch.Generator, optional): Random generator of the
+            draws. (default: :obj:`None`)
+
+    Returns:
+        (neighbors, count): :obj:`[n, k]` each; a node without
+        co-neighbour has neighbours :obj:`-1` and counts :obj:`-inf`.
+    """
+    row, col = edge_index
+    total = torch.bincount(row, minlength=n)
+    have, starts = total.clamp(max=k), total.cumsum(0) - total
+    rank = torch.arange(row.numel(), device=row.device) - starts[row]
+    kept = rank < k
+    neighbors = torch.full((n, k), -1, dtype=torch.long, device=row.device)
+    counts = torch.full((n, k), float('-inf'), dtype=count.dtype,
+                        device=row.device)
+    neighbors[row[kept], rank[kept]] = col[kept]
+    counts[row[kept], rank[kept]] = count[kept]
+    short = ((have > 0) & (have < k)).nonzero().view(-1)
+    for j in range(1, k):
+        rows = short[have[short] <= j]
+        if rows.numel() == 0:
+            continue
+        pick = torch.rand(rows.numel(), generator=generator,
+                          dtype=torch.float64).to(row.device)
+        at = (pick * j).long().clamp_(max=j - 1)
+        neighbors[rows, j] = neighbors[rows, at]
+        counts[rows, j] = counts[rows, at]
+    return neighbors, counts
+
+
 def cooccurrence_topk_graph(graph: PairIndex, side: str, k: int,
                             generator: Optional[torch.Generator] = None,
                             cap: Optional[int] = None) -> Tensor:
@@ -70,20 +150,10 @@ capped_cooccurrence_topk`: a seeded sample of a more popular one's, drawn
     Returns:
         A CSR tensor :obj:`[n, n]`.
     """
-    if side not in SIDES:
-        raise ValueError(f"'side' must be one of {SIDES} (got '{side}')")
     if k < 1:
         raise ValueError(f"'k' must be positive (got {k})")
     n = graph.num_users if side == 'user' else graph.num_items
-    if cap is None:
-        counts = cooccurrence_graph(graph.edge_index, graph.num_users,
-                                    graph.num_items, side=side,
-                                    dtype=torch.float64)
-        (row, col), value = topk_entries_per_row(counts, k)
-    else:
-        (row, col), value = capped_cooccurrence_topk(
-            graph.edge_index, graph.num_users, graph.num_items, k, cap,
-            side=side, generator=generator)
+    (row, col), value = cooccurrence_topk(graph, side, k, generator, cap)
     have = torch.bincount(row, minlength=n)
     starts = torch.cat([have.new_zeros(1), have.cumsum(0)[:-1]])
 
@@ -184,6 +254,28 @@ def similarity_graph(features: Mapping[str, Tensor], k: int,
                           max_dim=max_dim, method=method)
             for m in weights]
     return weighted_sum(mats, list(weights.values()))
+
+
+def mixed_knn_adjacency(features: Mapping[str, Tensor], k: int,
+                        weights: Mapping[str, float],
+                        method: str = 'auto') -> Tensor:
+    r"""FREEDOM's (and DRAGON's) frozen item graph
+    :math:`\sum_m w_m \mathbf{S}_m`: per modality the binary cosine
+    :math:`k`-NN graph of the raw features (self included), symmetrically
+    normalised by its row degrees (every entry :math:`1/k`), weighted by
+    :obj:`weights` (the modalities it names).
+
+    Args:
+        features (Mapping[str, torch.Tensor]): Item features :obj:`[I, F_m]`.
+        k (int): Neighbours per item.
+        weights (Mapping[str, float]): :math:`w_m` of each modality used.
+        method (str, optional): The :func:`~pyg_mmrec.graphs.knn_graph`
+            back-end. (default: :obj:`"auto"`)
+    """
+    return weighted_sum(
+        [knn_adjacency(features[m], k, weighting='binary',
+                       normalization='sym', loop=True, method=method)
+         for m in weights], list(weights.values()))
 
 
 def homography_graphs(graph: PairIndex, item_features: Mapping[str, Tensor],

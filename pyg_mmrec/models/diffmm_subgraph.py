@@ -75,6 +75,24 @@ class GraphBlocks(NamedTuple):
                 'ui': sparse_mm(self.norm, x_item, self.norm_t),
                 'iu': sparse_mm(self.norm_t, x_user, self.norm)}
 
+    def modality_branch(self, x_item: Tensor, ids: Dict[str, Tensor],
+                        generated: Tensor, generated_weight: float) -> Tensor:
+        r"""DiffMM's modality branch :math:`\hat{\mathbf{A}}[\mathbf{E}_u;
+        \mathbf{X}] + \hat{\mathbf{A}}[(\hat{\mathbf{A}}[\mathbf{E}_u;
+        \mathbf{X}])_u; \mathbf{E}_i] + \lambda_a \mathbf{H}^{gen}`
+        :obj:`[U + I, d]` of the item rows :obj:`x_item`, given
+        :obj:`ids`, the :meth:`adj_blocks` of the ID embeddings (shared by
+        every branch), :obj:`generated` :math:`\mathbf{H}^{gen}` and
+        :obj:`generated_weight` :math:`\lambda_a`."""
+        # With A = [[S_u, R], [R^T, S_i]] only R X and R^T h_u depend on
+        # the branch; the rest is the shared ID products.
+        h_u = ids['uu'] + sparse_mm(self.norm, x_item, self.norm_t)
+        h_i = ids['iu'] + self.loop_item * x_item
+        h2_u = self.loop_user * h_u + ids['ui']
+        h2_i = sparse_mm(self.norm_t, h_u, self.norm) + ids['ii']
+        out = torch.cat([h_u + h2_u, h_i + h2_i])
+        return torch.add(out, generated, alpha=generated_weight)
+
 
 def subgraph_blocks(core, subgraph: Subgraph) -> GraphBlocks:
     r"""The :class:`GraphBlocks` of :obj:`subgraph`'s training edges with the

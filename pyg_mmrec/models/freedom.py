@@ -12,10 +12,9 @@ from ..graphs import (
     csr_rows_mm,
     csr_transpose,
     degree_sensitive_edges,
-    knn_adjacency,
+    mixed_knn_adjacency,
     pruning_weights,
     subgraph_adjacency,
-    weighted_sum,
 )
 from ..graphs.pairs import PairIndex
 from ..graphs.receptive import receptive_field
@@ -142,11 +141,7 @@ class FREEDOM(Recommender):
         self.encoder = LightGCNEncoder(num_ui_layers, combine='mean',
                                        symmetric=True)
 
-        item_graph = weighted_sum(
-            [knn_adjacency(feats[m], knn_k, weighting='binary',
-                           normalization='sym', loop=True, method=knn_method)
-             for m in weights],
-            list(weights.values()))
+        item_graph = mixed_knn_adjacency(feats, knn_k, weights, knn_method)
         self.register_buffer('item_graph', item_graph, persistent=False)
         # kNN graphs are not symmetric: keep the transpose for the backward.
         self.register_buffer('item_graph_t', csr_transpose(item_graph),

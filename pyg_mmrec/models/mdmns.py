@@ -12,10 +12,6 @@ from torch_geometric.data import HeteroData
 from ..data.hetero import require_features
 from ..loader import BPRBatch, Subgraph
 from ..nn import (
-    GaussianDiffusion,
-    LightGCNEncoder,
-    ModalityDiffusion,
-    ModalityFeatures,
     mdmns_noise_levels,
     multi_level_info_nce,
     sparse_mm,
@@ -23,8 +19,7 @@ from ..nn import (
 )
 from ..nn.losses import bpr_loss
 from .base import Recommender
-from .diffmm_core import DiffMMCore
-from .diffmm_subgraph import GraphBlocks, SubgraphParts
+from .diffmm_subgraph import SubgraphParts
 from .mdmns_parts import DiffusionParts
 from .registry import register_model
 
@@ -256,39 +251,19 @@ class MDMNS(DiffusionParts, SubgraphParts, Recommender):
         self.ris_lambda, self.ris_adj_lambda = ris_lambda, ris_adj_lambda
         self.cl_method, self.cl_anchors = cl_method, cl_anchors
         self.chunk_size, self.faithful = chunk_size, faithful
-        # The largest batch seen: the original's BPR divisor (faithful).
-        self._nominal_batch_size = 0
         self.mixed_precision = mixed_precision
         self.noise_levels = mdmns_noise_levels(num_steps)
 
-        self.user_embedding = torch.nn.Embedding(self.num_users, embedding_dim)
-        self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)
-        # trans 1: every modality Linear; trans 2: text Linear, others as 0.
-        linear = {m: trans == 1 or (trans == 2 and m == 'text')
-                  for m in feats}
-        #: The item features; :obj:`features()` is :math:`\mathbf{F}_m`.
-        self.features = ModalityFeatures(
-            feats, embedding_dim,
-            projection={m: 'linear' if linear[m] else 'matrix'
-                        for m in feats},
-            activation={m: None if linear[m] else 'leaky_relu'
-                        for m in feats})
-        self.modal_weight = torch.nn.Parameter(
-            torch.full((len(feats), ), 1.0 / len(feats)))
-        self.encoder = LightGCNEncoder(num_layers, combine='sum',
-                                       symmetric=True)
-
-        #: The denoisers.
-        self.diffusion = ModalityDiffusion(
-            self.num_items, self.modalities, embedding_dim, denoiser_hidden,
-            denoiser_time_dim, denoiser_dropout,
-            GaussianDiffusion(num_steps, noise_scale, noise_min, noise_max),
-            guidance_dim, trained_guidance=not faithful, e_loss=e_loss,
-            mixed_precision=mixed_precision)
-        #: The training and generated graphs, the stage, the regulariser.
-        self.core = DiffMMCore(data, self.modalities, self.diffusion.generate,
-                               rebuild_k, keep_rate, denoiser_lr,
-                               denoiser_batch_size, reg_weight)
+        self.build_diffusion_recommender(
+            data, feats, embedding_dim=embedding_dim, num_layers=num_layers,
+            trans=trans, guidance='random' if faithful else 'trained',
+            guidance_dim=guidance_dim, num_steps=num_steps,
+            noise_scale=noise_scale, noise_min=noise_min,
+            noise_max=noise_max, denoiser_hidden=denoiser_hidden,
+            denoiser_time_dim=denoiser_time_dim,
+            denoiser_dropout=denoiser_dropout, denoiser_lr=denoiser_lr,
+            denoiser_batch_size=denoiser_batch_size, rebuild_k=rebuild_k,
+            keep_rate=keep_rate, e_loss=e_loss, reg_weight=reg_weight)
         self.offload_dir = offload_dir
         # The denoisers' fixed inputs during the diffusion stage.
         self._denoiser_inputs: Optional[Tuple] = None
@@ -314,23 +289,6 @@ class MDMNS(DiffusionParts, SubgraphParts, Recommender):
         r""":math:`L + 2`, the hops a modality branch's rows read."""
         return self.encoder.num_layers + 2
 
-    def _branch(self, x_item: Tensor, ids: Dict[str, Tensor],
-                generated: Tensor, blocks: GraphBlocks) -> Tensor:
-        # A [E_u; X] + A [(A [E_u; X])_u; E_i] + lambda_a * generated, with
-        # A = [[S_u, R], [R^T, S_i]] (self-loops S on the diagonal): only
-        # R X and R^T h_u depend on the branch; the rest is shared.
-        h_u = ids['uu'] + sparse_mm(blocks.norm, x_item, blocks.norm_t)
-        h_i = ids['iu'] + blocks.loop_item * x_item
-        h2_u = blocks.loop_user * h_u + ids['ui']
-        h2_i = sparse_mm(blocks.norm_t, h_u, blocks.norm) + ids['ii']
-        out = torch.cat([h_u + h2_u, h_i + h2_i])
-        return torch.add(out, generated, alpha=self.ris_adj_lambda)
-
-    def _encode(self, h: Tensor, blocks: GraphBlocks) -> Tuple[Tensor, Tensor]:
-        z = torch.add(self.encoder(h, blocks.adj), F.normalize(h),
-                      alpha=self.ris_lambda)
-        return blocks.split(z)
-
     def branches(self, feats: Optional[Dict[str, Tensor]] = None,
                  subgraph: Optional[Subgraph] = None
                  ) -> Dict[str, Tuple[Tensor, Tensor]]:
@@ -348,15 +306,17 @@ class MDMNS(DiffusionParts, SubgraphParts, Recommender):
         hidden = {}
         for m in self.modalities:
             adj, adj_t = self.core.generated(m, subgraph)
-            hidden[m] = self._branch(F.normalize(feats[m]), ids,
-                                     sparse_mm(adj, e_id, adj_t), blocks)
+            hidden[m] = blocks.modality_branch(
+                F.normalize(feats[m]), ids, sparse_mm(adj, e_id, adj_t),
+                self.ris_adj_lambda)
         weight = torch.softmax(self.modal_weight, dim=0)
         mixed = sum(w * hidden[m][blocks.num_users:]  # the item halves only
                     for w, m in zip(weight, self.modalities))
         id_graph = torch.cat([ids['uu'] + ids['ui'], ids['iu'] + ids['ii']])
-        fused = self._branch(F.normalize(mixed), ids, id_graph, blocks)
-        out = {FUSED: self._encode(fused, blocks)}
-        out.update({m: self._encode(hidden[m], blocks)
+        fused = blocks.modality_branch(F.normalize(mixed), ids, id_graph,
+                                       self.ris_adj_lambda)
+        out = {FUSED: self.readout(fused, blocks)}
+        out.update({m: self.readout(hidden[m], blocks)
                     for m in self.modalities})
         return out
 
@@ -411,9 +371,7 @@ class MDMNS(DiffusionParts, SubgraphParts, Recommender):
                 (u * item_emb.index_select(0, neg)).sum(-1)))
         bpr = functools.reduce(operator.add, parts)  # a tensor, in order
         if self.faithful:  # the original's sum over the nominal batch size
-            size = batch.user.numel()
-            self._nominal_batch_size = max(self._nominal_batch_size, size)
-            bpr = bpr * (size / self._nominal_batch_size)
+            bpr = self.nominal_batch_bpr(bpr, batch.user.numel())
         terms = {'bpr': bpr}
         terms.update(self.embedding_reg_terms(sub))
         if self.ssl_weight > 0:

@@ -1,18 +1,91 @@
-r"""MDMNS's diffusion: the stage that trains its modality denoisers and
-the generated graphs they give (a mixin of
+r"""The modality diffusion of DiffMM and MDMNS: their shared modules, the
+stage that trains the modality denoisers and the generated graphs they give
+(a mixin of :class:`~pyg_mmrec.models.DiffMM` and
 :class:`~pyg_mmrec.models.MDMNS`)."""
-from typing import Dict, Tuple
+from typing import Dict, Mapping, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+from torch_geometric.data import HeteroData
 
+from ..nn import (
+    GaussianDiffusion,
+    LightGCNEncoder,
+    ModalityDiffusion,
+    ModalityFeatures,
+)
 from .base import Stage
+from .diffmm_core import DiffMMCore
+from .diffmm_subgraph import GraphBlocks
 
 
 class DiffusionParts:
-    r"""MDMNS's diffusion stage, its denoisers' inputs and loss, and the
-    generated graphs :math:`\mathbf{G}_m` (see
+    r"""The diffusion stage of DiffMM and MDMNS, their denoisers' inputs and
+    loss, and the generated graphs :math:`\mathbf{G}_m` (see
     :class:`~pyg_mmrec.models.MDMNS`, "Diffusion")."""
+    def build_diffusion_recommender(
+            self, data: HeteroData, feats: Mapping[str, Tensor], *,
+            embedding_dim: int, num_layers: int, trans: int, guidance: str,
+            guidance_dim: int, num_steps: int, noise_scale: float,
+            noise_min: float, noise_max: float, denoiser_hidden: int,
+            denoiser_time_dim: int, denoiser_dropout: float,
+            denoiser_lr: float, denoiser_batch_size: int, rebuild_k: int,
+            keep_rate: float, e_loss: float, reg_weight: float) -> None:
+        r"""Builds the modules both share, in this order: the ID tables
+        :obj:`user_embedding` and :obj:`item_embedding`, the projected
+        features :obj:`features` (:obj:`trans` 0: bias-free matrices and
+        LeakyReLU, 1: linear layers, 2: text as 1 and the others as 0), the
+        fusion weights :obj:`modal_weight`, the sum-pooled :obj:`encoder`,
+        the denoisers :obj:`diffusion` (:class:`~pyg_mmrec.nn.\
+ModalityDiffusion` with :obj:`guidance`) and the graphs, stage and
+        regulariser :obj:`core` (:class:`~pyg_mmrec.models.DiffMMCore`).
+        Reads :obj:`self.modalities` and :obj:`self.mixed_precision`."""
+        self.user_embedding = torch.nn.Embedding(self.num_users, embedding_dim)
+        self.item_embedding = torch.nn.Embedding(self.num_items, embedding_dim)
+        linear = {m: trans == 1 or (trans == 2 and m == 'text')
+                  for m in feats}
+        #: The item features; :obj:`features()` is :math:`\mathbf{F}_m`.
+        self.features = ModalityFeatures(
+            feats, embedding_dim,
+            projection={m: 'linear' if linear[m] else 'matrix'
+                        for m in feats},
+            activation={m: None if linear[m] else 'leaky_relu'
+                        for m in feats})
+        self.modal_weight = torch.nn.Parameter(
+            torch.full((len(feats), ), 1.0 / len(feats)))
+        self.encoder = LightGCNEncoder(num_layers, combine='sum',
+                                       symmetric=True)
+        #: The denoisers.
+        self.diffusion = ModalityDiffusion(
+            self.num_items, self.modalities, embedding_dim, denoiser_hidden,
+            denoiser_time_dim, denoiser_dropout,
+            GaussianDiffusion(num_steps, noise_scale, noise_min, noise_max),
+            guidance_dim, guidance=guidance, e_loss=e_loss,
+            mixed_precision=self.mixed_precision)
+        #: The training and generated graphs, the stage, the regulariser.
+        self.core = DiffMMCore(data, self.modalities, self.diffusion.generate,
+                               rebuild_k, keep_rate, denoiser_lr,
+                               denoiser_batch_size, reg_weight)
+
+    def readout(self, h: Tensor, blocks: GraphBlocks
+                ) -> Tuple[Tensor, Tensor]:
+        r""":math:`\mathbf{Z} = \sum_{l=0}^{L} \hat{\mathbf{A}}^l \mathbf{H}
+        + \lambda_r \, \mathrm{norm}(\mathbf{H})` (:obj:`ris_lambda`) as
+        :obj:`(user, item)` rows."""
+        z = torch.add(self.encoder(h, blocks.adj), F.normalize(h),
+                      alpha=self.ris_lambda)
+        return blocks.split(z)
+
+    def nominal_batch_bpr(self, bpr: Tensor, batch_size: int) -> Tensor:
+        r"""The originals' BPR, a sum over the batch divided by the nominal
+        batch size, from the mean :obj:`bpr`: the largest batch seen is
+        the nominal size (the trainer's batches are full but for the last
+        of an epoch)."""
+        nominal = max(getattr(self, '_nominal_batch_size', 0), batch_size)
+        self._nominal_batch_size = nominal
+        return bpr * (batch_size / nominal)
+
     def stages(self) -> Tuple[Stage, ...]:
         r"""The diffusion stage, run before the recommender in every epoch:
         one pass of every denoiser (and the guidance network) over all user

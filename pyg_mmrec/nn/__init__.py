@@ -19,6 +19,7 @@ from .fusion import (
                                   common_specific_fusion,
                                   sigmoid_gate,
 )
+from .hypergraph import GumbelHypergraph
 from .losses import bpr_loss, l2_reg, orthogonality_loss
 from .meta import MetaLowRankTransform
 from .modality_diffusion import ModalityDiffusion
@@ -37,6 +38,7 @@ __all__ = [
     'common_specific_fusion',
     'sigmoid_gate',
     'SpectralFilter',
+    'GumbelHypergraph',
     'MetaLowRankTransform',
     'CounterfactualAttention',
     'CounterfactualEncoder',

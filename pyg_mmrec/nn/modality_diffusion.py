@@ -8,6 +8,9 @@ from torch import Tensor
 from .denoiser import BipartiteGuidance, Denoiser
 from .diffusion import GaussianDiffusion
 
+#: The denoisers' inputs (see :class:`ModalityDiffusion`).
+GUIDANCE = ('trained', 'random', 'none')
+
 
 class ModalityDiffusion(torch.nn.Module):
     r"""One :class:`Denoiser` per modality :math:`m` reconstructs users'
@@ -36,10 +39,12 @@ class ModalityDiffusion(torch.nn.Module):
         dropout (float): Input dropout of the denoisers.
         diffusion (GaussianDiffusion): The noise schedule.
         guidance_channels (int): Hidden size of the guidance network.
-        trained_guidance (bool): One guidance network, trained with the
-            denoisers; :obj:`False` is DiffMM's and MDMNS's original: a
-            fresh, random, untrained network at every call, plus the
-            original's constant second reconstruction term.
+        guidance (str): :obj:`"trained"`: one guidance network, trained
+            with the denoisers (MDMNS as its paper describes);
+            :obj:`"random"`: MDMNS's original code, a fresh, random,
+            untrained network at every call, plus its constant second
+            reconstruction term; :obj:`"none"`: DiffMM's, the denoiser reads
+            the noisy rows :math:`\mathbf{x}_t` themselves.
         e_loss (float): Weight :math:`e` of the modality signal injection.
         mixed_precision (bool, optional): Run :meth:`loss` and
             :meth:`denoise` under :obj:`bfloat16` autocast.
@@ -55,10 +60,14 @@ class ModalityDiffusion(torch.nn.Module):
                  guide_channels: int, hidden_channels: int,
                  time_channels: int, dropout: float,
                  diffusion: GaussianDiffusion, guidance_channels: int,
-                 trained_guidance: bool, e_loss: float,
+                 guidance: str, e_loss: float,
                  mixed_precision: bool = False):
         super().__init__()
+        if guidance not in GUIDANCE:
+            raise ValueError(f"'guidance' must be one of {GUIDANCE} "
+                             f"(got {guidance!r})")
         self.num_items, self.mixed_precision = num_items, mixed_precision
+        self.guidance_mode = guidance
         self.modalities: List[str] = list(modalities)
         self.guidance_channels, self.e_loss = guidance_channels, e_loss
         self.process = diffusion
@@ -66,7 +75,7 @@ class ModalityDiffusion(torch.nn.Module):
             m: Denoiser(num_items, hidden_channels, time_channels, dropout)
             for m in self.modalities})
         self.guidance = (BipartiteGuidance(guide_channels, guidance_channels)
-                         if trained_guidance else None)
+                         if guidance == 'trained' else None)
 
     def reset_parameters(self):
         r"""Resets all learnable parameters of the module."""
@@ -77,7 +86,10 @@ class ModalityDiffusion(torch.nn.Module):
 
     def guided_rows(self, rows: Tensor, guide: Tensor) -> Tensor:
         r"""The denoiser input :math:`\tilde{\mathbf{x}}_t` for noisy
-        :obj:`rows` (a fresh random network without trained guidance)."""
+        :obj:`rows` (the rows themselves without guidance, a fresh random
+        network with :obj:`guidance="random"`)."""
+        if self.guidance_mode == 'none':
+            return rows
         if self.guidance is not None:
             return self.guidance(rows, guide)
         with torch.no_grad():
@@ -102,7 +114,7 @@ class ModalityDiffusion(torch.nn.Module):
         x_hat = self.denoisers[modality](
             self.guided_rows(self.process.q_sample(x0, t), guide), t)
         mse = (x0 - x_hat).pow(2).mean(dim=1)
-        if self.guidance is None:  # the original's constant: a random Linear
+        if self.guidance_mode == 'random':  # MDMNS's constant: a random Linear
             with torch.no_grad():
                 lin = torch.nn.Linear(guide.size(1), x0.size(0)).to(x0.device)
                 mse = mse + (x0 - lin(guide).t()).pow(2).mean(dim=1)
@@ -143,4 +155,4 @@ class ModalityDiffusion(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(modalities={self.modalities}, '
                 f'num_items={self.num_items}, '
-                f'trained_guidance={self.guidance is not None})')
+                f'guidance={self.guidance_mode!r})')

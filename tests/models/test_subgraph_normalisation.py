@@ -32,6 +32,9 @@ ONE_HOP = {'lightgcn': dict(num_layers=1),
            'rearm': dict(num_layers=1),
            # no encoder layer after the branches; small denoisers (speed)
            'mdmns': dict(num_layers=0, denoiser_hidden=16),
+           # a user's row of a modality branch reads one hop of the
+           # training graph and of the generated graph: no layer after them
+           'diffmm': dict(num_layers=0, denoiser_hidden=16),
            # one hop by construction; small denoiser (speed)
            'genrec': dict(denoiser_hidden=16, denoiser_layers=1,
                           denoiser_ff=16)}
