@@ -204,14 +204,6 @@ class DiffMM(DiffusionParts, SubgraphParts, Recommender):
                 getattr(data, 'name', '?'), self.modalities[0])
         self.reset_parameters()
 
-    def reset_parameters(self):
-        torch.nn.init.xavier_uniform_(self.user_embedding.weight)
-        torch.nn.init.xavier_uniform_(self.item_embedding.weight)
-        self.features.reset_parameters()
-        with torch.no_grad():
-            self.modal_weight.fill_(1.0 / len(self.modalities))
-        self.diffusion.reset_parameters()
-
     @property
     def subgraph_hops(self) -> int:
         r""":math:`L + 2`, the hops a batch's rows read."""

@@ -275,14 +275,6 @@ class MDMNS(DiffusionParts, SubgraphParts, Recommender):
                 "modality", getattr(data, 'name', '?'), self.modalities[0])
         self.reset_parameters()
 
-    def reset_parameters(self):
-        torch.nn.init.xavier_uniform_(self.user_embedding.weight)
-        torch.nn.init.xavier_uniform_(self.item_embedding.weight)
-        self.features.reset_parameters()
-        with torch.no_grad():
-            self.modal_weight.fill_(1.0 / len(self.modalities))
-        self.diffusion.reset_parameters()
-
     # Recommender ---------------------------------------------------------
     @property
     def subgraph_hops(self) -> int:

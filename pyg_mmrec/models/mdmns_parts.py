@@ -68,6 +68,16 @@ ModalityDiffusion` with :obj:`guidance`) and the graphs, stage and
                                rebuild_k, keep_rate, denoiser_lr,
                                denoiser_batch_size, reg_weight)
 
+    def reset_parameters(self):
+        r"""Resets the modules of :meth:`build_diffusion_recommender`: the ID
+        tables Xavier-uniform, the fusion weights uniform."""
+        torch.nn.init.xavier_uniform_(self.user_embedding.weight)
+        torch.nn.init.xavier_uniform_(self.item_embedding.weight)
+        self.features.reset_parameters()
+        with torch.no_grad():
+            self.modal_weight.fill_(1.0 / len(self.modalities))
+        self.diffusion.reset_parameters()
+
     def readout(self, h: Tensor, blocks: GraphBlocks
                 ) -> Tuple[Tensor, Tensor]:
         r""":math:`\mathbf{Z} = \sum_{l=0}^{L} \hat{\mathbf{A}}^l \mathbf{H}
