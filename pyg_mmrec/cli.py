@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         'epoch. Settings, lowest precedence first: the defaults < the '
         "model's own trainer defaults < the YAML file (--config, by default "
         'experiments/configs/<dataset>.yaml in the current directory, else '
-        "in the repository, when it has a section for the model; the line "
+        "the one shipped with the package (pyg_mmrec/config/datasets/), "
+        "when it has a section for the model; the line "
         "'config: ...' says which) < the command line. Any further --key "
         'value pair sets a setting (e.g. --lr 5e-4 --num-layers 2; '
         '--model.KEY / --trainer.KEY / --loader.KEY / --evaluation.KEY name '
@@ -62,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(
         train, config_help='YAML settings: one mapping per model with the '
         'sections model, trainer, loader, evaluation (default: '
-        "experiments/configs/<dataset>.yaml if it has the model; 'none': "
-        "the model's defaults)")
+        "experiments/configs/<dataset>.yaml here, else the package's "
+        "pyg_mmrec/config/datasets/<dataset>.yaml, if it has the model; "
+        "'none': the model's defaults)")
     train.add_argument('--seed', type=int, default=0)
     train.add_argument('--device', default='cpu')
     train.add_argument('--select-on', choices=['val', 'test'], default=None,

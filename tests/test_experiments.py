@@ -212,3 +212,23 @@ def test_demo_runs_every_registered_model():
             expected.setdefault(section, {}).update(settings)
         assert configs[name] == expected
     assert configs['rearm']['trainer']['epochs'] == 10
+
+
+def test_dataset_configs_are_found_outside_the_checkout(tmp_path,
+                                                        monkeypatch):
+    # Run from elsewhere (an installed package): the shipped file; a
+    # user's own experiments/configs/<dataset>.yaml there comes first.
+    from pyg_mmrec.config import find_config
+    from pyg_mmrec.config.resolve import DATASET_CONFIGS
+    monkeypatch.chdir(tmp_path)
+    path, looked = find_config('../data/TikTok', 'dragon')
+    assert path == str(DATASET_CONFIGS / 'tiktok.yaml')
+    assert looked == ['experiments/configs/tiktok.yaml', path]
+    own = tmp_path / 'experiments' / 'configs'
+    own.mkdir(parents=True)
+    (own / 'tiktok.yaml').write_text('dragon: {model: {user_k: 5}}\n')
+    assert find_config('tiktok', 'dragon')[0] == \
+        'experiments/configs/tiktok.yaml'
+    # a file without the model's section is passed over
+    assert find_config('tiktok', 'mgcn')[0] == path
+    assert find_config('unknown', 'mgcn')[0] is None

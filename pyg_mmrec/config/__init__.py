@@ -15,8 +15,10 @@ builds:
 
 **Precedence**, lowest first: the functions' defaults < the model's own
 (:func:`model_defaults`, ``pyg_mmrec/config/models/<model>.yaml``) < the
-YAML file (:obj:`--config`, or :obj:`experiments/configs/<dataset>.yaml`
-when it has a section for the model) < the command line
+YAML file (:obj:`--config`, or :obj:`<dataset>.yaml` of
+:func:`config_dirs` when it has a section for the model: the current
+directory's :obj:`experiments/configs/`, then the package's
+:obj:`pyg_mmrec/config/datasets/`) < the command line
 (:obj:`--key value`; a flat key goes to the one section that has it,
 :obj:`--section.key value` names the section). Every value is checked
 against the annotation of the argument it sets (:func:`check_type`):

@@ -263,21 +263,27 @@ def load_config(path: str, model: str) -> Dict[str, Dict[str, Any]]:
     return normalize_config(model, section, source=path)
 
 
+#: The per-dataset configurations shipped with the package (package data;
+#: the checkout's :obj:`experiments/configs` links here).
+DATASET_CONFIGS = Path(__file__).resolve().parent / 'datasets'
+
+
 def config_dirs() -> List[Path]:
     r"""Where :func:`find_config` looks: :obj:`experiments/configs/` under
-    the current directory, then in the repository checkout holding the
-    package."""
+    the current directory (a user's own settings), then the configurations
+    shipped with the package (:data:`DATASET_CONFIGS`, found by an
+    installed wheel too)."""
     here = Path('experiments') / 'configs'
-    repo = Path(__file__).resolve().parents[1] / 'experiments' / 'configs'
-    return [here] if repo == here.resolve() else [here, repo]
+    if here.resolve() == DATASET_CONFIGS:
+        return [DATASET_CONFIGS]
+    return [here, DATASET_CONFIGS]
 
 
 def find_config(dataset: str, model: str) -> Tuple[Optional[str], List[str]]:
-    r"""The per-dataset configuration file
-    :obj:`experiments/configs/<dataset>.yaml` (the dataset's base name,
-    lower-case) with a section for :obj:`model`, searched in
-    :func:`config_dirs`. Returns the file (or :obj:`None`) and the paths
-    looked at."""
+    r"""The per-dataset configuration file :obj:`<dataset>.yaml` (the
+    dataset's base name, lower-case) with a section for :obj:`model`,
+    searched in :func:`config_dirs`. Returns the file (or :obj:`None`) and
+    the paths looked at."""
     model = get_model(model).cli_name
     name = os.path.basename(os.path.normpath(dataset)).lower()
     looked = []

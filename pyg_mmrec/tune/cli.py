@@ -28,8 +28,9 @@ def add_parser(sub) -> None:
                        description=DESCRIPTION)
     add_run_arguments(
         p, config_help='YAML settings under the search (as for train; '
-        "default: experiments/configs/<dataset>.yaml if it has the model; "
-        "'none': the defaults)")
+        "default: experiments/configs/<dataset>.yaml here, else the "
+        "package's pyg_mmrec/config/datasets/<dataset>.yaml, if it has the "
+        "model; 'none': the defaults)")
     p.add_argument('--space', default=None,
                    help="search space YAML (ours, or MMRec's "
                    "hyper_parameters grid; default: the model's shipped "
