@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PIP    := $(PY) -m pip install --disable-pip-version-check
 
-.PHONY: setup run test test-fast lint bench clean
+.PHONY: setup run test test-fast lint bench docs clean
 
 setup: $(STAMP)
 
@@ -24,17 +24,22 @@ run: $(STAMP)
 	$(PY) -m pyg_mmrec demo
 
 test: $(STAMP)
-	$(PY) -m ruff check pyg_mmrec tests experiments
+	$(PY) -m ruff check pyg_mmrec tests experiments examples docs
 	$(PY) -m pytest -q tests
 
 lint: $(STAMP)
-	$(PY) -m ruff check pyg_mmrec tests experiments
+	$(PY) -m ruff check pyg_mmrec tests experiments examples docs
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)
 	$(PY) experiments/bench.py
+
+# The documentation site (warning-free: -W -n); the docs extra on first use.
+docs: $(STAMP)
+	$(PY) -c "import sphinx, furo" 2>/dev/null || $(PIP) --no-build-isolation -e ".[docs]"
+	$(PY) -m sphinx -W --keep-going -n -j 1 -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -117,7 +117,7 @@ def load_run_model(run_dir: str, data_root: Optional[str] = None,
     (model name, dataset, seed, model settings) and loads its checkpoint
     (see :func:`checkpoint_path`), in evaluation mode. Returns the model,
     the dataset and the run's configuration (see
-    :func:`~pyg_mmrec.experiment.run_config`).
+    ``pyg_mmrec.experiment.run_config``).
 
     Args:
         run_dir (str): The run directory.

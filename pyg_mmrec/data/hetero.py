@@ -30,7 +30,7 @@ USER, ITEM = 'user', 'item'
 INTERACTS = (USER, 'interacts', ITEM)
 REV_INTERACTS = (ITEM, 'rev_interacts', USER)
 SPLITS = ('train', 'val', 'test')
-#: Canonical modality order: models that weight modalities index them so.
+#: Canonical modality order (models that weight modalities index them so).
 MODALITY_ORDER = ('image', 'text', 'audio')
 #: Unused ids tolerated below the id space's end (see
 #: :func:`check_contiguous_ids`), beyond as many as are used.
@@ -57,10 +57,10 @@ def build_hetero_data(
     r"""Validates interactions and features and builds the dataset's
     :class:`HeteroData`, edges sorted by user then item.
 
-    Ids must be (close to) contiguous (see :func:`check_contiguous_ids`;
+    Ids must be (close to) contiguous (see :obj:`check_contiguous_ids`;
     item ids are not checked when :obj:`features` are given, whose rows
     define the items). The validation and test interactions of users without
-    a training interaction are dropped (see :func:`drop_cold_users`); the
+    a training interaction are dropped (see :obj:`drop_cold_users`); the
     numbers dropped are stored as :obj:`data.dropped_cold_users` and
     :obj:`data.dropped_cold_interactions`.
 

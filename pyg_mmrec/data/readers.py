@@ -288,7 +288,7 @@ def read_mmrec(folder: str, name: Optional[str] = None) -> HeteroData:
 def read_diffmm(folder: str, name: Optional[str] = None) -> HeteroData:
     r"""Reads a dataset in DiffMM's layout.
 
-    Entries :obj:`!= 0` of the three :obj:`[num_users, num_items]` matrices
+    Entries :math:`\neq 0` of the three :obj:`[num_users, num_items]` matrices
     are interactions. Pickles are read with
     :class:`~pyg_mmrec.data.SparseMatrixUnpickler`, which refuses anything
     but sparse matrices.

@@ -57,7 +57,7 @@ def open_binary(path: str) -> BinaryIO:
 
 
 def open_text(path: str, encoding: str = 'utf-8') -> io.TextIOBase:
-    r"""Opens :obj:`path` (gzipped or not, see :func:`open_binary`) as a
+    r"""Opens :obj:`path` (gzipped or not, see :obj:`open_binary`) as a
     strictly decoded text stream: undecodable bytes raise
     :class:`UnicodeDecodeError` rather than being replaced. Prefer
     :func:`numbered_lines`, whose errors name the file and line."""

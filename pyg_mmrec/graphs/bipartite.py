@@ -127,8 +127,9 @@ def bipartite_adjacency(
       \mathbf{D}^{-1/2}`: LightGCN, FREEDOM/FMCNS, REARM (FREEDOM adds
       :obj:`eps=1e-7` to the degrees);
     * :obj:`"sym"` with :obj:`self_loops=True`: the GCN normalisation of
-      DiffMM, MDMNS and GenRec (equal to :func:`torch_geometric.nn.conv.\
-gcn_norm` with :obj:`add_self_loops=True`);
+      DiffMM, MDMNS and GenRec (equal to
+      :func:`~torch_geometric.nn.conv.gcn_conv.gcn_norm` with
+      :obj:`add_self_loops=True`);
     * :obj:`"asym"` with :obj:`exponents=(a, b)` and :obj:`self_loops=True`:
       MCLN (e.g. :obj:`(-0.5, -0.4)` for Art and Beauty);
     * :obj:`"row"` (:math:`a=-1, b=0`, rows sum to one) and :obj:`"none"`

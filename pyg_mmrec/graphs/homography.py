@@ -28,7 +28,7 @@ def cooccurrence_topk(graph: PairIndex, side: str, k: int,
     :obj:`(edge_index, count)` of :func:`topk_entries_per_row` of
     :func:`cooccurrence_graph` (rows in order, counts decreasing, ties
     towards the lower id; :obj:`float64` counts), or with :obj:`cap` of
-    :func:`~pyg_mmrec.graphs.cooccurrence.capped_cooccurrence_topk` (by
+    :obj:`capped_cooccurrence_topk` (by
     blocks of rows, never every co-occurring pair).
 
     Args:
@@ -129,12 +129,11 @@ def cooccurrence_topk_graph(graph: PairIndex, side: str, k: int,
 
     With :obj:`cap`, the co-neighbours are counted by blocks of rows,
     each node meeting at most :obj:`cap` others through each node of the
-    other side (:func:`~pyg_mmrec.graphs.cooccurrence.\
-capped_cooccurrence_topk`: a seeded sample of a more popular one's, drawn
-    from :obj:`generator` before the padding draws, and only when some
-    node exceeds the cap): the graph is then exact when the cap is not
-    binding, and its build never holds all :math:`\sum_i d_i^2`
-    co-occurring pairs of a power-law graph.
+    other side (:obj:`capped_cooccurrence_topk`: a seeded sample of a
+    more popular one's, drawn from :obj:`generator` before the padding
+    draws, and only when some node exceeds the cap): the graph is then
+    exact when the cap is not binding, and its build never holds all
+    :math:`\sum_i d_i^2` co-occurring pairs of a power-law graph.
 
     Args:
         graph (PairIndex): The training graph

@@ -62,7 +62,7 @@ class DistinctUserNeighborSource(NeighborSource):
     negatives, as in :class:`~pyg_mmrec.loader.NeighborSource`), over the
     training graph only. The batch's negatives and intervention items join
     the subgraph with their training edges to its users
-    (:class:`JoinDistinctUserItems`); :obj:`BPRBatch.intervention` carries
+    (:obj:`JoinDistinctUserItems`); :obj:`BPRBatch.intervention` carries
     the intervention items.
 
     :obj:`negatives`: :obj:`"uniform"` keeps

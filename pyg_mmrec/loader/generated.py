@@ -38,7 +38,7 @@ class UserItemEntries:
     :obj:`[U + I, U + I]` (users first, item :math:`i` is node
     :math:`U + i`, e.g. a generated graph of
     :func:`~pyg_mmrec.graphs.generated_adjacency`) as the PyG edges of
-    :func:`entry_edge_types`, each with its position among :obj:`adj`'s
+    :obj:`entry_edge_types`, each with its position among :obj:`adj`'s
     stored values. Other entries (the diagonal, user-user or item-item
     ones) are not sampled: a model adds the diagonal of every sampled node
     itself."""
@@ -53,8 +53,9 @@ class UserItemEntries:
         row = torch.arange(adj.size(0)).repeat_interleave(
             self.crow[1:] - self.crow[:-1])
         is_user_row = row < num_users
-        #: The positions of the entries of the user rows (columns: items)
-        #: and of the item rows (columns: users), in stored order.
+        #: The positions of the entries of the user rows (whose columns are
+        #: items) and of the item rows (whose columns are users), in stored
+        #: order.
         self.user_rows = (is_user_row & (self.col >= num_users)).nonzero(
             ).view(-1)
         self.item_rows = (~is_user_row & (self.col < num_users)).nonzero(
@@ -154,7 +155,7 @@ class GeneratedGraphNeighborSource(NeighborSource):
     batches): :obj:`epoch_graphs()` returns each graph by name, a square
     CSR matrix :obj:`[U + I, U + I]`, when an epoch's batches start, and
     its user rows and item rows become the edge types
-    :func:`entry_edge_types` of that epoch's sampled graph.
+    :obj:`entry_edge_types` of that epoch's sampled graph.
 
     **Hops**: the fan-out list :obj:`num_neighbors` gives the number of
     hops :math:`H` and, per hop, the neighbours each node samples of every

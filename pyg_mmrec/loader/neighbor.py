@@ -238,7 +238,7 @@ class NeighborSource:
         graph (PairIndex): The training graph.
         batch_size (int): Triples per batch.
         num_neighbors (str or list): Neighbours per hop, *e.g.*
-            :obj:`"10,10"` (see :func:`parse_num_neighbors`).
+            :obj:`"10,10"` (see :obj:`parse_num_neighbors`).
         negatives (str or callable, optional): See above.
             (default: :obj:`"uniform"`)
         shard (tuple, optional): :obj:`(rank, world_size)`.
@@ -250,8 +250,9 @@ class NeighborSource:
             :obj:`[2, E']` (global ids, training pairs) whose
             neighbourhoods this epoch samples, or :obj:`None` for the
             training graph; called once per epoch when its batches start
-            (after the model's :meth:`on_epoch_start`), *e.g.* the edges
-            FREEDOM's pruning kept. The positives stay every training
+            (after the model's
+            :meth:`~pyg_mmrec.models.Recommender.on_epoch_start`), *e.g.*
+            the edges FREEDOM's pruning kept. The positives stay every training
             pair. (default: :obj:`None`)
     """
     def __init__(self, graph: PairIndex, batch_size: int,

@@ -209,7 +209,7 @@ class Recommender(torch.nn.Module):
     supports_subgraph: bool = False
     #: The CLI name (set by :func:`~pyg_mmrec.models.register_model`).
     cli_name: str = ''
-    #: The interactions the trainer's negatives avoid: :obj:`"train"` (the
+    #: The interactions the trainer's negatives avoid, :obj:`"train"` (the
     #: honest rule) or :obj:`"all"` (also validation and test items: only
     #: to reproduce an original that leaks them this way).
     negative_exclusion: str = 'train'

@@ -38,7 +38,7 @@ class BM3(Recommender):
     representations under dropout :math:`\mathrm{Drop}_p` with the gradient
     stopped (:math:`\mathrm{sg}`). On a batch of (user, positive) pairs,
     with :math:`C(\mathbf{a}, \mathbf{b}) = 1 - \overline{\cos}`
-    (:func:`cosine_loss`) and the projected features
+    (:obj:`cosine_loss`) and the projected features
     :math:`\mathbf{f}_{m,i} = \mathbf{W}_m \mathbf{x}_{m,i} + \mathbf{b}_m`:
 
     .. math::

@@ -47,15 +47,15 @@ class DiffMMCore(torch.nn.Module):
     :class:`~pyg_mmrec.models.GenRec`):
 
     * **The training graph** in the forms the models read (buffers outside
-      the state dict, from the training interactions only): :attr:`adj`,
+      the state dict, from the training interactions only): :obj:`adj`,
       the self-looped GCN-normalised :math:`(U + I) \times (U + I)` graph
-      :math:`\hat{\mathbf{A}}`; :attr:`interactions`, the binary
+      :math:`\hat{\mathbf{A}}`; :obj:`interactions`, the binary
       :math:`U \times I` rows the denoisers reconstruct; and the blocks of
       :math:`\hat{\mathbf{A}} = [[\mathbf{S}_u, \mathbf{R}],
-      [\mathbf{R}^{\top}, \mathbf{S}_i]]`: :attr:`norm_interactions`
+      [\mathbf{R}^{\top}, \mathbf{S}_i]]`: :obj:`norm_interactions`
       :math:`\mathbf{R} = \mathbf{R}_{01} / \sqrt{(d_u + 1)(d_i + 1)}`
-      (and :attr:`norm_interactions_t`) and the self-loop weights
-      :attr:`loop_user`, :attr:`loop_item` :math:`1 / (d + 1)` :obj:`[*, 1]`.
+      (and :obj:`norm_interactions_t`) and the self-loop weights
+      :obj:`loop_user`, :obj:`loop_item` :math:`1 / (d + 1)` :obj:`[*, 1]`.
     * **The generated graphs** :math:`\mathbf{G}_k`, one per key (MDMNS:
       one per modality; GenRec-V1: one). Each user's :obj:`rebuild_k`
       generated items are a buffer :obj:`generated_<key>` :obj:`[U, k]`
@@ -252,7 +252,7 @@ class DiffMMCore(torch.nn.Module):
     def adj_blocks(self, x_user: Tensor, x_item: Tensor) -> Dict[str, Tensor]:
         r"""The four block products of :math:`\hat{\mathbf{A}}
         [\mathbf{X}_u; \mathbf{X}_i]` (see
-        :meth:`~pyg_mmrec.models.diffmm_subgraph.GraphBlocks.adj_blocks`; the
+        :obj:`GraphBlocks.adj_blocks`; the
         user rows are :obj:`"uu" + "ui"`)."""
         return self.blocks().adj_blocks(x_user, x_item)
 
@@ -272,7 +272,7 @@ class DiffMMCore(torch.nn.Module):
         their block on :obj:`subgraph`'s nodes: its sampled entries of the
         graph (:obj:`graph_entries[key]`), else every entry between its
         nodes, with the full graph's values (see
-        :func:`~pyg_mmrec.models.diffmm_subgraph.generated_block`)."""
+        :obj:`generated_block`)."""
         adj, adj_t = self.graph(key)
         if subgraph is None:
             return adj, adj_t
@@ -323,7 +323,7 @@ class DiffMMCore(torch.nn.Module):
         [\mathbf{E}_u; \mathrm{norm}(\mathbf{F}_m)], \hat{\mathbf{A}})`
         of every modality :math:`m` of :obj:`features` (the keys), as
         :obj:`(user, item)` rows; :obj:`encoder` is called with the rows and
-        :attr:`adj` (e.g. a :class:`~pyg_mmrec.nn.LightGCNEncoder`). On a
+        :obj:`adj` (e.g. a :class:`~pyg_mmrec.nn.LightGCNEncoder`). On a
         :obj:`subgraph` (:obj:`user_emb` and :obj:`features` of its nodes),
         with its :meth:`blocks` and :meth:`generated` graphs."""
         blocks, out = self.blocks(subgraph), {}

@@ -5,7 +5,7 @@ graph's forms and the generated graphs restricted to a
 weights, and the members' shared mini-batch parts (their neighbour source,
 node embeddings and regulariser).
 
-**What is sampled** (:meth:`SubgraphParts.neighbor_source`,
+**What is sampled** (:obj:`SubgraphParts.neighbor_source`,
 :class:`~pyg_mmrec.loader.GeneratedGraphNeighborSource`): the training
 interactions and every generated graph :math:`\mathbf{G}_k` as edge types
 of one heterogeneous graph, read when an epoch's batches start (the
@@ -17,11 +17,11 @@ training neighbours and entries of its row of each :math:`\mathbf{G}_k`
 is at least that; an item's row holds the users that generated it).
 
 **Weights**: the training graph's entries on the subgraph are those of the
-full :math:`\hat{\mathbf{A}}` (:func:`subgraph_blocks`: the global degrees
+full :math:`\hat{\mathbf{A}}` (:obj:`subgraph_blocks`: the global degrees
 of its nodes, as :func:`~pyg_mmrec.graphs.subgraph_adjacency`), and a
 sampled entry of :math:`\mathbf{G}_k` takes its value from the stored
 entries of the full graph by its position, with every node's diagonal
-entry (:func:`generated_block`; dropped entries stay dropped). A subgraph
+entry (:obj:`generated_block`; dropped entries stay dropped). A subgraph
 without sampled entries (e.g. :meth:`~pyg_mmrec.loader.Subgraph.induced`)
 reads every entry of :math:`\mathbf{G}_k` between its nodes. A subgraph
 holding the whole graph therefore propagates exactly as the full graph,

@@ -106,7 +106,7 @@ class DRAGON(Recommender):
             :obj:`10`)
         modality_weights (Mapping[str, float], optional): Weight of each
             modality's item graph. (default:
-            :func:`~pyg_mmrec.models.freedom.default_modality_weights`)
+            :obj:`default_modality_weights` of FREEDOM)
         user_k (int): Slots per user in :math:`\mathbf{G}`. (default:
             :obj:`40`)
         reg_weight (float): :math:`\lambda`. (default: :obj:`1e-3`)

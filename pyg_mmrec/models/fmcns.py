@@ -255,7 +255,8 @@ class FMCNS(FREEDOM):
 
     def propagate_subgraph(self, item_input: Tensor,
                            subgraph: Subgraph) -> Tuple[Tensor, Tensor]:
-        r"""LightGCN over :obj:`subgraph` (:meth:`subgraph_adjacency`: the
+        r"""LightGCN over :obj:`subgraph`
+        (:meth:`~pyg_mmrec.models.FREEDOM.subgraph_adjacency`: the
         global degrees of the graph the full-graph path propagates on) from
         its users' ID embeddings and :obj:`item_input` :obj:`[S, d]` of its
         items."""
@@ -267,7 +268,7 @@ class FMCNS(FREEDOM):
                ) -> Tuple[Tensor, Tensor]:
         r"""Embeddings with the generated item embeddings mixed into every
         item's input (evaluation); in training mode, without the generator
-        (:meth:`forward` mixes the batch's flow predictions instead). On a
+        (:obj:`forward` mixes the batch's flow predictions instead). On a
         :obj:`subgraph`, the same for its users and items: the item input
         is the item-graph embedding of its items (and their rows of the
         generated embeddings in evaluation)."""
@@ -357,8 +358,9 @@ class FMCNS(FREEDOM):
         input :obj:`item_input` and the item-graph embeddings :obj:`h`
         (:obj:`[I, d]` each).
 
-        The causal pool (:meth:`~pyg_mmrec.nn.CausalNegativeSampler.
-        pool_positions` of all items) is drawn first, so that LightGCN runs
+        The causal pool
+        (:meth:`~pyg_mmrec.nn.CausalNegativeSampler.pool_positions` of all
+        items) is drawn first, so that LightGCN runs
         on the receptive field of the rows the batch reads only
         (:meth:`~pyg_mmrec.models.FREEDOM.propagate_rows`: users,
         positives, negatives, pool), and ranked as by

@@ -61,7 +61,7 @@ class FREEDOM(Recommender):
     features.
 
     Differences from the original (MMRec): all modalities present are used
-    (not only image and text; see :func:`default_modality_weights`); the raw
+    (not only image and text; see :obj:`default_modality_weights`); the raw
     feature tables are frozen (the original keeps them trainable although
     they only enter through the :obj:`reg_weight` terms), which saves the
     Adam state of a :obj:`[I, 4096]` table; edge pruning draws with the
@@ -85,7 +85,7 @@ class FREEDOM(Recommender):
         knn_k (int): Neighbours per item in the modality graphs (the item
             itself included). (default: :obj:`10`)
         modality_weights (Mapping[str, float], optional): Weight of each
-            modality graph. (default: :func:`default_modality_weights`)
+            modality graph. (default: :obj:`default_modality_weights`)
         num_mm_layers (int): Hops on the item-item graph. (default: :obj:`1`)
         num_ui_layers (int): LightGCN layers. (default: :obj:`2`)
         dropout (float): Share of training edges pruned each epoch.

@@ -146,7 +146,7 @@ class GenRec(GenerationParts, SubgraphParts, Recommender):
     epoch's batches start), and the propagation above on the subgraph's
     nodes with the full graphs' weights. It is one hop of
     :math:`\hat{\mathbf{A}}` and :math:`\mathbf{G}`
-    (:attr:`subgraph_hops` is 1) plus the item kNN hop, which reads the
+    (:obj:`subgraph_hops` is 1) plus the item kNN hop, which reads the
     whole rows of :math:`\mathbf{S}_m` of the subgraph's items (their
     neighbours' features and embeddings join: exact). Local to the
     subgraph: the regulariser (its rows of the ID tables, not every row)

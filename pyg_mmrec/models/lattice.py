@@ -59,7 +59,7 @@ class LATTICE(Recommender):
 
     **No** :math:`I \times I` **tensor**: the neighbour pairs of
     :math:`\mathbf{K}_m` are selected without gradient by a chunked
-    top-:math:`k` (:func:`~pyg_mmrec.nn.latent_graph.topk_pairs`) and the
+    top-:math:`k` (:obj:`topk_pairs`) and the
     similarity values recomputed with gradient on those pairs only
     (:mod:`pyg_mmrec.nn.latent_graph`): the values and gradients of the
     dense construction at :math:`O(I k)` memory. The pairs are stored in

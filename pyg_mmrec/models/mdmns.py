@@ -35,15 +35,16 @@ class MDMNS(DiffusionParts, SubgraphParts, Recommender):
     <https://github.com/HuXianshengNXU/MDMNS-main>`_), a DiffMM derivative.
 
     **Diffusion.** A :class:`~pyg_mmrec.nn.ModalityDiffusion`
-    (:attr:`diffusion`): one denoiser per modality :math:`m` reconstructs
+    (:obj:`diffusion`): one denoiser per modality :math:`m` reconstructs
     users' interaction rows, guided by the other modalities' features, and
     generates a user-item graph :math:`\mathbf{G}_m` per modality from each
     user's top :obj:`rebuild_k` denoised items. The denoisers train in the
-    :obj:`"diffusion"` :class:`~pyg_mmrec.models.Stage` (:meth:`stages`):
+    :obj:`"diffusion"` :class:`~pyg_mmrec.models.Stage`
+    (:meth:`~pyg_mmrec.models.Recommender.stages`):
     one pass over all user rows before the recommender's batches in every
     epoch, after which the graphs are regenerated. The training graph, the
     generated graphs, the stage and the regulariser are the DiffMM
-    family's :class:`~pyg_mmrec.models.DiffMMCore` (:attr:`core`).
+    family's :class:`~pyg_mmrec.models.DiffMMCore` (:obj:`core`).
 
     **Recommender.** With :math:`\mathbf{A}` the self-looped GCN-normalised
     training graph, :math:`\bar{\mathbf{F}}_m` the L2-normalised projected
@@ -65,7 +66,7 @@ class MDMNS(DiffusionParts, SubgraphParts, Recommender):
     contrast of the generated-graph modality views; 1 is the multi-level
     loss: InfoNCE between the fused and every modality branch, plus InfoNCE
     of every modality's item embeddings against noisy copies of themselves
-    at the noise levels :func:`~pyg_mmrec.nn.contrastive.mdmns_noise_levels`
+    at the noise levels :func:`~pyg_mmrec.nn.mdmns_noise_levels`
     (the "multi-level negatives"). Scores sum the dot products of all
     branches.
 
@@ -286,7 +287,7 @@ class MDMNS(DiffusionParts, SubgraphParts, Recommender):
                  ) -> Dict[str, Tuple[Tensor, Tensor]]:
         r"""The :obj:`(user, item)` embeddings of the fused branch
         (:obj:`"fused"`) and of every modality branch, from the projected
-        features :obj:`feats` (computed by :attr:`features` if not
+        features :obj:`feats` (computed by :obj:`features` if not
         given), of every node or of :obj:`subgraph`'s."""
         e_u, e_i = self.node_embeddings(subgraph)
         e_id = torch.cat([e_u, e_i])

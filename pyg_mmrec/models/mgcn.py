@@ -140,7 +140,7 @@ class MGCN(Recommender):
                                    method=knn_method)
                   for m, x in feats.items()}
         graphs.update(self.extra_graphs(graphs))
-        #: The item-graph views: each modality, then any the subclass adds.
+        #: The item-graph views (each modality, then any the subclass adds).
         self.views: List[str] = list(graphs)
         for view, graph in graphs.items():
             self.register_buffer(f'graph_{view}', graph, persistent=False)

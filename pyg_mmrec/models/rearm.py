@@ -87,7 +87,8 @@ class REARM(SubgraphParts, Recommender):
     * Negatives exclude the user's training items only; the original
       excludes validation and test items too, which tells the model where
       the held-out positives are not. :obj:`faithful=True` does so
-      (:attr:`negative_exclusion` is :obj:`"all"`).
+      (:attr:`~pyg_mmrec.models.Recommender.negative_exclusion` is
+      :obj:`"all"`).
     * The meta-network is trained; the original detaches its output, so
       its first layer keeps its random initialisation. :obj:`faithful=True`
       detaches it.
@@ -116,10 +117,11 @@ class REARM(SubgraphParts, Recommender):
     unless :obj:`modalities` picks two (then image, if picked, is
     :math:`v`, else the first listed; the :obj:`*_image_weight` settings
     weight :math:`v`'s similarity graphs). The others are not used. See
-    :func:`~pyg_mmrec.models.rearm_parts.channel_modalities`.
+    :obj:`channel_modalities`.
 
     **Mini-batch training** (:obj:`sampler='neighbor'`,
-    :meth:`neighbor_source`): a heterogeneous neighbour sampler over the
+    :meth:`~pyg_mmrec.models.Recommender.neighbor_source`): a heterogeneous
+    neighbour sampler over the
     training interactions and the two homography graphs as edge types
     :obj:`(user, co, user)` and :obj:`(item, co, item)`
     (:class:`~pyg_mmrec.loader.RelationNeighborSource`; their fan-out per

@@ -82,7 +82,7 @@ class SMORE(MGCN):
     and their element-wise maximum for the fusion view,
     :func:`~pyg_mmrec.graphs.elementwise_max`, not re-normalised), then to
     the users (see :class:`MGCN`). The side view comes from
-    :class:`ModalityAwarePreference`; :math:`\mathbf{Z} = \mathbf{C} +
+    :obj:`ModalityAwarePreference`; :math:`\mathbf{Z} = \mathbf{C} +
     \mathbf{S}`; the loss is MGCN's.
 
     Differences from the reference code (``kennethorq/SMORE``, MMRec's

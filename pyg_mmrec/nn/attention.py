@@ -144,7 +144,7 @@ class CoordinateAttention(torch.nn.Module):
     The :math:`[N, d, d]` weights are never held at once: a fused autograd
     function computes them :obj:`chunk_size` nodes at a time, in the forward
     pass and again in the backward pass, with the gradients in closed form.
-    Nor are the dropout masks (:func:`dropout_keep_mask`) kept: the backward
+    Nor are the dropout masks (:obj:`dropout_keep_mask`) kept: the backward
     pass draws them again from a copy of the generator state the forward
     pass started from (at Clothing size, 360 MiB less for REARM's four
     blocks).

@@ -73,7 +73,8 @@ class ModalityFeatures(torch.nn.Module):
     from modality to value).
 
     The tables are buffers named :obj:`x_<modality>` outside the state dict
-    (the data rebuilds them; :meth:`to` moves them), never trained: the
+    (the data rebuilds them; :meth:`~torch.nn.Module.to` moves them),
+    never trained: the
     dataset's own tensors unless, once at construction, they are cast to
     :obj:`dtype`, shifted by :obj:`shift` (:math:`\mathbf{X}_m \leftarrow
     \mathbf{X}_m - w_m \lVert \mathbf{X}_m \rVert_*`, the nuclear norm

@@ -98,7 +98,8 @@ class CausalNegativeSampler(torch.nn.Module):
     all-item embedding table is read.
 
     The module has no parameters; its buffers (a copy of the training
-    pairs, their item-major order and the frequencies) follow :meth:`to`
+    pairs, their item-major order and the frequencies) follow
+    :meth:`~torch.nn.Module.to`
     and are not saved in a :obj:`state_dict`.
 
     Args:

@@ -152,7 +152,7 @@ def init_from_env(device: str = 'cpu') -> str:
 
     Raises:
         ValueError: If :obj:`device` is unusable here (see
-            :func:`check_device`).
+            :obj:`check_device`).
     """
     check_device(device)
     world = int(os.environ.get('WORLD_SIZE', '1'))

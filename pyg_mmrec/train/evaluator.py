@@ -54,9 +54,9 @@ class EvaluationProtocol:
     _device: torch.device = torch.device('cpu')
     metrics: Tuple[str, ...]
     ks: Tuple[int, ...]
-    #: The selection metric unless :meth:`select` names another.
+    #: The selection metric unless :obj:`select` names another.
     default_metric: str
-    #: The split the best epoch is selected on: :obj:`"val"` or
+    #: The split the best epoch is selected on, :obj:`"val"` or
     #: :obj:`"test"` (paper reproduction only).
     select_on: str = 'val'
     _metric: Optional[str] = None
@@ -96,7 +96,7 @@ class EvaluationProtocol:
         return self._device
 
     def to(self, device: Union[str, torch.device]) -> 'EvaluationProtocol':
-        r"""Moves the prepared tensors to :obj:`device`. :meth:`evaluate`
+        r"""Moves the prepared tensors to :obj:`device`. :obj:`evaluate`
         also moves them to the device of the scores it receives."""
         device = torch.device(device)
         if device != self._device:
@@ -110,7 +110,7 @@ class EvaluationProtocol:
 
     @property
     def metric_names(self) -> List[str]:
-        r"""The keys returned by :meth:`evaluate`, *e.g.*,
+        r"""The keys returned by :obj:`evaluate`, *e.g.*,
         :obj:`"recall@20"`."""
         return [f'{m}@{k}' for m in self.metrics for k in self.ks]
 
@@ -310,7 +310,7 @@ class Evaluator(EvaluationProtocol):
             k (int, optional): List length, clamped to the number of items.
                 (default: :obj:`max(ks)`)
             test_mask (str, optional): The test masking rule, one of
-                :attr:`test_masks`. (default: the first)
+                :obj:`test_masks`. (default: the first)
 
         Returns:
             The users :obj:`[N]` and their ranked items :obj:`[N, k]`
@@ -332,13 +332,13 @@ class Evaluator(EvaluationProtocol):
         r"""Evaluates :obj:`score_fn` on :obj:`split`.
 
         Args:
-            score_fn (callable): Maps users :obj:`[B]` (on :attr:`device`) to
+            score_fn (callable): Maps users :obj:`[B]` (on :obj:`device`) to
                 scores :obj:`[B, num_items]`, *e.g.*, a model's :obj:`score`.
                 If it is a method of a :class:`torch.nn.Module`, the
                 evaluator first moves to the module's device.
             split (str): :obj:`"val"` or :obj:`"test"`. (default: :obj:`"val"`)
             test_mask (str, optional): The test masking rule, one of
-                :attr:`test_masks`. (default: the first)
+                :obj:`test_masks`. (default: the first)
 
         Returns:
             A dictionary mapping :obj:`"<metric>@<k>"` (*e.g.*,
@@ -371,7 +371,7 @@ class Evaluator(EvaluationProtocol):
             item_emb (torch.Tensor): Item embeddings :obj:`[num_items, d]`.
             split (str): :obj:`"val"` or :obj:`"test"`. (default: :obj:`"val"`)
             test_mask (str, optional): The test masking rule. (default: the
-                first of :attr:`test_masks`)
+                first of :obj:`test_masks`)
         """
         self.to(user_emb.device)
         dtype = torch.result_type(user_emb, item_emb)

@@ -13,8 +13,9 @@ For a user with :math:`P` relevant items and ranked list
 
 If the ranked list is shorter than :math:`K` (fewer items than :math:`K`),
 :math:`K` is clamped to the list length :math:`L`. This only changes
-Precision@K, which then divides by :math:`L` (:class:`torch_geometric.metrics.
-LinkPredPrecision` divides by :math:`K`); the other metrics agree with
+Precision@K, which then divides by :math:`L`
+(:class:`torch_geometric.metrics.LinkPredPrecision` divides by :math:`K`); the
+other metrics agree with
 :obj:`torch_geometric.metrics.LinkPred*` for every :math:`K`. Users without
 relevant items (:math:`P = 0`) get :obj:`0` for every metric and must be left
 out of the average.

@@ -27,7 +27,8 @@ class DiskOffload:
     optimisers keep their references; the tensors are empty meanwhile);
     :meth:`restore` reads the values back, bit for bit, onto the tensors'
     devices. The file is removed with this object. Restore before
-    replacing any of the tensors (e.g. by :meth:`load_state_dict`).
+    replacing any of the tensors (e.g. by
+    :meth:`~torch.nn.Module.load_state_dict`).
 
     Args:
         modules (Iterable[torch.nn.Module]): The modules.

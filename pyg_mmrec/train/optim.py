@@ -77,8 +77,9 @@ def decay_learning_rate(optimizer: torch.optim.Optimizer, lr: float,
         \eta_e = \eta \, \gamma^{(e - 1) / s}
 
     for :obj:`lr_decay` :math:`= (\gamma, s)`, MMRec's
-    :obj:`learning_rate_scheduler` (a :class:`~torch.optim.lr_scheduler.
-    LambdaLR` stepped once per epoch; LATTICE, MGCN and SMORE use
+    :obj:`learning_rate_scheduler` (a
+    :class:`~torch.optim.lr_scheduler.LambdaLR` stepped once per epoch;
+    LATTICE, MGCN and SMORE use
     :obj:`[0.96, 50]`). A function of the epoch alone, so a resumed run
     follows the same schedule. Nothing for :obj:`None`."""
     if lr_decay is None:

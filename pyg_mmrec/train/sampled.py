@@ -183,7 +183,7 @@ class SampledEvaluator(EvaluationProtocol):
 
         Args:
             score_fn (callable): Maps users :obj:`[B]` and their candidates
-                :obj:`[B, 1 + N]` (on :attr:`device`) to scores
+                :obj:`[B, 1 + N]` (on :obj:`device`) to scores
                 :obj:`[B, 1 + N]`, *e.g.*, a model's :obj:`score`. If it is a
                 method of a :class:`torch.nn.Module`, the evaluator first
                 moves to the module's device.

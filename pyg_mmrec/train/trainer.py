@@ -72,7 +72,7 @@ class Trainer(EpochRunner):
     gradients); a stage's blocks are sharded the same way, its gradients
     averaged by the trainer, its random draws taken from a stream of each
     process's own and what it leaves in the model's state broadcast from
-    rank 0 (:class:`~pyg_mmrec.train.epoch.EpochRunner`); the evaluation is
+    rank 0 (:obj:`EpochRunner`); the evaluation is
     sharded over users, and only the main process writes checkpoints and
     results. The model trains on the device it is on.
 
@@ -256,7 +256,7 @@ class Trainer(EpochRunner):
         afterwards): some CPU kernels (e.g. accumulating index writes) are
         otherwise not reproducible from run to run with several threads.
         Offloaded stages are back in memory when it returns. The main
-        process holds :obj:`checkpoint_dir`'s :class:`RunLock` (a second run
+        process holds :obj:`checkpoint_dir`'s :obj:`RunLock` (a second run
         on the folder is refused) and first removes the temporary files of
         an interrupted write.
 

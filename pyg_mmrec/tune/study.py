@@ -286,10 +286,10 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
               device: str = 'cpu', keep_checkpoints: bool = False,
               fail_running: bool = False,
               tensorboard: Optional[str] = None) -> Dict[str, Any]:
-    r"""Searches :obj:`space` on :obj:`data` (see :func:`search`; the same
+    r"""Searches :obj:`space` on :obj:`data` (see :obj:`search`; the same
     folder, storage and study name continue a study), then, once every
     trial of the budget has ended, re-trains the best settings
-    (:func:`final_runs`). Returns a summary: trials run here, the study's
+    (:obj:`final_runs`). Returns a summary: trials run here, the study's
     counts, and :obj:`final.json`'s content when the final runs are done.
 
     Args:
@@ -303,17 +303,17 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
             file), under the space's own (:obj:`space.fixed`, with the
             command line's: :meth:`~pyg_mmrec.tune.SearchSpace.fix`).
         storage (str, optional): Optuna storage URL (see
-            :func:`open_storage`).
+            :obj:`open_storage`).
         study_name (str, optional): Default :obj:`"<model>-<dataset>"`.
         pruner (str or optuna.pruners.BasePruner): See
-            :func:`build_pruner`. (default: :obj:`"median"`)
+            :obj:`build_pruner`. (default: :obj:`"median"`)
         final_seeds (int): Seeds of the final runs (:obj:`0`: none).
         seed (int): Seed of the trials and of the sampler.
         device (str): Device.
         keep_checkpoints (bool): Keep each trial's :obj:`best.pt` and
             :obj:`last.pt`. (default: :obj:`False`)
         fail_running (bool): First mark every running trial failed (see
-            :func:`fail_interrupted_trials`). (default: :obj:`False`)
+            :obj:`fail_interrupted_trials`). (default: :obj:`False`)
         tensorboard (str, optional): Write each run's TensorBoard scalars
             under this folder (:obj:`trial-NNNN`, :obj:`final-seedK`).
     """

@@ -175,7 +175,7 @@ def image_features(raw_item_ids: Sequence[str], folder: str,
         raw_item_ids (Sequence[str]): Raw item ids, in new item-id order.
         folder (str): The image folder.
         backbone (str): torchvision model name, or :obj:`"export"` (see
-            :func:`image_backbone`). (default: :obj:`"resnet50"`)
+            :obj:`image_backbone`). (default: :obj:`"resnet50"`)
         weights (str): The backbone's state dict file, or the exported
             program (required: nothing is downloaded).
         batch_size (int): Images per forward pass. (default: :obj:`64`)

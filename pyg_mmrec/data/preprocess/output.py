@@ -14,7 +14,7 @@ To never delete anything that preprocessing did not write, an existing
 output folder is only replaced when it holds nothing but files that
 preprocessing writes (``*.inter``, the id maps, ``stats.json``,
 ``*_feat.npy``) and none of the inputs; an existing *file* is refused. Both
-checks run before any input is read (:func:`check_output_dir`).
+checks run before any input is read (:obj:`check_output_dir`).
 """
 import os
 import os.path as osp

@@ -46,8 +46,8 @@ from .split import split_interactions
 log = logging.getLogger(__name__)
 INTER_HEADER = ('userID', 'itemID', 'rating', 'timestamp', 'x_label')
 _WRITE_CHUNK = 50_000
-#: MMRec's id maps in a dataset folder: raw id, then the id the dataset
-#: uses, tab-separated.
+#: MMRec's id maps in a dataset folder (raw id, then the id the dataset
+#: uses, tab-separated).
 ID_MAPS = {'user': 'u_id_mapping.csv', 'item': 'i_id_mapping.csv'}
 
 
@@ -194,7 +194,7 @@ def preprocess(
         name (str, optional): Dataset name (``<name>.inter``). Defaults to
             the output folder's name.
         meta (str, optional): Item metadata for text features (see
-            :func:`item_texts`).
+            :obj:`item_texts`).
         min_rating (float): Keep interactions with rating
             :math:`\geq` this. (default: :obj:`0`, all)
         user_core, item_core (int): k-core thresholds. (default: :obj:`5`)

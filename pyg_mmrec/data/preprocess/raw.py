@@ -37,7 +37,7 @@ def numbered_lines(path: str, encoding: str = 'utf-8',
                    progress: bool = False) -> Iterator[Tuple[int, str]]:
     r"""Streams :obj:`(line number, line)` of a text file (gzipped or not),
     with a progress bar of lines read. Decoding is strict (see
-    :func:`pyg_mmrec.data.textio.numbered_lines`): a line that is not valid
+    ``pyg_mmrec.data.textio.numbered_lines``): a line that is not valid
     in :obj:`encoding` stops the read with a
     :class:`~pyg_mmrec.data.DataFormatError` naming the file and the line
     (never silently replaced characters, which would corrupt ids); so does
