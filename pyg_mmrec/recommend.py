@@ -1,9 +1,12 @@
 r"""Top-:math:`K` recommendations from a finished run: the model rebuilt
 from the run's :obj:`results.json` configuration with the weights of its
 :obj:`best.pt` (or :obj:`last.pt`), every user's items ranked in batches,
-the user's training items masked on request, and the ids mapped back to
-the dataset's original ones when its folder has MMRec's
-:obj:`u_id_mapping.csv` / :obj:`i_id_mapping.csv`.
+a user's known items masked (its training items by default, every
+interaction of every split with :obj:`exclude="known"`), users given by
+their original ids through the id maps that :mod:`preprocess
+<pyg_mmrec.data.preprocess>` writes (MMRec's :obj:`u_id_mapping.csv` /
+:obj:`i_id_mapping.csv`), and the items' original ids and titles
+(:obj:`item_meta.csv`) in the output when the dataset folder has them.
 
 Example:
     >>> recs = recommend('runs/lightgcn-baby-seed0', users=[3, 17], k=10)
@@ -11,10 +14,12 @@ Example:
     >>> recs.records()[0]  # {'user': 3, 'rank': 1, 'item': ..., 'score': ...}
     >>> write_recommendations(recs, 'recs.csv')
 
-From the command line::
+From the command line (every user streamed to the file in batches)::
 
-    python -m pyg_mmrec recommend --run runs/lightgcn-baby-seed0 \
-        --users 3,17 --k 10 --exclude-seen --output recs.csv
+    python -m pyg_mmrec recommend --run runs/lightgcn-ml-seed0 \
+        --raw-users 196,186 --k 10 --exclude known
+    python -m pyg_mmrec recommend --run runs/lightgcn-ml-seed0 \
+        --all-users --output recs.csv
 """
 import csv
 import io
@@ -23,7 +28,17 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import torch
 from torch import Tensor
@@ -31,12 +46,21 @@ from torch_geometric.data import HeteroData
 
 from .data import load_dataset
 from .data.dataset import dataset_folder
-from .data.preprocess import ID_MAPS, read_id_mapping
+from .data.preprocess import (
+    ID_MAPS,
+    ITEM_META,
+    read_id_mapping,
+    read_item_meta,
+)
 from .experiment import read_results, run_config
-from .graphs import PairIndex, train_graph
+from .graphs import PairIndex, interaction_graph, train_graph
 from .graphs.sparse import expand_runs
 from .models import Recommender, get_model
 from .train.checkpoint import load_checkpoint, seed_everything
+
+#: The choices of what a user's recommendations leave out (its training
+#: items, every item it interacted with in any split, or nothing).
+EXCLUDES = ('train', 'known', 'none')
 
 log = logging.getLogger('pyg_mmrec')
 
@@ -52,12 +76,22 @@ class Recommendations:
             (:obj:`-inf` in empty slots).
         raw_user_ids (dict, optional): Dataset user id -> original id.
         raw_item_ids (dict, optional): Dataset item id -> original id.
+        item_titles (dict, optional): Dataset item id -> its title.
     """
     users: Tensor
     items: Tensor
     scores: Tensor
     raw_user_ids: Optional[Dict[int, str]] = None
     raw_item_ids: Optional[Dict[int, str]] = None
+    item_titles: Optional[Dict[int, str]] = None
+
+    def fields(self) -> List[str]:
+        r"""The keys of :meth:`records`, in order."""
+        return ['user', 'rank', 'item', 'score'] + [
+            name for name, known in (('raw_user', self.raw_user_ids),
+                                     ('raw_item', self.raw_item_ids),
+                                     ('title', self.item_titles))
+            if known is not None]
 
     def records(self) -> List[Dict[str, Any]]:
         r"""One record per recommended item: :obj:`user`, :obj:`rank`
@@ -76,6 +110,8 @@ class Recommendations:
                     record['raw_user'] = self.raw_user_ids.get(user)
                 if self.raw_item_ids is not None:
                     record['raw_item'] = self.raw_item_ids.get(item)
+                if self.item_titles is not None:
+                    record['title'] = self.item_titles.get(item, '')
                 out.append(record)
         return out
 
@@ -91,6 +127,50 @@ def find_id_mappings(folder: Optional[str]
         maps.append(read_id_mapping(path) if path and os.path.isfile(path)
                     else None)
     return maps[0], maps[1]
+
+
+def find_item_titles(folder: Optional[str]) -> Optional[Dict[int, str]]:
+    r"""The item titles of a dataset folder (:obj:`ITEM_META`, written by
+    ``preprocess`` from the item metadata), :obj:`None` without them."""
+    path = None if folder is None else os.path.join(folder, ITEM_META)
+    return read_item_meta(path) if path and os.path.isfile(path) else None
+
+
+def users_of_raw_ids(raw_users: Sequence[str],
+                     raw_user_ids: Optional[Dict[int, str]],
+                     folder: Optional[str]) -> Tensor:
+    r"""The dataset ids of users given by their original ids, through the
+    dataset's user id map (:obj:`raw_user_ids`, dataset id -> original).
+
+    Raises:
+        ValueError: If the dataset has no user id map or an id is unknown.
+    """
+    if raw_user_ids is None:
+        raise ValueError(
+            f"--raw-users needs the dataset's user id map "
+            f"({ID_MAPS['user']}, written by preprocess), and "
+            f"{folder or 'the dataset'} has none; give dataset ids with "
+            f"--users")
+    index = {raw: new for new, raw in raw_user_ids.items()}
+    unknown = [u for u in raw_users if u not in index]
+    if unknown:
+        raise ValueError(f"unknown original user ids {unknown[:10]} (not in "
+                         f"{ID_MAPS['user']}: users without enough "
+                         f"interactions were filtered out by preprocess)")
+    return torch.tensor([index[u] for u in raw_users], dtype=torch.long)
+
+
+def excluded_pairs(data: HeteroData, exclude: str) -> Optional[PairIndex]:
+    r"""The interactions that :obj:`exclude` (one of :data:`EXCLUDES`) keeps
+    out of the recommendations: the training graph, every interaction, or
+    none."""
+    if exclude not in EXCLUDES:
+        raise ValueError(f"exclude must be one of {EXCLUDES}, got "
+                         f"{exclude!r}")
+    if exclude == 'none':
+        return None
+    return train_graph(data) if exclude == 'train' else interaction_graph(
+        data)
 
 
 def checkpoint_path(run_dir: str) -> str:
@@ -204,36 +284,20 @@ def top_k(model: Recommender, users: Tensor, k: int,
     return torch.cat(items_out), torch.cat(scores_out)
 
 
-def recommend(run_dir: str, users: Optional[Sequence[int]] = None,
-              k: int = 20, exclude_seen: bool = True,
-              data_root: Optional[str] = None, dataset: Optional[str] = None,
-              batch_size: int = 1024, device: str = 'cpu',
-              data: Optional[HeteroData] = None) -> Recommendations:
-    r"""The top-:obj:`k` items of :obj:`users` (default: all) from the
-    model of a finished run (see :func:`load_run_model` and
-    :func:`top_k`), with the original ids when the dataset folder has the
-    id maps of :obj:`ID_MAPS`.
-
-    Args:
-        run_dir (str): The run directory.
-        users (Sequence[int], optional): Dataset user ids.
-            (default: every user)
-        k (int): Items per user. (default: :obj:`20`)
-        exclude_seen (bool): Never recommend a user's training items.
-            (default: :obj:`True`)
-        data_root (str, optional): Folder holding the datasets.
-        dataset (str, optional): The dataset name or folder instead of the
-            run's.
-        batch_size (int): Users scored at a time. (default: :obj:`1024`)
-        device (str): Device. (default: :obj:`"cpu"`)
-        data (HeteroData, optional): The already loaded dataset.
-    """
+def recommendation_batches(
+        run_dir: str, users: Optional[Sequence[int]] = None, k: int = 20,
+        exclude: str = 'train', data_root: Optional[str] = None,
+        dataset: Optional[str] = None, batch_size: int = 1024,
+        device: str = 'cpu', data: Optional[HeteroData] = None,
+        raw_users: Optional[Sequence[str]] = None
+        ) -> Iterator[Recommendations]:
+    r"""The :func:`recommend` of a run, one :class:`Recommendations` per
+    :obj:`batch_size` users (for every user of a large dataset without
+    holding all the lists: see :func:`write_recommendations`). The model,
+    the dataset and its id maps are loaded before the first batch, so bad
+    input is reported before any output."""
     model, data, config = load_run_model(run_dir, data_root, dataset,
                                          device, data)
-    users = (torch.arange(model.num_users) if users is None else
-             torch.as_tensor(list(users), dtype=torch.long))
-    exclude = train_graph(data) if exclude_seen else None
-    items, scores = top_k(model, users, k, exclude, batch_size)
     name = dataset or config['dataset']
     folder = None
     if name != 'synthetic':
@@ -241,33 +305,125 @@ def recommend(run_dir: str, users: Optional[Sequence[int]] = None,
             folder = dataset_folder(name, data_root)
         except FileNotFoundError:
             pass
-    raw_users, raw_items = find_id_mappings(folder)
-    return Recommendations(users, items, scores, raw_users, raw_items)
+    raw_user_ids, raw_item_ids = find_id_mappings(folder)
+    titles = find_item_titles(folder)
+    if raw_users is not None:
+        users = users_of_raw_ids(list(raw_users), raw_user_ids, folder)
+    users = (torch.arange(model.num_users) if users is None else
+             torch.as_tensor(list(users), dtype=torch.long).flatten())
+    _check_users(users, model.num_users)
+    pairs = excluded_pairs(data, exclude)
+    if not 1 <= k <= model.num_items:  # before the first batch, as above
+        raise ValueError(f"k must be between 1 and the number of items "
+                         f"({model.num_items}), got {k}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+    def batches():
+        for block in users.split(batch_size):
+            items, scores = top_k(model, block, k, pairs, batch_size)
+            yield Recommendations(block, items, scores, raw_user_ids,
+                                  raw_item_ids, titles)
+    return batches()
+
+
+def recommend(run_dir: str, users: Optional[Sequence[int]] = None,
+              k: int = 20, exclude: str = 'train',
+              data_root: Optional[str] = None, dataset: Optional[str] = None,
+              batch_size: int = 1024, device: str = 'cpu',
+              data: Optional[HeteroData] = None,
+              raw_users: Optional[Sequence[str]] = None) -> Recommendations:
+    r"""The top-:obj:`k` items of :obj:`users` (default: all) from the
+    model of a finished run (see :func:`load_run_model` and
+    :func:`top_k`), with the original ids and the item titles when the
+    dataset folder has them (:obj:`ID_MAPS`, :obj:`ITEM_META`).
+
+    Args:
+        run_dir (str): The run directory.
+        users (Sequence[int], optional): Dataset user ids.
+            (default: every user)
+        k (int): Items per user. (default: :obj:`20`)
+        exclude (str): What is never recommended to a user (one of
+            :data:`EXCLUDES`): its training items, every item it interacted
+            with (all splits: for a deployed model that has seen them all),
+            or nothing. (default: :obj:`"train"`)
+        data_root (str, optional): Folder holding the datasets.
+        dataset (str, optional): The dataset name or folder instead of the
+            run's.
+        batch_size (int): Users scored at a time. (default: :obj:`1024`)
+        device (str): Device. (default: :obj:`"cpu"`)
+        data (HeteroData, optional): The already loaded dataset.
+        raw_users (Sequence[str], optional): The users by their original
+            ids instead of :obj:`users` (through the dataset's
+            :obj:`u_id_mapping.csv`).
+    """
+    chunks = list(recommendation_batches(
+        run_dir, users, k, exclude, data_root, dataset, batch_size, device,
+        data, raw_users))
+    if not chunks:
+        empty = torch.empty(0, k)
+        return Recommendations(torch.empty(0, dtype=torch.long),
+                               empty.long(), empty)
+    first = chunks[0]
+    return Recommendations(
+        torch.cat([c.users for c in chunks]),
+        torch.cat([c.items for c in chunks]),
+        torch.cat([c.scores for c in chunks]), first.raw_user_ids,
+        first.raw_item_ids, first.item_titles)
 
 
 def format_recommendations(recs: Recommendations, fmt: str = 'csv') -> str:
     r"""The records of :obj:`recs` (see :meth:`Recommendations.records`) as
     CSV (one line per item) or JSON (a list of records)."""
-    records = recs.records()
-    if fmt == 'json':
-        return json.dumps(records, indent=1) + '\n'
-    if fmt != 'csv':
-        raise ValueError(f"format must be 'csv' or 'json', got {fmt!r}")
-    fields = ['user', 'rank', 'item', 'score']
-    fields += [f for f, ids in (('raw_user', recs.raw_user_ids),
-                                ('raw_item', recs.raw_item_ids))
-               if ids is not None]
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator='\n')
-    writer.writeheader()
-    writer.writerows(records)
+    _write_records([recs], out, fmt)
     return out.getvalue()
 
 
-def write_recommendations(recs: Recommendations,
-                          path: Union[str, os.PathLike]) -> None:
-    r"""Writes :obj:`recs` to :obj:`path`, as JSON when it ends in
-    :obj:`.json`, else as CSV."""
-    fmt = 'json' if str(path).lower().endswith('.json') else 'csv'
-    with open(path, 'w', newline='') as f:
-        f.write(format_recommendations(recs, fmt))
+def _write_records(chunks: Iterable[Recommendations], out,
+                   fmt: str) -> int:
+    # Writes the records of every chunk to the text stream; returns the
+    # number of users.
+    if fmt not in ('csv', 'json'):
+        raise ValueError(f"format must be 'csv' or 'json', got {fmt!r}")
+    writer, count, first = None, 0, True
+    if fmt == 'json':
+        out.write('[')
+    for recs in chunks:
+        count += recs.users.numel()
+        records = recs.records()
+        if fmt == 'json':
+            for record in records:
+                out.write(('\n' if first else ',\n') + json.dumps(record))
+                first = False
+            continue
+        if writer is None:
+            writer = csv.DictWriter(out, fieldnames=recs.fields(),
+                                    lineterminator='\n')
+            writer.writeheader()
+        writer.writerows(records)
+    if fmt == 'json':
+        out.write('\n]\n')
+    return count
+
+
+def write_recommendations(
+        recs: Union[Recommendations, Iterable[Recommendations]],
+        path: Union[str, os.PathLike]) -> int:
+    r"""Writes :obj:`recs` (or the chunks of
+    :func:`recommendation_batches`, one at a time) to :obj:`path`, as JSON
+    when it ends in :obj:`.json`, else as CSV, atomically (into
+    :obj:`<path>.tmp`, renamed over :obj:`path` once complete). Returns the
+    number of users written."""
+    path = str(path)
+    fmt = 'json' if path.lower().endswith('.json') else 'csv'
+    chunks = [recs] if isinstance(recs, Recommendations) else recs
+    tmp = f'{path}.tmp'
+    try:
+        with open(tmp, 'w', newline='', encoding='utf-8') as f:
+            count = _write_records(chunks, f, fmt)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return count

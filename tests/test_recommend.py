@@ -49,7 +49,8 @@ def reference_model(run_dir, data, file='best.pt'):
 def test_top_k_is_topk_of_the_masked_scores(run, data, exclude_seen,
                                             batch_size):
     users = torch.tensor([0, 3, 17, 3, num_users(data) - 1])
-    recs = recommend(run, users.tolist(), k=10, exclude_seen=exclude_seen,
+    recs = recommend(run, users.tolist(), k=10,
+                     exclude="train" if exclude_seen else "none",
                      batch_size=batch_size, data=data)
     model = reference_model(run, data)
     with torch.no_grad():
@@ -69,7 +70,7 @@ def test_exclude_seen_never_recommends_a_training_item(run, data):
     assert recs.items.shape == (num_users(data), 25)
     users = recs.users.view(-1, 1).expand_as(recs.items)
     assert not train_graph(data).contains(users, recs.items).any()
-    unmasked = recommend(run, users=range(50), k=25, exclude_seen=False,
+    unmasked = recommend(run, users=range(50), k=25, exclude="none",
                          data=data)
     assert train_graph(data).contains(
         unmasked.users.view(-1, 1).expand_as(unmasked.items),
@@ -180,3 +181,81 @@ def test_recommend_cli(run, tmp_path, capsys):
     assert 'error: unknown user ids [99999]' in capsys.readouterr().err
     assert main(['recommend', '--run', str(tmp_path), '--users', '1']) == 2
     assert 'no results.json' in capsys.readouterr().err
+
+
+def write_movielens(folder, users=30, items=24, per_user=10, seed=0):
+    r"""A MovieLens-100k-format log (``u.data``) and its item file
+    (``u.item``: id|title|date|video date|url|genre flags)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    (folder / 'u.data').write_text(''.join(
+        f'{u}\t{i}\t{rng.integers(1, 6)}\t{rng.integers(10**8)}\n'
+        for u in range(1, users + 1)
+        for i in rng.choice(items, per_user, replace=False) + 1))
+    (folder / 'u.item').write_bytes(''.join(
+        f'{i}|Movie {i} (1995)|01-Jan-1995||http://x/{i}|0|1|0\n'
+        for i in range(1, items + 1)).encode('latin-1'))
+
+
+def test_a_movielens_log_to_titled_recommendations_by_original_ids(
+        tmp_path, capsys, monkeypatch):
+    from pyg_mmrec.graphs import interaction_graph
+    monkeypatch.setenv('PYG_MMREC_CACHE', str(tmp_path / 'cache'))
+    write_movielens(tmp_path / 'raw')
+    root, run_dir = tmp_path / 'data', str(tmp_path / 'run')
+    assert main(['preprocess', '--format', 'movielens', '--input',
+                 str(tmp_path / 'raw'), '--output', str(root / 'ml'),
+                 '--user-core', '1', '--item-core', '1',
+                 '--no-progress']) == 0
+    assert (root / 'ml' / 'item_meta.csv').is_file()  # from u.item
+    assert main(['train', '--model', 'lightgcn', '--dataset', 'ml',
+                 '--data-root', str(root), '--epochs', '2', '--config',
+                 'none', '--output-dir', run_dir, '--no-progress']) == 0
+    capsys.readouterr()
+    args = ['recommend', '--run', run_dir, '--data-root', str(root),
+            '--k', '5']
+    assert main(args + ['--raw-users', '7,3', '--exclude', 'known']) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r['raw_user'] for r in rows[::5]] == ['7', '3'] and \
+        len(rows) == 10
+    assert all(r['title'] == f"Movie {r['raw_item']} (1995)" for r in rows)
+    data = load_dataset('ml', root=str(root))
+    known = interaction_graph(data)  # every split: none recommended
+    assert not known.contains(
+        torch.tensor([int(r['user']) for r in rows]),
+        torch.tensor([int(r['item']) for r in rows])).any()
+    # "train" masks the training items only: a validation or test item of
+    # these users may come back, and here one does.
+    wide = recommend(run_dir, k=num_items(data) // 2, data_root=str(root),
+                     exclude='train')
+    users = wide.users.view(-1, 1).expand_as(wide.items)
+    assert not train_graph(data).contains(users, wide.items).any()
+    assert known.contains(users, wide.items).any()
+    # unknown original ids: a clear error, exit 2
+    assert main(args + ['--raw-users', '7,nobody']) == 2
+    assert "unknown original user ids ['nobody']" in capsys.readouterr().err
+    # every user streamed to a file in batches: the same rows
+    out = tmp_path / 'all.csv'
+    assert main(args + ['--all-users', '--batch-size', '7', '--output',
+                        str(out)]) == 0
+    assert f"{num_users(data)} users x top-5" in capsys.readouterr().out
+    # (scores as one call with the same batches: a product's last digits
+    # depend on its shape)
+    every = recommend(run_dir, k=5, data_root=str(root), batch_size=7)
+    expected = format_recommendations(every)
+    assert out.read_text() == expected
+    assert not os.path.exists(f'{out}.tmp')
+    out = tmp_path / 'all.json'
+    assert main(args + ['--all-users', '--batch-size', '7', '--output',
+                        str(out)]) == 0
+    assert json.loads(out.read_text()) == json.loads(
+        format_recommendations(every, 'json'))
+
+
+def test_raw_users_need_the_id_map(run, data):
+    with pytest.raises(ValueError, match=r"--raw-users needs the dataset's "
+                       r"user id map \(u_id_mapping.csv"):
+        recommend(run, raw_users=['U0003'], data=data)
+    with pytest.raises(ValueError, match="exclude must be one of"):
+        recommend(run, users=[0], exclude='seen', data=data)

@@ -16,7 +16,14 @@ from .filtering import (
     keep_min_rating,
     reindex_by_first_appearance,
 )
-from .pipeline import ID_MAPS, preprocess, read_id_mapping, write_id_map
+from .pipeline import (
+    ID_MAPS,
+    ITEM_META,
+    preprocess,
+    read_id_mapping,
+    read_item_meta,
+    write_id_map,
+)
 from .raw import (
     FORMATS,
     RawInteractions,
@@ -57,5 +64,7 @@ __all__ = [
     'preprocess',
     'read_id_mapping',
     'ID_MAPS',
+    'ITEM_META',
+    'read_item_meta',
     'write_id_map',
 ]

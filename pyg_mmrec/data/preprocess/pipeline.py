@@ -49,6 +49,10 @@ _WRITE_CHUNK = 50_000
 #: MMRec's id maps in a dataset folder (raw id, then the id the dataset
 #: uses, tab-separated).
 ID_MAPS = {'user': 'u_id_mapping.csv', 'item': 'i_id_mapping.csv'}
+#: The file of the items' metadata texts (one row per item, its dataset id
+#: and its text, title first, tab-separated), written when the metadata is
+#: read.
+ITEM_META = 'item_meta.csv'
 
 
 def write_id_map(path: str, raw_ids: List[str], column: str) -> None:
@@ -149,6 +153,43 @@ def item_texts(fmt: str, input_path: str, meta: Optional[str],
     return [texts.get(i, '') for i in raw_item_ids]
 
 
+def _metadata_texts(fmt: str, input_path: str, meta: Optional[str],
+                    raw_items: List[str], required: bool,
+                    progress: bool) -> Optional[List[str]]:
+    # The items' texts when they are needed (text features) or at hand
+    # (a --meta file, MovieLens's item file beside the ratings, if there).
+    try:
+        return item_texts(fmt, input_path, meta, raw_items, progress)
+    except FileNotFoundError:
+        if required or meta is not None:
+            raise
+        return None
+
+
+def write_item_meta(path: str, texts: List[str]) -> None:
+    r"""Writes :data:`ITEM_META`: a :obj:`itemID\ttitle` header, then item
+    :obj:`i`'s text on row :obj:`i` (tabs and newlines as spaces)."""
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write('itemID\ttitle\n')
+        f.writelines(f"{i}\t{' '.join(t.split())}\n"
+                     for i, t in enumerate(texts))
+
+
+def read_item_meta(path: str) -> Dict[int, str]:
+    r"""Reads :data:`ITEM_META`: dataset item id -> its text."""
+    out: Dict[int, str] = {}
+    for number, line in dataset_lines(path):
+        fields = line.rstrip('\r\n').split('\t', 1)
+        if number == 1 or not fields[0].strip():
+            continue
+        try:
+            out[int(fields[0])] = fields[1] if len(fields) > 1 else ''
+        except ValueError:
+            raise DataFormatError(f"{path}:{number}: the item id "
+                                  f"{fields[0]!r} is not an integer") from None
+    return out
+
+
 def _select(arrays: Tuple[np.ndarray, ...], index: np.ndarray
             ) -> Tuple[np.ndarray, ...]:
     # Rows of each array by mask or ascending indices; no copy when all kept.
@@ -193,8 +234,9 @@ def preprocess(
             :mod:`~pyg_mmrec.data.preprocess.output`).
         name (str, optional): Dataset name (``<name>.inter``). Defaults to
             the output folder's name.
-        meta (str, optional): Item metadata for text features (see
-            :obj:`item_texts`).
+        meta (str, optional): Item metadata (see :obj:`item_texts`): the
+            text features, and the items' texts in :data:`ITEM_META` (also
+            written for MovieLens from its item file, when present).
         min_rating (float): Keep interactions with rating
             :math:`\geq` this. (default: :obj:`0`, all)
         user_core, item_core (int): k-core thresholds. (default: :obj:`5`)
@@ -271,8 +313,13 @@ def preprocess(
                     time, label)
         write_id_map(osp.join(folder, ID_MAPS['user']), raw_users, 'userID')
         write_id_map(osp.join(folder, ID_MAPS['item']), raw_items, 'itemID')
+        texts = None
+        if text or meta is not None or fmt == 'movielens':
+            texts = _metadata_texts(fmt, input_path, meta, raw_items, text,
+                                    progress)
+        if texts is not None:
+            write_item_meta(osp.join(folder, ITEM_META), texts)
         if text:
-            texts = item_texts(fmt, input_path, meta, raw_items, progress)
             feat = text_features(texts, text_model, progress=progress)
             np.save(osp.join(folder, 'text_feat.npy'), feat)
             stats['features']['text'] = {
