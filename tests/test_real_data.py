@@ -42,7 +42,8 @@ def test_graph_models_beat_popularity_on_tiktok(tiktok, pop_recall, model):
 
 def test_vbpr_learns_on_tiktok(tiktok):
     # VBPR (matrix factorisation + content) stays below popularity on TikTok
-    # (see the README's table), but far above a random ranking (~0.003).
+    # (experiments/results/README.md), but far above a random ranking
+    # (~0.003).
     res = run_experiment('vbpr', 'tiktok', data=tiktok, progress=False,
                          config=SHORT)
     assert res['test']['recall@20'] > 0.02, res['test']
@@ -50,7 +51,7 @@ def test_vbpr_learns_on_tiktok(tiktok):
 
 def test_mdmns_beats_popularity_on_tiktok(tiktok, pop_recall):
     # A reduced MDMNS (d = 32, a small denoiser, DiffMM's view contrast) for
-    # a few epochs; the README's runs use the full recipe.
+    # a few epochs; the recorded runs use the full recipe.
     config = {**SHORT, 'epochs': 3, 'embedding_dim': 32,
               'denoiser_hidden': 64, 'cl_method': 0}
     res = run_experiment('mdmns', 'tiktok', data=tiktok, progress=False,
