@@ -42,6 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
         'or score that is not finite); 130 interrupted (resume with '
         '--resume)')
     sub = parser.add_subparsers(dest='command', required=True)
+    # Every command takes --threads.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        '--threads', type=int, default=None, metavar='N',
+        help="PyTorch's CPU threads (default: $OMP_NUM_THREADS, else one "
+        "per core). Its kernels spin-wait: on a machine shared with other "
+        "jobs use 1 (or the cores that are free), or runs get many times "
+        "slower")
+    add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **kw: add_parser(*a, parents=[common], **kw)
 
     train = sub.add_parser(
         'train', help='train and evaluate a model',
@@ -409,6 +419,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in ('train', 'tune'):
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        import torch
+        torch.set_num_threads(args.threads)
     from .train.divergence import TrainingDiverged
     try:
         if args.command == 'train':

@@ -1,5 +1,6 @@
 """``make run``: every registered model on the embedded synthetic dataset."""
 import copy
+import logging
 import time
 from typing import Dict, List, Tuple
 
@@ -14,6 +15,8 @@ from .models import MODELS
 FAST = {'trainer': {'lr': 5e-3, 'epochs': 100, 'patience': 10},
         'loader': {'batch_size': 2048}}
 
+
+log = logging.getLogger('pyg_mmrec')
 
 def demo_configs() -> Dict[str, dict]:
     r"""The configuration of every registered model in the demo:
@@ -39,11 +42,17 @@ def run_demo(seed: int = 0) -> Tuple[str, List[dict]]:
     and one row per model with the test metrics at the best validation
     epoch."""
     data = load_dataset('synthetic')
-    rows = []
-    for model, config in demo_configs().items():
+    rows, configs = [], demo_configs()
+    start = time.perf_counter()
+    for k, (model, config) in enumerate(configs.items(), 1):
         t0 = time.perf_counter()
+        log.info("demo: model %d of %d: %s", k, len(configs), model)
         res = run_experiment(model, 'synthetic', config=config, seed=seed,
                              progress=False, data=data)
+        spent = time.perf_counter() - start
+        log.info("demo: %s done in %.0f s; about %.0f s left for the other "
+                 "%d models at this pace", model, time.perf_counter() - t0,
+                 spent / k * (len(configs) - k), len(configs) - k)
         rows.append({
             'model': model, 'best_epoch': res['best_epoch'],
             'recall@20': res['test']['recall@20'],

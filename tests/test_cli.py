@@ -298,3 +298,16 @@ def test_torchrun_two_processes_train_and_resume(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((out / 'results.json').read_text())['test'] == \
         results['test']
+
+
+def test_every_command_takes_threads(capsys):
+    before = torch.get_num_threads()
+    try:
+        assert main(['models', '--threads', '1']) == 0
+        assert torch.get_num_threads() == 1
+        with pytest.raises(SystemExit) as e:
+            main(['datasets', '--threads', '0'])
+        assert e.value.code == 2
+        assert '--threads must be >= 1' in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
