@@ -275,6 +275,10 @@ def cmd_datasets(args) -> int:
     print(f"{'name':<12}{'users':>8}{'items':>8}{'train':>9}{'val':>8}"
           f"{'test':>8}{'density':>10}  modalities")
     for name in available_datasets(root):
+        if name == 'synthetic':  # built in, not a folder of the root
+            print(f"{'synthetic':<12}(built in, generated on first use; not "
+                  f"in {root})")
+            continue
         try:
             s = dataset_statistics(load_dataset(name, root=root))
         except Exception as e:  # report and go on with the others

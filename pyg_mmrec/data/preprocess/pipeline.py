@@ -338,9 +338,10 @@ def preprocess(
                                            'file': path}
         with open(osp.join(folder, 'stats.json'), 'w') as f:
             json.dump(stats, f, indent=1)
-    log.info("%s: %d users, %d items, %d interactions (train %d, val %d, "
-             "test %d) written to %s", name, n_users, n_items, len(user),
-             counts['train'], counts['val'], counts['test'], output_dir)
+    # The command line prints the summary; here it is for the debug log.
+    log.debug("%s: %d users, %d items, %d interactions (train %d, val %d, "
+              "test %d) written to %s", name, n_users, n_items, len(user),
+              counts['train'], counts['val'], counts['test'], output_dir)
     return stats
 
 
