@@ -92,7 +92,15 @@ def test_movielens_100k(tmp_path):
     assert raw.time.tolist() == [881250949, 891717742, 878887116]
     titles = read_movielens_titles(str(tmp_path / 'u.data'),
                                    {'242', '303'})
-    assert titles == {'242': 'Kolya (1996)', '303': 'Caf\xe9 (1997)'}
+    # the genre flags (after 5 columns) by name: unknown, Action, ...
+    assert titles == {'242': 'Kolya (1996)', '303': 'Caf\xe9 (1997) Action'}
+    (tmp_path / 'u.item').write_bytes(
+        b'242|Kolya (1996)|24-Jan-1997||http://x|0|0|1|0|0|1\n')
+    assert read_movielens_titles(str(tmp_path / 'u.data'), {'242'}) == {
+        '242': 'Kolya (1996) Adventure Comedy'}
+    (tmp_path / 'u.genre').write_bytes(b'Drama|0\nComedy|1\nFun|2\n\n')
+    assert read_movielens_titles(str(tmp_path / 'u.data'), {'242'}) == {
+        '242': 'Kolya (1996) Fun'}
 
 
 def test_movielens_latest_csv(tmp_path):
