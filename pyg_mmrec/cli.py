@@ -203,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="dataset name or folder instead of the run's")
     rec.add_argument('--device', default='cpu')
     rec.add_argument('--batch-size', type=int, default=1024)
+    rec.add_argument('--index', default='exact', choices=['exact', 'ivf'],
+                     help='exact: rank every item; ivf: an approximate '
+                     'inner-product index (faiss; for millions of items)')
+    rec.add_argument('--nprobe', type=int, default=16,
+                     help='lists scanned per query with --index ivf')
     rec.add_argument('--output', default=None, metavar='FILE.csv|FILE.json')
     return parser
 
@@ -390,7 +395,8 @@ def cmd_recommend(args) -> int:
                          f"FILE.csv or FILE.json")
     kwargs = dict(k=args.k, exclude=args.exclude, data_root=args.data_root,
                   dataset=args.dataset, batch_size=args.batch_size,
-                  device=args.device, raw_users=raw_users)
+                  device=args.device, raw_users=raw_users,
+                  index=args.index, nprobe=args.nprobe)
     if args.output:
         count = write_recommendations(
             recommendation_batches(args.run, users, **kwargs), args.output)

@@ -284,13 +284,82 @@ def top_k(model: Recommender, users: Tensor, k: int,
     return torch.cat(items_out), torch.cat(scores_out)
 
 
+def inner_product_top_k(model: Recommender, users: Tensor, k: int,
+                        exclude: Optional[PairIndex] = None,
+                        batch_size: int = 1024, nlist: Optional[int] = None,
+                        nprobe: int = 16) -> Tuple[Tensor, Tensor]:
+    r""":func:`top_k` through an approximate inner-product index (faiss's
+    inverted file, :obj:`IndexIVFFlat` with inner products, as PyG's
+    :obj:`MIPSKNNIndex` uses faiss): the items' embeddings are clustered
+    into :obj:`nlist` lists and a user's query
+    scans the :obj:`nprobe` nearest lists only, so a query costs about
+    :obj:`nprobe / nlist` of an exact ranking (default :obj:`nlist`:
+    :math:`\sqrt{I}`, at least 39 items per list); with :obj:`nprobe = nlist`
+    it is exact. A user's items in :obj:`exclude` are removed from its
+    candidates (the search asks for :math:`k` plus their number). For
+    catalogues of millions of items; ``experiments/bench_mips.py`` measures
+    its recall against the exact top-:math:`k`.
+
+    Raises:
+        ValueError: If faiss is not installed or the model's scores are not
+            inner products of its user and item embeddings (MCLN's
+            transductive scores, popularity).
+    """
+    try:
+        import faiss
+    except ImportError:
+        raise ValueError("the inner-product index needs faiss "
+                         "(pip install faiss-cpu)") from None
+    if type(model).score is not Recommender.score:
+        raise ValueError(f"{type(model).__name__}'s scores are not inner "
+                         f"products of user and item embeddings: use the "
+                         f"exact ranking")
+    if not 1 <= k <= model.num_items:
+        raise ValueError(f"k must be between 1 and the number of items "
+                         f"({model.num_items}), got {k}")
+    users = torch.as_tensor(users, dtype=torch.long).flatten()
+    _check_users(users, model.num_users)
+    user_emb, item_emb = (t.detach().float().cpu().contiguous()
+                          for t in model.embeddings())
+    num_items, dim = item_emb.shape
+    # faiss's k-means wants at least 39 items per list.
+    nlist = nlist or max(1, min(int(num_items ** 0.5), num_items // 39))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist,
+                               faiss.METRIC_INNER_PRODUCT)
+    index.train(item_emb.numpy())
+    index.add(item_emb.numpy())
+    index.nprobe = min(nprobe, nlist)
+    items_out, scores_out = [], []
+    for block in users.split(batch_size):
+        extra = 0
+        if exclude is not None:
+            extra = int((exclude.ptr[block + 1] - exclude.ptr[block]).max())
+        want = min(k + extra, num_items)
+        scores, items = (torch.from_numpy(a) for a in index.search(
+            user_emb[block].numpy(), want))
+        scores = scores.float().masked_fill(items < 0, float('-inf'))
+        if exclude is not None:
+            seen = exclude.contains(block.view(-1, 1).expand_as(items),
+                                    items.clamp(min=0))
+            scores = scores.masked_fill(seen, float('-inf'))
+        scores, order = scores.topk(k, dim=1)
+        items = items.gather(1, order).masked_fill(
+            scores == float('-inf'), -1)
+        items_out.append(items)
+        scores_out.append(scores)
+    if not items_out:
+        empty = torch.empty(0, k)
+        return empty.long(), empty
+    return torch.cat(items_out), torch.cat(scores_out)
+
+
 def recommendation_batches(
         run_dir: str, users: Optional[Sequence[int]] = None, k: int = 20,
         exclude: str = 'train', data_root: Optional[str] = None,
         dataset: Optional[str] = None, batch_size: int = 1024,
         device: str = 'cpu', data: Optional[HeteroData] = None,
-        raw_users: Optional[Sequence[str]] = None
-        ) -> Iterator[Recommendations]:
+        raw_users: Optional[Sequence[str]] = None, index: str = 'exact',
+        nprobe: int = 16) -> Iterator[Recommendations]:
     r"""The :func:`recommend` of a run, one :class:`Recommendations` per
     :obj:`batch_size` users (for every user of a large dataset without
     holding all the lists: see :func:`write_recommendations`). The model,
@@ -318,6 +387,13 @@ def recommendation_batches(
                          f"({model.num_items}), got {k}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if index not in ('exact', 'ivf'):
+        raise ValueError(f"index must be 'exact' or 'ivf', got {index!r}")
+    if index == 'ivf':  # one index, built before the first batch
+        items, scores = inner_product_top_k(model, users, k, pairs,
+                                            batch_size, nprobe=nprobe)
+        return iter([Recommendations(users, items, scores, raw_user_ids,
+                                     raw_item_ids, titles)])
 
     def batches():
         for block in users.split(batch_size):
@@ -332,7 +408,8 @@ def recommend(run_dir: str, users: Optional[Sequence[int]] = None,
               data_root: Optional[str] = None, dataset: Optional[str] = None,
               batch_size: int = 1024, device: str = 'cpu',
               data: Optional[HeteroData] = None,
-              raw_users: Optional[Sequence[str]] = None) -> Recommendations:
+              raw_users: Optional[Sequence[str]] = None,
+              index: str = 'exact', nprobe: int = 16) -> Recommendations:
     r"""The top-:obj:`k` items of :obj:`users` (default: all) from the
     model of a finished run (see :func:`load_run_model` and
     :func:`top_k`), with the original ids and the item titles when the
@@ -356,10 +433,15 @@ def recommend(run_dir: str, users: Optional[Sequence[int]] = None,
         raw_users (Sequence[str], optional): The users by their original
             ids instead of :obj:`users` (through the dataset's
             :obj:`u_id_mapping.csv`).
+        index (str): :obj:`"exact"` ranks every item; :obj:`"ivf"` searches
+            an approximate inner-product index (see
+            :func:`inner_product_top_k`). (default: :obj:`"exact"`)
+        nprobe (int): Lists scanned per query with :obj:`"ivf"`.
+            (default: :obj:`16`)
     """
     chunks = list(recommendation_batches(
         run_dir, users, k, exclude, data_root, dataset, batch_size, device,
-        data, raw_users))
+        data, raw_users, index, nprobe))
     if not chunks:
         empty = torch.empty(0, k)
         return Recommendations(torch.empty(0, dtype=torch.long),

@@ -21,6 +21,7 @@ from pyg_mmrec.recommend import (
     top_k,
     write_recommendations,
 )
+from pyg_mmrec.testing import with_package
 
 
 @pytest.fixture(scope='module')
@@ -259,3 +260,35 @@ def test_raw_users_need_the_id_map(run, data):
         recommend(run, raw_users=['U0003'], data=data)
     with pytest.raises(ValueError, match="exclude must be one of"):
         recommend(run, users=[0], exclude='seen', data=data)
+
+
+@with_package('faiss')
+def test_the_inner_product_index_is_exact_when_it_scans_every_list(run,
+                                                                    data):
+    from pyg_mmrec.recommend import inner_product_top_k
+    model, _, _ = load_run_model(run, data=data)
+    users = torch.arange(0, num_users(data), 7)
+    pairs = train_graph(data)
+    exact_items, exact_scores = top_k(model, users, 10, pairs)
+    items, scores = inner_product_top_k(model, users, 10, pairs, nlist=8,
+                                        nprobe=8)
+    torch.testing.assert_close(scores, exact_scores, rtol=1e-5, atol=1e-5)
+    assert (items == exact_items).float().mean() > 0.99  # ties may swap
+    assert not pairs.contains(users.view(-1, 1).expand_as(items),
+                              items).any()
+    # scanning 1 of 8 lists finds part of the exact top-k only
+    few, _ = inner_product_top_k(model, users, 10, pairs, nlist=8, nprobe=1)
+    found = (few[:, :, None] == exact_items[:, None]).any(-1).float().mean()
+    assert 0.2 < found < 1.0
+    recs = recommend(run, users=users.tolist(), k=10, data=data,
+                     index='ivf', nprobe=10**6)  # clamped to every list
+    torch.testing.assert_close(recs.scores, exact_scores, rtol=1e-5,
+                               atol=1e-5)
+
+
+@with_package('faiss')
+def test_the_index_refuses_scores_that_are_not_inner_products(data):
+    from pyg_mmrec.recommend import inner_product_top_k
+    pop = get_model('pop')(data)
+    with pytest.raises(ValueError, match='not inner products'):
+        inner_product_top_k(pop, torch.tensor([0]), 5)
