@@ -97,8 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .tune.cli import add_parser as add_tune_parser
     add_tune_parser(sub)
-    datasets = sub.add_parser('datasets', help='list datasets and statistics')
+    datasets = sub.add_parser(
+        'datasets', help='list datasets and statistics',
+        description='List the datasets under the data root with their '
+        'statistics; a folder not processed yet is listed by name and '
+        'layout only, unless --stats processes it (once: it is cached).')
     datasets.add_argument('--data-root', default=None)
+    datasets.add_argument('--stats', action='store_true',
+                          help='process the folders not processed yet to '
+                          'show their statistics too')
 
     models = sub.add_parser(
         'models', help="list the models, or one model's settings",
@@ -274,7 +281,8 @@ def _train(args, overrides: Dict[str, Any], device: str, say) -> int:
 
 def cmd_datasets(args) -> int:
     from .data import available_datasets, dataset_statistics, load_dataset
-    from .data.dataset import default_root
+    from .data.dataset import default_root, is_processed
+    from .data.readers import detect_format
     root = args.data_root or default_root()
     print(f"data root: {root}")
     print(f"{'name':<12}{'users':>8}{'items':>8}{'train':>9}{'val':>8}"
@@ -285,6 +293,11 @@ def cmd_datasets(args) -> int:
                   f"in {root})")
             continue
         try:
+            if not (args.stats or is_processed(name, root)):
+                layout = detect_format(os.path.join(root, name))
+                print(f"{name:<12}({layout} layout, not processed yet: "
+                      f"--stats or its first run processes it)")
+                continue
             s = dataset_statistics(load_dataset(name, root=root))
         except Exception as e:  # report and go on with the others
             print(f"{name:<12}cannot be read: {e}")

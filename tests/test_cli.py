@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -116,7 +117,29 @@ def test_models_and_datasets_commands(capsys, tmp_path):
     for name in ('pop', 'lightgcn', 'vbpr', 'freedom'):
         assert name in text
     assert main(['datasets', '--data-root', str(tmp_path)]) == 0
-    assert 'synthetic' in capsys.readouterr().out
+    assert f'synthetic   (built in, generated on first use; not in ' \
+        f'{tmp_path})' in capsys.readouterr().out
+
+
+def test_datasets_lists_without_processing_unless_asked(tmp_path, capsys,
+                                                         monkeypatch):
+    from pyg_mmrec.data.preprocess import preprocess
+    monkeypatch.setenv('PYG_MMREC_CACHE', str(tmp_path / 'cache'))
+    lines = [f'{u},{i}' for u in range(30) for i in range(u % 7, 40, 4)]
+    (tmp_path / 'log.csv').write_text('user,item\n' + '\n'.join(lines))
+    preprocess('csv', str(tmp_path / 'log.csv'),
+               str(tmp_path / 'data' / 'toy'), user_col='user',
+               item_col='item', user_core=1, item_core=1)
+    args = ['datasets', '--data-root', str(tmp_path / 'data')]
+    assert main(args) == 0
+    assert 'toy         (mmrec layout, not processed yet' in \
+        capsys.readouterr().out
+    assert not (tmp_path / 'cache').exists()  # listing built no cache
+    assert main(args + ['--stats']) == 0
+    stats = capsys.readouterr().out
+    assert main(args) == 0  # processed now: its statistics without --stats
+    listed = capsys.readouterr().out
+    assert re.search(r'^toy +30 +\d+', stats, re.M) and listed == stats
 
 
 SYNTHETIC_YAML = """\

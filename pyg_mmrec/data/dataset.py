@@ -6,7 +6,7 @@ import os.path as osp
 import re
 import shutil
 import warnings
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch_geometric.data import HeteroData, InMemoryDataset
@@ -101,6 +101,38 @@ def _load_failure(error: Exception) -> str:
     return f"{type(error).__name__}: {first[:200]}"
 
 
+def cache_location(folder: str, fmt: str, name: str,
+                   raw_names: List[str], cache_dir: str,
+                   pre_transform: Optional[Callable] = None
+                   ) -> Tuple[str, str]:
+    r"""The cache prefix of a dataset folder and the processed folder of
+    its current raw files: :obj:`<cache_dir>/<name>-<path hash>-<content
+    hash>` (see :class:`MMRecDataset`)."""
+    stats = []
+    for f in raw_names:
+        st = os.stat(osp.join(folder, f))
+        stats.append(f'{f}:{st.st_size}:{st.st_mtime_ns}')
+    content_key = _short_hash('|'.join(
+        [f'v{CACHE_VERSION}', fmt, _stable_repr(pre_transform)] + stats))
+    prefix = f'{name}-{_short_hash(folder)}-'
+    return prefix, osp.join(cache_dir, prefix + content_key)
+
+
+def is_processed(name_or_path: str, root: Optional[str] = None,
+                 cache_dir: Optional[str] = None) -> bool:
+    r"""Whether a dataset folder's current raw files are already processed
+    (loading it reads the cache instead of the raw files); :obj:`True` for
+    the built-in :obj:`"synthetic"` dataset."""
+    if name_or_path == 'synthetic':
+        return True
+    folder = osp.abspath(dataset_folder(name_or_path, root))
+    fmt, name, raw_names = readers.raw_files(folder, None)
+    _, processed = cache_location(folder, fmt, name, raw_names,
+                                  osp.abspath(cache_dir or
+                                              default_cache_dir()))
+    return osp.isfile(osp.join(processed, 'data.pt'))
+
+
 class MMRecDataset(InMemoryDataset):
     r"""One dataset folder (MMRec or DiffMM layout, see
     :mod:`pyg_mmrec.data.readers`) with a processed cache;
@@ -144,17 +176,9 @@ class MMRecDataset(InMemoryDataset):
         self.format, self.name, self._raw_names = readers.raw_files(
             self.folder, name)
         self.cache_dir = osp.abspath(cache_dir or default_cache_dir())
-        path_key = _short_hash(self.folder)
-        stats = []
-        for f in self._raw_names:
-            st = os.stat(osp.join(self.folder, f))
-            stats.append(f'{f}:{st.st_size}:{st.st_mtime_ns}')
-        content_key = _short_hash('|'.join(
-            [f'v{CACHE_VERSION}', self.format, _stable_repr(pre_transform)] +
-            stats))
-        self._prefix = f'{self.name}-{path_key}-'
-        self._processed_dir = osp.join(self.cache_dir,
-                                       self._prefix + content_key)
+        self._prefix, self._processed_dir = cache_location(
+            self.folder, self.format, self.name, self._raw_names,
+            self.cache_dir, pre_transform)
         super().__init__(self.folder, transform, pre_transform, log=False,
                          force_reload=force_reload)
         try:
