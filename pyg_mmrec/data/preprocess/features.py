@@ -92,9 +92,12 @@ def text_features(texts: Sequence[str], model_path: Optional[str] = None,
     for start in tqdm(range(0, len(rows), batch_size), desc='text features',
                       unit='batch', disable=not progress):
         batch = rows[start:start + batch_size]
+        # Its own bar is shown at INFO logging, as the command line sets:
+        # the loop's bar (or --no-progress) is the only one.
         feat[batch] = model.encode([texts[i] for i in batch],
                                    batch_size=batch_size,
-                                   convert_to_numpy=True)
+                                   convert_to_numpy=True,
+                                   show_progress_bar=False)
     return fill_missing_with_mean(feat, present, 'text')
 
 

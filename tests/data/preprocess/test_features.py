@@ -60,6 +60,17 @@ def test_minilm_near_duplicates_are_closer(minilm):
     assert np.allclose(feat[3], feat[:3].mean(axis=0), atol=1e-6)
 
 
+def test_no_progress_bar_without_progress(minilm, capsys, caplog):
+    # At INFO logging (the command line's), sentence-transformers shows its
+    # own bar unless told not to: --no-progress must silence every bar.
+    with caplog.at_level('INFO'):
+        text_features(['a red dress', 'a blue shirt'], model=minilm,
+                      progress=False)
+    captured = capsys.readouterr()
+    assert 'Batches' not in captured.err + captured.out
+    assert '%|' not in captured.err
+
+
 def test_text_features_in_preprocess(tmp_path, minilm, monkeypatch):
     monkeypatch.setenv('PYG_MMREC_CACHE', str(tmp_path / 'cache'))
     from pyg_mmrec.data import load_dataset
