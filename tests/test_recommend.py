@@ -220,7 +220,9 @@ def test_a_movielens_log_to_titled_recommendations_by_original_ids(
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r['raw_user'] for r in rows[::5]] == ['7', '3'] and \
         len(rows) == 10
-    assert all(r['title'] == f"Movie {r['raw_item']} (1995)" for r in rows)
+    # the title and the genres set in u.item (the second flag: Action)
+    assert all(r['title'] == f"Movie {r['raw_item']} (1995) Action"
+               for r in rows)
     data = load_dataset('ml', root=str(root))
     known = interaction_graph(data)  # every split: none recommended
     assert not known.contains(
