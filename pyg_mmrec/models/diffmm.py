@@ -1,5 +1,4 @@
 """DiffMM."""
-import logging
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -15,8 +14,6 @@ from .base import Recommender
 from .diffmm_subgraph import SubgraphParts
 from .mdmns_parts import DiffusionParts
 from .registry import register_model
-
-log = logging.getLogger(__name__)
 
 
 @register_model('diffmm')
@@ -174,10 +171,7 @@ class DiffMM(DiffusionParts, SubgraphParts, Recommender):
     ):
         super().__init__(data)
         feats = require_features(data, type(self).__name__)
-        if trans not in (0, 1, 2):
-            raise ValueError(f"trans must be 0, 1 or 2, got {trans}")
-        if cl_method not in (0, 1):
-            raise ValueError(f"cl_method must be 0 or 1, got {cl_method}")
+        self.check_settings(trans, cl_method)
         self.modalities: List[str] = list(feats)
         self.embedding_dim, self.trans = embedding_dim, trans
         self.ssl_weight, self.temperature = ssl_weight, temperature
@@ -196,18 +190,9 @@ class DiffMM(DiffusionParts, SubgraphParts, Recommender):
             keep_rate=keep_rate, e_loss=e_loss, reg_weight=reg_weight)
         self.offload_dir = offload_dir
         self._denoiser_inputs: Optional[Tuple] = None
-        if cl_method == 0 and ssl_weight > 0 and len(self.modalities) < 2:
-            log.warning(
-                "DiffMM: cl_method=0 contrasts the views of pairs of "
-                "modalities, and dataset '%s' has one (%s): its 'cl' term "
-                "is 0; cl_method=1 works with one modality",
-                getattr(data, 'name', '?'), self.modalities[0])
+        self.warn_if_nothing_to_contrast(data,
+                                         'the fused output against each view')
         self.reset_parameters()
-
-    @property
-    def subgraph_hops(self) -> int:
-        r""":math:`L + 2`, the hops a batch's rows read."""
-        return self.encoder.num_layers + 2
 
     def fused(self, feats: Optional[Dict[str, Tensor]] = None,
               subgraph: Optional[Subgraph] = None) -> Tuple[Tensor, Tensor]:

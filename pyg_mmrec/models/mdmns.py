@@ -1,6 +1,5 @@
 """MDMNS."""
 import functools
-import logging
 import operator
 from typing import Dict, List, Optional, Tuple
 
@@ -24,8 +23,6 @@ from .mdmns_parts import DiffusionParts
 from .registry import register_model
 
 FUSED = 'fused'
-
-log = logging.getLogger(__name__)
 
 
 @register_model('mdmns')
@@ -127,7 +124,7 @@ class MDMNS(DiffusionParts, SubgraphParts, Recommender):
     nodes with the full graphs' weights. A modality branch's rows read at
     most :math:`L + 2` hops of :math:`\mathbf{A}` (one of
     :math:`\mathbf{G}_m`), the fused branch's :math:`L + 4`
-    (:attr:`subgraph_hops` is :math:`L + 2`): beyond the sampled hops, a
+    (:obj:`subgraph_hops` is :math:`L + 2`): beyond the sampled hops, a
     node aggregates its sampled neighbours only. Also local to the
     subgraph: the regulariser (its rows of the ID tables, not every row),
     the softmaxes of the contrastive terms (over its users and items; the
@@ -237,10 +234,7 @@ class MDMNS(DiffusionParts, SubgraphParts, Recommender):
     ):
         super().__init__(data)
         feats = require_features(data, type(self).__name__)
-        if trans not in (0, 1, 2):
-            raise ValueError(f"trans must be 0, 1 or 2, got {trans}")
-        if cl_method not in (0, 1):
-            raise ValueError(f"cl_method must be 0 or 1, got {cl_method}")
+        self.check_settings(trans, cl_method)
         if cl_anchors is None:
             cl_anchors = 'all' if faithful else 'batch'
         if cl_anchors not in ('batch', 'all'):
@@ -268,20 +262,10 @@ class MDMNS(DiffusionParts, SubgraphParts, Recommender):
         self.offload_dir = offload_dir
         # The denoisers' fixed inputs during the diffusion stage.
         self._denoiser_inputs: Optional[Tuple] = None
-        if cl_method == 0 and ssl_weight > 0 and len(self.modalities) < 2:
-            log.warning(
-                "MDMNS: cl_method=0 contrasts the views of pairs of "
-                "modalities, and dataset '%s' has one (%s): its 'cl' term "
-                "is 0; cl_method=1 (the multi-level loss) works with one "
-                "modality", getattr(data, 'name', '?'), self.modalities[0])
+        self.warn_if_nothing_to_contrast(data, 'the multi-level loss')
         self.reset_parameters()
 
     # Recommender ---------------------------------------------------------
-    @property
-    def subgraph_hops(self) -> int:
-        r""":math:`L + 2`, the hops a modality branch's rows read."""
-        return self.encoder.num_layers + 2
-
     def branches(self, feats: Optional[Dict[str, Tensor]] = None,
                  subgraph: Optional[Subgraph] = None
                  ) -> Dict[str, Tuple[Tensor, Tensor]]:

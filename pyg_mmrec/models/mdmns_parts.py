@@ -2,6 +2,7 @@ r"""The modality diffusion of DiffMM and MDMNS: their shared modules, the
 stage that trains the modality denoisers and the generated graphs they give
 (a mixin of :class:`~pyg_mmrec.models.DiffMM` and
 :class:`~pyg_mmrec.models.MDMNS`)."""
+import logging
 from typing import Dict, Mapping, Tuple
 
 import torch
@@ -19,11 +20,42 @@ from .base import Stage
 from .diffmm_core import DiffMMCore
 from .diffmm_subgraph import GraphBlocks
 
+log = logging.getLogger(__name__)
+
 
 class DiffusionParts:
     r"""The diffusion stage of DiffMM and MDMNS, their denoisers' inputs and
     loss, and the generated graphs :math:`\mathbf{G}_m` (see
     :class:`~pyg_mmrec.models.MDMNS`, "Diffusion")."""
+    @staticmethod
+    def check_settings(trans: int, cl_method: int) -> None:
+        r"""Refuses a :obj:`trans` other than 0, 1, 2 and a :obj:`cl_method`
+        other than 0, 1."""
+        if trans not in (0, 1, 2):
+            raise ValueError(f"trans must be 0, 1 or 2, got {trans}")
+        if cl_method not in (0, 1):
+            raise ValueError(f"cl_method must be 0 or 1, got {cl_method}")
+
+    def warn_if_nothing_to_contrast(self, data: HeteroData,
+                                    alternative: str) -> None:
+        r"""Warns that :obj:`cl_method=0`, which contrasts pairs of modality
+        views, has nothing to contrast on a one-modality dataset (its
+        :obj:`"cl"` term is 0); :obj:`alternative` says what
+        :obj:`cl_method=1` is."""
+        if (self.cl_method == 0 and self.ssl_weight > 0
+                and len(self.modalities) < 2):
+            log.warning(
+                "%s: cl_method=0 contrasts the views of pairs of "
+                "modalities, and dataset '%s' has one (%s): its 'cl' term "
+                "is 0; cl_method=1 (%s) works with one modality",
+                type(self).__name__, getattr(data, 'name', '?'),
+                self.modalities[0], alternative)
+
+    @property
+    def subgraph_hops(self) -> int:
+        r""":math:`L + 2`, the hops a modality branch's rows read."""
+        return self.encoder.num_layers + 2
+
     def build_diffusion_recommender(
             self, data: HeteroData, feats: Mapping[str, Tensor], *,
             embedding_dim: int, num_layers: int, trans: int, guidance: str,

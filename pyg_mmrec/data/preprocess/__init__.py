@@ -16,12 +16,14 @@ from .filtering import (
     keep_min_rating,
     reindex_by_first_appearance,
 )
+from .movielens import read_movielens
 from .pipeline import (
     ID_MAPS,
     ITEM_META,
     preprocess,
     read_id_mapping,
     read_item_meta,
+    read_raw,
     write_id_map,
 )
 from .raw import (
@@ -33,8 +35,6 @@ from .raw import (
     read_amazon,
     read_amazon_meta,
     read_delimited,
-    read_movielens,
-    read_raw,
 )
 from .split import SPLIT_METHODS, mmrec_split_sizes, split_interactions
 

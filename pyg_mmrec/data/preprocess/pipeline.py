@@ -33,13 +33,16 @@ from .filtering import (
     keep_min_rating,
     reindex_by_first_appearance,
 )
+from .movielens import read_movielens, read_movielens_titles
 from .output import atomic_output_dir, check_output_dir
 from .raw import (
+    FORMATS,
+    RawInteractions,
     numbered_lines,
+    read_amazon,
     read_amazon_meta,
+    read_delimited,
     read_delimited_titles,
-    read_movielens_titles,
-    read_raw,
 )
 from .split import split_interactions
 
@@ -116,6 +119,19 @@ def write_inter(path: str, user: np.ndarray, item: np.ndarray,
                     user[idx].tolist(), item[idx].tolist(),
                     rating[idx].tolist(), time[idx].tolist(),
                     label[idx].tolist()))
+
+
+def read_raw(fmt: str, path: str, progress: bool = False,
+             **csv_kwargs) -> RawInteractions:
+    r"""Reads a raw log of format :obj:`fmt` (one of :obj:`FORMATS`);
+    :obj:`csv_kwargs` are :func:`read_delimited`'s column arguments."""
+    if fmt == 'amazon':
+        return read_amazon(path, progress)
+    if fmt == 'movielens':
+        return read_movielens(path, progress)
+    if fmt == 'csv':
+        return read_delimited(path, progress=progress, **csv_kwargs)
+    raise ValueError(f"unknown raw format {fmt!r}; expected one of {FORMATS}")
 
 
 def item_texts(fmt: str, input_path: str, meta: Optional[str],

@@ -12,7 +12,7 @@ from pyg_mmrec.data.preprocess import (
     read_delimited,
     read_movielens,
 )
-from pyg_mmrec.data.preprocess.raw import read_movielens_titles
+from pyg_mmrec.data.preprocess.movielens import read_movielens_titles
 
 
 def review(user, item, rating=5.0, time=100, **extra):
