@@ -14,7 +14,8 @@ DESCRIPTION = (
     'the search. Several tune processes with the same --output-dir, '
     '--storage and --study share one study (on one machine: the default '
     'journal file; on several: an RDB URL such as postgresql://...); '
-    'rerunning an interrupted command continues its study. Any further '
+    'rerunning an interrupted command continues its study, its '
+    'interrupted trials and final runs from their last epoch. Any further '
     '--key value pair fixes a setting in every trial (as for train). '
     "Writes <output-dir>/study.json, trials/trial-NNNN/{results,trial}.json, "
     "final.json and best.yaml (a section for experiments/configs/"
@@ -62,9 +63,10 @@ def add_parser(sub) -> None:
                    'validation metrics; test in the final runs) under DIR/'
                    'trial-NNNN and DIR/final-seedK (pip install tensorboard)')
     p.add_argument('--fail-running', action='store_true',
-                   help='first mark every running trial failed: those of '
-                   'a worker on a machine that is gone (on this machine '
-                   'an interrupted worker\'s trial is failed anyway); no '
+                   help='first mark every running trial failed and '
+                   'release the final runs: those of a worker on a machine '
+                   'that is gone (on this machine an interrupted worker\'s '
+                   'are anyway); they continue from their last epoch; no '
                    'other worker may be running')
 
 

@@ -7,20 +7,31 @@ Optuna storage URL, e.g. :obj:`sqlite:///study.db` or a PostgreSQL URL
 shared by workers on several machines), one folder per trial under
 :obj:`trials/` with its :obj:`results.json` (validation metrics only) and
 :obj:`trial.json`, and at the end :obj:`final/seed<k>/` (the best settings
-re-trained with test metrics), :obj:`final.json` and :obj:`best.yaml`."""
+re-trained with test metrics), :obj:`final.json` and :obj:`best.yaml`.
+Interrupted trials and final runs continue from their checkpoints
+(:mod:`~pyg_mmrec.tune.resume`)."""
 import json
 import logging
 import os
 import os.path as osp
 import shutil
-import socket
 import statistics
-import time
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..config import complete_config, resolve_config
 from ..experiment import build_trainer
 from ..train.records import write_json
+from .resume import (
+    CpuProgress,
+    claim,
+    continue_from,
+    cpu_seconds_before,
+    release_stale_claim,
+    requeue_interrupted,
+    trial_dir,
+    worker_alive,
+    worker_id,
+)
 from .space import SearchSpace
 
 log = logging.getLogger('pyg_mmrec')
@@ -61,19 +72,6 @@ def build_pruner(name, max_epochs: int):
     raise ValueError(f"--pruner must be one of {PRUNERS}, got {name!r}")
 
 
-def _alive(worker: str) -> bool:
-    host, _, pid = worker.rpartition(':')
-    if host != socket.gethostname():
-        return True  # another machine's: not ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
-
-
 def fail_interrupted_trials(study, every: bool = False) -> List[int]:
     r"""Marks as failed the running trials whose worker process on this
     machine is gone (an interrupted :obj:`tune`), or every running trial
@@ -84,7 +82,7 @@ def fail_interrupted_trials(study, every: bool = False) -> List[int]:
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, )):
         worker = t.user_attrs.get('worker')
-        if every or worker is not None and not _alive(worker):
+        if every or worker is not None and not worker_alive(worker):
             study.tell(t.number, state=TrialState.FAIL)
             failed.append(t.number)
     return failed
@@ -140,19 +138,37 @@ def run_trial(trial, space: SearchSpace, data, base: Mapping[str, Any],
               tensorboard: Optional[str] = None) -> Dict[str, Any]:
     r"""Trains one trial's settings on the validation split only (no test
     metric is computed) and returns its :obj:`trial.json` record
-    (TensorBoard scalars in :obj:`<tensorboard>/trial-NNNN` if given)."""
+    (TensorBoard scalars in :obj:`<tensorboard>/trial-NNNN` if given).
+    A trial queued again for an interrupted one (user attribute
+    :obj:`resumes`, see :func:`~pyg_mmrec.tune.resume.requeue_interrupted`)
+    continues from its checkpoint: the epochs already run are reported to
+    the trial again, and their CPU seconds count."""
     settings = {**base, **space.suggest(trial)}
-    run_dir = osp.join(folder, 'trials', f'trial-{trial.number:04d}')
+    run_dir = trial_dir(folder, trial.number)
     try:  # (the run folder is made once the settings are accepted)
         trainer, record = build_trainer(space.model, data, settings, seed,
                                         device, run_dir, progress=False)
     except ValueError as e:  # the model or trainer refuses these values
         raise RejectedSettings(str(e)) from None
+    resumes = trial.user_attrs.get('resumes')
+    history = None
+    if resumes is not None:
+        history = continue_from(trial_dir(folder, resumes), run_dir, record,
+                                trainer.metric)
+        for epoch in history or []:
+            trial.report(epoch['val'][trainer.metric], epoch['epoch'])
+        if history is not None:
+            log.info("trial %d continues trial %d after epoch %d",
+                     trial.number, resumes, history[-1]['epoch']
+                     if history else 0)
     os.makedirs(run_dir, exist_ok=True)
     pruning = PruningCallback(trial)
-    t0 = time.process_time()
-    results = trainer.fit(config=record, test=False, callbacks=[
-        *_callbacks(tensorboard, f'trial-{trial.number:04d}'), pruning])
+    cpu = CpuProgress(run_dir, cpu_seconds_before(run_dir, history)
+                      if history is not None else 0.0)
+    results = trainer.fit(
+        resume=history is not None, config=record, test=False, callbacks=[
+            *_callbacks(tensorboard, f'trial-{trial.number:04d}'), cpu,
+            pruning])
     if not keep_checkpoints:
         for name in ('last.pt', 'best.pt'):
             if osp.exists(osp.join(run_dir, name)):
@@ -162,7 +178,8 @@ def run_trial(trial, space: SearchSpace, data, base: Mapping[str, Any],
            'metric': trainer.metric, 'pruned': pruning.pruned,
            'best_epoch': results['best_epoch'],
            'epochs_run': results['epochs_run'],
-           'cpu_seconds': time.process_time() - t0, 'run_dir': run_dir}
+           'cpu_seconds': cpu.cpu_seconds, 'run_dir': run_dir,
+           'continues': resumes if history is not None else None}
     write_json(out, osp.join(run_dir, 'trial.json'))
     return out
 
@@ -183,7 +200,7 @@ def search(study, space: SearchSpace, trials: int, data,
     ran = rejected = 0
     while _counted(study) < trials:
         trial = study.ask()
-        trial.set_user_attr('worker', f'{socket.gethostname()}:{os.getpid()}')
+        trial.set_user_attr('worker', worker_id())
         if _counted(study, below=trial.number) >= trials:
             trial.set_user_attr('skipped', 'the budget was reached')
             study.tell(trial, state=TrialState.FAIL)
@@ -228,23 +245,51 @@ def best_sections(space: SearchSpace, base: Mapping[str, Any],
     return {name: values for name, values in sections.items() if values}
 
 
+def _final_run(trainer, record, run_dir: str, tensorboard: Optional[str],
+               name: str):
+    r"""One final run in :obj:`run_dir`: its results if an earlier process
+    finished it with these settings, else trained, continuing from its
+    checkpoint if an earlier one was interrupted (a folder of other
+    settings is cleared first); returns the results and the run's CPU
+    seconds, every process's together."""
+    done = osp.join(run_dir, 'results.json')
+    if osp.isfile(done):
+        with open(done) as f:
+            results = json.load(f)
+        if results.get('config') == record and results.get('test'):
+            return results, cpu_seconds_before(run_dir)
+    history = None
+    if osp.isfile(osp.join(run_dir, 'last.pt')):
+        history = continue_from(run_dir, run_dir, record, trainer.metric)
+        if history is None:
+            shutil.rmtree(run_dir)
+    cpu = CpuProgress(run_dir, cpu_seconds_before(run_dir, history)
+                      if history is not None else 0.0)
+    results = trainer.fit(resume=history is not None, config=record,
+                          callbacks=[*_callbacks(tensorboard, name), cpu])
+    return results, cpu.cpu_seconds
+
+
 def final_runs(study, space: SearchSpace, data, base: Mapping[str, Any],
                folder: str, seeds: int, device: str = 'cpu',
                tensorboard: Optional[str] = None) -> Dict[str, Any]:
     r"""Re-trains the best trial's settings with seeds :obj:`0..seeds-1`
     (test metrics computed once, at each run's best validation epoch) and
     writes :obj:`final.json` (test mean and standard deviation per metric)
-    and :obj:`best.yaml`."""
+    and :obj:`best.yaml`. Runs an earlier process finished are read, not
+    trained again; an interrupted one continues from its checkpoint."""
     import yaml
     best = study.best_trial
     sections = best_sections(space, base, best.params)
-    runs, t0 = [], time.process_time()
+    runs, cpu_seconds = [], 0.0
     for seed in range(seeds):
         run_dir = osp.join(folder, 'final', f'seed{seed}')
         trainer, record = build_trainer(space.model, data, sections, seed,
                                         device, run_dir, progress=False)
-        runs.append(trainer.fit(config=record, callbacks=_callbacks(
-            tensorboard, f'final-seed{seed}')))
+        results, cpu = _final_run(trainer, record, run_dir, tensorboard,
+                                  f'final-seed{seed}')
+        runs.append(results)
+        cpu_seconds += cpu
     test = {}
     for key in runs[0]['test']:
         values = [r['test'][key] for r in runs]
@@ -255,7 +300,7 @@ def final_runs(study, space: SearchSpace, data, base: Mapping[str, Any],
            'params': best.params, 'val': best.value,
            'metric': runs[0]['metric'], 'seeds': seeds, 'test': test,
            'best_epochs': [r['best_epoch'] for r in runs],
-           'cpu_seconds': time.process_time() - t0, 'settings': sections}
+           'cpu_seconds': cpu_seconds, 'settings': sections}
     write_json(out, osp.join(folder, 'final.json'))
     tmp = osp.join(folder, 'best.yaml.tmp')
     with open(tmp, 'w') as f:
@@ -268,17 +313,6 @@ def final_runs(study, space: SearchSpace, data, base: Mapping[str, Any],
     return out
 
 
-def claim(path: str) -> bool:
-    r"""Creates :obj:`path` if it does not exist (atomically); whether this
-    process did."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return False
-    os.close(fd)
-    return True
-
-
 def run_study(space: SearchSpace, data, dataset: str, folder: str,
               trials: int, base: Optional[Mapping[str, Any]] = None,
               storage: Optional[str] = None, study_name: Optional[str] = None,
@@ -287,7 +321,9 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
               fail_running: bool = False,
               tensorboard: Optional[str] = None) -> Dict[str, Any]:
     r"""Searches :obj:`space` on :obj:`data` (see :obj:`search`; the same
-    folder, storage and study name continue a study), then, once every
+    folder, storage and study name continue a study, and its interrupted
+    trials and final runs continue from their last epoch: see
+    :mod:`~pyg_mmrec.tune.resume`), then, once every
     trial of the budget has ended, re-trains the best settings
     (:obj:`final_runs`). Returns a summary: trials run here, the study's
     counts, and :obj:`final.json`'s content when the final runs are done.
@@ -313,7 +349,9 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
         keep_checkpoints (bool): Keep each trial's :obj:`best.pt` and
             :obj:`last.pt`. (default: :obj:`False`)
         fail_running (bool): First mark every running trial failed (see
-            :obj:`fail_interrupted_trials`). (default: :obj:`False`)
+            :obj:`fail_interrupted_trials`) and release the final runs'
+            claim, whoever holds them (workers on a machine that is gone;
+            no other worker may be running). (default: :obj:`False`)
         tensorboard (str, optional): Write each run's TensorBoard scalars
             under this folder (:obj:`trial-NNNN`, :obj:`final-seedK`).
     """
@@ -346,6 +384,10 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
     if interrupted:
         log.info("trials %s of an interrupted run marked failed",
                  interrupted)
+    requeued = requeue_interrupted(study, folder)
+    if requeued:
+        log.info("interrupted trials %s queued again: they continue from "
+                 "their last epoch", requeued)
     ran = search(study, space, trials, data, base, folder, seed, device,
                  keep_checkpoints, tensorboard)
     states = [t.state for t in study.get_trials(deepcopy=False)]
@@ -353,18 +395,20 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
                'complete': states.count(TrialState.COMPLETE),
                'pruned': states.count(TrialState.PRUNED),
                'running': states.count(TrialState.RUNNING), 'final': None}
-    final = osp.join(folder, 'final.json')
+    final, claimed = (osp.join(folder, 'final.json'),
+                      osp.join(folder, 'final.claimed'))
+    if not osp.exists(final):  # final runs of a worker that is gone
+        release_stale_claim(claimed, every=fail_running)
     if osp.exists(final):
         with open(final) as f:
             summary['final'] = json.load(f)
     elif (final_seeds > 0 and summary['running'] == 0
           and summary['complete'] > 0
-          and claim(osp.join(folder, 'final.claimed'))):
+          and claim(claimed)):
         try:
             summary['final'] = final_runs(study, space, data, base, folder,
                                           final_seeds, device, tensorboard)
-        except BaseException:
-            os.remove(osp.join(folder, 'final.claimed'))
-            shutil.rmtree(osp.join(folder, 'final'), ignore_errors=True)
+        except BaseException:  # the next run continues them
+            os.remove(claimed)
             raise
     return summary

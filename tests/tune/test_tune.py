@@ -10,10 +10,10 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from tune_helpers import FIXED, lightgcn_space, small, states
 
 from pyg_mmrec.cli import main
 from pyg_mmrec.config import load_config, resolve_config
-from pyg_mmrec.data import make_synthetic
 from pyg_mmrec.experiment import build_trainer
 from pyg_mmrec.models import MODELS
 from pyg_mmrec.train import Trainer
@@ -22,22 +22,6 @@ from pyg_mmrec.tune.report import load_study, write_study_report
 from pyg_mmrec.tune.study import fail_interrupted_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-FIXED = {'epochs': 3, 'patience': 5, 'eval_batch_size': 512}
-
-
-def small():
-    return make_synthetic(num_users=150, num_items=120, seed=0)
-
-
-def lightgcn_space(**fixed):
-    return SearchSpace('lightgcn', {
-        'lr': {'low': 1e-3, 'high': 5e-2, 'log': True},
-        'num_layers': [1, 2]}, {**FIXED, **fixed})
-
-
-def states(folder):
-    study, _ = load_study(folder)
-    return [t.state for t in study.get_trials()]
 
 
 @pytest.mark.parametrize('name', [n for n, c in MODELS.items()
