@@ -28,7 +28,7 @@ import statistics
 from report import results_path, write_results
 
 KEEP = ('study.json', 'journal.log', 'final.json', 'best.yaml',
-        'trial.json', 'results.json')
+        'trial.json', 'results.json', 'progress.json')
 
 
 def default_result(path, model, metric):
@@ -46,7 +46,7 @@ def default_result(path, model, metric):
 def study_row(folder):
     from pyg_mmrec.tune.report import load_study, trial_rows
     study, meta = load_study(folder)
-    rows = trial_rows(study)
+    rows = trial_rows(study, folder)
     final_path = osp.join(folder, 'final.json')
     final = None
     if osp.exists(final_path):

@@ -10,12 +10,13 @@ From the command line::
 import json
 import os
 import os.path as osp
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..train.records import write_json
+from .resume import trial_dir
 from .study import open_storage
 
 
@@ -35,19 +36,33 @@ def load_study(folder: str):
     return study, meta
 
 
-def trial_rows(study) -> List[Dict[str, Any]]:
+def trial_rows(study, folder: Optional[str] = None
+               ) -> List[Dict[str, Any]]:
     r"""One row per trial: number, state, settings, validation metric,
-    epochs run, CPU seconds."""
+    epochs run, CPU seconds (of every process that ran it), and the trial
+    it continues (see :mod:`~pyg_mmrec.tune.resume`). With the study's
+    :obj:`folder`, a running trial's epochs and CPU seconds so far come
+    from its :obj:`progress.json`."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        rows.append({'number': t.number, 'state': t.state.name.lower(),
-                     'params': dict(t.params), 'value': t.value,
-                     'last_reported': (t.intermediate_values[
-                         max(t.intermediate_values)]
-                         if t.intermediate_values else None),
-                     'epochs_run': t.user_attrs.get('epochs_run'),
-                     'cpu_seconds': t.user_attrs.get('cpu_seconds'),
-                     'skipped': t.user_attrs.get('skipped')})
+        row = {'number': t.number, 'state': t.state.name.lower(),
+               'params': dict(t.params), 'value': t.value,
+               'last_reported': (t.intermediate_values[
+                   max(t.intermediate_values)]
+                   if t.intermediate_values else None),
+               'epochs_run': t.user_attrs.get('epochs_run'),
+               'cpu_seconds': t.user_attrs.get('cpu_seconds'),
+               'skipped': t.user_attrs.get('skipped'),
+               'continues': t.user_attrs.get('resumes')}
+        progress = (None if folder is None or row['state'] != 'running'
+                    else osp.join(trial_dir(folder, t.number),
+                                  'progress.json'))
+        if progress is not None and osp.isfile(progress):
+            with open(progress) as f:
+                so_far = json.load(f)
+            row['epochs_run'] = so_far['epoch']
+            row['cpu_seconds'] = so_far['cpu_seconds']
+        rows.append(row)
     return rows
 
 
@@ -75,8 +90,10 @@ def format_trials(rows: List[Mapping[str, Any]], metric: str) -> str:
             cell += ' (at pruning)'
         if r['number'] == best:
             cell = f'**{cell}**'
-        cpu = r['cpu_seconds']
-        lines.append(f"| {r['number']} | {r['state']} | {cell} | "
+        cpu, state = r['cpu_seconds'], r['state']
+        if r.get('continues') is not None:
+            state += f" (continues {r['continues']})"
+        lines.append(f"| {r['number']} | {state} | {cell} | "
                      f"{_fmt(r['epochs_run'])} | "
                      f"{'-' if cpu is None else f'{cpu:.0f}'} | "
                      + ' | '.join(_fmt(r['params'].get(k)) for k in keys)
@@ -131,7 +148,7 @@ def write_study_report(folder: str, output: str) -> Dict[str, Any]:
     import optuna
     from optuna.trial import TrialState
     study, meta = load_study(folder)
-    rows = trial_rows(study)
+    rows = trial_rows(study, folder)
     metric = 'recall@20'
     for r in rows:
         trial_json = osp.join(folder, 'trials', f"trial-{r['number']:04d}",

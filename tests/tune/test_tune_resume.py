@@ -14,7 +14,7 @@ from tune_helpers import lightgcn_space, small, states
 import pyg_mmrec.tune.study as module
 from pyg_mmrec.experiment import build_trainer
 from pyg_mmrec.tune import run_study
-from pyg_mmrec.tune.report import load_study
+from pyg_mmrec.tune.report import load_study, trial_rows, write_study_report
 from pyg_mmrec.tune.resume import release_stale_claim
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -99,10 +99,24 @@ def test_an_interrupted_trial_continues_from_its_last_epoch(tmp_path,
         history = json.load(f)['history']
     assert [r['epoch'] for r in history] == [1, 2, 3, 4]
     assert not osp.exists(osp.join(old, 'last.pt'))  # moved, not copied
-    # queued again once: a third run finds nothing to continue
+    report = write_study_report(folder, str(tmp_path / 'report'))
+    assert '| 1 | complete (continues 0) |' in report['text']
+    # A running trial's epochs and CPU seconds so far, from its progress.
+    running = study.ask()
+    progress = osp.join(folder, 'trials', f'trial-{running.number:04d}')
+    os.makedirs(progress)
+    with open(osp.join(progress, 'progress.json'), 'w') as f:
+        json.dump({'epoch': 7, 'cpu_seconds': 12.5}, f)
+    row = trial_rows(study, folder)[running.number]
+    assert (row['state'], row['epochs_run'], row['cpu_seconds']) == (
+        'running', 7, 12.5)
+    assert trial_rows(study)[running.number]['cpu_seconds'] is None
+    study.tell(running, state=TrialState.FAIL)
+    # trial 0 is queued again once: a third run runs nothing (the 4th
+    # trial is the one asked above, failed without a checkpoint)
     summary = run_study(space, data, 'small', folder, trials=2,
                         pruner='none', final_seeds=0)
-    assert summary['ran_here'] == 0 and len(states(folder)) == 3
+    assert summary['ran_here'] == 0 and len(states(folder)) == 4
 
 
 def test_a_trial_interrupted_before_its_first_epoch_is_drawn_again(
