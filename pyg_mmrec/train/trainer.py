@@ -236,7 +236,10 @@ class Trainer(EpochRunner):
             test: bool = True) -> Dict[str, Any]:
         r"""Trains until early stopping (or :obj:`epochs`) and returns the
         results: configuration, per-epoch history, best epoch, its validation
-        and test metrics, timings and peak memory.
+        and test metrics, timings and peak memory. The model keeps the last
+        epoch's weights; the selected epoch's are :obj:`best.pt` in
+        :obj:`checkpoint_dir` (:obj:`model.load_state_dict(torch.load(path,
+        weights_only=True))`).
 
         Args:
             resume (bool): Continue from :obj:`checkpoint_dir/last.pt`;
