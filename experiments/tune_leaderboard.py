@@ -13,9 +13,12 @@ Usage::
         --copy-to experiments/results/tune --out tune_tiktok
 
 ``--defaults MODEL=FILE`` reads ``experiments/table.py``'s JSON (the runs of
-each model's default settings per seed). ``--copy-to`` keeps each study's
-storage, trial records and final results (no checkpoints) under that
-folder. Writes ``experiments/results/<out>.{json,md}``.
+each model's default settings per seed), or the runs' ``results.json``
+(a quoted pattern, e.g.
+``'experiments/results/run_results/rearm-tiktok-seed*/results.json'``).
+``--copy-to`` keeps each study's storage, trial records and final results
+(no checkpoints) under that folder. Writes
+``experiments/results/<out>.{json,md}``.
 """
 import argparse
 import glob
@@ -33,11 +36,15 @@ KEEP = ('study.json', 'journal.log', 'final.json', 'best.yaml',
 
 def default_result(path, model, metric):
     r"""Mean, standard deviation (0 for one run) and count of the default
-    runs' test :obj:`metric`: ``table.py``'s JSON, or one run's
-    ``results.json``."""
-    with open(path) as f:
-        loaded = json.load(f)
-    runs = [loaded] if 'test' in loaded else loaded[model]
+    runs' test :obj:`metric`: ``table.py``'s JSON, one run's
+    ``results.json``, or a pattern of them (``run_results/M-seed*/...``)."""
+    runs = []
+    for name in sorted(glob.glob(path)):
+        with open(name) as f:
+            loaded = json.load(f)
+        runs.extend([loaded] if 'test' in loaded else loaded[model])
+    if not runs:
+        raise SystemExit(f"--defaults {model}={path}: no such file")
     values = [r['test'][metric] for r in runs]
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return statistics.fmean(values), std, len(values)
@@ -108,9 +115,12 @@ def to_markdown(rows):
                                else f'{k} {v}'
                                for k, v in final['params'].items())
         best = '-' if r['best_val'] is None else f"{r['best_val']:.4f}"
+        ran = f"{r['complete'] + r['pruned']} / {r['pruned']}"
+        if final is None:  # a study still going: how far, spent so far
+            ran += f" (of {r['trials']}, in progress)"
         lines.append(
             f"| {r['model']} | {default} | {tuned} | {ndcg} | {best} | "
-            f"{r['complete'] + r['pruned']} / {r['pruned']} | "
+            f"{ran} | "
             f"{r['search_cpu_hours']:.2f} + {r['final_hours']:.2f}"
             f"{'' if r['final_unit'] == 'CPU' else ' (wall)'} | "
             f"{params} |")

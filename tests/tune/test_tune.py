@@ -274,6 +274,12 @@ def test_best_yaml_loads_with_train_config(tmp_path):
     assert row['final_unit'] == 'CPU'
     rec = summary['final']['test']['recall@20']
     assert f"{rec['mean']:.4f} ± {rec['std']:.4f}" in board.to_markdown([row])
+    # defaults from the runs' results.json, by pattern
+    assert board.default_result(
+        osp.join(folder, 'final', 'seed*', 'results.json'), 'lightgcn',
+        'recall@20') == (rec['mean'], 0.0, 1)
+    going = board.to_markdown([{**row, 'final': None}])
+    assert '| 2 / 0 (of 2, in progress) |' in going and 'not yet' in going
     board.copy_study(folder, str(tmp_path / 'kept'))
     kept = tmp_path / 'kept'
     assert (kept / 'journal.log').exists() and (kept / 'best.yaml').exists()
