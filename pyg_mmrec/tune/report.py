@@ -39,10 +39,11 @@ def load_study(folder: str):
 def trial_rows(study, folder: Optional[str] = None
                ) -> List[Dict[str, Any]]:
     r"""One row per trial: number, state, settings, validation metric,
-    epochs run, CPU seconds (of every process that ran it), and the trial
-    it continues (see :mod:`~pyg_mmrec.tune.resume`). With the study's
-    :obj:`folder`, a running trial's epochs and CPU seconds so far come
-    from its :obj:`progress.json`."""
+    epochs run, CPU seconds (of every process that ran it), whether its
+    training diverged, and the trial it continues (see
+    :mod:`~pyg_mmrec.tune.resume`). With the study's :obj:`folder`, a
+    running trial's epochs and CPU seconds so far come from its
+    :obj:`progress.json`."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         row = {'number': t.number, 'state': t.state.name.lower(),
@@ -53,7 +54,8 @@ def trial_rows(study, folder: Optional[str] = None
                'epochs_run': t.user_attrs.get('epochs_run'),
                'cpu_seconds': t.user_attrs.get('cpu_seconds'),
                'skipped': t.user_attrs.get('skipped'),
-               'continues': t.user_attrs.get('resumes')}
+               'continues': t.user_attrs.get('resumes'),
+               'diverged': t.user_attrs.get('diverged')}
         progress = (None if folder is None or row['state'] != 'running'
                     else osp.join(trial_dir(folder, t.number),
                                   'progress.json'))
@@ -93,6 +95,8 @@ def format_trials(rows: List[Mapping[str, Any]], metric: str) -> str:
         cpu, state = r['cpu_seconds'], r['state']
         if r.get('continues') is not None:
             state += f" (continues {r['continues']})"
+        if r.get('diverged'):
+            state += ' (diverged)'
         lines.append(f"| {r['number']} | {state} | {cell} | "
                      f"{_fmt(r['epochs_run'])} | "
                      f"{'-' if cpu is None else f'{cpu:.0f}'} | "

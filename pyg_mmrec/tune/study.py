@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ..config import complete_config, resolve_config
 from ..experiment import build_trainer
+from ..train.divergence import TrainingDiverged
 from ..train.records import write_json
 from .resume import (
     CpuProgress,
@@ -142,7 +143,9 @@ def run_trial(trial, space: SearchSpace, data, base: Mapping[str, Any],
     A trial queued again for an interrupted one (user attribute
     :obj:`resumes`, see :func:`~pyg_mmrec.tune.resume.requeue_interrupted`)
     continues from its checkpoint: the epochs already run are reported to
-    the trial again, and their CPU seconds count."""
+    the trial again, and their CPU seconds count. A run that diverges
+    (:class:`~pyg_mmrec.train.TrainingDiverged`) ends the trial, recorded
+    under :obj:`"diverged"`."""
     settings = {**base, **space.suggest(trial)}
     run_dir = trial_dir(folder, trial.number)
     try:  # (the run folder is made once the settings are accepted)
@@ -165,10 +168,16 @@ def run_trial(trial, space: SearchSpace, data, base: Mapping[str, Any],
     pruning = PruningCallback(trial)
     cpu = CpuProgress(run_dir, cpu_seconds_before(run_dir, history)
                       if history is not None else 0.0)
-    results = trainer.fit(
-        resume=history is not None, config=record, test=False, callbacks=[
-            *_callbacks(tensorboard, f'trial-{trial.number:04d}'), cpu,
-            pruning])
+    diverged = None
+    try:
+        results = trainer.fit(
+            resume=history is not None, config=record, test=False,
+            callbacks=[*_callbacks(tensorboard, f'trial-{trial.number:04d}'),
+                       cpu, pruning])
+    except TrainingDiverged as e:  # bad settings: the search goes on
+        diverged = str(e)
+        with open(osp.join(run_dir, 'results.json')) as f:
+            results = json.load(f)
     if not keep_checkpoints:
         for name in ('last.pt', 'best.pt'):
             if osp.exists(osp.join(run_dir, name)):
@@ -179,7 +188,8 @@ def run_trial(trial, space: SearchSpace, data, base: Mapping[str, Any],
            'best_epoch': results['best_epoch'],
            'epochs_run': results['epochs_run'],
            'cpu_seconds': cpu.cpu_seconds, 'run_dir': run_dir,
-           'continues': resumes if history is not None else None}
+           'continues': resumes if history is not None else None,
+           'diverged': diverged}
     write_json(out, osp.join(run_dir, 'trial.json'))
     return out
 
@@ -195,7 +205,8 @@ def search(study, space: SearchSpace, trials: int, data,
     (two asked at once for the last one) fails it unrun. A trial whose
     settings the model refuses fails with the reason (user attribute
     :obj:`rejected`) and does not count; :obj:`MAX_REJECTED_IN_A_ROW` in a
-    row raise :class:`ValueError`."""
+    row raise :class:`ValueError`. A trial whose training diverges is
+    pruned (user attribute :obj:`diverged`, the message) and counts."""
     from optuna.trial import TrialState
     ran = rejected = 0
     while _counted(study) < trials:
@@ -226,6 +237,15 @@ def search(study, space: SearchSpace, trials: int, data,
         rejected = 0
         for key in ('epochs_run', 'best_epoch', 'cpu_seconds', 'run_dir'):
             trial.set_user_attr(key, out[key])
+        if out['diverged'] is not None:
+            # Stopped early by its settings, as a pruned trial is: it
+            # counts, the sampler learns from it, it cannot be the best.
+            trial.set_user_attr('diverged', out['diverged'])
+            study.tell(trial, state=TrialState.PRUNED)
+            log.warning("trial %d: %s diverged: %s", trial.number,
+                        trial.params, out['diverged'])
+            ran += 1
+            continue
         if out['pruned']:
             study.tell(trial, state=TrialState.PRUNED)
         else:

@@ -13,6 +13,7 @@ from tune_helpers import lightgcn_space, small, states
 
 import pyg_mmrec.tune.study as module
 from pyg_mmrec.experiment import build_trainer
+from pyg_mmrec.train import TrainingDiverged
 from pyg_mmrec.tune import run_study
 from pyg_mmrec.tune.report import load_study, trial_rows, write_study_report
 from pyg_mmrec.tune.resume import release_stale_claim
@@ -188,3 +189,27 @@ def test_the_final_runs_claim_of_a_worker_that_is_gone_is_released(
         f.write('elsewhere:1')
     assert not release_stale_claim(path)
     assert release_stale_claim(path, every=True) and not osp.exists(path)
+
+
+def test_a_diverged_trial_is_pruned_and_the_search_goes_on(tmp_path,
+                                                           monkeypatch):
+    folder = str(tmp_path / 'study')
+    original = module.CpuProgress.__call__
+
+    def call(self, trainer, record):
+        original(self, trainer, record)
+        if self.path.endswith(osp.join('trial-0000', 'progress.json')) \
+                and record['epoch'] == 2:
+            raise TrainingDiverged(2, "loss term 'bpr' of batch 1")
+    monkeypatch.setattr(module.CpuProgress, '__call__', call)
+    summary = run_study(lightgcn_space(), small(), 'small', folder,
+                        trials=2, pruner='none', final_seeds=1)
+    assert (summary['pruned'], summary['complete']) == (1, 1)
+    assert summary['final']['best_trial'] == 1
+    study, _ = load_study(folder)
+    diverged = study.get_trials()[0]
+    assert diverged.state == TrialState.PRUNED
+    assert 'diverged at epoch 2' in diverged.user_attrs['diverged']
+    assert diverged.user_attrs['epochs_run'] == 2
+    report = write_study_report(folder, str(tmp_path / 'report'))
+    assert '| 0 | pruned (diverged) |' in report['text']
