@@ -167,3 +167,4 @@ class CpuProgress:
     def __call__(self, trainer, record) -> None:
         write_json({'epoch': record['epoch'],
                     'cpu_seconds': self.cpu_seconds}, self.path)
+

@@ -377,6 +377,8 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
     """
     import optuna
     from optuna.trial import TrialState
+
+    from .sampler import TrialSeededSampler
     if trials < 1:
         raise ValueError(f"--trials must be >= 1, got {trials}")
     base = dict(base or {})
@@ -389,7 +391,7 @@ def run_study(space: SearchSpace, data, dataset: str, folder: str,
     study_name = study_name or f'{space.model}-{dataset}'
     study = optuna.create_study(
         storage=open_storage(storage, folder), study_name=study_name,
-        direction='maximize', sampler=optuna.samplers.TPESampler(seed=seed),
+        direction='maximize', sampler=TrialSeededSampler(seed),
         pruner=build_pruner(pruner, epochs), load_if_exists=True)
     if space.grid:  # every combination queued once, in grid order
         for params in space.combinations():

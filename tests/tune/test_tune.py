@@ -160,6 +160,7 @@ def test_two_workers_share_one_study(tmp_path):
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(done) == 5
     assert len({t.number for t in done}) == 5
+    assert len({t.params['lr'] for t in done}) == 5  # no draw repeated
     workers = {t.user_attrs['worker'] for t in done}
     assert len(workers) == 2  # both took part
     for t in study.get_trials():  # the others: skipped at the budget

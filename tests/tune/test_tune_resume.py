@@ -213,3 +213,22 @@ def test_a_diverged_trial_is_pruned_and_the_search_goes_on(tmp_path,
     assert diverged.user_attrs['epochs_run'] == 2
     report = write_study_report(folder, str(tmp_path / 'report'))
     assert '| 0 | pruned (diverged) |' in report['text']
+
+
+def test_a_continued_study_draws_as_one_process_would_and_never_repeats(
+        tmp_path):
+    data, space = small(), lightgcn_space(epochs=1)
+    continued, whole = str(tmp_path / 'continued'), str(tmp_path / 'whole')
+    run_study(space, data, 'small', continued, trials=2, pruner='none',
+              final_seeds=0)
+    run_study(space, data, 'small', continued, trials=4, pruner='none',
+              final_seeds=0)  # a second process continues the study
+    run_study(space, data, 'small', whole, trials=4, pruner='none',
+              final_seeds=0)
+
+    def drawn(folder):
+        study, _ = load_study(folder)
+        return [t.params['lr'] for t in study.get_trials()]
+    # A sampler seeded once per process would draw trial 0's lr again.
+    assert len(set(drawn(continued))) == 4
+    assert drawn(continued) == drawn(whole)
