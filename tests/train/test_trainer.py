@@ -24,7 +24,8 @@ def make_trainer(data, model='lightgcn', seed=0, model_kwargs=None, **kwargs):
     return build_trainer(net, data, seed=seed, **kwargs)
 
 
-@pytest.mark.parametrize('model', ['lightgcn', 'freedom', 'fmcns', 'mdmns', 'mcln', 'rearm', 'genrec'])
+@pytest.mark.parametrize('model', ['lightgcn', 'freedom', 'fmcns', 'mdmns',
+                                   'mcln', 'rearm', 'genrec'])
 def test_resume_after_interrupt_matches_uninterrupted_run(data, tmp_path,
                                                           model):
     full = make_trainer(data, model, epochs=6, patience=50,
