@@ -281,6 +281,10 @@ def test_best_yaml_loads_with_train_config(tmp_path):
         'recall@20') == (rec['mean'], 0.0, 1)
     going = board.to_markdown([{**row, 'final': None}])
     assert '| 2 / 0 (of 2, in progress) |' in going and 'not yet' in going
+    readme = board.to_readme_markdown([row, {**row, 'final': None}])
+    assert f"| LightGCN | - | {rec['mean']:.4f} ± {rec['std']:.4f} |" in readme
+    assert (f"in progress (best validation so far {row['best_val']:.4f}) | "
+            f"- | 2 / 0 of 2 |") in readme
     board.copy_study(folder, str(tmp_path / 'kept'))
     kept = tmp_path / 'kept'
     assert (kept / 'journal.log').exists() and (kept / 'best.yaml').exists()
