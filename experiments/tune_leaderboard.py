@@ -94,37 +94,53 @@ def copy_study(folder, dest):
                 shutil.copy2(src, out)
 
 
+def _default_cell(r):
+    d = r.get('default')
+    if d is None:
+        return '-'
+    return (f"{d[0]:.4f} ± {d[1]:.4f}" if d[2] > 1 else
+            f"{d[0]:.4f} (one seed)")
+
+
+def _test_cells(final):
+    r"""Tuned Recall@20 and NDCG@20 over the final runs' seeds."""
+    rec, nd = final['test']['recall@20'], final['test']['ndcg@20']
+    return (f"{rec['mean']:.4f} ± {rec['std']:.4f}",
+            f"{nd['mean']:.4f} ± {nd['std']:.4f}")
+
+
+def _cost_cell(r):
+    return (f"{r['search_cpu_hours']:.2f} + {r['final_hours']:.2f}"
+            + ('' if r['final_unit'] == 'CPU' else ' (wall)'))
+
+
+def _best_cell(r):
+    return '-' if r['best_val'] is None else f"{r['best_val']:.4f}"
+
+
+def _ran_cell(r):
+    return f"{r['complete'] + r['pruned']} / {r['pruned']}"
+
+
 def to_markdown(rows):
     lines = ['| model | default Recall@20 | tuned Recall@20 (3 seeds) | tuned '
              'NDCG@20 | best validation | trials run / pruned | CPU-hours '
              '(search + final) | best settings |',
              '|---|---|---|---|---|---|---|---|']
     for r in rows:
-        default = ('-' if r.get('default') is None else
-                   f"{r['default'][0]:.4f} ± {r['default'][1]:.4f}"
-                   if r['default'][2] > 1 else
-                   f"{r['default'][0]:.4f} (one seed)")
-        final = r['final']
-        if final is None:
+        final, ran = r['final'], _ran_cell(r)
+        if final is None:  # a study still going: how far, spent so far
             tuned = ndcg = 'not yet'
             params = '-'
+            ran += f" (of {r['trials']}, in progress)"
         else:
-            rec, nd = final['test']['recall@20'], final['test']['ndcg@20']
-            tuned = f"{rec['mean']:.4f} ± {rec['std']:.4f}"
-            ndcg = f"{nd['mean']:.4f} ± {nd['std']:.4f}"
+            tuned, ndcg = _test_cells(final)
             params = ', '.join(f'{k} {v:.3g}' if isinstance(v, float)
                                else f'{k} {v}'
                                for k, v in final['params'].items())
-        best = '-' if r['best_val'] is None else f"{r['best_val']:.4f}"
-        ran = f"{r['complete'] + r['pruned']} / {r['pruned']}"
-        if final is None:  # a study still going: how far, spent so far
-            ran += f" (of {r['trials']}, in progress)"
         lines.append(
-            f"| {r['model']} | {default} | {tuned} | {ndcg} | {best} | "
-            f"{ran} | "
-            f"{r['search_cpu_hours']:.2f} + {r['final_hours']:.2f}"
-            f"{'' if r['final_unit'] == 'CPU' else ' (wall)'} | "
-            f"{params} |")
+            f"| {r['model']} | {_default_cell(r)} | {tuned} | {ndcg} | "
+            f"{_best_cell(r)} | {ran} | {_cost_cell(r)} | {params} |")
     return '\n'.join(lines) + '\n'
 
 
@@ -141,24 +157,16 @@ def to_readme_markdown(rows):
              'NDCG@20 | trials run / pruned | CPU-hours (search + final) |',
              '|---|---|---|---|---|---|']
     for r in rows:
-        d = r.get('default')
-        default = '-' if d is None else f"{d[0]:.4f} ± {d[1]:.4f}"
-        ran = f"{r['complete'] + r['pruned']} / {r['pruned']}"
-        final = r['final']
+        final, ran = r['final'], _ran_cell(r)
         if final is None:
-            best = ('-' if r['best_val'] is None else
-                    f"{r['best_val']:.4f}")
-            tuned = f"in progress (best validation so far {best})"
+            tuned = f"in progress (best validation so far {_best_cell(r)})"
             ndcg, ran = '-', f"{ran} of {r['trials']}"
             cost = f"{r['search_cpu_hours']:.2f} so far"
         else:
-            rec, nd = final['test']['recall@20'], final['test']['ndcg@20']
-            tuned = f"{rec['mean']:.4f} ± {rec['std']:.4f}"
-            ndcg = f"{nd['mean']:.4f} ± {nd['std']:.4f}"
-            cost = (f"{r['search_cpu_hours']:.2f} + {r['final_hours']:.2f}"
-                    + ('' if r['final_unit'] == 'CPU' else ' (wall)'))
-        lines.append(f"| {LABELS.get(r['model'], r['model'])} | {default} | "
-                     f"{tuned} | {ndcg} | {ran} | {cost} |")
+            (tuned, ndcg), cost = _test_cells(final), _cost_cell(r)
+        lines.append(f"| {LABELS.get(r['model'], r['model'])} | "
+                     f"{_default_cell(r)} | {tuned} | {ndcg} | {ran} | "
+                     f"{cost} |")
     return '\n'.join(lines) + '\n'
 
 

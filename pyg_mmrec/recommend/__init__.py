@@ -51,7 +51,10 @@ log = logging.getLogger('pyg_mmrec')
 #: items, every item it interacted with in any split, or nothing).
 EXCLUDES = ('train', 'known', 'none')
 
-log = logging.getLogger('pyg_mmrec')
+#: The rankings: every item scored (exact) or an approximate inner-product
+#: index (ivf, faiss).
+INDEXES = ('exact', 'ivf')
+
 
 def users_of_raw_ids(raw_users: Sequence[str],
                      raw_user_ids: Optional[Dict[int, str]],
@@ -179,8 +182,8 @@ def recommendation_batches(
                          f"({model.num_items}), got {k}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if index not in ('exact', 'ivf'):
-        raise ValueError(f"index must be 'exact' or 'ivf', got {index!r}")
+    if index not in INDEXES:
+        raise ValueError(f"index must be one of {INDEXES}, got {index!r}")
     if index == 'ivf':  # one index, built before the first batch
         items, scores = inner_product_top_k(model, users, k, pairs,
                                             batch_size, nprobe=nprobe)
@@ -246,9 +249,9 @@ def recommend(run_dir: str, users: Optional[Sequence[int]] = None,
         first.raw_item_ids, first.item_titles)
 
 
-
 __all__ = [
     'EXCLUDES',
+    'INDEXES',
     'Recommendations',
     'recommend',
     'recommendation_batches',

@@ -2,6 +2,15 @@ r"""``python -m pyg_mmrec recommend``: the command line of
 :mod:`pyg_mmrec.recommend`."""
 import os
 
+from . import (
+    EXCLUDES,
+    INDEXES,
+    format_recommendations,
+    recommend,
+    recommendation_batches,
+    write_recommendations,
+)
+
 
 def add_parser(sub) -> None:
     r"""Adds the :obj:`recommend` sub-command to :obj:`sub`."""
@@ -23,7 +32,7 @@ def add_parser(sub) -> None:
     who.add_argument('--all-users', action='store_true')
     rec.add_argument('--k', type=int, default=20)
     rec.add_argument('--exclude', default='train',
-                     choices=['train', 'known', 'none'],
+                     choices=EXCLUDES,
                      help="never recommend a user's training items (train, "
                      "the default), every item it interacted with in any "
                      "split (known), or nothing (none)")
@@ -34,7 +43,7 @@ def add_parser(sub) -> None:
                      help="dataset name or folder instead of the run's")
     rec.add_argument('--device', default='cpu')
     rec.add_argument('--batch-size', type=int, default=1024)
-    rec.add_argument('--index', default='exact', choices=['exact', 'ivf'],
+    rec.add_argument('--index', default='exact', choices=INDEXES,
                      help='exact: rank every item; ivf: an approximate '
                      'inner-product index (faiss; for millions of items)')
     rec.add_argument('--nprobe', type=int, default=16,
@@ -43,12 +52,6 @@ def add_parser(sub) -> None:
 
 
 def cmd_recommend(args) -> int:
-    from . import (
-        format_recommendations,
-        recommend,
-        recommendation_batches,
-        write_recommendations,
-    )
     users = raw_users = None
     if args.users is not None:
         try:

@@ -148,15 +148,20 @@ def cpu_seconds_before(run_dir: str,
 
 class CpuProgress:
     r"""A trainer callback that writes :obj:`<run_dir>/progress.json` after
-    every epoch: the epoch and the run's CPU seconds so far, those of
-    earlier processes (:obj:`before`) included.
+    every epoch: the epoch and the run's CPU seconds so far, those of the
+    earlier processes of a continued run included.
 
     Args:
         run_dir (str): The run folder.
-        before (float): CPU seconds spent by earlier processes.
+        continued (list, optional): The epochs an earlier process ran
+            (:func:`continue_from`); :obj:`None` for a new run. Their CPU
+            seconds are :func:`cpu_seconds_before`'s.
     """
-    def __init__(self, run_dir: str, before: float = 0.0):
-        self.path, self.before = osp.join(run_dir, 'progress.json'), before
+    def __init__(self, run_dir: str,
+                 continued: Optional[List[Dict[str, Any]]] = None):
+        self.path = osp.join(run_dir, 'progress.json')
+        self.before = (0.0 if continued is None else
+                       cpu_seconds_before(run_dir, continued))
         self.start = time.process_time()
 
     @property

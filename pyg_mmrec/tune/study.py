@@ -166,8 +166,7 @@ def run_trial(trial, space: SearchSpace, data, base: Mapping[str, Any],
                      if history else 0)
     os.makedirs(run_dir, exist_ok=True)
     pruning = PruningCallback(trial)
-    cpu = CpuProgress(run_dir, cpu_seconds_before(run_dir, history)
-                      if history is not None else 0.0)
+    cpu = CpuProgress(run_dir, history)
     diverged = None
     try:
         results = trainer.fit(
@@ -283,8 +282,7 @@ def _final_run(trainer, record, run_dir: str, tensorboard: Optional[str],
         history = continue_from(run_dir, run_dir, record, trainer.metric)
         if history is None:
             shutil.rmtree(run_dir)
-    cpu = CpuProgress(run_dir, cpu_seconds_before(run_dir, history)
-                      if history is not None else 0.0)
+    cpu = CpuProgress(run_dir, history)
     results = trainer.fit(resume=history is not None, config=record,
                           callbacks=[*_callbacks(tensorboard, name), cpu])
     return results, cpu.cpu_seconds

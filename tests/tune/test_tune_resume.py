@@ -69,7 +69,11 @@ def test_an_interrupted_trial_continues_from_its_last_epoch(tmp_path,
     old = osp.join(folder, 'trials', 'trial-0000')
     assert osp.isfile(osp.join(old, 'last.pt'))
     with open(osp.join(old, 'progress.json')) as f:
-        spent = json.load(f)['cpu_seconds']
+        progress = json.load(f)
+    assert progress['epoch'] == 2 and progress['cpu_seconds'] > 0
+    # An earlier process's count (made large to tell it from this one's)
+    with open(osp.join(old, 'progress.json'), 'w') as f:
+        json.dump({'epoch': 2, 'cpu_seconds': 1000.0}, f)
     monkeypatch.undo()
 
     trained = count_epochs(monkeypatch)
@@ -94,7 +98,7 @@ def test_an_interrupted_trial_continues_from_its_last_epoch(tmp_path,
     with open(osp.join(folder, 'trials', 'trial-0001', 'trial.json')) as f:
         record = json.load(f)
     assert record['continues'] == 0 and record['epochs_run'] == 4
-    assert record['cpu_seconds'] > spent  # the earlier process's count
+    assert 1000.0 < record['cpu_seconds'] < 1060.0  # its own added
     with open(osp.join(folder, 'trials', 'trial-0001',
                        'results.json')) as f:
         history = json.load(f)['history']
